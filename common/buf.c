@@ -1,0 +1,68 @@
+/* buf: contiguous storage, compacted before growing. */
+#include "buf.h"
+#include "xmem.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+char *buf_reserve(struct buf *b, size_t want, size_t *avail)
+{
+	if (b->cap - b->off - b->len < want) {
+		if (b->off && b->cap - b->len >= want) {
+			memmove(b->data, b->data + b->off, b->len);
+			b->off = 0;
+		} else {
+			size_t need = b->len + want, cap = b->cap ? b->cap : 256;
+			while (cap < need)
+				cap *= 2;
+			if (b->off) {
+				memmove(b->data, b->data + b->off, b->len);
+				b->off = 0;
+			}
+			b->data = xreallocarray(b->data, cap, 1);
+			b->cap = cap;
+		}
+	}
+	*avail = b->cap - b->off - b->len;
+	return b->data + b->off + b->len;
+}
+
+void buf_commit(struct buf *b, size_t n)
+{
+	b->len += n;
+}
+
+void buf_append(struct buf *b, const void *p, size_t n)
+{
+	size_t avail;
+	if (!n)
+		return;
+	char *dst = buf_reserve(b, n, &avail);
+	memcpy(dst, p, n);
+	b->len += n;
+}
+
+void buf_consume(struct buf *b, size_t n)
+{
+	if (n >= b->len) {
+		buf_clear(b);
+		return;
+	}
+	b->off += n;
+	b->len -= n;
+}
+
+void buf_clear(struct buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->off = b->len = b->cap = 0;
+}
+
+long buf_find_lf(const struct buf *b, size_t from)
+{
+	if (from >= b->len)
+		return -1;
+	const char *p = memchr(b->data + b->off + from, '\n', b->len - from);
+	return p ? (long)(p - (b->data + b->off)) : -1;
+}

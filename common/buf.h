@@ -1,0 +1,29 @@
+/* buf: a byte queue that allocates only while it holds data (idle
+ * sessions keep no buffer memory, DESIGN.md §8) and grows geometrically
+ * up to a cap chosen by its owner. */
+#ifndef MG_BUF_H
+#define MG_BUF_H
+
+#include <stddef.h>
+
+struct buf {
+	char *data;
+	size_t off;		/* start of unread bytes */
+	size_t len;		/* unread bytes */
+	size_t cap;
+};
+
+static inline size_t buf_len(const struct buf *b) { return b->len; }
+static inline const char *buf_head(const struct buf *b) { return b->data + b->off; }
+
+/* Returns room for at least min(want, ...) bytes at the tail; *avail gets
+ * the room actually available (>= want). */
+char *buf_reserve(struct buf *b, size_t want, size_t *avail);
+void buf_commit(struct buf *b, size_t n);
+void buf_append(struct buf *b, const void *p, size_t n);
+void buf_consume(struct buf *b, size_t n);	/* frees the storage when empty */
+void buf_clear(struct buf *b);
+/* Index of the first LF at or after from, or -1. */
+long buf_find_lf(const struct buf *b, size_t from);
+
+#endif

@@ -1,0 +1,519 @@
+/* conn: non-blocking socket I/O with optional TLS, driven by libev.
+ *
+ * One function, conn_io(), runs after every wake-up: it advances a TLS
+ * handshake, flushes output, reads input while there is room, re-arms the
+ * watchers from the resulting state (conn_arm(), tlsproxy's "strategy"),
+ * and delivers at most one event to the owner as its last statement.
+ * Conditions that must still be reported (EOF after data, an error, a
+ * drain notification, bytes buffered inside GnuTLS) are re-queued with
+ * ev_feed_event(); ev_io_stop() in conn_free() drops such queued events, so
+ * a freed conn is never called back. */
+#include "conn.h"
+#include "buf.h"
+#include "tls.h"
+#include "xmem.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CONN_MAGIC 0x434f4e4eu
+#define READ_CHUNK 16384
+#define READ_BUDGET (256 * 1024)	/* per wake-up, for fairness */
+
+struct conn {
+	uint32_t magic;
+	int fd;
+	ev_io rio, wio;
+	ev_timer timer;
+	double timeout, last;
+	struct buf in, out;
+	size_t in_max;
+	struct tls_session *tls;
+	conn_cb cb;
+	void *arg;
+	uint64_t bytes_in, bytes_out;
+	const char *err;
+	unsigned reading : 1, eof : 1, eof_delivered : 1, failed : 1, fail_delivered : 1,
+	    handshaking : 1, hs_want_write : 1, read_wants_write : 1, write_wants_read : 1,
+	    want_drained : 1, tls_ready : 1, kicked : 1, corked : 1;
+};
+
+static struct ev_loop *loop;
+
+void conn_loop_init(void)
+{
+	loop = ev_default_loop(EVFLAG_AUTO);
+}
+
+void conn_loop_run(void)
+{
+	ev_run(loop, 0);
+}
+
+void conn_loop_break(void)
+{
+	ev_break(loop, EVBREAK_ALL);
+}
+
+void conn_loop_fork(void)
+{
+	ev_loop_fork(loop);
+}
+
+double conn_now(void)
+{
+	return ev_now(loop);
+}
+
+static void conn_io(struct conn *c);
+
+static void io_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	struct conn *c = w->data;
+	if (c->magic != CONN_MAGIC)
+		abort();
+	conn_io(c);
+}
+
+static void arm_timer(struct conn *c)
+{
+	if (c->timeout <= 0) {
+		ev_timer_stop(loop, &c->timer);
+		return;
+	}
+	double left = c->last + c->timeout - ev_now(loop);
+	ev_timer_stop(loop, &c->timer);
+	ev_timer_set(&c->timer, left > 0 ? left : 0.001, 0.);
+	ev_timer_start(loop, &c->timer);
+}
+
+static void timer_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	struct conn *c = w->data;
+	if (c->magic != CONN_MAGIC)
+		abort();
+	if (c->timeout > 0 && ev_now(loop) - c->last >= c->timeout) {
+		c->cb(c, CONN_EV_TIMEOUT, c->arg);
+		return;
+	}
+	arm_timer(c);	/* activity moved the deadline (libev "method 3") */
+}
+
+static void touch(struct conn *c)
+{
+	c->last = ev_now(loop);
+}
+
+static void set_watcher(ev_io *w, bool on)
+{
+	if (on && !ev_is_active(w))
+		ev_io_start(loop, w);
+	else if (!on && ev_is_active(w))
+		ev_io_stop(loop, w);
+}
+
+static void conn_arm(struct conn *c)
+{
+	bool r = false, w = false;
+	if (c->failed) {
+		set_watcher(&c->rio, false);
+		set_watcher(&c->wio, false);
+		if (!c->fail_delivered)
+			ev_feed_event(loop, &c->rio, EV_READ);
+		return;
+	}
+	if (c->handshaking) {
+		r = !c->hs_want_write;
+		w = c->hs_want_write;
+	} else {
+		r = (c->reading && !c->eof && c->in.len < c->in_max && !c->read_wants_write) ||
+		    c->write_wants_read;
+		w = (c->out.len && !c->write_wants_read) || c->read_wants_write ||
+		    (c->want_drained && !c->out.len);
+	}
+	set_watcher(&c->rio, r);
+	set_watcher(&c->wio, w);
+}
+
+struct conn *conn_new(int fd, size_t in_max, conn_cb cb, void *arg)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	c->magic = CONN_MAGIC;
+	c->fd = fd;
+	c->in_max = in_max;
+	c->cb = cb;
+	c->arg = arg;
+	ev_io_init(&c->rio, io_cb, fd, EV_READ);
+	ev_io_init(&c->wio, io_cb, fd, EV_WRITE);
+	ev_init(&c->timer, timer_cb);
+	c->rio.data = c->wio.data = c->timer.data = c;
+	touch(c);
+	return c;
+}
+
+void conn_free(struct conn **cp)
+{
+	struct conn *c = *cp;
+	if (!c)
+		return;
+	ev_io_stop(loop, &c->rio);
+	ev_io_stop(loop, &c->wio);
+	ev_timer_stop(loop, &c->timer);
+	if (c->tls) {
+		if (c->tls_ready && !c->failed)
+			tls_bye(c->tls);
+		tls_session_free(&c->tls);
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	buf_clear(&c->in);
+	buf_clear(&c->out);
+	c->magic = 0;
+	free(c);
+	*cp = NULL;
+}
+
+void conn_set_cb(struct conn *c, conn_cb cb, void *arg)
+{
+	c->cb = cb;
+	c->arg = arg;
+}
+
+int conn_fd(const struct conn *c)
+{
+	return c->fd;
+}
+
+void conn_set_timeout(struct conn *c, double seconds)
+{
+	c->timeout = seconds;
+	touch(c);
+	arm_timer(c);
+}
+
+static void feed_if_tls_pending(struct conn *c)
+{
+	if (c->tls_ready && c->reading && c->in.len < c->in_max && tls_pending(c->tls))
+		ev_feed_event(loop, &c->rio, EV_READ);
+}
+
+void conn_read_start(struct conn *c)
+{
+	c->reading = 1;
+	conn_arm(c);
+	if (c->eof && !c->eof_delivered)
+		ev_feed_event(loop, &c->rio, EV_READ);
+	feed_if_tls_pending(c);
+}
+
+void conn_read_stop(struct conn *c)
+{
+	c->reading = 0;
+	conn_arm(c);
+}
+
+size_t conn_in_len(const struct conn *c)
+{
+	return c->in.len;
+}
+
+const char *conn_in_data(const struct conn *c)
+{
+	return buf_head(&c->in);
+}
+
+void conn_in_consume(struct conn *c, size_t n)
+{
+	bool was_full = c->in.len >= c->in_max;
+	buf_consume(&c->in, n);
+	if (was_full && !c->failed)
+		conn_arm(c);
+	feed_if_tls_pending(c);
+}
+
+void conn_in_clear(struct conn *c)
+{
+	buf_clear(&c->in);
+	if (!c->failed)
+		conn_arm(c);
+}
+
+bool conn_in_full(const struct conn *c)
+{
+	return c->in.len >= c->in_max;
+}
+
+size_t conn_in_line_end(const struct conn *c)
+{
+	long i = buf_find_lf(&c->in, 0);
+	return i < 0 ? 0 : (size_t)i + 1;
+}
+
+static void fail(struct conn *c, const char *why)
+{
+	if (!c->failed) {
+		c->failed = 1;
+		c->err = why;
+	}
+}
+
+/* Writes queued output until the socket would block. No callbacks. */
+static void flush(struct conn *c)
+{
+	while (c->out.len && !c->failed) {
+		size_t n = c->out.len;
+		ssize_t r;
+		if (c->tls) {
+			r = tls_send(c->tls, buf_head(&c->out), n > 16384 ? 16384 : n);
+			if (r == TLS_WANT_READ) {
+				c->write_wants_read = 1;
+				return;
+			}
+			if (r == TLS_WANT_WRITE)
+				return;
+			if (r < 0) {
+				fail(c, tls_reason(c->tls));
+				return;
+			}
+		} else {
+			r = send(c->fd, buf_head(&c->out), n, MSG_NOSIGNAL);
+			if (r < 0) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+					return;
+				fail(c, strerror(errno));
+				return;
+			}
+		}
+		c->write_wants_read = 0;
+		buf_consume(&c->out, (size_t)r);
+		c->bytes_out += (uint64_t)r;
+		touch(c);
+	}
+}
+
+/* Reads while there is room. Returns the number of bytes queued. */
+static size_t read_some(struct conn *c)
+{
+	size_t total = 0;
+	while (c->in.len < c->in_max && total < READ_BUDGET && !c->eof && !c->failed) {
+		size_t room = c->in_max - c->in.len, avail;
+		if (room > READ_CHUNK)
+			room = READ_CHUNK;
+		char *dst = buf_reserve(&c->in, room, &avail);
+		ssize_t r;
+		if (c->tls) {
+			r = tls_recv(c->tls, dst, room);
+			if (r == TLS_WANT_READ)
+				break;
+			if (r == TLS_WANT_WRITE) {
+				c->read_wants_write = 1;
+				break;
+			}
+			if (r == TLS_CLOSED) {
+				c->eof = 1;
+				break;
+			}
+			if (r < 0) {
+				fail(c, tls_reason(c->tls));
+				break;
+			}
+		} else {
+			r = recv(c->fd, dst, room, 0);
+			if (r == 0) {
+				c->eof = 1;
+				break;
+			}
+			if (r < 0) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+					break;
+				fail(c, strerror(errno));
+				break;
+			}
+		}
+		c->read_wants_write = 0;
+		buf_commit(&c->in, (size_t)r);
+		total += (size_t)r;
+		if (!c->tls && (size_t)r < room)
+			break;	/* the socket is drained */
+	}
+	if (c->in.len == 0)
+		buf_clear(&c->in);	/* release a buffer reserved in vain */
+	if (total) {
+		c->bytes_in += total;
+		touch(c);
+	}
+	return total;
+}
+
+static void handshake_step(struct conn *c)
+{
+	int r = tls_handshake(c->tls);
+	if (r == TLS_WANT_READ || r == TLS_WANT_WRITE) {
+		c->hs_want_write = r == TLS_WANT_WRITE;
+		conn_arm(c);
+		return;
+	}
+	if (r != TLS_OK) {
+		fail(c, tls_reason(c->tls));
+		c->fail_delivered = 1;
+		conn_arm(c);
+		c->cb(c, CONN_EV_ERROR, c->arg);
+		return;
+	}
+	c->handshaking = 0;
+	c->hs_want_write = 0;
+	c->tls_ready = 1;
+	touch(c);
+	flush(c);	/* output queued during the handshake */
+	conn_arm(c);
+	c->cb(c, CONN_EV_HANDSHAKE, c->arg);
+}
+
+static void conn_io(struct conn *c)
+{
+	size_t got = 0;
+	bool kicked = c->kicked;
+	c->kicked = 0;
+	if (c->handshaking && !c->failed) {
+		handshake_step(c);
+		return;
+	}
+	if (!c->failed) {
+		flush(c);
+		if (c->reading && !c->failed)
+			got = read_some(c);
+	}
+	conn_arm(c);
+	if (got || (kicked && c->in.len && !c->failed)) {
+		if (c->eof || c->failed || (c->tls_ready && tls_pending(c->tls) && c->reading))
+			ev_feed_event(loop, &c->rio, EV_READ);
+		c->cb(c, CONN_EV_READ, c->arg);
+		return;
+	}
+	if (c->failed && !c->fail_delivered) {
+		c->fail_delivered = 1;
+		c->cb(c, CONN_EV_ERROR, c->arg);
+		return;
+	}
+	if (c->eof && !c->eof_delivered && c->reading && !c->failed) {
+		c->eof_delivered = 1;
+		c->cb(c, CONN_EV_EOF, c->arg);
+		return;
+	}
+	if (c->want_drained && !c->out.len && !c->failed) {
+		c->want_drained = 0;
+		conn_arm(c);
+		c->cb(c, CONN_EV_DRAINED, c->arg);
+		return;
+	}
+}
+
+void conn_kick(struct conn *c)
+{
+	c->kicked = 1;
+	ev_feed_event(loop, &c->rio, EV_READ);
+}
+
+void conn_write(struct conn *c, const void *p, size_t n)
+{
+	if (c->failed || !n)
+		return;
+	buf_append(&c->out, p, n);
+	if (c->corked)
+		return;
+	if (!c->handshaking && !ev_is_active(&c->wio) && !c->write_wants_read)
+		flush(c);
+	conn_arm(c);
+}
+
+void conn_cork(struct conn *c)
+{
+	c->corked = 1;
+}
+
+void conn_uncork(struct conn *c)
+{
+	c->corked = 0;
+	if (c->failed)
+		return;
+	if (c->out.len && !c->handshaking && !ev_is_active(&c->wio) && !c->write_wants_read)
+		flush(c);
+	conn_arm(c);
+}
+
+void conn_printf(struct conn *c, const char *fmt, ...)
+{
+	char tmp[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(tmp)) {
+		char *big = xmalloc((size_t)n + 1);
+		va_start(ap, fmt);
+		vsnprintf(big, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+		conn_write(c, big, (size_t)n);
+		free(big);
+		return;
+	}
+	conn_write(c, tmp, (size_t)n);
+}
+
+size_t conn_out_len(const struct conn *c)
+{
+	return c->out.len;
+}
+
+void conn_notify_drained(struct conn *c)
+{
+	c->want_drained = 1;
+	conn_arm(c);
+}
+
+void conn_start_tls(struct conn *c, struct tls_session *s)
+{
+	c->tls = s;
+	c->handshaking = 1;
+	c->hs_want_write = 0;
+	buf_clear(&c->in);
+	conn_arm(c);
+	ev_feed_event(loop, &c->rio, EV_READ);	/* a client speaks first */
+}
+
+struct tls_session *conn_tls(const struct conn *c)
+{
+	return c->tls;
+}
+
+bool conn_tls_ready(const struct conn *c)
+{
+	return c->tls_ready;
+}
+
+const char *conn_error(const struct conn *c)
+{
+	return c->err ? c->err : "connection error";
+}
+
+uint64_t conn_bytes_in(const struct conn *c)
+{
+	return c->bytes_in;
+}
+
+uint64_t conn_bytes_out(const struct conn *c)
+{
+	return c->bytes_out;
+}

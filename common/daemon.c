@@ -1,0 +1,280 @@
+/* daemon: see daemon.h. Order of start-up (Postfix pre_jail_init style):
+ * parse and check the configuration, load credentials (as root), detach,
+ * bind every listener, raise RLIMIT_NOFILE, write the pidfile, drop
+ * privileges, report readiness to the waiting parent, run the loop. */
+#include "daemon.h"
+#include "conf.h"
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+#include "process.h"
+#include "timer.h"
+#include "tls.h"
+#include "xmem.h"
+
+#include <ev.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "0"
+#endif
+
+struct bound {
+	int fd;
+	const struct conf_listener *l;
+	struct listener_watch *w;
+};
+
+struct accept_ctx {
+	const struct daemon_ops *ops;
+	void *srv;
+	const struct conf_listener *l;
+};
+
+static const struct daemon_ops *d_ops;
+static void *d_srv;
+static const struct conf *d_conf;
+static struct bound *d_bound;
+static size_t d_nbound;
+static struct mg_timer *d_poll, *d_deadline;
+static int d_stopping;
+
+static void usage(const char *name)
+{
+	fprintf(stderr, "usage: %s [-c FILE] [-f] [-t] [-d] [-V]\n", name);
+}
+
+static void on_accept(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local)
+{
+	struct accept_ctx *a = arg;
+	a->ops->accept(a->srv, a->l, fd, peer, local);
+}
+
+static void stop_listening(void)
+{
+	for (size_t i = 0; i < d_nbound; i++) {
+		if (d_bound[i].w) {
+			void *ctx = NULL;
+			(void)ctx;
+			listener_watch_free(&d_bound[i].w);
+		}
+		if (d_bound[i].fd >= 0)
+			close(d_bound[i].fd);
+		d_bound[i].fd = -1;
+	}
+}
+
+static void poll_done(void *arg)
+{
+	if (d_ops->active(d_srv) == 0)
+		conn_loop_break();
+}
+
+static void deadline(void *arg)
+{
+	log_notice("shutdown_timeout reached: closing %u remaining session(s)", d_ops->active(d_srv));
+	d_ops->close_all(d_srv);
+}
+
+static void on_signal(enum process_signal sig)
+{
+	switch (sig) {
+	case PSIG_TERM:
+		if (d_stopping)
+			return;
+		d_stopping = 1;
+		log_notice("SIGTERM: no new connections; %u session(s) finishing",
+			   d_ops->active(d_srv));
+		stop_listening();
+		d_ops->shutdown(d_srv);
+		d_poll = mg_timer_start(0.05, 0.1, poll_done, NULL);
+		d_deadline = mg_timer_start(d_conf->shutdown_timeout, 0, deadline, NULL);
+		return;
+	case PSIG_INT:
+		log_notice("SIGINT: exiting now");
+		process_remove_pidfile(d_conf->pidfile);
+		_exit(1);
+	case PSIG_HUP:
+		log_notice("SIGHUP: configuration reload is not supported by this version yet; "
+			   "restart to apply changes");
+		return;
+	default:
+		return;
+	}
+}
+
+static void print_diag(const struct diag *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		fprintf(stderr, "%s\n", d->lines[i]);
+}
+
+/* Features whose keys are parsed but whose behaviour is not there yet:
+ * refuse them rather than silently ignore a security-relevant setting. */
+static void check_unimplemented(const struct conf *c, struct diag *d)
+{
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		const struct conf_listener *l = &c->listeners[i];
+		if (l->proxy_protocol)
+			diag_error(d, l->where.file, l->where.line,
+				   "listener \"%s\": proxy_protocol = true is not supported by this "
+				   "version yet", l->name);
+		if (l->peers_only)
+			diag_error(d, l->where.file, l->where.line,
+				   "listener \"%s\": peers_only is not supported by this version yet",
+				   l->name);
+	}
+	for (size_t i = 0; i < c->nupstreams; i++)
+		if (c->upstreams[i].proxy_protocol != PROXY_OUT_OFF)
+			diag_error(d, c->upstreams[i].where.file, c->upstreams[i].where.line,
+				   "upstream \"%s\": proxy_protocol output is not supported by this "
+				   "version yet", c->upstreams[i].name);
+	if (c->metrics[0])
+		diag_warn(d, c->path, 0, "metrics is not supported by this version yet; ignored");
+}
+
+static int bind_all(const struct conf *c, char *err, size_t errsz)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < c->nlisteners; i++)
+		n += c->listeners[i].naddrs;
+	d_bound = xcalloc(n + 1, sizeof(*d_bound));
+	for (size_t i = 0; i < c->nlisteners; i++)
+		for (size_t j = 0; j < c->listeners[i].naddrs; j++) {
+			const char *why = NULL;
+			char as[MG_ADDR_STRLEN];
+			int fd = listener_bind(&c->listeners[i].addrs[j], &why);
+			addr_str(&c->listeners[i].addrs[j], as, sizeof(as));
+			if (fd < 0) {
+				snprintf(err, errsz, "listener \"%s\": cannot bind %s: %s",
+					 c->listeners[i].name, as, why);
+				return -1;
+			}
+			d_bound[d_nbound].fd = fd;
+			d_bound[d_nbound].l = &c->listeners[i];
+			d_nbound++;
+			log_info("listener \"%s\" on %s (%s)", c->listeners[i].name, as,
+				 c->listeners[i].tls_mode == TLS_MODE_IMPLICIT ? "implicit TLS"
+				 : c->listeners[i].tls_mode == TLS_MODE_STARTTLS ? "STARTTLS" : "plain");
+		}
+	return 0;
+}
+
+int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
+{
+	const char *path = conf_default_path(ops->kind);
+	int foreground = 0, test = 0, debug = 0, opt;
+	struct diag d;
+	char err[1024];
+
+	while ((opt = getopt(argc, argv, "c:ftdVh")) != -1) {
+		switch (opt) {
+		case 'c': path = optarg; break;
+		case 'f': foreground = 1; break;
+		case 't': test = 1; break;
+		case 'd': debug = 1; break;
+		case 'V':
+			printf("%s %s\nGnuTLS %s\nlibev %d.%d\nlibconfuse %s\n", ops->name, PACKAGE_VERSION,
+			       tls_lib_version(), ev_version_major(), ev_version_minor(), conf_lib_version());
+			return 0;
+		default:
+			usage(ops->name);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(ops->name);
+		return 2;
+	}
+	log_init(ops->name);
+	log_configure(LOG_TARGET_STDERR, LOG_FORMAT_TEXT, debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	tls_global_init();
+	tls_ticket_master_init();
+	diag_init(&d);
+	struct conf *c = conf_load(path, ops->kind, &d);
+	void *srv = NULL;
+	if (c) {
+		conf_check_files(c, &d);
+		check_unimplemented(c, &d);
+		if (d.errors == 0)
+			srv = ops->server_new(c, &d);
+	}
+	print_diag(&d);
+	if (test) {
+		if (d.errors) {
+			diag_free(&d);
+			return 1;
+		}
+		printf("configuration ok\n");
+		diag_free(&d);
+		return 0;
+	}
+	if (d.errors || !srv) {
+		diag_free(&d);
+		return 1;
+	}
+	diag_free(&d);
+	d_ops = ops;
+	d_srv = srv;
+	d_conf = c;
+
+	if (!foreground)
+		process_detach();
+	log_configure(foreground ? LOG_TARGET_STDERR : (enum log_target)c->log_target,
+		      (enum log_format)c->log_format, debug ? LOG_LVL_DEBUG : (enum log_level)c->log_level);
+	conn_loop_init();
+	if (bind_all(c, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		if (!foreground)
+			process_failed(err);
+		else
+			fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	unsigned long want = 64;
+	for (size_t i = 0; i < c->nlisteners; i++)
+		want += 2UL * (unsigned long)c->listeners[i].max_connections;
+	process_raise_nofile(want);
+	if (process_write_pidfile(c->pidfile, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		if (!foreground)
+			process_failed(err);
+		return 1;
+	}
+	if (geteuid() == 0 && strcmp(c->user, "root") == 0)
+		log_warn("user = root: keeping root privileges in the worker (not recommended)");
+	if (process_drop_privileges(c->user, c->group, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		if (!foreground)
+			process_failed(err);
+		return 1;
+	}
+	process_signals(on_signal);
+	struct accept_ctx *ctx = xcalloc(d_nbound + 1, sizeof(*ctx));
+	for (size_t i = 0; i < d_nbound; i++) {
+		ctx[i].ops = ops;
+		ctx[i].srv = srv;
+		ctx[i].l = d_bound[i].l;
+		d_bound[i].w = listener_watch_new(d_bound[i].fd, on_accept, &ctx[i]);
+	}
+	ops->server_start(srv);
+	log_notice("%s %s ready (GnuTLS %s)", ops->name, PACKAGE_VERSION, tls_lib_version());
+	if (!foreground)
+		process_ready();
+	conn_loop_run();
+
+	log_notice("%s stopped", ops->name);
+	mg_timer_stop(&d_poll);
+	mg_timer_stop(&d_deadline);
+	stop_listening();
+	ops->server_free(srv);
+	process_remove_pidfile(c->pidfile);
+	conf_free(&c);
+	free(ctx);
+	free(d_bound);
+	return 0;
+}

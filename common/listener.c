@@ -1,0 +1,115 @@
+/* listener: bind/listen and the accept loop. Out of descriptors (EMFILE,
+ * ENFILE) the watcher pauses for a second instead of spinning (OpenSMTPD
+ * smtp_accept); EINTR, EAGAIN and ECONNABORTED are ignored. */
+#include "listener.h"
+#include "log.h"
+#include "xmem.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define ACCEPT_BATCH 64
+
+struct listener_watch {
+	ev_io io;
+	ev_timer retry;
+	int fd;
+	int paused;
+	listener_accept_cb cb;
+	void *arg;
+};
+
+int listener_bind(const struct mg_addr *a, const char **err)
+{
+	int one = 1;
+	int fd = socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		*err = strerror(errno);
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (a->u.sa.sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, &a->u.sa, a->len) < 0 || listen(fd, 511) < 0) {
+		*err = strerror(errno);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct listener_watch *w = io->data;
+	for (int i = 0; i < ACCEPT_BATCH && !w->paused; i++) {
+		struct sockaddr_storage ss, ls;
+		socklen_t sl = sizeof(ss), ll = sizeof(ls);
+		int fd = accept4(w->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE) {
+				log_warn("accept: %s; pausing the listener for 1 s", strerror(errno));
+				ev_io_stop(loop, &w->io);
+				ev_timer_set(&w->retry, 1.0, 0.);
+				ev_timer_start(loop, &w->retry);
+			}
+			return;	/* EAGAIN, EINTR, ECONNABORTED, ... */
+		}
+		struct mg_addr peer, local;
+		addr_from_sockaddr(&peer, (struct sockaddr *)&ss, sl);
+		if (getsockname(fd, (struct sockaddr *)&ls, &ll) == 0)
+			addr_from_sockaddr(&local, (struct sockaddr *)&ls, ll);
+		else
+			memset(&local, 0, sizeof(local));
+		w->cb(w->arg, fd, &peer, &local);
+	}
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct listener_watch *w = t->data;
+	if (!w->paused)
+		ev_io_start(loop, &w->io);
+}
+
+struct listener_watch *listener_watch_new(int fd, listener_accept_cb cb, void *arg)
+{
+	struct listener_watch *w = xcalloc(1, sizeof(*w));
+	w->fd = fd;
+	w->cb = cb;
+	w->arg = arg;
+	ev_io_init(&w->io, accept_cb, fd, EV_READ);
+	ev_init(&w->retry, retry_cb);
+	w->io.data = w->retry.data = w;
+	ev_io_start(EV_DEFAULT, &w->io);
+	return w;
+}
+
+void listener_watch_pause(struct listener_watch *w)
+{
+	w->paused = 1;
+	ev_io_stop(EV_DEFAULT, &w->io);
+	ev_timer_stop(EV_DEFAULT, &w->retry);
+}
+
+void listener_watch_resume(struct listener_watch *w)
+{
+	w->paused = 0;
+	ev_io_start(EV_DEFAULT, &w->io);
+}
+
+void listener_watch_free(struct listener_watch **wp)
+{
+	struct listener_watch *w = *wp;
+	if (!w)
+		return;
+	ev_io_stop(EV_DEFAULT, &w->io);
+	ev_timer_stop(EV_DEFAULT, &w->retry);
+	free(w);
+	*wp = NULL;
+}

@@ -1,0 +1,99 @@
+/* session: ids are a random per-process prefix plus a counter, so they are
+ * unique across workers and restarts without coordination. */
+#include "session.h"
+#include "conn.h"
+#include "tls.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint32_t id_prefix;
+static uint32_t id_counter;
+static pid_t id_pid;
+
+static void reseed(void)
+{
+	uint32_t r = 0;
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (read(fd, &r, sizeof(r)) != sizeof(r))
+			r = 0;
+		close(fd);
+	}
+	if (!r)
+		r = (uint32_t)time(NULL) ^ (uint32_t)getpid() << 16;
+	id_prefix = r & 0xffffff;
+	id_counter = 0;
+	id_pid = getpid();
+}
+
+void session_new_id(char out[16])
+{
+	if (id_pid != getpid() || id_counter >= 0xffffff)
+		reseed();
+	id_counter++;
+	snprintf(out, 16, "%06X%06X", (unsigned)id_prefix, (unsigned)id_counter);
+}
+
+void session_init(struct session *s, const struct conf_listener *l, const struct mg_addr *client,
+		  const struct mg_addr *local)
+{
+	session_new_id(s->id);
+	s->listener = l;
+	s->client = *client;
+	s->local = *local;
+	s->start = conn_now();
+	s->result = "ok";
+	addr_ip_str(&s->client, s->ip, sizeof(s->ip));
+}
+
+void session_log_begin(struct session *s, struct logkv *kv)
+{
+	char buf[128];
+	logkv_begin(kv, "session", 0);
+	logkv_raw(kv, "session", s->id);
+	logkv_str(kv, "listener", s->listener->name);
+	addr_str(&s->client, buf, sizeof(buf));
+	logkv_raw(kv, "client", buf);
+	struct tls_session *t = s->conn ? conn_tls(s->conn) : NULL;
+	if (t && conn_tls_ready(s->conn)) {
+		logkv_raw(kv, "tls", tls_version_name(t));
+		logkv_raw(kv, "cipher", tls_cipher_name(t));
+		const struct tls_peer *p = tls_peer(t);
+		logkv_raw(kv, "cert", tls_cert_status_name(p ? p->status : CERT_NONE));
+		if (p) {
+			if (p->cn && p->status == CERT_VERIFIED)
+				logkv_mem(kv, "cn", p->cn, p->cn_len);
+			tls_format_fp(p->fp, buf, sizeof(buf));
+			logkv_raw(kv, "fp", buf);
+		}
+	}
+}
+
+void session_log_end(struct session *s, struct logkv *kv)
+{
+	char dur[32];
+	if (s->conn) {
+		logkv_u64(kv, "bytes_in", conn_bytes_in(s->conn));
+		logkv_u64(kv, "bytes_out", conn_bytes_out(s->conn));
+	}
+	snprintf(dur, sizeof(dur), "%.3f", conn_now() - s->start);
+	logkv_raw(kv, "duration", dur);
+	logkv_raw(kv, "result", s->result);
+	logkv_end(kv, LOG_LVL_INFO);
+}
+
+void session_log_auth_failed(const struct session *s, const char *user, const char *mech)
+{
+	struct logkv kv;
+	logkv_begin(&kv, "auth-failed", 1);
+	logkv_raw(&kv, "session", s->id);
+	logkv_raw(&kv, "client", s->ip);
+	if (user)
+		logkv_str(&kv, "user", user);
+	logkv_str(&kv, "mech", mech);
+	logkv_end(&kv, LOG_LVL_NOTICE);
+}

@@ -1,0 +1,38 @@
+/* session: what every client session has in common, whatever the
+ * protocol: its id, listener, addresses, start time, the client conn, and
+ * the "session end" log line of DESIGN.md §7 (protocol code adds its own
+ * keys between session_log_begin() and session_log_end()). */
+#ifndef MG_SESSION_H
+#define MG_SESSION_H
+
+#include <stdint.h>
+
+#include "addr.h"
+#include "conf.h"
+#include "log.h"
+
+struct conn;
+
+struct session {
+	char id[16];		/* 12 upper-case hex digits */
+	const struct conf_listener *listener;
+	struct mg_addr client;	/* after PROXY header, IPv4-unmapped */
+	struct mg_addr local;
+	double start;
+	struct conn *conn;	/* the client connection */
+	const char *result;	/* one of the §7 result tokens */
+	char ip[48];		/* client IP as text, cached for logs */
+};
+
+void session_init(struct session *s, const struct conf_listener *l, const struct mg_addr *client,
+		  const struct mg_addr *local);
+void session_new_id(char out[16]);
+/* Starts the end-of-session line with session, listener, client and the
+ * TLS fields (tls, cipher, cert, cn, fp). */
+void session_log_begin(struct session *s, struct logkv *kv);
+/* Adds bytes_in, bytes_out, duration, result and emits the line. */
+void session_log_end(struct session *s, struct logkv *kv);
+/* "auth-failed session=... client=IP user=... mech=..." (fail2ban). */
+void session_log_auth_failed(const struct session *s, const char *user, const char *mech);
+
+#endif

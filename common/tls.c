@@ -1,0 +1,308 @@
+/* tls: per-connection sessions over non-blocking sockets.
+ *
+ * GnuTLS is driven directly on the fd (gnutls_transport_set_int). Every
+ * call maps GNUTLS_E_AGAIN / INTERRUPTED to TLS_WANT_READ or WANT_WRITE
+ * using gnutls_record_get_direction(); an interrupted record_send is
+ * resumed with (NULL, 0) as the GnuTLS manual requires. Decrypted bytes can
+ * sit inside GnuTLS without waking libev, so callers must drain
+ * tls_pending(). TLS 1.2 renegotiation is refused (the connection fails),
+ * early data is never enabled, tickets live at most TLS_TICKET_LIFETIME.
+ * Credential loading is in tls_creds.c, peer identity in tls_identity.c. */
+#include "tls_internal.h"
+#include "xmem.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void tls_global_init(void)
+{
+	gnutls_global_init();
+}
+
+const char *tls_lib_version(void)
+{
+	return gnutls_check_version(NULL);
+}
+
+static void alpn_offered_note(struct tls_session *s, const unsigned char *data, unsigned size)
+{
+	/* ALPN extension body: 2-byte list length, then 1-byte-length names. */
+	char list[200];
+	size_t o = 0;
+	if (size < 2)
+		return;
+	unsigned pos = 2;
+	while (pos < size && o + 4 < sizeof(list)) {
+		unsigned l = data[pos++];
+		if (pos + l > size)
+			break;
+		if (o)
+			list[o++] = ',';
+		for (unsigned i = 0; i < l && o + 2 < sizeof(list); i++) {
+			unsigned char c = data[pos + i];
+			list[o++] = (c > 0x20 && c < 0x7f && c != ',') ? (char)c : '?';
+		}
+		pos += l;
+	}
+	list[o] = '\0';
+	tls_set_reason(s, "no_application_protocol: client offered ALPN %s", list);
+}
+
+static int client_hello_ext(void *ctx, unsigned tls_id, const unsigned char *data, unsigned size)
+{
+	struct tls_session *s = ctx;
+	if (tls_id != 16)	/* application_layer_protocol_negotiation */
+		return 0;
+	unsigned pos = 2;
+	while (pos < size) {
+		unsigned l = data[pos++];
+		if (pos + l > size)
+			break;
+		for (unsigned i = 0; i < s->srv->nalpn; i++)
+			if (s->srv->alpn[i].size == l && memcmp(s->srv->alpn[i].data, data + pos, l) == 0)
+				return 0;
+		pos += l;
+	}
+	alpn_offered_note(s, data, size);
+	return 0;
+}
+
+/* Notes the client's ALPN list so a refusal can be logged with it. */
+static int client_hello_hook(gnutls_session_t gs, unsigned htype, unsigned when,
+			     unsigned incoming, const gnutls_datum_t *msg)
+{
+	struct tls_session *s = gnutls_session_get_ptr(gs);
+	if (htype == GNUTLS_HANDSHAKE_CLIENT_HELLO && when == GNUTLS_HOOK_PRE && incoming && s &&
+	    s->srv->alpn_strict)
+		gnutls_ext_raw_parse(s, client_hello_ext, msg, GNUTLS_EXT_RAW_FLAG_TLS_CLIENT_HELLO);
+	return 0;
+}
+
+struct tls_session *tls_session_server(struct tls_server *srv, int fd, enum client_cert_mode mode)
+{
+	struct tls_session *s = xcalloc(1, sizeof(*s));
+	s->magic = TLS_SESSION_MAGIC;
+	s->role = TLS_ROLE_SERVER;
+	s->srv = srv;
+	s->mode = (uint8_t)(mode == CLIENT_CERT_UNSET ? CLIENT_CERT_NONE : mode);
+	if (gnutls_init(&s->gs, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0) {
+		free(s);
+		return NULL;
+	}
+	gnutls_session_set_ptr(s->gs, s);
+	gnutls_priority_set(s->gs, srv->prio);
+	gnutls_credentials_set(s->gs, GNUTLS_CRD_CERTIFICATE, srv->cred);
+	gnutls_certificate_server_set_request(s->gs, s->mode == CLIENT_CERT_NONE ? GNUTLS_CERT_IGNORE
+						     : s->mode == CLIENT_CERT_OPTIONAL ? GNUTLS_CERT_REQUEST
+						     : GNUTLS_CERT_REQUIRE);
+	gnutls_session_ticket_enable_server(s->gs, &srv->ticket_key);
+	gnutls_db_set_cache_expiration(s->gs, TLS_TICKET_LIFETIME);
+	gnutls_handshake_set_timeout(s->gs, GNUTLS_INDEFINITE_TIMEOUT);
+	if (srv->alpn_strict) {
+		gnutls_alpn_set_protocols(s->gs, srv->alpn, srv->nalpn,
+					  GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE);
+		gnutls_handshake_set_hook_function(s->gs, GNUTLS_HANDSHAKE_CLIENT_HELLO,
+						   GNUTLS_HOOK_PRE, client_hello_hook);
+	}
+	gnutls_transport_set_int(s->gs, fd);
+	return s;
+}
+
+struct tls_session *tls_session_client(struct tls_client *cli, int fd, const char *host)
+{
+	struct tls_session *s = xcalloc(1, sizeof(*s));
+	s->magic = TLS_SESSION_MAGIC;
+	s->role = TLS_ROLE_CLIENT;
+	s->cli = cli;
+	if (gnutls_init(&s->gs, GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0) {
+		free(s);
+		return NULL;
+	}
+	gnutls_session_set_ptr(s->gs, s);
+	gnutls_priority_set(s->gs, cli->prio);
+	gnutls_credentials_set(s->gs, GNUTLS_CRD_CERTIFICATE, cli->cred);
+	gnutls_handshake_set_timeout(s->gs, GNUTLS_INDEFINITE_TIMEOUT);
+	const char *name = cli->verify_name[0] ? cli->verify_name : host;
+	/* SNI only for names, never for IP literals (RFC 6066 section 3). */
+	if (name && name[0] && !strchr(name, ':') && strspn(name, "0123456789.") != strlen(name))
+		gnutls_server_name_set(s->gs, GNUTLS_NAME_DNS, name, strlen(name));
+	if (cli->npins_fp == 0 && cli->npins_spki == 0)
+		gnutls_session_set_verify_cert(s->gs, name, 0);
+	/* With pins, tls_creds.c's verify function checks them instead. */
+	if (cli->nalpn)
+		gnutls_alpn_set_protocols(s->gs, cli->alpn, cli->nalpn, 0);
+	gnutls_transport_set_int(s->gs, fd);
+	return s;
+}
+
+void tls_session_free(struct tls_session **sp)
+{
+	struct tls_session *s = *sp;
+	if (!s)
+		return;
+	gnutls_deinit(s->gs);
+	if (s->peer) {
+		free(s->peer->cn);
+		free(s->peer);
+	}
+	free(s->reason_owned);
+	s->magic = 0;
+	free(s);
+	*sp = NULL;
+}
+
+static int want(struct tls_session *s)
+{
+	return gnutls_record_get_direction(s->gs) ? TLS_WANT_WRITE : TLS_WANT_READ;
+}
+
+static void send_failure_alert(struct tls_session *s)
+{
+	if (s->alert)
+		gnutls_alert_send(s->gs, GNUTLS_AL_FATAL, (gnutls_alert_description_t)s->alert);
+}
+
+int tls_handshake(struct tls_session *s)
+{
+	for (;;) {
+		int r = gnutls_handshake(s->gs);
+		if (r == GNUTLS_E_SUCCESS)
+			break;
+		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+			return want(s);
+		if (!gnutls_error_is_fatal(r))
+			continue;
+		if (!s->reason) {
+			if (r == GNUTLS_E_NO_APPLICATION_PROTOCOL)
+				tls_set_reason(s, "no_application_protocol");
+			else if (r == GNUTLS_E_NO_CERTIFICATE_FOUND && s->role == TLS_ROLE_SERVER) {
+				s->cert_failed = 1;
+				tls_set_reason(s, "client certificate required, none presented");
+			} else if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
+				tls_set_reason(s, "peer sent alert %s",
+					       gnutls_alert_get_name(gnutls_alert_get(s->gs)));
+			else if (s->role == TLS_ROLE_CLIENT && r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+				gnutls_datum_t out = { NULL, 0 };
+				unsigned st = gnutls_session_get_verify_cert_status(s->gs);
+				gnutls_certificate_verification_status_print(st, GNUTLS_CRT_X509, &out, 0);
+				tls_set_reason(s, "server certificate rejected: %s",
+					       out.data ? (char *)out.data : "verification failed");
+				gnutls_free(out.data);
+			} else
+				tls_set_reason(s, "%s", gnutls_strerror(r));
+		}
+		send_failure_alert(s);
+		return TLS_FAILED;
+	}
+	/* Resumed sessions skip the verify callback: apply the policy to the
+	 * certificate stored in the ticket again (DESIGN.md §3). */
+	if (s->role == TLS_ROLE_SERVER && s->mode != CLIENT_CERT_NONE &&
+	    gnutls_session_is_resumed(s->gs) && tls_evaluate_peer(s) < 0) {
+		send_failure_alert(s);
+		return TLS_FAILED;
+	}
+	if (s->role == TLS_ROLE_SERVER && s->mode == CLIENT_CERT_REQUIRE && !s->peer) {
+		s->cert_failed = 1;
+		tls_set_reason(s, "client certificate required, none presented");
+		return TLS_FAILED;
+	}
+	return TLS_OK;
+}
+
+ssize_t tls_recv(struct tls_session *s, void *buf, size_t len)
+{
+	for (;;) {
+		ssize_t r = gnutls_record_recv(s->gs, buf, len);
+		if (r > 0)
+			return r;
+		if (r == 0)
+			return TLS_CLOSED;
+		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+			return want(s);
+		if (r == GNUTLS_E_PREMATURE_TERMINATION) {
+			tls_set_reason(s, "connection closed without close_notify");
+			return TLS_CLOSED;
+		}
+		if (r == GNUTLS_E_REHANDSHAKE) {
+			tls_set_reason(s, "renegotiation refused");
+			return TLS_FAILED;
+		}
+		if (!gnutls_error_is_fatal((int)r))
+			continue;
+		if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
+			tls_set_reason(s, "peer sent alert %s",
+				       gnutls_alert_get_name(gnutls_alert_get(s->gs)));
+		else
+			tls_set_reason(s, "%s", gnutls_strerror((int)r));
+		return TLS_FAILED;
+	}
+}
+
+ssize_t tls_send(struct tls_session *s, const void *buf, size_t len)
+{
+	ssize_t r = s->send_pending ? gnutls_record_send(s->gs, NULL, 0)
+				    : gnutls_record_send(s->gs, buf, len);
+	if (r > 0) {
+		s->send_pending = 0;
+		return r;
+	}
+	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+		s->send_pending = 1;
+		return want(s);
+	}
+	tls_set_reason(s, "%s", gnutls_strerror((int)r));
+	return TLS_FAILED;
+}
+
+size_t tls_pending(struct tls_session *s)
+{
+	return gnutls_record_check_pending(s->gs);
+}
+
+void tls_bye(struct tls_session *s)
+{
+	if (s->bye_sent)
+		return;
+	s->bye_sent = 1;
+	gnutls_bye(s->gs, GNUTLS_SHUT_WR);
+}
+
+const char *tls_reason(const struct tls_session *s)
+{
+	return s->reason ? s->reason : "unknown TLS error";
+}
+
+bool tls_failed_on_cert(const struct tls_session *s)
+{
+	return s->cert_failed;
+}
+
+const char *tls_version_name(struct tls_session *s)
+{
+	const char *n = gnutls_protocol_get_name(gnutls_protocol_get_version(s->gs));
+	return n ? n : "unknown";
+}
+
+const char *tls_cipher_name(struct tls_session *s)
+{
+	const char *n = gnutls_ciphersuite_get(s->gs);
+	return n ? n : "unknown";
+}
+
+bool tls_resumed(struct tls_session *s)
+{
+	return gnutls_session_is_resumed(s->gs) != 0;
+}
+
+const struct tls_peer *tls_peer(const struct tls_session *s)
+{
+	return s->peer;
+}
+
+enum cert_status tls_peer_status(const struct tls_session *s)
+{
+	return s->peer ? s->peer->status : CERT_NONE;
+}

@@ -1,0 +1,116 @@
+/* tls: the GnuTLS session module. It owns credentials (server: several
+ * cert/key pairs chosen by SNI and key type; client: our certificate and the
+ * trust anchors for an upstream), priorities, session tickets, strict ALPN,
+ * client-certificate requests and their verification status, and
+ * non-blocking handshake/read/write/close over a socket fd. It knows nothing
+ * of SMTP or IMAP and exposes no GnuTLS types: callers see the TLS_* codes
+ * below and arm their read or write watcher accordingly.
+ *
+ * Two-phase set-up (Postfix style): tls_server_new()/tls_client_new() run
+ * once per configuration, before privileges are dropped; the per-connection
+ * tls_session_*() calls are cheap. */
+#ifndef MG_TLS_H
+#define MG_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "conf.h"
+#include "diag.h"
+
+enum tls_rc {
+	TLS_OK = 0,
+	TLS_FAILED = -1,
+	TLS_WANT_READ = -2,
+	TLS_WANT_WRITE = -3,
+	TLS_CLOSED = -4,	/* peer closed (close_notify or EOF) */
+};
+
+/* Client-certificate status tokens, DESIGN.md §6. */
+enum cert_status {
+	CERT_NONE,
+	CERT_VERIFIED,
+	CERT_UNKNOWN_CA,
+	CERT_EXPIRED,
+	CERT_NOT_YET_VALID,
+	CERT_REVOKED,
+	CERT_BAD_SIGNATURE,
+	CERT_INSECURE_ALGORITHM,
+	CERT_BAD_USAGE,
+	CERT_CHAIN_TOO_LONG,
+	CERT_INVALID,
+};
+const char *tls_cert_status_name(enum cert_status st);
+
+#define TLS_MAX_CHAIN_DEPTH 6
+#define TLS_TICKET_LIFETIME 7200
+
+/* What we know about the peer's certificate; only allocated when one was
+ * presented. Names (SANs) are read on demand from the live session. */
+struct tls_peer {
+	enum cert_status status;
+	unsigned char fp[32];	/* SHA-256 of the DER certificate */
+	unsigned char spki[32];	/* SHA-256 of the DER SubjectPublicKeyInfo */
+	char *cn;		/* subject CN as raw bytes (NUL-terminated), or NULL */
+	size_t cn_len;
+};
+
+struct tls_server;
+struct tls_client;
+struct tls_session;
+
+void tls_global_init(void);
+const char *tls_lib_version(void);
+
+/* Loads one tls section: credentials, CA, CRLs, OCSP, ticket key, priority.
+ * Problems go to d with the section's FILE:LINE. NULL on error. */
+struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d);
+void tls_server_free(struct tls_server **srv);
+/* Installs the pin oracle used on require listeners (see tls_internal.h). */
+void tls_server_set_pin_accept(struct tls_server *srv,
+			       int (*fn)(void *arg, const unsigned char fp[32], const unsigned char spki[32]),
+			       void *arg);
+
+/* t may be NULL: system trust store, no client certificate. */
+struct tls_client *tls_client_new(const struct conf_tls_client *t, struct diag *d);
+void tls_client_free(struct tls_client **cli);
+
+/* Random master secret for tickets when ticket_key = "" (call once in the
+ * master before forking so all workers share it). */
+void tls_ticket_master_init(void);
+
+struct tls_session *tls_session_server(struct tls_server *srv, int fd,
+				       enum client_cert_mode mode);
+/* host: the upstream host as configured, used as verify_name and SNI when
+ * the tls_client section gives none. */
+struct tls_session *tls_session_client(struct tls_client *cli, int fd, const char *host);
+void tls_session_free(struct tls_session **s);
+
+int tls_handshake(struct tls_session *s);
+/* > 0: bytes read; or TLS_CLOSED / TLS_WANT_* / TLS_FAILED. */
+ssize_t tls_recv(struct tls_session *s, void *buf, size_t len);
+/* > 0: bytes consumed. After TLS_WANT_*, call again with the same (or a
+ * longer) buffer: the interrupted record is completed first. */
+ssize_t tls_send(struct tls_session *s, const void *buf, size_t len);
+/* Decrypted bytes buffered inside GnuTLS (they never wake the event loop). */
+size_t tls_pending(struct tls_session *s);
+/* Sends close_notify once, without blocking; best effort. */
+void tls_bye(struct tls_session *s);
+
+/* Why the last call failed (static string or owned by the session). */
+const char *tls_reason(const struct tls_session *s);
+/* Result class of a failed handshake for logs and metrics:
+ * "cert-rejected" when a client certificate was refused, else "tls-failed". */
+bool tls_failed_on_cert(const struct tls_session *s);
+
+const char *tls_version_name(struct tls_session *s);	/* "TLS1.3" */
+const char *tls_cipher_name(struct tls_session *s);	/* IANA, "TLS_AES_128_GCM_SHA256" */
+bool tls_resumed(struct tls_session *s);
+const struct tls_peer *tls_peer(const struct tls_session *s);
+enum cert_status tls_peer_status(const struct tls_session *s);	/* CERT_NONE if none */
+
+/* Hex "sha256:AB:CD:..." rendering for logs; out >= 7 + 32*3 bytes. */
+void tls_format_fp(const unsigned char fp[32], char *out, size_t outsz);
+
+#endif

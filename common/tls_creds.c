@@ -1,0 +1,334 @@
+/* tls_creds: loading of server and client credentials from the
+ * configuration, with FILE:LINE diagnostics: cert/key pairs (key mismatch,
+ * expired or soon-expiring certificates), client CA, CRLs (past
+ * nextUpdate), OCSP staple, priority strings, ALPN ids and the per-section
+ * ticket key derived from ticket_key (or a random per-start master). */
+#include "tls_internal.h"
+#include "xmem.h"
+
+#include <fcntl.h>
+#include <gnutls/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXPIRY_WARN_SECONDS (14 * 86400)
+
+static unsigned char ticket_master[64];
+static int ticket_master_set;
+
+void tls_ticket_master_init(void)
+{
+	if (!ticket_master_set) {
+		gnutls_rnd(GNUTLS_RND_KEY, ticket_master, sizeof(ticket_master));
+		ticket_master_set = 1;
+	}
+}
+
+static gnutls_datum_t *copy_alpn(const struct strlist *ids, unsigned *n)
+{
+	*n = (unsigned)ids->n;
+	if (!ids->n)
+		return NULL;
+	gnutls_datum_t *v = xcalloc(ids->n, sizeof(*v));
+	for (size_t i = 0; i < ids->n; i++) {
+		v[i].data = (unsigned char *)xstrdup(ids->v[i]);
+		v[i].size = (unsigned)strlen(ids->v[i]);
+	}
+	return v;
+}
+
+static void free_alpn(gnutls_datum_t *v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		free(v[i].data);
+	free(v);
+}
+
+/* Dates of the leaf certificate in a PEM chain file. */
+static void check_cert_dates(struct diag *d, struct conf_where w, const char *path)
+{
+	gnutls_datum_t data = { NULL, 0 };
+	gnutls_x509_crt_t *crts = NULL;
+	unsigned n = 0;
+	if (gnutls_load_file(path, &data) < 0)
+		return;	/* reported by conf_check_files */
+	if (gnutls_x509_crt_list_import2(&crts, &n, &data, GNUTLS_X509_FMT_PEM, 0) < 0 || n == 0) {
+		diag_error(d, w.file, w.line, "cert: '%s' holds no PEM certificate", path);
+		gnutls_free(data.data);
+		return;
+	}
+	time_t now = time(NULL);
+	time_t na = gnutls_x509_crt_get_expiration_time(crts[0]);
+	time_t nb = gnutls_x509_crt_get_activation_time(crts[0]);
+	if (na != (time_t)-1 && na < now)
+		diag_error(d, w.file, w.line, "cert: '%s' expired %ld day(s) ago", path,
+			   (long)((now - na) / 86400));
+	else if (na != (time_t)-1 && na - now < EXPIRY_WARN_SECONDS)
+		diag_warn(d, w.file, w.line, "cert: '%s' expires in %ld day(s)", path,
+			  (long)((na - now) / 86400));
+	if (nb != (time_t)-1 && nb > now)
+		diag_warn(d, w.file, w.line, "cert: '%s' is not valid yet", path);
+	for (unsigned i = 0; i < n; i++)
+		gnutls_x509_crt_deinit(crts[i]);
+	gnutls_free(crts);
+	gnutls_free(data.data);
+}
+
+static void check_crl_dates(struct diag *d, struct conf_where w, const char *path)
+{
+	gnutls_datum_t data = { NULL, 0 };
+	gnutls_x509_crl_t *crls = NULL;
+	unsigned n = 0;
+	if (gnutls_load_file(path, &data) < 0)
+		return;
+	if (gnutls_x509_crl_list_import2(&crls, &n, &data, GNUTLS_X509_FMT_PEM, 0) < 0 || n == 0) {
+		diag_error(d, w.file, w.line, "crl: '%s' holds no PEM CRL", path);
+		gnutls_free(data.data);
+		return;
+	}
+	time_t now = time(NULL);
+	for (unsigned i = 0; i < n; i++) {
+		time_t next = gnutls_x509_crl_get_next_update(crls[i]);
+		if (next != (time_t)-1 && next < now)
+			diag_warn(d, w.file, w.line, "crl: '%s' is past its nextUpdate; fetch a fresh one",
+				  path);
+		gnutls_x509_crl_deinit(crls[i]);
+	}
+	gnutls_free(crls);
+	gnutls_free(data.data);
+}
+
+static int load_pair(gnutls_certificate_credentials_t cred, struct diag *d,
+		     struct conf_where cw, struct conf_where kw, const char *cert, const char *key)
+{
+	int r = gnutls_certificate_set_x509_key_file2(cred, cert, key, GNUTLS_X509_FMT_PEM, NULL, 0);
+	if (r >= 0)
+		return 0;
+	if (r == GNUTLS_E_CERTIFICATE_KEY_MISMATCH)
+		diag_error(d, kw.file, kw.line, "key: '%s' does not match cert '%s'", key, cert);
+	else if (r == GNUTLS_E_DECRYPTION_FAILED)
+		diag_error(d, kw.file, kw.line, "key: '%s' is encrypted; store it unencrypted (mode 0600)",
+			   key);
+	else
+		diag_error(d, cw.file, cw.line, "cert '%s' / key '%s': %s", cert, key, gnutls_strerror(r));
+	return -1;
+}
+
+static int server_verify(gnutls_session_t gs)
+{
+	struct tls_session *s = gnutls_session_get_ptr(gs);
+	if (!s || s->magic != TLS_SESSION_MAGIC || s->role != TLS_ROLE_SERVER)
+		return 0;
+	return tls_evaluate_peer(s) < 0 ? -1 : 0;
+}
+
+static int load_ticket_master(const char *path, unsigned char out[64])
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, out, 64);
+	unsigned char extra;
+	ssize_t more = n == 64 ? read(fd, &extra, 1) : 0;
+	close(fd);
+	return n == 64 && more == 0 ? 0 : -1;
+}
+
+struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
+{
+	int errors = d->errors;
+	struct tls_server *srv = xcalloc(1, sizeof(*srv));
+	const char *errpos = NULL;
+	unsigned char master[64];
+
+	srv->magic = TLS_SERVER_MAGIC;
+	srv->name = xstrdup(t->name);
+	gnutls_certificate_allocate_credentials(&srv->cred);
+	for (size_t i = 0; i < t->cert.n && i < t->key.n; i++) {
+		check_cert_dates(d, t->cert_where, t->cert.v[i]);
+		load_pair(srv->cred, d, t->cert_where, t->key_where, t->cert.v[i], t->key.v[i]);
+	}
+	if (t->client_ca[0]) {
+		int r = gnutls_certificate_set_x509_trust_file(srv->cred, t->client_ca, GNUTLS_X509_FMT_PEM);
+		if (r <= 0)
+			diag_error(d, t->client_ca_where.file, t->client_ca_where.line,
+				   "client_ca: '%s': %s", t->client_ca,
+				   r == 0 ? "no certificates found" : gnutls_strerror(r));
+		srv->has_client_ca = r > 0;
+	}
+	for (size_t i = 0; i < t->crl.n; i++) {
+		int r = gnutls_certificate_set_x509_crl_file(srv->cred, t->crl.v[i], GNUTLS_X509_FMT_PEM);
+		if (r < 0)
+			diag_error(d, t->crl_where.file, t->crl_where.line, "crl: '%s': %s", t->crl.v[i],
+				   gnutls_strerror(r));
+		else
+			check_crl_dates(d, t->crl_where, t->crl.v[i]);
+	}
+	if (t->ocsp_staple[0] && t->cert.n) {
+		int r = gnutls_certificate_set_ocsp_status_request_file(srv->cred, t->ocsp_staple, 0);
+		if (r < 0)
+			diag_error(d, t->ocsp_where.file, t->ocsp_where.line, "ocsp_staple: '%s': %s",
+				   t->ocsp_staple, gnutls_strerror(r));
+	}
+	gnutls_certificate_set_verify_function(srv->cred, server_verify);
+	gnutls_certificate_set_verify_limits(srv->cred, 16384, TLS_MAX_CHAIN_DEPTH);
+	if (gnutls_priority_init(&srv->prio, t->priority, &errpos) < 0) {
+		diag_error(d, t->priority_where.file, t->priority_where.line,
+			   "priority: bad GnuTLS priority string near '%s'", errpos ? errpos : t->priority);
+		srv->prio = NULL;
+	}
+	if (t->ticket_key[0]) {
+		if (load_ticket_master(t->ticket_key, master) < 0 &&
+		    !diag_contains(d, "ticket_key:"))
+			diag_error(d, t->ticket_where.file, t->ticket_where.line,
+				   "ticket_key: '%s' must hold exactly 64 bytes", t->ticket_key);
+	} else {
+		tls_ticket_master_init();
+		memcpy(master, ticket_master, sizeof(master));
+	}
+	/* Each section derives its own key, so one section's tickets are
+	 * never accepted by another (DESIGN.md §3). */
+	char label[300];
+	int ll = snprintf(label, sizeof(label), "mailgate ticket key for tls \"%s\"", t->name);
+	srv->ticket_key.data = gnutls_malloc(64);
+	srv->ticket_key.size = 64;
+	gnutls_hmac_fast(GNUTLS_MAC_SHA512, master, sizeof(master), label, (size_t)ll,
+			 srv->ticket_key.data);
+	gnutls_memset(master, 0, sizeof(master));
+	srv->alpn_strict = t->alpn;
+	srv->alpn = copy_alpn(&t->alpn_ids, &srv->nalpn);
+	srv->eku_client = t->client_eku_client;
+	if (d->errors > errors) {
+		tls_server_free(&srv);
+		return NULL;
+	}
+	return srv;
+}
+
+void tls_server_set_pin_accept(struct tls_server *srv,
+			       int (*fn)(void *, const unsigned char[32], const unsigned char[32]),
+			       void *arg)
+{
+	srv->pin_accept = fn;
+	srv->pin_arg = arg;
+}
+
+void tls_server_free(struct tls_server **sp)
+{
+	struct tls_server *srv = *sp;
+	if (!srv)
+		return;
+	gnutls_certificate_free_credentials(srv->cred);
+	if (srv->prio)
+		gnutls_priority_deinit(srv->prio);
+	if (srv->ticket_key.data) {
+		gnutls_memset(srv->ticket_key.data, 0, srv->ticket_key.size);
+		gnutls_free(srv->ticket_key.data);
+	}
+	free_alpn(srv->alpn, srv->nalpn);
+	free(srv->name);
+	srv->magic = 0;
+	free(srv);
+	*sp = NULL;
+}
+
+/* With pins, a matching pin replaces the chain and name checks; without a
+ * match the upstream is refused (DESIGN.md §3 tls_client). */
+static int client_pin_verify(gnutls_session_t gs)
+{
+	struct tls_session *s = gnutls_session_get_ptr(gs);
+	unsigned n = 0;
+	const gnutls_datum_t *certs = gnutls_certificate_get_peers(gs, &n);
+	gnutls_x509_crt_t crt;
+	unsigned char fp[32], spki[32];
+	if (!s || s->role != TLS_ROLE_CLIENT || (!s->cli->npins_fp && !s->cli->npins_spki))
+		return 0;
+	if (!certs || n == 0) {
+		tls_set_reason(s, "server presented no certificate");
+		return -1;
+	}
+	if (gnutls_x509_crt_init(&crt) < 0)
+		return -1;
+	int ok = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) >= 0 &&
+		 tls_cert_hashes(crt, fp, spki) == 0;
+	gnutls_x509_crt_deinit(crt);
+	if (!ok) {
+		tls_set_reason(s, "server certificate unreadable");
+		return -1;
+	}
+	for (size_t i = 0; i < s->cli->npins_fp; i++)
+		if (memcmp(s->cli->pins_fp[i], fp, 32) == 0)
+			return 0;
+	for (size_t i = 0; i < s->cli->npins_spki; i++)
+		if (memcmp(s->cli->pins_spki[i], spki, 32) == 0)
+			return 0;
+	char fps[120];
+	tls_format_fp(fp, fps, sizeof(fps));
+	tls_set_reason(s, "server certificate matches no pin (fp=%s)", fps);
+	return -1;
+}
+
+struct tls_client *tls_client_new(const struct conf_tls_client *t, struct diag *d)
+{
+	int errors = d->errors;
+	const char *errpos = NULL;
+	struct tls_client *cli = xcalloc(1, sizeof(*cli));
+	gnutls_certificate_allocate_credentials(&cli->cred);
+	if (t && t->ca[0]) {
+		int r = gnutls_certificate_set_x509_trust_file(cli->cred, t->ca, GNUTLS_X509_FMT_PEM);
+		if (r <= 0)
+			diag_error(d, t->ca_where.file, t->ca_where.line, "ca: '%s': %s", t->ca,
+				   r == 0 ? "no certificates found" : gnutls_strerror(r));
+	} else {
+		gnutls_certificate_set_x509_system_trust(cli->cred);
+	}
+	if (t && t->cert[0] && t->key[0]) {
+		check_cert_dates(d, t->cert_where, t->cert);
+		load_pair(cli->cred, d, t->cert_where, t->key_where, t->cert, t->key);
+	}
+	gnutls_certificate_set_verify_limits(cli->cred, 16384, TLS_MAX_CHAIN_DEPTH);
+	const char *prio = t ? t->priority : "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2";
+	if (gnutls_priority_init(&cli->prio, prio, &errpos) < 0) {
+		struct conf_where w = t ? t->where : (struct conf_where){ NULL, 0 };
+		diag_error(d, w.file, w.line, "priority: bad GnuTLS priority string near '%s'",
+			   errpos ? errpos : prio);
+		cli->prio = NULL;
+	}
+	cli->verify_name = xstrdup(t ? t->verify_name : "");
+	if (t && (t->fingerprint.n || t->spki.n)) {
+		cli->npins_fp = t->fingerprint.n;
+		cli->pins_fp = cli->npins_fp ? xcalloc(cli->npins_fp, 32) : NULL;
+		if (cli->npins_fp)
+			memcpy(cli->pins_fp, t->fingerprint.v, cli->npins_fp * 32);
+		cli->npins_spki = t->spki.n;
+		cli->pins_spki = cli->npins_spki ? xcalloc(cli->npins_spki, 32) : NULL;
+		if (cli->npins_spki)
+			memcpy(cli->pins_spki, t->spki.v, cli->npins_spki * 32);
+		gnutls_certificate_set_verify_function(cli->cred, client_pin_verify);
+	}
+	cli->alpn = t ? copy_alpn(&t->alpn_ids, &cli->nalpn) : NULL;
+	if (d->errors > errors) {
+		tls_client_free(&cli);
+		return NULL;
+	}
+	return cli;
+}
+
+void tls_client_free(struct tls_client **cp)
+{
+	struct tls_client *cli = *cp;
+	if (!cli)
+		return;
+	gnutls_certificate_free_credentials(cli->cred);
+	if (cli->prio)
+		gnutls_priority_deinit(cli->prio);
+	free_alpn(cli->alpn, cli->nalpn);
+	free(cli->verify_name);
+	free(cli->pins_fp);
+	free(cli->pins_spki);
+	free(cli);
+	*cp = NULL;
+}

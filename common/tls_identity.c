@@ -1,0 +1,189 @@
+/* tls_identity: what a peer's certificate says and whether it verified.
+ * Computes the DESIGN.md §6 status token (one, by precedence: revoked,
+ * bad-signature, expired, not-yet-valid, unknown-ca, then the rest), the
+ * SHA-256 certificate fingerprint, the SHA-256 SPKI pin and the subject CN,
+ * and applies client_cert = require (failing with the matching alert). */
+#include "tls_internal.h"
+#include "xmem.h"
+
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const status_names[] = {
+	[CERT_NONE] = "none",
+	[CERT_VERIFIED] = "verified",
+	[CERT_UNKNOWN_CA] = "unknown-ca",
+	[CERT_EXPIRED] = "expired",
+	[CERT_NOT_YET_VALID] = "not-yet-valid",
+	[CERT_REVOKED] = "revoked",
+	[CERT_BAD_SIGNATURE] = "bad-signature",
+	[CERT_INSECURE_ALGORITHM] = "insecure-algorithm",
+	[CERT_BAD_USAGE] = "bad-usage",
+	[CERT_CHAIN_TOO_LONG] = "chain-too-long",
+	[CERT_INVALID] = "invalid",
+};
+
+const char *tls_cert_status_name(enum cert_status st)
+{
+	if ((unsigned)st >= sizeof(status_names) / sizeof(status_names[0]))
+		return "invalid";
+	return status_names[st];
+}
+
+enum cert_status tls_status_from_gnutls(unsigned st)
+{
+	if (st == 0)
+		return CERT_VERIFIED;
+	if (st & GNUTLS_CERT_REVOKED)
+		return CERT_REVOKED;
+	if (st & GNUTLS_CERT_SIGNATURE_FAILURE)
+		return CERT_BAD_SIGNATURE;
+	if (st & GNUTLS_CERT_EXPIRED)
+		return CERT_EXPIRED;
+	if (st & GNUTLS_CERT_NOT_ACTIVATED)
+		return CERT_NOT_YET_VALID;
+	if (st & GNUTLS_CERT_SIGNER_NOT_FOUND)
+		return CERT_UNKNOWN_CA;
+	if (st & GNUTLS_CERT_INSECURE_ALGORITHM)
+		return CERT_INSECURE_ALGORITHM;
+	if (st & (GNUTLS_CERT_PURPOSE_MISMATCH | GNUTLS_CERT_SIGNER_NOT_CA |
+		  GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE))
+		return CERT_BAD_USAGE;
+	return CERT_INVALID;
+}
+
+void tls_set_reason(struct tls_session *s, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	free(s->reason_owned);
+	s->reason_owned = xstrdup(buf);
+	s->reason = s->reason_owned;
+}
+
+int tls_cert_hashes(gnutls_x509_crt_t crt, unsigned char fp[32], unsigned char spki[32])
+{
+	size_t sz = 32;
+	gnutls_pubkey_t pk;
+	gnutls_datum_t der = { NULL, 0 };
+	int rc = -1;
+	if (gnutls_x509_crt_get_fingerprint(crt, GNUTLS_DIG_SHA256, fp, &sz) < 0 || sz != 32)
+		return -1;
+	if (gnutls_pubkey_init(&pk) < 0)
+		return -1;
+	if (gnutls_pubkey_import_x509(pk, crt, 0) >= 0 &&
+	    gnutls_pubkey_export2(pk, GNUTLS_X509_FMT_DER, &der) >= 0 &&
+	    gnutls_hash_fast(GNUTLS_DIG_SHA256, der.data, der.size, spki) >= 0)
+		rc = 0;
+	gnutls_free(der.data);
+	gnutls_pubkey_deinit(pk);
+	return rc;
+}
+
+static void read_cn(gnutls_x509_crt_t crt, struct tls_peer *p)
+{
+	char buf[1024];
+	size_t sz = sizeof(buf);
+	if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf, &sz) < 0)
+		return;
+	if (sz >= sizeof(buf))
+		sz = sizeof(buf) - 1;
+	p->cn = xmemdup0(buf, sz);
+	p->cn_len = sz;
+}
+
+static uint8_t alert_for(enum cert_status st)
+{
+	switch (st) {
+	case CERT_UNKNOWN_CA: return GNUTLS_A_UNKNOWN_CA;
+	case CERT_EXPIRED:
+	case CERT_NOT_YET_VALID: return GNUTLS_A_CERTIFICATE_EXPIRED;
+	case CERT_REVOKED: return GNUTLS_A_CERTIFICATE_REVOKED;
+	default: return GNUTLS_A_BAD_CERTIFICATE;
+	}
+}
+
+/* Fills s->peer from the presented chain and applies the listener's
+ * client_cert policy. Returns -1 when the connection must fail. */
+int tls_evaluate_peer(struct tls_session *s)
+{
+	unsigned n = 0, st = 0;
+	const gnutls_datum_t *certs = gnutls_certificate_get_peers(s->gs, &n);
+	gnutls_x509_crt_t crt;
+
+	if (!certs || n == 0) {
+		if (s->mode != CLIENT_CERT_REQUIRE)
+			return 0;
+		s->cert_failed = 1;
+		s->alert = gnutls_protocol_get_version(s->gs) == GNUTLS_TLS1_3
+				   ? GNUTLS_A_CERTIFICATE_REQUIRED : GNUTLS_A_HANDSHAKE_FAILURE;
+		tls_set_reason(s, "client certificate required, none presented");
+		return -1;
+	}
+	if (!s->peer)
+		s->peer = xcalloc(1, sizeof(*s->peer));
+	if (gnutls_x509_crt_init(&crt) < 0)
+		return -1;
+	if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) < 0 ||
+	    tls_cert_hashes(crt, s->peer->fp, s->peer->spki) < 0) {
+		gnutls_x509_crt_deinit(crt);
+		s->peer->status = CERT_INVALID;
+		s->cert_failed = 1;
+		s->alert = GNUTLS_A_BAD_CERTIFICATE;
+		tls_set_reason(s, "client certificate unreadable");
+		return s->mode == CLIENT_CERT_REQUIRE ? -1 : 0;
+	}
+	if (!s->peer->cn)
+		read_cn(crt, s->peer);
+	gnutls_x509_crt_deinit(crt);
+
+	if (n > TLS_MAX_CHAIN_DEPTH) {
+		s->peer->status = CERT_CHAIN_TOO_LONG;
+	} else {
+		int r;
+		if (s->srv->eku_client) {
+			gnutls_typed_vdata_st vd = { GNUTLS_DT_KEY_PURPOSE_OID,
+						     (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT, 0 };
+			r = gnutls_certificate_verify_peers(s->gs, &vd, 1, &st);
+		} else {
+			r = gnutls_certificate_verify_peers2(s->gs, &st);
+		}
+		if (r < 0)
+			st = GNUTLS_CERT_INVALID | GNUTLS_CERT_SIGNER_NOT_FOUND;
+		s->peer->status = tls_status_from_gnutls(st);
+	}
+	if (s->mode != CLIENT_CERT_REQUIRE || s->peer->status == CERT_VERIFIED)
+		return 0;
+	/* A pinned peer may use a self-signed or privately issued cert. */
+	if (s->peer->status == CERT_UNKNOWN_CA && s->srv->pin_accept &&
+	    s->srv->pin_accept(s->srv->pin_arg, s->peer->fp, s->peer->spki))
+		return 0;
+	s->cert_failed = 1;
+	s->alert = alert_for(s->peer->status);
+	tls_set_reason(s, "client certificate rejected: %s", tls_cert_status_name(s->peer->status));
+	return -1;
+}
+
+void tls_format_fp(const unsigned char fp[32], char *out, size_t outsz)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+	if (outsz < 7 + 32 * 3)
+		return;
+	memcpy(out, "sha256:", 7);
+	o = 7;
+	for (int i = 0; i < 32; i++) {
+		if (i)
+			out[o++] = ':';
+		out[o++] = hex[fp[i] >> 4];
+		out[o++] = hex[fp[i] & 15];
+	}
+	out[o] = '\0';
+}

@@ -1,0 +1,70 @@
+/* tls_internal: state shared by the files of the TLS module (tls.c,
+ * tls_creds.c, tls_identity.c). Nothing outside common/tls*.c includes it. */
+#ifndef MG_TLS_INTERNAL_H
+#define MG_TLS_INTERNAL_H
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <stdint.h>
+
+#include "tls.h"
+
+#define TLS_SERVER_MAGIC 0x544c5353u
+#define TLS_SESSION_MAGIC 0x544c5345u
+
+struct tls_server {
+	uint32_t magic;
+	gnutls_certificate_credentials_t cred;
+	gnutls_priority_t prio;
+	gnutls_datum_t ticket_key;
+	gnutls_datum_t *alpn;
+	unsigned nalpn;
+	bool alpn_strict;
+	bool eku_client;
+	bool has_client_ca;
+	char *name;
+	/* Peer pins (DESIGN.md §6): a certificate whose only fault is an
+	 * unknown issuer is accepted on a require listener when this says
+	 * its fingerprint or SPKI is pinned. Set by the daemon; may be NULL. */
+	int (*pin_accept)(void *arg, const unsigned char fp[32], const unsigned char spki[32]);
+	void *pin_arg;
+};
+
+struct tls_client {
+	gnutls_certificate_credentials_t cred;
+	gnutls_priority_t prio;
+	gnutls_datum_t *alpn;
+	unsigned nalpn;
+	char *verify_name;	/* "" = the upstream host */
+	unsigned char (*pins_fp)[32];
+	size_t npins_fp;
+	unsigned char (*pins_spki)[32];
+	size_t npins_spki;
+};
+
+enum tls_role { TLS_ROLE_SERVER, TLS_ROLE_CLIENT };
+
+struct tls_session {
+	uint32_t magic;
+	uint8_t role;
+	uint8_t mode;		/* enum client_cert_mode (server) */
+	uint8_t send_pending;
+	uint8_t cert_failed;
+	uint8_t bye_sent;
+	uint8_t alert;		/* alert to send when the handshake fails, 0 = none */
+	gnutls_session_t gs;
+	struct tls_server *srv;
+	struct tls_client *cli;
+	struct tls_peer *peer;
+	const char *reason;
+	char *reason_owned;
+};
+
+/* tls_identity.c */
+int tls_evaluate_peer(struct tls_session *s);
+void tls_set_reason(struct tls_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int tls_cert_hashes(gnutls_x509_crt_t crt, unsigned char fp[32], unsigned char spki[32]);
+enum cert_status tls_status_from_gnutls(unsigned status);
+
+#endif

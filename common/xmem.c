@@ -1,0 +1,68 @@
+/* xmem: out-of-memory is fatal (Postfix mymalloc style); overflow checked. */
+#include "xmem.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void oom(size_t n)
+{
+	fprintf(stderr, "mailgate: out of memory allocating %zu bytes\n", n);
+	abort();
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		oom(n);
+	return p;
+}
+
+void *xcalloc(size_t nmemb, size_t size)
+{
+	void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
+	if (!p)
+		oom(nmemb * size);
+	return p;
+}
+
+void *xreallocarray(void *p, size_t nmemb, size_t size)
+{
+	if (size && nmemb > SIZE_MAX / size)
+		oom(SIZE_MAX);
+	size_t n = nmemb * size;
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		oom(nmemb * size);
+	return q;
+}
+
+char *xstrdup(const char *s)
+{
+	return xmemdup0(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	return xmemdup0(s, strnlen(s, n));
+}
+
+char *xmemdup0(const void *p, size_t n)
+{
+	if (n == SIZE_MAX)
+		oom(n);
+	char *s = xmalloc(n + 1);
+	if (n)
+		memcpy(s, p, n);
+	s[n] = '\0';
+	return s;
+}
+
+void xfree_ptr(void *pp)
+{
+	void **p = pp;
+	free(*p);
+	*p = NULL;
+}

@@ -1,0 +1,59 @@
+/* mailgate-smtpd: SMTPS / STARTTLS front end (DESIGN.md §2, §4). The
+ * shared start-up lives in common/daemon.c; this file plugs in SMTP. */
+#include "daemon.h"
+#include "smtp_server.h"
+#include "smtp_session.h"
+
+static void *srv_new(const struct conf *c, struct diag *d)
+{
+	return smtp_server_new(c, d);
+}
+
+static void srv_free(void *s)
+{
+	struct smtp_server *srv = s;
+	smtp_server_free(&srv);
+}
+
+static void srv_start(void *s)
+{
+	smtp_server_probe(s);
+}
+
+static void srv_accept(void *s, const struct conf_listener *l, int fd, const struct mg_addr *peer,
+		       const struct mg_addr *local)
+{
+	smtp_session_start(s, l, fd, peer, local);
+}
+
+static void srv_shutdown(void *s)
+{
+	smtp_server_shutdown(s);
+}
+
+static void srv_close_all(void *s)
+{
+	smtp_server_close_all(s);
+}
+
+static unsigned srv_active(void *s)
+{
+	return ((struct smtp_server *)s)->nsessions;
+}
+
+static const struct daemon_ops smtpd_ops = {
+	.name = "mailgate-smtpd",
+	.kind = DAEMON_SMTPD,
+	.server_new = srv_new,
+	.server_free = srv_free,
+	.server_start = srv_start,
+	.accept = srv_accept,
+	.shutdown = srv_shutdown,
+	.close_all = srv_close_all,
+	.active = srv_active,
+};
+
+int main(int argc, char **argv)
+{
+	return daemon_main(&smtpd_ops, argc, argv);
+}

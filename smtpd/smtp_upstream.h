@@ -1,0 +1,67 @@
+/* smtp_upstream: the gateway's SMTP client side towards one upstream
+ * (DESIGN.md §4.4). Set-up: connect (with failover), greeting 220, EHLO
+ * with our hostname, STARTTLS + EHLO again when tls = starttls (implicit
+ * TLS right after connect), then with xclient: XCLIENT lines and EHLO with
+ * the client's own HELO argument. Failover to the next address happens
+ * only during set-up (bad greeting, TLS failure, no STARTTLS), never after
+ * a client command was forwarded. Afterwards it relays command lines and
+ * DATA bytes and reports each reply to its owner. Also used, with probe
+ * set, for the start-up probe that learns each address's extensions. */
+#ifndef MG_SMTP_UPSTREAM_H
+#define MG_SMTP_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "conf.h"
+#include "smtp_reply.h"
+#include "smtp_xclient.h"
+
+struct smtp_server;
+struct smtp_upstream;
+
+enum up_event {
+	UP_READY,	/* set-up done; commands may be sent */
+	UP_REPLY,	/* reply to the last command sent */
+	UP_DRAINED,	/* output queue empty (after smtp_up_notify_drained) */
+	UP_FAILED,	/* set-up failed; detail says how */
+	UP_LOST,	/* connection lost or garbled after set-up */
+	UP_TIMEOUT,	/* no reply within the timeout */
+};
+
+enum up_fail {
+	UPF_UNREACHABLE,	/* every address failed */
+	UPF_CONFIG,		/* XCLIENT missing or refused: fail closed */
+};
+
+typedef void (*smtp_up_cb)(void *owner, enum up_event ev, const struct smtp_reply *r,
+			   int detail, const char *why);
+
+struct smtp_up_params {
+	struct smtp_server *srv;
+	const struct conf_upstream *cu;
+	const char *hostname;		/* our EHLO name */
+	const char *client_helo;	/* for EHLO after XCLIENT */
+	struct smtp_xclient_attrs xclient;
+	bool probe;
+	int only_index;			/* probe: this address only; else -1 */
+};
+
+struct smtp_upstream *smtp_up_start(const struct smtp_up_params *p, smtp_up_cb cb, void *owner);
+/* Sends one command line (CRLF included) and arms timeout_reply. */
+void smtp_up_command(struct smtp_upstream *up, const char *line, size_t len);
+/* Raw message bytes during DATA (no reply expected). */
+void smtp_up_data(struct smtp_upstream *up, const char *p, size_t len);
+/* After the final dot: wait for the reply, at most seconds. */
+void smtp_up_expect_reply(struct smtp_upstream *up, double seconds);
+size_t smtp_up_out_len(const struct smtp_upstream *up);
+void smtp_up_notify_drained(struct smtp_upstream *up);
+/* Polite end: QUIT is queued and the connection closes once it is sent. */
+void smtp_up_quit(struct smtp_upstream **up);
+/* Abrupt end: close now (e.g. abort a message without its final dot). */
+void smtp_up_free(struct smtp_upstream **up);
+const char *smtp_up_addr(const struct smtp_upstream *up);
+void smtp_up_set_owner(struct smtp_upstream *up, void *owner);
+bool smtp_up_ready(const struct smtp_upstream *up);
+
+#endif

@@ -1,0 +1,497 @@
+"""mgtest: harness for mailgate's integration tests.
+
+Real peers on 127.0.0.1 high ports, each in a private temp dir, started and
+stopped by PID: mailgate-smtpd itself, Postfix's smtp-sink (dumps what it
+receives), a private Postfix instance (XCLIENT, STARTTLS, SASL), and clients
+(a raw SMTP client for byte-exact control, smtplib, swaks, gnutls-cli).
+Nothing here touches the machine's own mail setup.
+"""
+import fcntl
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+SRCDIR = os.environ.get("MG_SRCDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
+BUILDDIR = os.environ.get("MG_BUILDDIR", SRCDIR)
+SMTPD = os.path.join(BUILDDIR, "smtpd", "mailgate-smtpd")
+IMAPD = os.path.join(BUILDDIR, "imapd", "mailgate-imapd")
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
+
+
+def need(*tools):
+    missing = [t for t in tools if not shutil.which(t)]
+    if missing:
+        raise unittest.SkipTest("missing tools: " + " ".join(missing))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def pki_dir():
+    """The shared test PKI (generated once per build, under a lock)."""
+    d = os.path.join(BUILDDIR, "tests", "pki")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(os.path.join(d, "done")):
+            subprocess.run(["sh", os.path.join(SRCDIR, "tests", "tools", "mkpki.sh"), d], check=True)
+            open(os.path.join(d, "done"), "w").close()
+    return d
+
+
+def client_context(ca=True, alpn=None, maxver=None, ciphers=None):
+    pki = pki_dir()
+    ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.pem") if ca else None)
+    if not ca:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    if maxver:
+        ctx.maximum_version = maxver
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    return ctx
+
+
+class TempDir:
+    def __init__(self, prefix="mgtest-"):
+        self.path = tempfile.mkdtemp(prefix=prefix)
+        os.chmod(self.path, 0o755)
+
+    def file(self, name, text=None, mode=0o644):
+        p = os.path.join(self.path, name)
+        if text is not None:
+            with open(p, "wb" if isinstance(text, bytes) else "w") as f:
+                f.write(text)
+            os.chmod(p, mode)
+        return p
+
+    def cleanup(self):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class Proc:
+    """A child process stopped by PID, whose output goes to a log file."""
+
+    def __init__(self, argv, log, env=None):
+        self.log_path = log
+        self.argv = argv
+        with open(log, "ab") as f:
+            self.p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=env,
+                                      start_new_session=True)
+        self.pid = self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.p.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.p.wait()
+        return self.p.returncode
+
+    def output(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+
+class SinkMessage:
+    def __init__(self, raw):
+        self.raw = raw
+        head, _, rest = raw.partition(b"\nReceived: from ")
+        self.meta = {}
+        for line in head.split(b"\n"):
+            k, _, v = line.partition(b": ")
+            self.meta.setdefault(k.decode(), []).append(v.decode("utf-8", "replace"))
+        # smtp-sink's own three-line Received header, then the message.
+        lines = rest.split(b"\n")
+        self.message = b"\n".join(lines[3:])
+        if self.message.endswith(b"\n\n"):
+            self.message = self.message[:-1]
+
+    @property
+    def client_addr(self):
+        return self.meta.get("X-Client-Addr", [None])[0]
+
+    @property
+    def helo(self):
+        return self.meta.get("X-Helo-Args", [None])[0]
+
+    @property
+    def mail(self):
+        return self.meta.get("X-Mail-Args", [None])[0]
+
+    @property
+    def rcpts(self):
+        return self.meta.get("X-Rcpt-Args", [])
+
+    def without_our_received(self):
+        """The message minus mailgate's Received header (with its folds)."""
+        m = self.message
+        assert m.startswith(b"Received: from "), m[:80]
+        lines = m.split(b"\n")
+        i = 1
+        while i < len(lines) and lines[i].startswith(b"\t"):
+            i += 1
+        return b"\n".join(lines[i:]), b"\n".join(lines[:i])
+
+
+class SmtpSink:
+    """Postfix's smtp-sink as the upstream; dumps every transaction."""
+
+    def __init__(self, tmp, port=None, args=()):
+        need("smtp-sink")
+        self.port = port or free_port()
+        self.dump = os.path.join(tmp.path, "sink-%d" % self.port)
+        os.makedirs(self.dump, exist_ok=True)
+        os.chmod(self.dump, 0o777)
+        argv = ["smtp-sink", "-u", "nobody", "-d", os.path.join(self.dump, "%M."), *args,
+                "127.0.0.1:%d" % self.port, "64"]
+        self.proc = Proc(argv, os.path.join(tmp.path, "sink-%d.log" % self.port))
+        if not wait_port(self.port, proc=self.proc.p):
+            raise RuntimeError("smtp-sink did not start: " + self.proc.output())
+
+    def messages(self):
+        out = []
+        for name in sorted(os.listdir(self.dump), key=lambda n: os.path.getmtime(os.path.join(self.dump, n))):
+            with open(os.path.join(self.dump, name), "rb") as f:
+                out.append(SinkMessage(f.read()))
+        return out
+
+    def wait_messages(self, n, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            msgs = self.messages()
+            if len(msgs) >= n:
+                time.sleep(0.1)    # let the dump file be completed
+                return self.messages()
+            time.sleep(0.05)
+        return self.messages()
+
+    def stop(self):
+        self.proc.stop(signal.SIGKILL)
+
+
+class Gateway:
+    """mailgate-smtpd (or -imapd) in the foreground with a generated config."""
+
+    def __init__(self, tmp, conf, ports, binary=None, name="smtpd", extra_args=(), env=None):
+        self.tmp = tmp
+        self.conf_path = tmp.file(name + ".conf", conf)
+        self.log_path = os.path.join(tmp.path, name + ".log")
+        self.binary = binary or SMTPD
+        e = dict(os.environ)
+        e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        if env:
+            e.update(env)
+        self.proc = Proc([self.binary, "-f", "-c", self.conf_path, *extra_args], self.log_path, env=e)
+        for p in ports:
+            if not wait_port(p, proc=self.proc.p):
+                raise RuntimeError("gateway did not start (rc=%s):\n%s" % (self.proc.p.poll(), self.log()))
+
+    def log(self):
+        return self.proc.output()
+
+    def wait_log(self, pattern, timeout=10):
+        rx = re.compile(pattern)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = rx.search(self.log())
+            if m:
+                return m
+            time.sleep(0.05)
+        raise AssertionError("log never matched %r:\n%s" % (pattern, self.log()[-4000:]))
+
+    def stop(self, sig=signal.SIGTERM):
+        rc = self.proc.stop(sig)
+        self.check_sanitizers()
+        return rc
+
+    def check_sanitizers(self):
+        text = self.log()
+        for mark in SANITIZER_MARKS:
+            if mark in text:
+                raise AssertionError("sanitizer report in gateway log:\n" + text[-6000:])
+
+
+class SmtpReplyError(Exception):
+    pass
+
+
+class Smtp:
+    """A raw SMTP client: exact bytes out, parsed replies in."""
+
+    def __init__(self, port, tls=False, ctx=None, host="127.0.0.1", source=None, timeout=10,
+                 server_hostname="localhost"):
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
+        self.buf = b""
+        if tls:
+            self.sock = (ctx or client_context()).wrap_socket(self.sock, server_hostname=server_hostname)
+        self.timeout = timeout
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _line(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed; pending %r" % self.buf)
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.rstrip(b"\r").decode("utf-8", "replace")
+
+    def reply(self):
+        lines = []
+        while True:
+            line = self._line()
+            lines.append(line)
+            if len(line) < 4 or line[3] != "-":
+                return int(line[:3]), lines
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def expect(self, line, code):
+        c, lines = self.cmd(line)
+        if c != code:
+            raise SmtpReplyError("%s -> %s (wanted %d)" % (line, lines, code))
+        return lines
+
+    def starttls(self, ctx=None, server_hostname="localhost"):
+        self.sock = (ctx or client_context()).wrap_socket(self.sock, server_hostname=server_hostname)
+
+    def closed(self, timeout=5):
+        """True if the server closes the connection (EOF) within timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+            self.buf += data
+            return data == b""
+        except (ConnectionResetError, ssl.SSLError, ssl.SSLEOFError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __del__(self):
+        self.close()
+
+
+class Postfix:
+    """A private Postfix instance (config, queue and data in a temp dir).
+
+    Its system service is never touched: `postfix -c DIR` runs a separate
+    master whose pid file lives under our queue directory."""
+
+    def __init__(self, tmp, port, main_extra="", master_extra="", smtpd_args=""):
+        need("postfix", "postconf")
+        self.tmp = tmp
+        self.port = port
+        base = os.path.join(tmp.path, "postfix-%d" % port)
+        self.base = base
+        self.etc = os.path.join(base, "etc")
+        self.spool = os.path.join(base, "spool")
+        self.data = os.path.join(base, "data")
+        self.maillog = os.path.join(base, "maillog")
+        for d in (self.etc, self.spool, self.data):
+            os.makedirs(d, exist_ok=True)
+        shutil.chown(self.data, "postfix")
+        for d in (tmp.path, base):
+            os.chmod(d, 0o755)
+        with open(os.path.join(self.etc, "main.cf"), "w") as f:
+            f.write("""compatibility_level = 3.6
+queue_directory = {spool}
+data_directory = {data}
+mail_owner = postfix
+myhostname = upstream.test
+mydomain = test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_authorized_xclient_hosts = 127.0.0.0/8
+maillog_file = {maillog}
+maillog_file_prefixes = /tmp
+alias_maps =
+alias_database =
+local_recipient_maps =
+relayhost =
+default_transport = discard
+relay_transport = discard
+smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
+{extra}
+""".format(spool=self.spool, data=self.data, maillog=self.maillog, extra=main_extra))
+        with open("/etc/postfix/master.cf") as f:
+            master = f.read()
+        master = re.sub(r"(?m)^smtp\s+inet.*$",
+                        "127.0.0.1:%d inet n - n - - smtpd %s" % (port, smtpd_args), master)
+        master += "\n" + master_extra + "\n"
+        with open(os.path.join(self.etc, "master.cf"), "w") as f:
+            f.write(master)
+        r = subprocess.run(["postfix", "-c", self.etc, "start"], capture_output=True, text=True)
+        if not wait_port(port, timeout=15):
+            raise RuntimeError("postfix did not start: %s %s\n%s" % (r.stdout, r.stderr, self.log()))
+
+    def log(self):
+        try:
+            with open(self.maillog) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, pattern, timeout=10):
+        rx = re.compile(pattern)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = rx.search(self.log())
+            if m:
+                return m
+            time.sleep(0.1)
+        raise AssertionError("postfix log never matched %r:\n%s" % (pattern, self.log()[-3000:]))
+
+    def stop(self):
+        pidfile = os.path.join(self.spool, "pid", "master.pid")
+        try:
+            with open(pidfile) as f:
+                pid = int(f.read().strip())
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                try:
+                    os.kill(pid, 0)
+                    time.sleep(0.1)
+                except ProcessLookupError:
+                    break
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            pass
+
+
+def smtpd_conf(pki, upstream_port, listeners, extra="", upstream_extra="xclient = false",
+               tls_extra=""):
+    """A config with the test PKI's ECDSA+RSA pair, one upstream and the
+    given listener blocks (text)."""
+    return """hostname = "mx.test.example"
+log_target = "stderr"
+log_level = "debug"
+tls "default" {{
+  cert = {{ "{pki}/server-ecdsa.pem", "{pki}/server-rsa.pem" }}
+  key = {{ "{pki}/server-ecdsa.key", "{pki}/server-rsa.key" }}
+  {tls_extra}
+}}
+upstream "up" {{
+  address = "127.0.0.1:{up}"
+  {upstream_extra}
+}}
+{listeners}
+accept_domains = {{ "example.org", ".example.org" }}
+{extra}
+""".format(pki=pki, up=upstream_port, listeners=listeners, extra=extra,
+           upstream_extra=upstream_extra, tls_extra=tls_extra)
+
+
+def listener(name, port, mode, extra=""):
+    return 'listener "%s" {\n  address = "127.0.0.1:%d"\n  tls_mode = "%s"\n  %s\n}\n' % (name, port, mode, extra)
+
+
+class GatewayTest(unittest.TestCase):
+    """Base class: a temp dir, cleanup of every process started."""
+
+    def setUp(self):
+        self.tmp = TempDir()
+        self.procs = []
+        self.pki = pki_dir()
+
+    def tearDown(self):
+        errors = []
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except AssertionError as e:
+                errors.append(e)
+        if os.environ.get("MG_KEEP_TMP"):
+            print("kept", self.tmp.path, file=sys.stderr)
+        else:
+            self.tmp.cleanup()
+        if errors:
+            raise errors[0]
+
+    def track(self, p):
+        self.procs.append(p)
+        return p
+
+    def sink(self, **kw):
+        return self.track(SmtpSink(self.tmp, **kw))
+
+    def gateway(self, conf, ports, **kw):
+        return self.track(Gateway(self.tmp, conf, ports, **kw))
+
+    def postfix(self, port, **kw):
+        return self.track(Postfix(self.tmp, port, **kw))
+
+
+def message(subject="test", body="hello\r\n", extra_headers=""):
+    return ("From: sender@test.example\r\nTo: user@example.org\r\nSubject: %s\r\n%s\r\n%s"
+            % (subject, extra_headers, body)).encode()
+
+
+def send_message(c, msg, mail="sender@test.example", rcpts=("user@example.org",)):
+    """MAIL/RCPT/DATA over a raw Smtp client; returns the final reply."""
+    c.expect("MAIL FROM:<%s>" % mail, 250)
+    for r in rcpts:
+        c.expect("RCPT TO:<%s>" % r, 250)
+    c.expect("DATA", 354)
+    stuffed = re.sub(rb"(?m)^\.", b"..", msg)
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    c.send(stuffed + b".\r\n")
+    return c.reply()
+
+
+def main():
+    import warnings
+    warnings.simplefilter("ignore", ResourceWarning)
+    unittest.main(verbosity=2)

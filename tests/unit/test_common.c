@@ -1,0 +1,201 @@
+/* test_common: pure helpers of common/ - log value escaping (text and
+ * JSON, DESIGN.md §7), addresses and CIDRs, domain normalisation, strict
+ * base64, the lazily allocated buffer, the per-IP table. */
+#include "addr.h"
+#include "b64.h"
+#include "buf.h"
+#include "cu_main.h"
+#include "domain.h"
+#include "iptable.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void test_escape_text(void)
+{
+	char out[2048];
+	static const struct { const char *in; const char *want; } cases[] = {
+		{ "abc", "abc" },
+		{ "mx.example.org", "mx.example.org" },
+		{ "", "\"\"" },
+		{ "a b", "\"a b\"" },
+		{ "a=b", "\"a=b\"" },
+		{ "say \"hi\"", "\"say \\\"hi\\\"\"" },
+		{ "back\\slash", "\"back\\\\slash\"" },
+		{ "cr\r\nlf", "\"cr\\x0d\\x0alf\"" },
+		{ "\xc3\xa9", "\"\\xc3\\xa9\"" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		log_escape_value(out, sizeof(out), cases[i].in, strlen(cases[i].in));
+		CU_ASSERT_STRING_EQUAL(out, cases[i].want);
+	}
+	char nul[] = { 'a', 0, 'b' };
+	log_escape_value(out, sizeof(out), nul, 3);
+	CU_ASSERT_STRING_EQUAL(out, "\"a\\x00b\"");
+	/* Values are capped at 256 input bytes. */
+	char big[1000];
+	memset(big, 'x', sizeof(big));
+	CU_ASSERT_EQUAL(log_escape_value(out, sizeof(out), big, sizeof(big)), LOG_VALUE_MAX);
+}
+
+static void test_escape_json(void)
+{
+	char out[2048];
+	log_escape_json(out, sizeof(out), "a\"b\\c\n", 6);
+	CU_ASSERT_STRING_EQUAL(out, "a\\\"b\\\\c\\n");
+	log_escape_json(out, sizeof(out), "\xc3\xa9t\xc3\xa9", 5);	/* valid UTF-8 kept */
+	CU_ASSERT_STRING_EQUAL(out, "\xc3\xa9t\xc3\xa9");
+	log_escape_json(out, sizeof(out), "\xff\xc3(", 3);	/* invalid bytes */
+	CU_ASSERT_STRING_EQUAL(out, "\\u00ff\\u00c3(");
+	log_escape_json(out, sizeof(out), "\x01", 1);
+	CU_ASSERT_STRING_EQUAL(out, "\\u0001");
+	log_escape_json(out, sizeof(out), "\xed\xa0\x80", 3);	/* surrogate: invalid */
+	CU_ASSERT_STRING_EQUAL(out, "\\u00ed\\u00a0\\u0080");
+}
+
+static void test_addr(void)
+{
+	char host[64], s[80];
+	uint16_t port;
+	const char *err;
+	struct mg_addr a;
+	CU_ASSERT_EQUAL(addr_split_hostport("127.0.0.1:25", host, sizeof(host), &port, &err), 0);
+	CU_ASSERT_STRING_EQUAL(host, "127.0.0.1");
+	CU_ASSERT_EQUAL(port, 25);
+	CU_ASSERT_EQUAL(addr_split_hostport("[::1]:465", host, sizeof(host), &port, &err), 0);
+	CU_ASSERT_STRING_EQUAL(host, "::1");
+	CU_ASSERT_EQUAL(addr_split_hostport("::1:465", host, sizeof(host), &port, &err), -1);
+	CU_ASSERT_EQUAL(addr_split_hostport("x:0", host, sizeof(host), &port, &err), -1);
+	CU_ASSERT_EQUAL(addr_split_hostport("x:65536", host, sizeof(host), &port, &err), -1);
+	CU_ASSERT_EQUAL(addr_split_hostport("x", host, sizeof(host), &port, &err), -1);
+	CU_ASSERT_EQUAL(addr_split_hostport(":25", host, sizeof(host), &port, &err), -1);
+	CU_ASSERT_EQUAL(addr_from_literal("::ffff:192.0.2.7", 25, &a), 0);
+	addr_unmap_v4(&a);
+	CU_ASSERT_EQUAL(a.u.sa.sa_family, AF_INET);
+	addr_str(&a, s, sizeof(s));
+	CU_ASSERT_STRING_EQUAL(s, "192.0.2.7:25");
+	CU_ASSERT_EQUAL(addr_from_literal("2001:db8::1", 587, &a), 0);
+	addr_str(&a, s, sizeof(s));
+	CU_ASSERT_STRING_EQUAL(s, "[2001:db8::1]:587");
+	CU_ASSERT_EQUAL(addr_from_literal("mx.example.org", 25, &a), -1);
+	CU_ASSERT_EQUAL(addr_from_literal("127.0.0.5", 1, &a), 0);
+	CU_ASSERT(addr_is_loopback(&a));
+}
+
+static void test_cidr(void)
+{
+	struct mg_cidr c;
+	struct mg_addr a;
+	const char *err;
+	CU_ASSERT_EQUAL(addr_parse_cidr("10.1.0.0/16", &c, &err), 0);
+	addr_from_literal("10.1.200.3", 1, &a);
+	CU_ASSERT(addr_cidr_match(&c, &a));
+	addr_from_literal("10.2.0.1", 1, &a);
+	CU_ASSERT(!addr_cidr_match(&c, &a));
+	addr_from_literal("::ffff:10.1.0.1", 1, &a);
+	CU_ASSERT(!addr_cidr_match(&c, &a));	/* callers unmap first */
+	addr_unmap_v4(&a);
+	CU_ASSERT(addr_cidr_match(&c, &a));
+	CU_ASSERT_EQUAL(addr_parse_cidr("10.1.2.3/12", &c, &err), 0);	/* host bits cleared */
+	addr_from_literal("10.15.255.255", 1, &a);
+	CU_ASSERT(addr_cidr_match(&c, &a));
+	CU_ASSERT_EQUAL(addr_parse_cidr("2001:db8::/32", &c, &err), 0);
+	addr_from_literal("2001:db8:ffff::1", 1, &a);
+	CU_ASSERT(addr_cidr_match(&c, &a));
+	CU_ASSERT_EQUAL(addr_parse_cidr("127.0.0.1", &c, &err), 0);
+	CU_ASSERT_EQUAL(c.bits, 32);
+	CU_ASSERT(addr_cidr_is_loopback(&c));
+	CU_ASSERT_EQUAL(addr_parse_cidr("0.0.0.0/0", &c, &err), 0);
+	CU_ASSERT(!addr_cidr_is_loopback(&c));
+	CU_ASSERT_EQUAL(addr_parse_cidr("10.0.0.0/33", &c, &err), -1);
+	CU_ASSERT_EQUAL(addr_parse_cidr("10.0.0.0/", &c, &err), -1);
+	CU_ASSERT_EQUAL(addr_parse_cidr("10.0.0.0/x", &c, &err), -1);
+	CU_ASSERT_EQUAL(addr_parse_cidr("host.example/8", &c, &err), -1);
+}
+
+static void test_domain(void)
+{
+	char out[256];
+	CU_ASSERT_EQUAL(domain_normalize("Mail.Example.ORG.", 17, out, sizeof(out)), 0);
+	CU_ASSERT_STRING_EQUAL(out, "mail.example.org");
+	CU_ASSERT_EQUAL(domain_normalize("b\xc3\xbc" "cher.example", 15, out, sizeof(out)), 0);
+	CU_ASSERT_STRING_EQUAL(out, "xn--bcher-kva.example");
+	CU_ASSERT_EQUAL(domain_normalize("a..b", 4, out, sizeof(out)), -1);
+	CU_ASSERT_EQUAL(domain_normalize("a_b.example", 11, out, sizeof(out)), -1);
+	CU_ASSERT_EQUAL(domain_normalize(".", 1, out, sizeof(out)), -1);
+	CU_ASSERT(domain_has_dot("a.b"));
+	CU_ASSERT(!domain_has_dot("localhost"));
+	char lab[80];
+	memset(lab, 'a', 64);
+	memcpy(lab + 64, ".example", 9);
+	CU_ASSERT(!domain_valid(lab, strlen(lab)));	/* label of 64 */
+}
+
+static void test_b64(void)
+{
+	unsigned char *out;
+	size_t n;
+	CU_ASSERT(b64_valid("AGFsaWNlAHNlY3JldA==", 20));
+	CU_ASSERT_EQUAL(b64_decode("AGFsaWNlAHNlY3JldA==", 20, &out, &n), 0);
+	CU_ASSERT_EQUAL(n, 13);
+	CU_ASSERT(memcmp(out, "\0alice\0secret", 13) == 0);
+	free(out);
+	CU_ASSERT(!b64_valid("AGFsaWNl AHNl", 13));
+	CU_ASSERT(!b64_valid("abc", 3));
+	CU_ASSERT(!b64_valid("", 0));
+	CU_ASSERT(!b64_valid("ab=c", 4));
+	CU_ASSERT_EQUAL(b64_decode("####", 4, &out, &n), -1);
+	char *e = b64_encode("\0bob\0pw", 7);
+	CU_ASSERT_STRING_EQUAL(e, "AGJvYgBwdw==");
+	free(e);
+}
+
+static void test_buf(void)
+{
+	struct buf b = { 0 };
+	CU_ASSERT_PTR_NULL(b.data);
+	buf_append(&b, "hello\r\nworld", 12);
+	CU_ASSERT_EQUAL(buf_len(&b), 12);
+	CU_ASSERT_EQUAL(buf_find_lf(&b, 0), 6);
+	buf_consume(&b, 7);
+	CU_ASSERT_EQUAL(buf_find_lf(&b, 0), -1);
+	CU_ASSERT_NSTRING_EQUAL(buf_head(&b), "world", 5);
+	for (int i = 0; i < 1000; i++)
+		buf_append(&b, "0123456789", 10);
+	CU_ASSERT_EQUAL(buf_len(&b), 10005);
+	buf_consume(&b, 10005);
+	CU_ASSERT_PTR_NULL(b.data);	/* idle buffers hold no memory */
+	CU_ASSERT_EQUAL(b.cap, 0);
+}
+
+static void test_iptable(void)
+{
+	struct iptable *t = iptable_new();
+	struct mg_addr a, b;
+	addr_from_literal("192.0.2.1", 1, &a);
+	addr_from_literal("192.0.2.2", 2, &b);
+	CU_ASSERT_EQUAL(iptable_inc(t, &a), 1);
+	CU_ASSERT_EQUAL(iptable_inc(t, &a), 2);
+	CU_ASSERT_EQUAL(iptable_inc(t, &b), 1);
+	iptable_dec(t, &a);
+	iptable_dec(t, &a);
+	CU_ASSERT_EQUAL(iptable_inc(t, &a), 1);
+	iptable_free(&t);
+	CU_ASSERT_PTR_NULL(t);
+}
+
+void register_tests(void)
+{
+	CU_pSuite s = CU_add_suite("common", NULL, NULL);
+	CU_ADD(s, test_escape_text);
+	CU_ADD(s, test_escape_json);
+	CU_ADD(s, test_addr);
+	CU_ADD(s, test_cidr);
+	CU_ADD(s, test_domain);
+	CU_ADD(s, test_b64);
+	CU_ADD(s, test_buf);
+	CU_ADD(s, test_iptable);
+}
+
+CU_MAIN

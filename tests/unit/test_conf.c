@@ -1,0 +1,317 @@
+/* test_conf: configuration parsing and validation - good files give typed
+ * values and defaults; bad files give FILE:LINE: message for each problem
+ * (unknown keys, bad values, cross-field rules of DESIGN.md §3, include()
+ * relative to the config's folder, secret-file permissions); pins parse in
+ * every accepted format. */
+#include "conf.h"
+#include "conf_value.h"
+#include "cu_main.h"
+#include "diag.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static void write_file(const char *name, const char *text, int mode)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	FILE *f = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fputs(text, f);
+	fclose(f);
+	chmod(path, (mode_t)mode);
+}
+
+#define BASE                                                                        \
+	"hostname = \"mx.example.org\"\n"                                           \
+	"tls \"default\" {\n"                                                       \
+	"  cert = \"cert.pem\"\n"                                                   \
+	"  key = \"key.pem\"\n"                                                     \
+	"}\n"                                                                       \
+	"upstream \"postfix\" {\n"                                                  \
+	"  address = { \"127.0.0.1:10025\", \"[::1]:10025\" }\n"                    \
+	"}\n"
+
+/* Loads text as <tmpdir>/NAME for the daemon kind; returns the conf (or
+ * NULL) and fills d. */
+static struct conf *load(const char *name, const char *text, enum daemon_kind kind, struct diag *d)
+{
+	char path[512];
+	write_file(name, text, 0644);
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	diag_init(d);
+	return conf_load(path, kind, d);
+}
+
+static int has(const struct diag *d, const char *file, int line, const char *text)
+{
+	char needle[600];
+	snprintf(needle, sizeof(needle), "%s/%s:%d: %s", tmpdir, file, line, text);
+	for (size_t i = 0; i < d->n; i++)
+		if (strstr(d->lines[i], needle))
+			return 1;
+	fprintf(stderr, "\nmissing diagnostic '%s'; got:\n", needle);
+	for (size_t i = 0; i < d->n; i++)
+		fprintf(stderr, "  %s\n", d->lines[i]);
+	return 0;
+}
+
+static void test_good(void)
+{
+	struct diag d;
+	struct conf *c = load("good.conf", BASE
+			      "listener \"smtps\" {\n"
+			      "  address = { \"0.0.0.0:465\", \"[::]:465\" }\n"
+			      "  tls_mode = \"implicit\"\n"
+			      "}\n"
+			      "listener \"local\" {\n"
+			      "  address = \"127.0.0.1:10026\"\n"
+			      "  tls_mode = \"none\"\n"
+			      "  relay_networks = \"127.0.0.1/32\"\n"
+			      "}\n"
+			      "accept_domains = { \"Example.ORG.\", \".example.org\" }\n",
+			      DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(d.errors, 0);
+	CU_ASSERT_STRING_EQUAL(c->hostname, "mx.example.org");
+	CU_ASSERT_EQUAL(c->nlisteners, 2);
+	CU_ASSERT_EQUAL(c->listeners[0].naddrs, 2);
+	CU_ASSERT_PTR_EQUAL(c->listeners[0].tls, &c->tls[0]);
+	CU_ASSERT_PTR_EQUAL(c->listeners[0].upstream, &c->upstreams[0]);
+	CU_ASSERT_EQUAL(c->listeners[0].client_cert, CLIENT_CERT_NONE);
+	CU_ASSERT_EQUAL(c->listeners[1].relay_networks.n, 1);
+	CU_ASSERT_EQUAL(c->max_line, 2048);
+	CU_ASSERT_EQUAL(c->max_recipients, 1000);
+	CU_ASSERT_EQUAL(c->max_message_size, 52428800);
+	CU_ASSERT_EQUAL(c->auth_mechanisms.n, 2);
+	CU_ASSERT_EQUAL(c->upstreams[0].naddrs, 2);
+	CU_ASSERT_EQUAL(c->upstreams[0].connect_timeout, 10);
+	CU_ASSERT(c->upstreams[0].xclient);
+	/* accept_domains are normalised: lower case, no trailing dot. */
+	CU_ASSERT_STRING_EQUAL(c->accept_domains.v[0], "example.org");
+	CU_ASSERT_STRING_EQUAL(c->accept_domains.v[1], ".example.org");
+	/* Relative paths resolve against the config's folder. */
+	char want[600];
+	snprintf(want, sizeof(want), "%s/cert.pem", tmpdir);
+	CU_ASSERT_STRING_EQUAL(c->tls[0].cert.v[0], want);
+	CU_ASSERT_STRING_EQUAL(c->tls[0].alpn_ids.v[0], "smtp");
+	conf_free(&c);
+	diag_free(&d);
+}
+
+static void test_unknown_key(void)
+{
+	struct diag d;
+	struct conf *c = load("bad1.conf", "hostname = \"mx.example.org\"\n\nbogus = 1\n", DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NULL(c);
+	CU_ASSERT(has(&d, "bad1.conf", 3, "no such option 'bogus'"));
+	diag_free(&d);
+	/* An imapd key is unknown to smtpd and vice versa. */
+	c = load("bad2.conf", "max_literal = 100\n", DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NULL(c);
+	CU_ASSERT(has(&d, "bad2.conf", 1, "no such option 'max_literal'"));
+	diag_free(&d);
+	c = load("bad3.conf", "max_recipients = 100\n", DAEMON_IMAPD, &d);
+	CU_ASSERT(has(&d, "bad3.conf", 1, "no such option 'max_recipients'"));
+	conf_free(&c);
+	diag_free(&d);
+}
+
+static void test_rules(void)
+{
+	struct diag d;
+	struct conf *c = load("rules.conf", BASE		/* lines 1-8 */
+			      "listener \"a\" {\n"		/* 9 */
+			      "  address = \"192.0.2.1:26\"\n"	/* 10 */
+			      "  tls_mode = \"none\"\n"		/* 11 */
+			      "}\n"				/* 12 */
+			      "listener \"b\" {\n"		/* 13 */
+			      "  address = \"127.0.0.1:587\"\n"	/* 14 */
+			      "  tls_mode = \"starttls\"\n"	/* 15 */
+			      "  client_cert = \"require\"\n"	/* 16 */
+			      "  require_tls = false\n"		/* 17 */
+			      "}\n"				/* 18 */
+			      "listener \"c\" {\n"		/* 19 */
+			      "  address = \"127.0.0.1:465\"\n"	/* 20 */
+			      "  peers_only = true\n"		/* 21 */
+			      "  tls_mode = \"sometimes\"\n"	/* 22 */
+			      "}\n"				/* 23 */
+			      "max_recipients = 50\n"		/* 24 */
+			      "peer \"p\" {\n"			/* 25 */
+			      "  fingerprint = \"sha256:zz\"\n"	/* 26 */
+			      "}\n"				/* 27 */
+			      "listener \"d\" {\n"		/* 28 */
+			      "  address = \"127.0.0.1:2525\"\n"	/* 29 */
+			      "  tls = \"nope\"\n"		/* 30 */
+			      "  upstream = \"missing\"\n"	/* 31 */
+			      "}\n",
+			      DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NULL(c);
+	CU_ASSERT(has(&d, "rules.conf", 11, "listener \"a\": tls_mode = none is only allowed on loopback"));
+	CU_ASSERT(has(&d, "rules.conf", 17, "listener \"b\": require_tls = false conflicts with client_cert = require"));
+	CU_ASSERT(has(&d, "rules.conf", 21, "listener \"c\": peers_only needs client_cert"));
+	CU_ASSERT(has(&d, "rules.conf", 22, "tls_mode: bad value 'sometimes'"));
+	CU_ASSERT(has(&d, "rules.conf", 24, "max_recipients: 50 is below 100"));
+	CU_ASSERT(has(&d, "rules.conf", 26, "fingerprint: malformed SHA-256 fingerprint"));
+	CU_ASSERT(has(&d, "rules.conf", 30, "listener \"d\": no tls section \"nope\""));
+	CU_ASSERT(has(&d, "rules.conf", 31, "listener \"d\": no upstream section \"missing\""));
+	diag_free(&d);
+}
+
+static void test_hostname_and_tls_literal(void)
+{
+	struct diag d;
+	struct conf *c = load("host.conf", "hostname = \"localhost\"\n"
+			      "upstream \"u\" {\n"
+			      "  address = \"127.0.0.1:25\"\n"
+			      "  tls = \"starttls\"\n"
+			      "}\n"
+			      "listener \"l\" {\n"
+			      "  address = \"127.0.0.1:26\"\n"
+			      "  tls_mode = \"none\"\n"
+			      "}\n",
+			      DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NULL(c);
+	CU_ASSERT(has(&d, "host.conf", 1, "hostname: 'localhost' has no dot"));
+	CU_ASSERT(has(&d, "host.conf", 4, "upstream \"u\": TLS to the IP literal 127.0.0.1 needs verify_name"));
+	diag_free(&d);
+}
+
+static void test_warnings(void)
+{
+	struct diag d;
+	struct conf *c = load("warn.conf", BASE
+			      "listener \"mx\" {\n"			/* 9 */
+			      "  address = \"0.0.0.0:25\"\n"		/* 10 */
+			      "  tls_mode = \"starttls\"\n"		/* 11 */
+			      "  relay_networks = \"127.0.0.0/8\"\n"	/* 12 */
+			      "}\n",
+			      DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NOT_NULL(c);
+	CU_ASSERT_EQUAL(d.errors, 0);
+	CU_ASSERT(has(&d, "warn.conf", 9, "warning: listener \"mx\": require_tls = true on port 25"));
+	CU_ASSERT(has(&d, "warn.conf", 12, "warning: listener \"mx\": relay_networks holds a loopback prefix"));
+	conf_free(&c);
+	diag_free(&d);
+}
+
+static void test_include(void)
+{
+	struct diag d;
+	write_file("inc-ok.conf", "listener \"l\" {\n  address = \"127.0.0.1:26\"\n  tls_mode = \"none\"\n}\n",
+		   0644);
+	struct conf *c = load("main-inc.conf", BASE "include(\"inc-ok.conf\")\n", DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NOT_NULL(c);
+	CU_ASSERT_EQUAL(d.errors, 0);
+	if (c)
+		CU_ASSERT_EQUAL(c->nlisteners, 1);
+	conf_free(&c);
+	diag_free(&d);
+
+	/* An error inside an included file names that file as written. */
+	write_file("inc-bad.conf", "\n\nnonsense = 2\n", 0644);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/main-bad.conf", tmpdir);
+	write_file("main-bad.conf", BASE "include(\"inc-bad.conf\")\n", 0644);
+	diag_init(&d);
+	c = conf_load(path, DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NULL(c);
+	int found = 0;
+	for (size_t i = 0; i < d.n; i++)
+		if (!strncmp(d.lines[i], "inc-bad.conf:3: no such option 'nonsense'", 41))
+			found = 1;
+	if (!found)
+		for (size_t i = 0; i < d.n; i++)
+			fprintf(stderr, "  got: %s\n", d.lines[i]);
+	CU_ASSERT(found);
+	diag_free(&d);
+}
+
+static void test_files(void)
+{
+	struct diag d;
+	write_file("cert.pem", "x", 0644);
+	write_file("key.pem", "x", 0604);	/* readable by others: error */
+	write_file("key2.pem", "x", 0640);	/* by the group: warning */
+	struct conf *c = load("files.conf",
+			      "hostname = \"mx.example.org\"\n"
+			      "tls \"default\" {\n"
+			      "  cert = { \"cert.pem\", \"cert.pem\", \"missing.pem\" }\n"
+			      "  key = { \"key.pem\", \"key2.pem\", \"key2.pem\" }\n"
+			      "}\n"
+			      "upstream \"u\" { address = \"127.0.0.1:25\" }\n"
+			      "listener \"l\" { address = \"127.0.0.1:465\" }\n",
+			      DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	conf_check_files(c, &d);
+	CU_ASSERT(has(&d, "files.conf", 4, "key: secret file"));
+	CU_ASSERT(has(&d, "files.conf", 4, "warning: key: secret file"));
+	CU_ASSERT(has(&d, "files.conf", 3, "cert: cannot read"));
+	CU_ASSERT_EQUAL(d.errors, 2);
+	conf_free(&c);
+	diag_free(&d);
+}
+
+static void test_pins(void)
+{
+	unsigned char out[32], want[32];
+	const char *err;
+	for (int i = 0; i < 32; i++)
+		want[i] = (unsigned char)(0xa0 + i % 16);
+	char hex[200] = "", hexc[200] = "sha256:";
+	for (int i = 0; i < 32; i++) {
+		char b[4];
+		snprintf(b, sizeof(b), "%02x", want[i]);
+		strcat(hex, b);
+		snprintf(b, sizeof(b), "%02X", want[i]);
+		strcat(hexc, b);
+		if (i < 31)
+			strcat(hexc, ":");
+	}
+	CU_ASSERT_EQUAL(conf_parse_pin(hex, out, 0, &err), 0);
+	CU_ASSERT(memcmp(out, want, 32) == 0);
+	CU_ASSERT_EQUAL(conf_parse_pin(hexc, out, 0, &err), 0);
+	CU_ASSERT(memcmp(out, want, 32) == 0);
+	/* base64 (pin-sha256) only where allowed */
+	const char *b64ok = "oKGio6SlpqeoqaqrrK2ur6ChoqOkpaanqKmqq6ytrq8=";
+	CU_ASSERT_EQUAL(conf_parse_pin(b64ok, out, 1, &err), 0);
+	CU_ASSERT(memcmp(out, want, 32) == 0);
+	CU_ASSERT_EQUAL(conf_parse_pin(b64ok, out, 0, &err), -1);
+	CU_ASSERT_EQUAL(conf_parse_pin("sha256:AB", out, 1, &err), -1);
+	CU_ASSERT_EQUAL(conf_parse_pin("", out, 1, &err), -1);
+	hex[63] = 'g';
+	CU_ASSERT_EQUAL(conf_parse_pin(hex, out, 1, &err), -1);
+}
+
+static int setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/mg-test-conf-XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+void register_tests(void)
+{
+	CU_pSuite s = CU_add_suite("conf", setup, teardown);
+	CU_ADD(s, test_good);
+	CU_ADD(s, test_unknown_key);
+	CU_ADD(s, test_rules);
+	CU_ADD(s, test_hostname_and_tls_literal);
+	CU_ADD(s, test_warnings);
+	CU_ADD(s, test_include);
+	CU_ADD(s, test_files);
+	CU_ADD(s, test_pins);
+}
+
+CU_MAIN
