@@ -48,7 +48,7 @@ struct smtp_upstream {
 	char lines[SMTP_XCLIENT_MAX_LINES][513];
 	int nlines, line;
 	char *helo_copy;
-	char *xc_strings[3];
+	char *xc_strings[4];
 };
 
 static void up_enter(struct smtp_upstream *up, enum up_state st)
@@ -62,7 +62,7 @@ static void up_destroy(struct smtp_upstream *up)
 	upstream_dial_free(&up->dial);
 	conn_free(&up->conn);
 	free(up->helo_copy);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		free(up->xc_strings[i]);
 	up->magic = 0;
 	free(up);
@@ -153,6 +153,9 @@ static void after_final_ehlo(struct smtp_upstream *up, const struct smtp_reply *
 		return;
 	}
 	up->line = 0;
+	for (int i = 0; i < up->nlines; i++)
+		log_debug("upstream %s: %.*s", up->p.cu->name, (int)strcspn(up->lines[i], "\r"),
+			  up->lines[i]);
 	up_send(up, up->lines[0]);
 	up_enter(up, US_XCLIENT);
 }
@@ -215,7 +218,8 @@ static void on_setup_reply(struct smtp_upstream *up, const struct smtp_reply *r)
 		return;
 	case US_XCLIENT:
 		if (r->code != 220 && r->code != 250) {
-			snprintf(why, sizeof(why), "XCLIENT refused with %d", r->code);
+			snprintf(why, sizeof(why), "XCLIENT refused: %d %.*s", r->code,
+				 (int)(r->lines[0].len > 100 ? 100 : r->lines[0].len), r->lines[0].text);
 			setup_config_error(up, why);
 			return;
 		}
@@ -362,11 +366,13 @@ struct smtp_upstream *smtp_up_start(const struct smtp_up_params *p, smtp_up_cb c
 	up->p = *p;
 	up->cb = cb;
 	up->owner = owner;
-	/* Own copies: the owner's strings may change while we set up. */
+	/* Own copies: the owner's strings (some on its stack) do not outlive
+	 * this call. */
 	if (p->client_helo)
 		up->p.client_helo = up->helo_copy = xstrdup(p->client_helo);
-	const char **xs[3] = { &up->p.xclient.name, &up->p.xclient.helo, &up->p.xclient.login };
-	for (int i = 0; i < 3; i++)
+	const char **xs[4] = { &up->p.xclient.name, &up->p.xclient.addr, &up->p.xclient.helo,
+			       &up->p.xclient.login };
+	for (int i = 0; i < 4; i++)
 		if (*xs[i])
 			*xs[i] = up->xc_strings[i] = xstrdup(*xs[i]);
 	up->st = US_DIAL;

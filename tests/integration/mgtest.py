@@ -189,7 +189,11 @@ class SmtpSink:
         out = []
         for name in sorted(os.listdir(self.dump), key=lambda n: os.path.getmtime(os.path.join(self.dump, n))):
             with open(os.path.join(self.dump, name), "rb") as f:
-                out.append(SinkMessage(f.read()))
+                raw = f.read()
+            # smtp-sink opens a capture file at MAIL; it stays empty until
+            # the transaction completes (and vanishes if it never does).
+            if raw:
+                out.append(SinkMessage(raw))
         return out
 
     def wait_messages(self, n, timeout=10):
@@ -215,7 +219,7 @@ class Gateway:
         self.log_path = os.path.join(tmp.path, name + ".log")
         self.binary = binary or SMTPD
         e = dict(os.environ)
-        e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        e.setdefault("ASAN_OPTIONS", "detect_leaks=1:detect_stack_use_after_return=1")
         if env:
             e.update(env)
         self.proc = Proc([self.binary, "-f", "-c", self.conf_path, *extra_args], self.log_path, env=e)
@@ -372,9 +376,10 @@ smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_
         master += "\n" + master_extra + "\n"
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
             f.write(master)
-        r = subprocess.run(["postfix", "-c", self.etc, "start"], capture_output=True, text=True)
+        with open(os.path.join(base, "start.out"), "w") as out:
+            subprocess.run(["postfix", "-c", self.etc, "start"], stdout=out, stderr=subprocess.STDOUT)
         if not wait_port(port, timeout=15):
-            raise RuntimeError("postfix did not start: %s %s\n%s" % (r.stdout, r.stderr, self.log()))
+            raise RuntimeError("postfix did not start:\n" + self.log())
 
     def log(self):
         try:
@@ -472,6 +477,9 @@ class GatewayTest(unittest.TestCase):
     def postfix(self, port, **kw):
         return self.track(Postfix(self.tmp, port, **kw))
 
+    def dovecot(self, **kw):
+        return self.track(Dovecot(self.tmp, **kw))
+
 
 def message(subject="test", body="hello\r\n", extra_headers=""):
     return ("From: sender@test.example\r\nTo: user@example.org\r\nSubject: %s\r\n%s\r\n%s"
@@ -495,3 +503,132 @@ def main():
     import warnings
     warnings.simplefilter("ignore", ResourceWarning)
     unittest.main(verbosity=2)
+
+
+class Dovecot:
+    """A private Dovecot (config, state, logs, users and mail in a temp dir).
+
+    auth_port: a TCP SASL listener for Postfix (smtpd_sasl_path = inet:...).
+    imap_port: a plain IMAP listener. Users live in a passwd-file."""
+
+    def __init__(self, tmp, users=None, auth_port=None, imap_port=None, extra="", master_users=None):
+        need("dovecot", "doveadm")
+        self.tmp = tmp
+        self.base = os.path.join(tmp.path, "dovecot-%d" % (auth_port or imap_port))
+        self.run = os.path.join(self.base, "run")
+        self.home = os.path.join(self.base, "home")
+        self.logf = os.path.join(self.base, "dovecot.log")
+        for d in (self.base, self.run, self.home):
+            os.makedirs(d, exist_ok=True)
+            os.chmod(d, 0o755)
+        shutil.chown(self.home, "nobody", "nogroup")
+        users = users or {"alice": "secret"}
+        with open(os.path.join(self.base, "users"), "w") as f:
+            for u, pw in users.items():
+                f.write("%s:{PLAIN}%s::::::\n" % (u, pw))
+        masters = ""
+        if master_users:
+            with open(os.path.join(self.base, "masters"), "w") as f:
+                for u, pw in master_users.items():
+                    f.write("%s:{PLAIN}%s::::::\n" % (u, pw))
+            masters = """passdb {
+  driver = passwd-file
+  args = scheme=PLAIN %s
+  master = yes
+  result_success = continue
+}
+auth_master_user_separator = *
+""" % os.path.join(self.base, "masters")
+        listeners = ""
+        if auth_port:
+            listeners += """service auth {
+  inet_listener {
+    address = 127.0.0.1
+    port = %d
+  }
+}
+""" % auth_port
+        if imap_port:
+            listeners += """service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = %d
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+""" % imap_port
+        else:
+            listeners += "service imap-login {\n  inet_listener imap {\n    port = 0\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}\n"
+        self.conf = os.path.join(self.base, "dovecot.conf")
+        with open(self.conf, "w") as f:
+            f.write("""base_dir = {run}
+state_dir = {run}/state
+log_path = {log}
+protocols = {protocols}
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+login_trusted_networks = 127.0.0.0/8
+mail_location = maildir:~/Maildir
+mail_uid = nobody
+mail_gid = nogroup
+first_valid_uid = 1
+{masters}passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {base}/users
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={home}/%u
+}}
+{listeners}
+service anvil {{
+  chroot =
+}}
+service imap-login {{
+  chroot =
+}}
+{extra}
+""".format(run=self.run, log=self.logf, base=self.base, home=self.home, listeners=listeners,
+           masters=masters, extra=extra, protocols="imap" if imap_port else "none"))
+        # dovecot daemonizes; its children must not inherit our pipes.
+        with open(os.path.join(self.base, "start.out"), "w") as out:
+            r = subprocess.run(["dovecot", "-c", self.conf], stdout=out, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            with open(os.path.join(self.base, "start.out")) as f:
+                raise RuntimeError("dovecot failed: " + f.read())
+        for p in (auth_port, imap_port):
+            if p and not wait_port(p):
+                raise RuntimeError("dovecot did not listen on %d:\n%s" % (p, self.log()))
+
+    def log(self):
+        try:
+            with open(self.logf) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, pattern, timeout=10):
+        rx = re.compile(pattern)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = rx.search(self.log())
+            if m:
+                return m
+            time.sleep(0.1)
+        raise AssertionError("dovecot log never matched %r:\n%s" % (pattern, self.log()[-3000:]))
+
+    def stop(self):
+        try:
+            with open(os.path.join(self.run, "master.pid")) as f:
+                pid = int(f.read().strip())
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                os.kill(pid, 0)
+                time.sleep(0.1)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            pass
