@@ -821,14 +821,17 @@ struct conf *conf_load(const char *path, enum daemon_kind kind, struct diag *d)
 	set_recorders(opts);
 	cfg_t *cfg = cfg_init(opts, CFGF_NONE);
 	cfg_set_error_function(cfg, conf_errfunc);
+	int parsed = 0;
 	FILE *fp = fopen(path, "r");
 	if (!fp) {
 		diag_error(d, path, 0, "cannot open: %s", strerror(errno));
 	} else {
 		fclose(fp);
 		int rc = cfg_parse(cfg, path);
-		if (rc == CFG_SUCCESS)
+		if (rc == CFG_SUCCESS) {
 			convert(cfg, c);
+			parsed = 1;
+		}
 		else if (d->errors == errors_before)
 			diag_error(d, path, 0, "cannot parse");
 	}
@@ -838,7 +841,7 @@ struct conf *conf_load(const char *path, enum daemon_kind kind, struct diag *d)
 	free(ctx.aliases);
 	free(ctx.locs);
 	pctx = NULL;
-	if (d->errors > errors_before) {
+	if (!parsed) {
 		conf_free(&c);
 		return NULL;
 	}

@@ -167,9 +167,11 @@ struct conf {
 };
 
 /* Parses path (as given) for the daemon kind. Every problem is added to d
- * as FILE:LINE: message; returns NULL when d->errors > 0 after parsing.
- * Structural and cross-field rules are checked here too; files are
- * checked by conf_check_files() and by the TLS loader. */
+ * as FILE:LINE: message. Returns NULL only when the file could not be
+ * parsed at all; otherwise the conf, which is usable only if d->errors did
+ * not grow (callers keep checking - files, TLS credentials - so that -t
+ * reports every problem at once). Structural and cross-field rules are
+ * checked here; files by conf_check_files() and by the TLS loader. */
 struct conf *conf_load(const char *path, enum daemon_kind kind, struct diag *d);
 void conf_free(struct conf **c);
 

@@ -201,7 +201,9 @@ int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
 		conf_check_files(c, &d);
 		check_unimplemented(c, &d);
 		if (d.errors == 0)
-			srv = ops->server_new(c, &d);
+			srv = ops->server_new(c, &d);	/* loads TLS credentials */
+		else if (test)
+			tls_check_conf(c, &d);		/* report those problems too */
 	}
 	print_diag(&d);
 	if (test) {

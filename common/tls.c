@@ -159,10 +159,16 @@ static int want(struct tls_session *s)
 	return gnutls_record_get_direction(s->gs) ? TLS_WANT_WRITE : TLS_WANT_READ;
 }
 
-static void send_failure_alert(struct tls_session *s)
+/* GnuTLS leaves alerting to the application when a handshake fails:
+ * send the specific alert we chose (client certificates), or the one
+ * GnuTLS maps to the error (no_application_protocol for ALPN, ...). */
+static void send_failure_alert(struct tls_session *s, int err)
 {
 	if (s->alert)
 		gnutls_alert_send(s->gs, GNUTLS_AL_FATAL, (gnutls_alert_description_t)s->alert);
+	else if (err < 0 && err != GNUTLS_E_FATAL_ALERT_RECEIVED && err != GNUTLS_E_PREMATURE_TERMINATION &&
+		 err != GNUTLS_E_PUSH_ERROR && err != GNUTLS_E_PULL_ERROR)
+		gnutls_alert_send_appropriate(s->gs, err);
 }
 
 int tls_handshake(struct tls_session *s)
@@ -194,14 +200,14 @@ int tls_handshake(struct tls_session *s)
 			} else
 				tls_set_reason(s, "%s", gnutls_strerror(r));
 		}
-		send_failure_alert(s);
+		send_failure_alert(s, r);
 		return TLS_FAILED;
 	}
 	/* Resumed sessions skip the verify callback: apply the policy to the
 	 * certificate stored in the ticket again (DESIGN.md §3). */
 	if (s->role == TLS_ROLE_SERVER && s->mode != CLIENT_CERT_NONE &&
 	    gnutls_session_is_resumed(s->gs) && tls_evaluate_peer(s) < 0) {
-		send_failure_alert(s);
+		send_failure_alert(s, 0);
 		return TLS_FAILED;
 	}
 	if (s->role == TLS_ROLE_SERVER && s->mode == CLIENT_CERT_REQUIRE && !s->peer) {

@@ -76,6 +76,10 @@ void tls_server_set_pin_accept(struct tls_server *srv,
 struct tls_client *tls_client_new(const struct conf_tls_client *t, struct diag *d);
 void tls_client_free(struct tls_client **cli);
 
+/* Loads (and frees) every tls and tls_client section, reporting problems
+ * to d: used by -t when other errors already prevent a full start. */
+void tls_check_conf(const struct conf *c, struct diag *d);
+
 /* Random master secret for tickets when ticket_key = "" (call once in the
  * master before forking so all workers share it). */
 void tls_ticket_master_init(void);

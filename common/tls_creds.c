@@ -332,3 +332,15 @@ void tls_client_free(struct tls_client **cp)
 	free(cli);
 	*cp = NULL;
 }
+
+void tls_check_conf(const struct conf *c, struct diag *d)
+{
+	for (size_t i = 0; i < c->ntls; i++) {
+		struct tls_server *srv = tls_server_new(&c->tls[i], d);
+		tls_server_free(&srv);
+	}
+	for (size_t i = 0; i < c->ntls_clients; i++) {
+		struct tls_client *cli = tls_client_new(&c->tls_clients[i], d);
+		tls_client_free(&cli);
+	}
+}

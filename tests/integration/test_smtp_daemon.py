@@ -1,0 +1,194 @@
+"""mailgate-smtpd as a daemon: -t and -V, detaching only once listeners are
+bound (exit status, pidfile), privilege drop, bind failures, SIGTERM
+(421 4.3.2 between transactions, transactions finish), shutdown_timeout,
+JSON logs, max_connections / max_per_ip, IPv6 and dual-stack binding,
+secret-file permissions."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from mgtest import (SMTPD, GatewayTest, Smtp, free_port, listener, main, message, send_message,
+                    smtpd_conf, wait_port)
+
+
+def run(*args, **kw):
+    return subprocess.run([SMTPD, *args], capture_output=True, text=True, timeout=30, **kw)
+
+
+class Daemon(GatewayTest):
+    def conf(self, listeners, extra="", **kw):
+        self.up = getattr(self, "up", None) or self.sink()
+        return smtpd_conf(self.pki, self.up.port, listeners, extra=extra, **kw)
+
+    def test_version(self):
+        r = run("-V")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"mailgate-smtpd \S+\nGnuTLS 3\.\d+\.\d+\nlibev 4\.\d+\nlibconfuse \S+")
+
+    def test_check_ok_and_errors(self):
+        p = free_port()
+        good = self.tmp.file("good.conf", self.conf(listener("smtps", p, "implicit")))
+        r = run("-t", "-c", good)
+        self.assertEqual((r.returncode, r.stdout), (0, "configuration ok\n"), r.stderr)
+        bad = self.tmp.file("bad.conf", self.conf(listener("smtps", p, "implicit"),
+                                                  extra='hostname = "nodot"\nmax_line = 10\n'
+                                                        'tls "extra" {\n  cert = "/nonexistent/cert.pem"\n'
+                                                        '  key = "/nonexistent/key.pem"\n}\n'))
+        r = run("-t", "-c", bad)
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"bad\.conf:\d+: hostname: 'nodot' has no dot")
+        self.assertRegex(r.stderr, r"bad\.conf:\d+: max_line: 10 out of range")
+        self.assertRegex(r.stderr, r"bad\.conf:\d+: cert: cannot read '/nonexistent/cert\.pem'")
+        self.assertRegex(r.stderr, r"bad\.conf:\d+: key: cannot read '/nonexistent/key\.pem'")
+        self.assertNotIn("configuration ok", r.stdout)
+
+    def test_check_key_mismatch_and_permissions(self):
+        p = free_port()
+        with open(self.pki + "/server-rsa.key") as f:
+            key = self.tmp.file("key.pem", f.read(), mode=0o640)
+        conf = self.conf(listener("smtps", p, "implicit")).replace(
+            '"%s/server-rsa.key"' % self.pki, '"%s"' % key)
+        r = run("-t", "-c", self.tmp.file("g.conf", conf))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stderr, r"g\.conf:\d+: warning: key: secret file '.*key\.pem' is readable by its group")
+        os.chmod(key, 0o644)
+        r = run("-t", "-c", self.tmp.file("o.conf", conf))
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"o\.conf:\d+: key: secret file '.*key\.pem' is readable by others")
+        swapped = conf.replace('"%s"' % key, '"%s/server-ecdsa.key"' % self.pki, 1).replace(
+            '{ "%s/server-ecdsa.key", ' % self.pki, '{ "%s/upstream.key", ' % self.pki)
+        r = run("-t", "-c", self.tmp.file("m.conf", swapped))
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"m\.conf:\d+: key: '.*' does not match cert '.*'")
+
+    def test_detach_pidfile_privileges(self):
+        p = free_port()
+        pidfile = self.tmp.file("smtpd.pid")
+        conf = self.conf(listener("local", p, "none"), extra='pidfile = "%s"' % pidfile).replace(
+            'log_target = "stderr"', 'log_target = "syslog"')
+        r = run("-c", self.tmp.file("d.conf", conf))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # Bound before the parent exited: connect at once.
+        c = Smtp(p)
+        self.assertEqual(c.reply()[0], 220)
+        with open(pidfile) as f:
+            pid = int(f.read())
+        status = open("/proc/%d/status" % pid).read()
+        uid = [l for l in status.splitlines() if l.startswith("Uid:")][0].split()[1:]
+        nobody = int(subprocess.run(["id", "-u", "nobody"], capture_output=True, text=True).stdout)
+        if os.geteuid() == 0:
+            self.assertEqual(set(map(int, uid)), {nobody})
+        c.expect("QUIT", 221)
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not os.path.exists("/proc/%d" % pid):
+                break
+            time.sleep(0.05)
+        self.assertFalse(os.path.exists("/proc/%d" % pid))
+
+    def test_bind_failure_exit_status(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        conf = self.conf(listener("local", port, "none"))
+        r = run("-c", self.tmp.file("b.conf", conf))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot bind 127.0.0.1:%d" % port, r.stderr)
+        s.close()
+
+    def test_sigterm(self):
+        p = free_port()
+        gw = self.gateway(self.conf(listener("local", p, "none"), extra="shutdown_timeout = 30"), [p])
+        idle = Smtp(p)
+        idle.reply()
+        idle.expect("EHLO idle.test", 250)
+        busy = Smtp(p)
+        busy.reply()
+        busy.expect("EHLO busy.test", 250)
+        busy.expect("MAIL FROM:<a@test.example>", 250)
+        busy.expect("RCPT TO:<user@example.org>", 250)
+        os.kill(gw.proc.pid, signal.SIGTERM)
+        gw.wait_log(r"SIGTERM: no new connections")
+        self.assertFalse(wait_port(p, timeout=0.5))               # not accepting
+        self.assertEqual(idle.cmd("NOOP")[1], ["421 4.3.2 Service shutting down"])
+        self.assertTrue(idle.closed())
+        busy.expect("DATA", 354)                                   # the transaction finishes
+        busy.send(b"Subject: during shutdown\r\n\r\n.\r\n")
+        self.assertEqual(busy.reply()[0], 250)
+        self.assertEqual(busy.cmd("QUIT")[0], 221)
+        self.assertEqual(gw.proc.p.wait(10), 0)
+        self.assertEqual(len(self.up.wait_messages(1)), 1)
+
+    def test_shutdown_timeout(self):
+        p = free_port()
+        gw = self.gateway(self.conf(listener("local", p, "none"), extra="shutdown_timeout = 1"), [p])
+        c = Smtp(p)
+        c.reply()
+        c.expect("EHLO slow.test", 250)
+        c.expect("MAIL FROM:<a@test.example>", 250)
+        os.kill(gw.proc.pid, signal.SIGTERM)
+        self.assertEqual(c.reply()[1], ["421 4.3.2 Service shutting down"])
+        self.assertTrue(c.closed())
+        self.assertEqual(gw.proc.p.wait(10), 0)
+        gw.wait_log(r"result=shutdown")
+
+    def test_json_log(self):
+        p = free_port()
+        gw = self.gateway(self.conf(listener("local", p, "none"), extra='log_format = "json"'), [p])
+        c = Smtp(p)
+        c.reply()
+        c.expect('EHLO json.test', 250)
+        c.expect("QUIT", 221)
+        line = gw.wait_log(r'\{"event":"session".*"helo":"json\.test".*\}').group(0)
+        rec = json.loads(line)
+        self.assertEqual(rec["listener"], "local")
+        self.assertEqual(rec["result"], "quit")
+        self.assertRegex(rec["client"], r"^127\.0\.0\.1:\d+$")
+
+    def test_connection_limits(self):
+        p1, p2 = free_port(), free_port()
+        gw = self.gateway(self.conf(listener("local", p1, "none", "max_per_ip = 2") +
+                                    listener("smtps", p2, "implicit", "max_connections = 1")), [p1, p2])
+        time.sleep(0.2)     # the start-up port probes are gone
+        a, b = Smtp(p1), Smtp(p1)
+        a.reply(), b.reply()
+        c = Smtp(p1)
+        self.assertEqual(c.reply()[1], ["421 4.7.0 Too many connections"])
+        self.assertTrue(c.closed())
+        a.expect("QUIT", 221)
+        a.closed()
+        time.sleep(0.2)
+        d = Smtp(p1)
+        self.assertEqual(d.reply()[0], 220)
+        t1 = Smtp(p2, tls=True)
+        t1.reply()
+        s = socket.create_connection(("127.0.0.1", p2))
+        s.settimeout(5)
+        self.assertEqual(s.recv(100), b"")          # implicit TLS: closed before any handshake
+        gw.wait_log(r"listener=smtps client=127\.0\.0\.1 reason=max_connections result=limit")
+
+    def test_ipv6_and_dual_stack(self):
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6")
+        p = free_port()
+        lst = ('listener "dual" {\n  address = { "0.0.0.0:%d", "[::]:%d" }\n  tls_mode = "starttls"\n'
+               '  require_tls = false\n}\n' % (p, p))
+        self.gateway(self.conf(lst), [p])
+        c6 = Smtp(p, host="::1")
+        self.assertEqual(c6.reply()[0], 220)
+        c6.expect("EHLO v6.test", 250)
+        code, _ = send_message(c6, message("over ipv6"))
+        self.assertEqual(code, 250)
+        m = self.up.wait_messages(1)
+        flat = m[0].message.replace(b"\n\t", b" ")
+        self.assertIn(b"(unknown [IPv6:::1])", flat)
+        c4 = Smtp(p)
+        self.assertEqual(c4.reply()[0], 220)
+
+
+if __name__ == "__main__":
+    main()
