@@ -26,6 +26,7 @@
 #define CONN_MAGIC 0x434f4e4eu
 #define READ_CHUNK 16384
 #define READ_BUDGET (256 * 1024)	/* per wake-up, for fairness */
+#define LINGER_SECONDS 2.0
 
 struct conn {
 	uint32_t magic;
@@ -161,6 +162,63 @@ struct conn *conn_new(int fd, size_t in_max, conn_cb cb, void *arg)
 	return c;
 }
 
+/* Lingering close (nginx lingering_close): closing a socket that still
+ * has unread input makes the kernel send RST, and an RST can destroy data
+ * the peer has not read yet - our last reply. So after our FIN the fd is
+ * kept a little while, and whatever arrives is discarded until EOF. */
+struct lingerer {
+	ev_io io;
+	ev_timer t;
+	int fd;
+};
+
+static void linger_end(struct lingerer *l)
+{
+	ev_io_stop(loop, &l->io);
+	ev_timer_stop(loop, &l->t);
+	close(l->fd);
+	free(l);
+}
+
+static void linger_read(struct ev_loop *lp, ev_io *w, int revents)
+{
+	struct lingerer *l = w->data;
+	char sink[4096];
+	ssize_t n;
+	while ((n = recv(l->fd, sink, sizeof(sink), 0)) > 0)
+		;
+	if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+		linger_end(l);
+}
+
+static void linger_timeout(struct ev_loop *lp, ev_timer *w, int revents)
+{
+	linger_end(w->data);
+}
+
+static void close_lingering(int fd)
+{
+	char sink[4096];
+	if (shutdown(fd, SHUT_WR) < 0) {
+		close(fd);
+		return;
+	}
+	ssize_t n;
+	while ((n = recv(fd, sink, sizeof(sink), 0)) > 0)
+		;
+	if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+		close(fd);	/* EOF already seen, or the peer is gone */
+		return;
+	}
+	struct lingerer *l = xcalloc(1, sizeof(*l));
+	l->fd = fd;
+	ev_io_init(&l->io, linger_read, fd, EV_READ);
+	ev_timer_init(&l->t, linger_timeout, LINGER_SECONDS, 0.);
+	l->io.data = l->t.data = l;
+	ev_io_start(loop, &l->io);
+	ev_timer_start(loop, &l->t);
+}
+
 void conn_free(struct conn **cp)
 {
 	struct conn *c = *cp;
@@ -174,8 +232,12 @@ void conn_free(struct conn **cp)
 			tls_bye(c->tls);
 		tls_session_free(&c->tls);
 	}
-	if (c->fd >= 0)
-		close(c->fd);
+	if (c->fd >= 0) {
+		if (c->failed)
+			close(c->fd);
+		else
+			close_lingering(c->fd);
+	}
 	buf_clear(&c->in);
 	buf_clear(&c->out);
 	c->magic = 0;
