@@ -206,18 +206,15 @@ int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
 			tls_check_conf(c, &d);		/* report those problems too */
 	}
 	print_diag(&d);
-	if (test) {
-		if (d.errors) {
-			diag_free(&d);
-			return 1;
-		}
-		printf("configuration ok\n");
-		diag_free(&d);
-		return 0;
-	}
-	if (d.errors || !srv) {
-		diag_free(&d);
-		return 1;
+	int bad = d.errors || !srv;
+	diag_free(&d);
+	if (test || bad) {
+		if (srv)
+			ops->server_free(srv);
+		conf_free(&c);
+		if (test && !bad)
+			printf("configuration ok\n");
+		return bad ? 1 : 0;
 	}
 	diag_free(&d);
 	d_ops = ops;

@@ -559,7 +559,7 @@ static void on_failed(struct smtp_session *ss, int detail, const char *why)
 	ss->op = OP_NONE;
 	XFREE(ss->pending);
 	log_warn("session %s: upstream %s unavailable: %s", ss->s.id,
-		 ss->s.listener->upstream->name, why ? why : "?");
+		 ss->s.listener->upstream->name, why);
 	if (detail == UPF_CONFIG) {
 		smtp_reply(ss, "421 4.3.0 Upstream configuration error");
 		smtp_close(ss, "upstream-failed");
@@ -617,10 +617,13 @@ static void up_cb(void *owner, enum up_event ev, const struct smtp_reply *r, int
 	case UP_DRAINED:
 		conn_read_start(ss->s.conn);
 		break;
-	case UP_FAILED:
+	case UP_FAILED: {
+		char reason[512];	/* why points into the upstream we free */
+		snprintf(reason, sizeof(reason), "%s", why ? why : "?");
 		smtp_up_free(&ss->up);
-		on_failed(ss, detail, why);
+		on_failed(ss, detail, reason);
 		break;
+	}
 	case UP_LOST:
 	case UP_TIMEOUT:
 		on_lost(ss, ev == UP_TIMEOUT, why);

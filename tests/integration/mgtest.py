@@ -223,9 +223,13 @@ class Gateway:
         if env:
             e.update(env)
         self.proc = Proc([self.binary, "-f", "-c", self.conf_path, *extra_args], self.log_path, env=e)
-        for p in ports:
-            if not wait_port(p, proc=self.proc.p):
+        # Listeners are bound before "ready" is logged; waiting for the log
+        # line (not connecting) keeps probe sessions out of the logs.
+        deadline = time.time() + 15
+        while " ready (GnuTLS" not in self.log():
+            if self.proc.p.poll() is not None or time.time() > deadline:
                 raise RuntimeError("gateway did not start (rc=%s):\n%s" % (self.proc.p.poll(), self.log()))
+            time.sleep(0.02)
 
     def log(self):
         return self.proc.output()

@@ -45,6 +45,23 @@ class Daemon(GatewayTest):
         self.assertRegex(r.stderr, r"bad\.conf:\d+: key: cannot read '/nonexistent/key\.pem'")
         self.assertNotIn("configuration ok", r.stdout)
 
+    def test_sample_config(self):
+        """etc/mailgate/smtpd.conf, with certificates where it expects them,
+        passes -t: the sample documents real keys only."""
+        import shutil
+        from mgtest import SRCDIR
+        os.makedirs(self.tmp.file("certs"))
+        os.makedirs(self.tmp.file("private"))
+        for src, dst in (("server-ecdsa.pem", "certs/mx-ecdsa.pem"), ("server-rsa.pem", "certs/mx-rsa.pem"),
+                         ("server-ecdsa.key", "private/mx-ecdsa.key"), ("server-rsa.key", "private/mx-rsa.key")):
+            shutil.copy(os.path.join(self.pki, src), self.tmp.file(dst))
+            os.chmod(self.tmp.file(dst), 0o600 if dst.endswith(".key") else 0o644)
+        with open(os.path.join(SRCDIR, "etc", "mailgate", "smtpd.conf")) as f:
+            sample = f.read()
+        r = run("-t", "-c", self.tmp.file("smtpd.conf", sample))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "configuration ok\n")
+
     def test_check_key_mismatch_and_permissions(self):
         p = free_port()
         with open(self.pki + "/server-rsa.key") as f:
@@ -153,7 +170,6 @@ class Daemon(GatewayTest):
         p1, p2 = free_port(), free_port()
         gw = self.gateway(self.conf(listener("local", p1, "none", "max_per_ip = 2") +
                                     listener("smtps", p2, "implicit", "max_connections = 1")), [p1, p2])
-        time.sleep(0.2)     # the start-up port probes are gone
         a, b = Smtp(p1), Smtp(p1)
         a.reply(), b.reply()
         c = Smtp(p1)
