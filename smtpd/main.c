@@ -1,6 +1,8 @@
 /* mailgate-smtpd: SMTPS / STARTTLS front end (DESIGN.md §2, §4). The
  * shared start-up lives in common/daemon.c; this file plugs in SMTP. */
 #include "daemon.h"
+#include "log.h"
+#include "rdns.h"
 #include "smtp_server.h"
 #include "smtp_session.h"
 
@@ -12,11 +14,15 @@ static void *srv_new(const struct conf *c, struct diag *d)
 static void srv_free(void *s)
 {
 	struct smtp_server *srv = s;
+	rdns_shutdown();
 	smtp_server_free(&srv);
 }
 
 static void srv_start(void *s)
 {
+	struct smtp_server *srv = s;
+	if (srv->conf->reverse_dns && rdns_init() < 0)
+		log_error("reverse_dns: c-ares initialisation failed; names will be [TEMPUNAVAIL]");
 	smtp_server_probe(s);
 }
 

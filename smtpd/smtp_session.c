@@ -129,7 +129,9 @@ static void smtp_free(struct smtp_session *ss)
 	smtp_server_unlink(ss->srv, ss);
 	ls->active--;
 	iptable_dec(ls->per_ip, &ss->s.client);
+	rdns_cancel(&ss->rdns);
 	conn_free(&ss->s.conn);
+	free(ss->rdns_name);
 	free(ss->helo_arg);
 	free(ss->user);
 	free(ss->auth_user);
@@ -304,6 +306,20 @@ static void client_cb(struct conn *c, enum conn_event ev, void *arg)
 	}
 }
 
+static void rdns_done(void *arg, enum rdns_status st, const char *name)
+{
+	struct smtp_session *ss = arg;
+	if (ss->magic != SMTP_SESSION_MAGIC)
+		abort();
+	ss->rdns = NULL;
+	ss->rdns_status = (uint8_t)st;
+	if (st == RDNS_OK)
+		ss->rdns_name = xstrdup(name);
+	log_debug("session %s: reverse DNS %s", ss->s.id,
+		  st == RDNS_OK ? name : st == RDNS_NONE ? "[UNAVAILABLE]" : "[TEMPUNAVAIL]");
+	smtp_txn_rdns_done(ss);
+}
+
 static void refuse(const struct conf_listener *l, int fd, const struct mg_addr *peer,
 		   const char *why)
 {
@@ -345,6 +361,11 @@ void smtp_session_start(struct smtp_server *srv, const struct conf_listener *l, 
 	ss->s.conn = conn_new(fd, SMTP_IN_MAX, client_cb, ss);
 	smtp_server_link(srv, ss);
 	log_debug("session %s: connect from %s listener=%s", ss->s.id, ss->s.ip, l->name);
+	ss->rdns_status = RDNS_OFF;
+	if (srv->conf->reverse_dns) {
+		ss->rdns_status = RDNS_PENDING;
+		ss->rdns = rdns_lookup(&ss->s.client, 5.0, rdns_done, ss);
+	}
 	if (l->tls_mode == TLS_MODE_IMPLICIT) {
 		struct tls_session *t = tls_session_server(smtp_server_tls(srv, l->tls), fd, l->client_cert);
 		ss->state = SS_HANDSHAKE;

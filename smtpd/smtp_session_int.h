@@ -14,6 +14,10 @@
 #include "smtp_reply.h"
 #include "smtp_session.h"
 #include "smtp_upstream.h"
+#include "rdns.h"
+
+#define RDNS_PENDING 10
+#define RDNS_OFF 11
 
 #define SMTP_SESSION_MAGIC 0x534d5450u
 #define SMTP_IN_MAX (64 * 1024)
@@ -51,7 +55,10 @@ struct smtp_session {
 	enum smtp_op op;
 	unsigned helo : 1, esmtp : 1, authed : 1, in_tx : 1, utf8 : 1, skip_line : 1,
 	    relay_denied : 1, quit_seen : 1, shutdown_notice : 1, reconnect_closes : 1,
-	    auth_abort : 1;
+	    auth_abort : 1, wait_rdns : 1;
+	uint8_t rdns_status;	/* enum rdns_status, or RDNS_PENDING / RDNS_OFF */
+	struct rdns_query *rdns;
+	char *rdns_name;	/* forward-confirmed name when rdns_status == RDNS_OK */
 	uint8_t data_fail;	/* enum data_fail */
 	char *helo_arg;
 	char *user;		/* SASL user, on the upstream's 235 */
@@ -98,5 +105,7 @@ void smtp_txn_auth_line(struct smtp_session *ss, const char *line, size_t len);
 void smtp_txn_rset_then(struct smtp_session *ss, const char *local_reply);
 void smtp_txn_data_input(struct smtp_session *ss);
 void smtp_txn_drop_upstream(struct smtp_session *ss, bool polite);
+/* The reverse lookup finished (start_upstream may have waited for it). */
+void smtp_txn_rdns_done(struct smtp_session *ss);
 
 #endif

@@ -45,6 +45,10 @@ static void start_upstream(struct smtp_session *ss)
 {
 	struct smtp_up_params p;
 	char addr[80];
+	if (ss->rdns_status == RDNS_PENDING) {
+		ss->wait_rdns = 1;	/* XCLIENT NAME needs it; at most 5 s */
+		return;
+	}
 	memset(&p, 0, sizeof(p));
 	p.srv = ss->srv;
 	p.cu = ss->s.listener->upstream;
@@ -55,7 +59,8 @@ static void start_upstream(struct smtp_session *ss)
 		snprintf(addr, sizeof(addr), "IPV6:%s", ss->s.ip);
 	else
 		snprintf(addr, sizeof(addr), "%s", ss->s.ip);
-	p.xclient.name = "[UNAVAILABLE]";
+	p.xclient.name = ss->rdns_status == RDNS_OK ? ss->rdns_name
+			 : ss->rdns_status == RDNS_TEMP ? "[TEMPUNAVAIL]" : "[UNAVAILABLE]";
 	p.xclient.addr = addr;
 	p.xclient.port = addr_port(&ss->s.client);
 	p.xclient.proto = ss->esmtp ? "ESMTP" : "SMTP";
@@ -78,6 +83,15 @@ static void upstream_command(struct smtp_session *ss, enum smtp_op op, const cha
 	ss->pending_op = op;
 	ss->op = OP_CONNECT;
 	if (!ss->up)
+		start_upstream(ss);
+}
+
+void smtp_txn_rdns_done(struct smtp_session *ss)
+{
+	if (!ss->wait_rdns)
+		return;
+	ss->wait_rdns = 0;
+	if (ss->state != SS_CLOSING && ss->op == OP_CONNECT && !ss->up)
 		start_upstream(ss);
 }
 
@@ -293,6 +307,7 @@ static void send_received(struct smtp_session *ss)
 	memset(&in, 0, sizeof(in));
 	in.helo = ss->helo_arg;
 	in.ip = ss->s.ip;
+	in.rdns = ss->rdns_status == RDNS_OK ? ss->rdns_name : NULL;
 	in.ipv6 = ss->s.client.u.sa.sa_family == AF_INET6;
 	in.hostname = conf_of(ss)->hostname;
 	in.proto = smtp_received_proto(ss->esmtp, t != NULL, ss->authed, ss->utf8);

@@ -6,6 +6,7 @@ name verification (and refusal on a name mismatch); AUTH relayed to
 Postfix's SASL backed by a real Dovecot, where a wrong password is refused
 by the real server; XCLIENT LOGIN after a reconnect."""
 import subprocess
+import time
 
 from mgtest import (GatewayTest, Smtp, free_port, listener, main, message, need, send_message,
                     smtpd_conf)
@@ -38,6 +39,35 @@ class WithPostfix(GatewayTest):
         self.assertIn("helo=<xclient-helo.test>", w)
         self.assertIn("proto=ESMTP", w)
         self.pf.wait_log(r"to=<user@example\.org>.*status=sent")
+
+    def test_reverse_dns_forward_confirmed(self):
+        """reverse_dns = true: 127.0.0.1 -> localhost -> 127.0.0.1 (the
+        hosts file, through c-ares): XCLIENT NAME=localhost reaches Postfix."""
+        with open("/etc/hosts") as f:
+            if not any(l.split()[:2] == ["127.0.0.1", "localhost"] for l in f if l.strip()):
+                self.skipTest("/etc/hosts has no '127.0.0.1 localhost'")
+        self.start(extra="reverse_dns = true")
+        c = Smtp(self.p_local)
+        c.reply()
+        c.expect("EHLO rdns.test", 250)
+        code, lines = send_message(c, message("rdns"))
+        self.assertEqual(code, 250, lines)
+        self.pf.wait_log(r"client=localhost\[127\.0\.0\.1\]")
+        self.gw.wait_log(r"reverse DNS localhost")
+
+    def test_reverse_dns_unknown_address(self):
+        """A client address without a PTR record: NAME is [UNAVAILABLE]
+        (NXDOMAIN) or [TEMPUNAVAIL] (resolver silent), within 5 s."""
+        self.start(extra="reverse_dns = true")
+        c = Smtp(self.p_local, source="127.0.0.42")
+        c.reply()
+        c.expect("EHLO rdns.test", 250)
+        t0 = time.time()
+        code, lines = send_message(c, message("no rdns"))
+        self.assertEqual(code, 250, lines)
+        self.assertLess(time.time() - t0, 7)
+        self.pf.wait_log(r"client=unknown\[127\.0\.0\.42\]")
+        self.gw.wait_log(r"reverse DNS \[(UNAVAILABLE|TEMPUNAVAIL)\]")
 
     def test_helo_injection_refused(self):
         self.start()
