@@ -11,17 +11,21 @@
 #include <arpa/inet.h>
 #include <ev.h>
 #include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_SOCKS 16
 
 struct rdns_query {
-	rdns_cb cb;		/* NULL once reported or cancelled */
+	rdns_cb cb;		/* NULL once delivered or cancelled */
 	void *arg;
 	struct mg_addr addr;
 	int outstanding;	/* c-ares operations in flight */
-	ev_timer deadline;
+	int have_result;	/* result stored, delivery pending */
+	enum rdns_status st;
+	char name[256];
+	ev_timer deadline;	/* the overall limit, then the delivery tick */
 };
 
 static ares_channel channel;
@@ -119,14 +123,18 @@ static void maybe_free(struct rdns_query *q)
 	}
 }
 
+/* Stores the result; it is delivered from the loop (c-ares may answer
+ * from the hosts file synchronously, inside rdns_lookup itself). */
 static void report(struct rdns_query *q, enum rdns_status st, const char *name)
 {
-	rdns_cb cb = q->cb;
-	void *arg = q->arg;
-	q->cb = NULL;
+	if (q->have_result)
+		return;
+	q->have_result = 1;
+	q->st = st;
+	snprintf(q->name, sizeof(q->name), "%s", name ? name : "");
 	ev_timer_stop(EV_DEFAULT, &q->deadline);
-	if (cb)
-		cb(arg, st, name);
+	ev_timer_set(&q->deadline, 0., 0.);
+	ev_timer_start(EV_DEFAULT, &q->deadline);
 }
 
 static enum rdns_status status_of(int st)
@@ -137,7 +145,6 @@ static enum rdns_status status_of(int st)
 static void fwd_cb(void *arg, int status, int timeouts, struct hostent *h)
 {
 	struct rdns_query *q = arg;
-	q->outstanding--;
 	if (q->cb) {
 		int match = 0;
 		const struct mg_addr *a = &q->addr;
@@ -152,13 +159,13 @@ static void fwd_cb(void *arg, int status, int timeouts, struct hostent *h)
 		else
 			report(q, status_of(status), NULL);
 	}
+	q->outstanding--;
 	maybe_free(q);
 }
 
 static void ptr_cb(void *arg, int status, int timeouts, struct hostent *h)
 {
 	struct rdns_query *q = arg;
-	q->outstanding--;
 	if (q->cb) {
 		char name[256];
 		if (status != ARES_SUCCESS || !h || !h->h_name) {
@@ -171,14 +178,23 @@ static void ptr_cb(void *arg, int status, int timeouts, struct hostent *h)
 			rearm_tick();
 		}
 	}
+	q->outstanding--;	/* last: a nested fwd_cb must not free q under us */
 	maybe_free(q);
 }
 
 static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct rdns_query *q = w->data;
-	report(q, RDNS_TEMP, NULL);
+	rdns_cb cb = q->cb;
+	void *arg = q->arg;
+	enum rdns_status st = q->have_result ? q->st : RDNS_TEMP;	/* else: the limit */
+	char name[256];
+	snprintf(name, sizeof(name), "%s", q->name);
+	q->cb = NULL;
+	q->have_result = 1;
 	maybe_free(q);
+	if (cb)
+		cb(arg, st, st == RDNS_OK ? name : NULL);
 }
 
 struct rdns_query *rdns_lookup(const struct mg_addr *a, double timeout, rdns_cb cb, void *arg)
