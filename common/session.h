@@ -12,8 +12,17 @@
 #include "log.h"
 
 struct conn;
+struct session;
+
+/* What graceful shutdown asks of a protocol's session. */
+struct session_hooks {
+	void (*shutdown_notice)(struct session *s);	/* SIGTERM */
+	void (*kill)(struct session *s);		/* shutdown_timeout */
+};
 
 struct session {
+	struct session *next, *prev;	/* the server's list of live sessions */
+	const struct session_hooks *hooks;
 	char id[16];		/* 12 upper-case hex digits */
 	const struct conf_listener *listener;
 	struct mg_addr client;	/* after PROXY header, IPv4-unmapped */

@@ -21,7 +21,7 @@ static void srv_free(void *s)
 static void srv_start(void *s)
 {
 	struct smtp_server *srv = s;
-	if (srv->conf->reverse_dns && rdns_init() < 0)
+	if (srv->base.conf->reverse_dns && rdns_init() < 0)
 		log_error("reverse_dns: c-ares initialisation failed; names will be [TEMPUNAVAIL]");
 	smtp_server_probe(s);
 }
@@ -34,17 +34,17 @@ static void srv_accept(void *s, const struct conf_listener *l, int fd, const str
 
 static void srv_shutdown(void *s)
 {
-	smtp_server_shutdown(s);
+	server_shutdown(&((struct smtp_server *)s)->base);
 }
 
 static void srv_close_all(void *s)
 {
-	smtp_server_close_all(s);
+	server_close_all(&((struct smtp_server *)s)->base);
 }
 
 static unsigned srv_active(void *s)
 {
-	return ((struct smtp_server *)s)->nsessions;
+	return ((struct smtp_server *)s)->base.nsessions;
 }
 
 static const struct daemon_ops smtpd_ops = {

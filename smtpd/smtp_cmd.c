@@ -14,7 +14,7 @@
 
 static const struct conf *conf_of(const struct smtp_session *ss)
 {
-	return ss->srv->conf;
+	return ss->srv->base.conf;
 }
 
 static bool offers_starttls(const struct smtp_session *ss)
@@ -138,7 +138,7 @@ void smtp_cmd_dispatch(struct smtp_session *ss, const char *line, size_t len)
 		smtp_reply_err(ss, "502 5.5.2 Command not recognized");
 		return;
 	}
-	if (ss->srv->shutting_down && !ss->in_tx && d->verb != SMTP_VERB_QUIT) {
+	if (ss->srv->base.shutting_down && !ss->in_tx && d->verb != SMTP_VERB_QUIT) {
 		smtp_reply(ss, "421 4.3.2 Service shutting down");
 		smtp_close(ss, "shutdown");
 		return;

@@ -1,11 +1,8 @@
 /* smtp_server: see smtp_server.h. */
 #include "smtp_server.h"
-#include "iptable.h"
 #include "log.h"
 #include "smtp_session.h"
-#include "smtp_session_int.h"
 #include "smtp_upstream.h"
-#include "tls.h"
 #include "xmem.h"
 
 #include <stdlib.h>
@@ -13,32 +10,15 @@
 
 struct smtp_server *smtp_server_new(const struct conf *c, struct diag *d)
 {
-	int errors = d->errors;
 	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
-	srv->conf = c;
-	srv->tls = xcalloc(c->ntls + 1, sizeof(*srv->tls));
-	for (size_t i = 0; i < c->ntls; i++) {
-		bool used = false;
-		for (size_t j = 0; j < c->nlisteners; j++)
-			if (c->listeners[j].tls == &c->tls[i])
-				used = true;
-		if (used)
-			srv->tls[i] = tls_server_new(&c->tls[i], d);
+	if (server_init(&srv->base, c, d) < 0) {
+		free(srv);
+		return NULL;
 	}
 	srv->ups = xcalloc(c->nupstreams + 1, sizeof(*srv->ups));
 	for (size_t i = 0; i < c->nupstreams; i++) {
-		const struct conf_upstream *u = &c->upstreams[i];
-		srv->ups[i].cu = u;
-		srv->ups[i].addr = xcalloc(u->naddrs, sizeof(*srv->ups[i].addr));
-		if (u->tls != TLS_MODE_NONE)
-			srv->ups[i].tls = tls_client_new(u->tls_client, d);
-	}
-	srv->ls = xcalloc(c->nlisteners + 1, sizeof(*srv->ls));
-	for (size_t i = 0; i < c->nlisteners; i++)
-		srv->ls[i].per_ip = iptable_new();
-	if (d->errors > errors) {
-		smtp_server_free(&srv);
-		return NULL;
+		srv->ups[i].cu = &c->upstreams[i];
+		srv->ups[i].addr = xcalloc(c->upstreams[i].naddrs, sizeof(*srv->ups[i].addr));
 	}
 	return srv;
 }
@@ -48,29 +28,12 @@ void smtp_server_free(struct smtp_server **sp)
 	struct smtp_server *srv = *sp;
 	if (!srv)
 		return;
-	for (size_t i = 0; i < srv->conf->ntls; i++)
-		tls_server_free(&srv->tls[i]);
-	free(srv->tls);
-	for (size_t i = 0; i < srv->conf->nupstreams; i++) {
-		tls_client_free(&srv->ups[i].tls);
+	for (size_t i = 0; i < srv->base.conf->nupstreams; i++)
 		free(srv->ups[i].addr);
-	}
 	free(srv->ups);
-	for (size_t i = 0; i < srv->conf->nlisteners; i++)
-		iptable_free(&srv->ls[i].per_ip);
-	free(srv->ls);
+	server_fini(&srv->base);
 	free(srv);
 	*sp = NULL;
-}
-
-struct tls_server *smtp_server_tls(struct smtp_server *srv, const struct conf_tls *t)
-{
-	return srv->tls[t - srv->conf->tls];
-}
-
-struct tls_client *smtp_server_tls_client(struct smtp_server *srv, const struct conf_upstream *u)
-{
-	return srv->ups[u->index].tls;
 }
 
 void smtp_server_note_ehlo(struct smtp_server *srv, const struct conf_upstream *u, int index,
@@ -100,7 +63,7 @@ unsigned smtp_server_passthrough(const struct smtp_server *srv, const struct con
 uint64_t smtp_server_size(const struct smtp_server *srv, const struct conf_upstream *u)
 {
 	const struct smtp_up_state *st = &srv->ups[u->index];
-	uint64_t size = srv->conf->max_message_size;
+	uint64_t size = srv->base.conf->max_message_size;
 	for (size_t i = 0; i < u->naddrs; i++)
 		if (st->addr[i].seen && st->addr[i].size && st->addr[i].size < size)
 			size = st->addr[i].size;
@@ -133,7 +96,7 @@ static void probe_cb(void *owner, enum up_event ev, const struct smtp_reply *r, 
 
 void smtp_server_probe(struct smtp_server *srv)
 {
-	const struct conf *c = srv->conf;
+	const struct conf *c = srv->base.conf;
 	for (size_t i = 0; i < c->nupstreams; i++) {
 		const struct conf_upstream *u = &c->upstreams[i];
 		for (size_t j = 0; j < u->naddrs; j++) {
@@ -152,36 +115,3 @@ void smtp_server_probe(struct smtp_server *srv)
 	}
 }
 
-void smtp_server_link(struct smtp_server *srv, struct smtp_session *ss)
-{
-	ss->prev = NULL;
-	ss->next = srv->sessions;
-	if (srv->sessions)
-		srv->sessions->prev = ss;
-	srv->sessions = ss;
-	srv->nsessions++;
-}
-
-void smtp_server_unlink(struct smtp_server *srv, struct smtp_session *ss)
-{
-	if (ss->prev)
-		ss->prev->next = ss->next;
-	else
-		srv->sessions = ss->next;
-	if (ss->next)
-		ss->next->prev = ss->prev;
-	srv->nsessions--;
-}
-
-void smtp_server_shutdown(struct smtp_server *srv)
-{
-	srv->shutting_down = true;
-	for (struct smtp_session *ss = srv->sessions; ss; ss = ss->next)
-		smtp_session_shutdown_notice(ss);
-}
-
-void smtp_server_close_all(struct smtp_server *srv)
-{
-	for (struct smtp_session *ss = srv->sessions; ss; ss = ss->next)
-		smtp_session_kill(ss);
-}

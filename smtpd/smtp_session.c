@@ -9,13 +9,14 @@
  * session closing and lets the drain notification finish the job. */
 #include "smtp_session_int.h"
 #include "conn.h"
-#include "iptable.h"
+#include "server.h"
 #include "log.h"
 #include "smtp_server.h"
 #include "tls.h"
 #include "xmem.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,8 @@
 #include <unistd.h>
 
 #define CLOSE_GRACE 10.0	/* seconds to flush a final reply */
+
+static const struct session_hooks smtp_hooks;
 
 static const char *const state_names[] = { "handshake", "cmd", "auth", "data", "tls", "closing" };
 
@@ -35,7 +38,7 @@ void smtp_enter(struct smtp_session *ss, enum smtp_state st)
 
 static const struct conf *conf_of(const struct smtp_session *ss)
 {
-	return ss->srv->conf;
+	return ss->srv->base.conf;
 }
 
 void smtp_reply(struct smtp_session *ss, const char *fmt, ...)
@@ -101,7 +104,6 @@ void smtp_reset_tx(struct smtp_session *ss)
 static void smtp_free(struct smtp_session *ss)
 {
 	struct logkv kv;
-	struct smtp_listener_state *ls = &ss->srv->ls[ss->s.listener->index];
 
 	if (ss->s.result && strcmp(ss->s.result, "ok") == 0 && ss->quit_seen)
 		ss->s.result = "quit";
@@ -126,9 +128,7 @@ static void smtp_free(struct smtp_session *ss)
 		smtp_up_free(&ss->up);
 	else
 		smtp_up_quit(&ss->up);
-	smtp_server_unlink(ss->srv, ss);
-	ls->active--;
-	iptable_dec(ls->per_ip, &ss->s.client);
+	server_unlink(&ss->srv->base, &ss->s);
 	rdns_cancel(&ss->rdns);
 	conn_free(&ss->s.conn);
 	free(ss->rdns_name);
@@ -268,7 +268,7 @@ static void client_cb(struct conn *c, enum conn_event ev, void *arg)
 			return;
 		}
 		if (ss->state == SS_TLS) {
-			struct tls_server *ts = smtp_server_tls(ss->srv, ss->s.listener->tls);
+			struct tls_server *ts = server_tls(&ss->srv->base, ss->s.listener->tls);
 			struct tls_session *t = tls_session_server(ts, conn_fd(c), ss->s.listener->client_cert);
 			conn_set_timeout(c, conf_of(ss)->timeout_handshake);
 			conn_start_tls(c, t);	/* drops bytes pipelined after STARTTLS */
@@ -320,72 +320,48 @@ static void rdns_done(void *arg, enum rdns_status st, const char *name)
 	smtp_txn_rdns_done(ss);
 }
 
-static void refuse(const struct conf_listener *l, int fd, const struct mg_addr *peer,
-		   const char *why)
-{
-	static const char msg[] = "421 4.7.0 Too many connections\r\n";
-	char ip[64];
-	/* Implicit TLS: close before any handshake work. */
-	if (l->tls_mode != TLS_MODE_IMPLICIT && send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL) < 0) {
-		/* nothing more to do */
-	}
-	close(fd);
-	addr_ip_str(peer, ip, sizeof(ip));
-	struct logkv kv;
-	logkv_begin(&kv, "session", 0);
-	logkv_str(&kv, "listener", l->name);
-	logkv_raw(&kv, "client", ip);
-	logkv_raw(&kv, "reason", why);
-	logkv_raw(&kv, "result", "limit");
-	logkv_end(&kv, LOG_LVL_NOTICE);
-}
-
 void smtp_session_start(struct smtp_server *srv, const struct conf_listener *l, int fd,
 			const struct mg_addr *peer, const struct mg_addr *local)
 {
-	struct smtp_listener_state *ls = &srv->ls[l->index];
-	if (ls->active >= (unsigned)l->max_connections) {
-		refuse(l, fd, peer, "max_connections");
+	if (!server_admit(&srv->base, l, fd, peer, "421 4.7.0 Too many connections\r\n"))
 		return;
-	}
-	if (iptable_inc(ls->per_ip, peer) > (unsigned)l->max_per_ip) {
-		iptable_dec(ls->per_ip, peer);
-		refuse(l, fd, peer, "max_per_ip");
-		return;
-	}
-	ls->active++;
 	struct smtp_session *ss = xcalloc(1, sizeof(*ss));
 	ss->magic = SMTP_SESSION_MAGIC;
 	ss->srv = srv;
 	session_init(&ss->s, l, peer, local);
 	ss->s.conn = conn_new(fd, SMTP_IN_MAX, client_cb, ss);
-	smtp_server_link(srv, ss);
+	ss->s.hooks = &smtp_hooks;
+	server_link(&srv->base, &ss->s);
 	log_debug("session %s: connect from %s listener=%s", ss->s.id, ss->s.ip, l->name);
 	ss->rdns_status = RDNS_OFF;
-	if (srv->conf->reverse_dns) {
+	if (srv->base.conf->reverse_dns) {
 		ss->rdns_status = RDNS_PENDING;
 		ss->rdns = rdns_lookup(&ss->s.client, 5.0, rdns_done, ss);
 	}
 	if (l->tls_mode == TLS_MODE_IMPLICIT) {
-		struct tls_session *t = tls_session_server(smtp_server_tls(srv, l->tls), fd, l->client_cert);
+		struct tls_session *t = tls_session_server(server_tls(&srv->base, l->tls), fd, l->client_cert);
 		ss->state = SS_HANDSHAKE;
-		conn_set_timeout(ss->s.conn, srv->conf->timeout_handshake);
+		conn_set_timeout(ss->s.conn, srv->base.conf->timeout_handshake);
 		conn_start_tls(ss->s.conn, t);
 		return;
 	}
 	greet(ss);
 }
 
-void smtp_session_shutdown_notice(struct smtp_session *ss)
+/* SIGTERM: nothing to do at once; the next command gets 421 4.3.2
+ * (smtp_cmd_dispatch) unless a transaction is in progress. */
+static void hook_notice(struct session *s)
 {
-	ss->shutdown_notice = 1;
 }
 
-void smtp_session_kill(struct smtp_session *ss)
+static void hook_kill(struct session *s)
 {
+	struct smtp_session *ss = (struct smtp_session *)((char *)s - offsetof(struct smtp_session, s));
 	if (ss->state == SS_CLOSING)
 		return;
 	if (ss->state == SS_CMD || ss->state == SS_AUTH)
 		smtp_reply(ss, "421 4.3.2 Service shutting down");
 	smtp_close(ss, "shutdown");
 }
+
+static const struct session_hooks smtp_hooks = { hook_notice, hook_kill };

@@ -11,9 +11,5 @@ struct smtp_session;
 /* Takes ownership of fd. */
 void smtp_session_start(struct smtp_server *srv, const struct conf_listener *l, int fd,
 			const struct mg_addr *peer, const struct mg_addr *local);
-/* SIGTERM: idle sessions get 421 at their next command. */
-void smtp_session_shutdown_notice(struct smtp_session *ss);
-/* shutdown_timeout: close now. */
-void smtp_session_kill(struct smtp_session *ss);
 
 #endif

@@ -50,11 +50,10 @@ struct smtp_session {
 	uint32_t magic;
 	struct session s;
 	struct smtp_server *srv;
-	struct smtp_session *next, *prev;
 	enum smtp_state state;
 	enum smtp_op op;
 	unsigned helo : 1, esmtp : 1, authed : 1, in_tx : 1, utf8 : 1, skip_line : 1,
-	    relay_denied : 1, quit_seen : 1, shutdown_notice : 1, reconnect_closes : 1,
+	    relay_denied : 1, quit_seen : 1, reconnect_closes : 1,
 	    auth_abort : 1, wait_rdns : 1;
 	uint8_t rdns_status;	/* enum rdns_status, or RDNS_PENDING / RDNS_OFF */
 	struct rdns_query *rdns;

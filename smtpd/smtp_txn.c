@@ -22,7 +22,7 @@
 
 static const struct conf *conf_of(const struct smtp_session *ss)
 {
-	return ss->srv->conf;
+	return ss->srv->base.conf;
 }
 
 static uint64_t size_limit(const struct smtp_session *ss)

@@ -162,7 +162,7 @@ static void after_final_ehlo(struct smtp_upstream *up, const struct smtp_reply *
 
 static void start_tls(struct smtp_upstream *up, enum up_state next)
 {
-	struct tls_client *cli = smtp_server_tls_client(up->p.srv, up->p.cu);
+	struct tls_client *cli = server_tls_client(&up->p.srv->base, up->p.cu);
 	struct tls_session *t = cli ? tls_session_client(cli, conn_fd(up->conn),
 							 up->p.cu->addrs[up->index].host) : NULL;
 	if (!t) {

@@ -1,0 +1,53 @@
+/* server: the state every gateway daemon's worker keeps beside its
+ * protocol: the configuration, one TLS server object per tls section used
+ * by a listener and one TLS client per upstream that speaks TLS, per
+ * listener connection counts (max_connections, max_per_ip), and the list
+ * of live sessions with the hooks graceful shutdown needs. */
+#ifndef MG_SERVER_H
+#define MG_SERVER_H
+
+#include <stdbool.h>
+
+#include "conf.h"
+#include "diag.h"
+#include "session.h"
+
+struct tls_server;
+struct tls_client;
+struct iptable;
+
+struct server_listener {
+	unsigned active;
+	struct iptable *per_ip;
+};
+
+struct server {
+	const struct conf *conf;
+	struct tls_server **tls;		/* parallel to conf->tls; NULL if unused */
+	struct tls_client **tls_clients;	/* parallel to conf->upstreams */
+	struct server_listener *ls;		/* parallel to conf->listeners */
+	struct session *sessions;
+	unsigned nsessions;
+	bool shutting_down;
+};
+
+/* Loads TLS credentials; problems go to d. Returns 0 or -1. */
+int server_init(struct server *srv, const struct conf *c, struct diag *d);
+void server_fini(struct server *srv);
+struct tls_server *server_tls(const struct server *srv, const struct conf_tls *t);
+struct tls_client *server_tls_client(const struct server *srv, const struct conf_upstream *u);
+
+/* Counts a new connection on l, or refuses it: refusal (a protocol line,
+ * CRLF included) is sent unless l uses implicit TLS, fd is closed, and a
+ * "result=limit" line is logged. Returns true when admitted. */
+bool server_admit(struct server *srv, const struct conf_listener *l, int fd,
+		  const struct mg_addr *peer, const char *refusal);
+/* Links an admitted session; server_unlink releases its admission. */
+void server_link(struct server *srv, struct session *s);
+void server_unlink(struct server *srv, struct session *s);
+/* SIGTERM: shutting_down, and every session's hooks->shutdown_notice. */
+void server_shutdown(struct server *srv);
+/* shutdown_timeout: every session's hooks->kill. */
+void server_close_all(struct server *srv);
+
+#endif
