@@ -256,6 +256,67 @@ class Gateway:
                 raise AssertionError("sanitizer report in gateway log:\n" + text[-6000:])
 
 
+class Imap:
+    """A raw IMAP client for exact control over tags, literals and timing."""
+
+    def __init__(self, port, tls=False, ctx=None, host="127.0.0.1", source=None, timeout=10):
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
+        if tls:
+            self.sock = (ctx or client_context(alpn=None)).wrap_socket(self.sock, server_hostname="localhost")
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def line(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("closed; pending %r" % self.buf)
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.rstrip(b"\r").decode("utf-8", "replace")
+
+    def until_tagged(self, tag):
+        """All lines up to and including the tagged response."""
+        out = []
+        while True:
+            l = self.line()
+            out.append(l)
+            if l.startswith(tag + " "):
+                return out
+
+    def cmd(self, tag, text):
+        self.send("%s %s\r\n" % (tag, text))
+        return self.until_tagged(tag)
+
+    def starttls(self, ctx=None):
+        self.sock = (ctx or client_context()).wrap_socket(self.sock, server_hostname="localhost")
+
+    def closed(self, timeout=5):
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+            self.buf += data
+            return data == b""
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __del__(self):
+        self.close()
+
+
 class SmtpReplyError(Exception):
     pass
 
@@ -442,6 +503,26 @@ accept_domains = {{ "example.org", ".example.org" }}
            upstream_extra=upstream_extra, tls_extra=tls_extra)
 
 
+def imapd_conf(pki, upstream_port, listeners, extra="", upstream_extra="", tls_extra=""):
+    """An imapd config: the test PKI's ECDSA+RSA pair, one Dovecot upstream."""
+    return """hostname = "imap.test.example"
+log_target = "stderr"
+log_level = "debug"
+tls "default" {{
+  cert = {{ "{pki}/server-ecdsa.pem", "{pki}/server-rsa.pem" }}
+  key = {{ "{pki}/server-ecdsa.key", "{pki}/server-rsa.key" }}
+  {tls_extra}
+}}
+upstream "dovecot" {{
+  address = "127.0.0.1:{up}"
+  {upstream_extra}
+}}
+{listeners}
+{extra}
+""".format(pki=pki, up=upstream_port, listeners=listeners, extra=extra,
+           upstream_extra=upstream_extra, tls_extra=tls_extra)
+
+
 def listener(name, port, mode, extra=""):
     return 'listener "%s" {\n  address = "127.0.0.1:%d"\n  tls_mode = "%s"\n  %s\n}\n' % (name, port, mode, extra)
 
@@ -477,6 +558,9 @@ class GatewayTest(unittest.TestCase):
 
     def gateway(self, conf, ports, **kw):
         return self.track(Gateway(self.tmp, conf, ports, **kw))
+
+    def imap_gateway(self, conf, ports, **kw):
+        return self.track(Gateway(self.tmp, conf, ports, binary=IMAPD, name="imapd", **kw))
 
     def postfix(self, port, **kw):
         return self.track(Postfix(self.tmp, port, **kw))

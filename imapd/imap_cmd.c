@@ -1,0 +1,264 @@
+/* imap_cmd: the commands allowed before login (DESIGN.md §5.1) and the
+ * start and outcome of an upstream login (§5.2). Each handler validates
+ * its arguments first; anything else gets BAD. */
+#include "imap_session_int.h"
+#include "b64.h"
+#include "conn.h"
+#include "imap_server.h"
+#include "log.h"
+#include "xmem.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void imap_capability_line(const struct imap_session *is, char *out, size_t outsz)
+{
+	if (imap_secure(is))
+		snprintf(out, outsz, "IMAP4rev1 SASL-IR ID LITERAL+ AUTH=PLAIN");
+	else if (is->s.listener->tls_mode == TLS_MODE_STARTTLS)
+		snprintf(out, outsz, "IMAP4rev1 SASL-IR ID LITERAL+ STARTTLS LOGINDISABLED");
+	else
+		snprintf(out, outsz, "IMAP4rev1 SASL-IR ID LITERAL+");
+}
+
+bool imap_cmd_needs_privacy(const struct imap_session *is, const char *name)
+{
+	return !imap_secure(is) && (strcmp(name, "LOGIN") == 0 || strcmp(name, "AUTHENTICATE") == 0);
+}
+
+void imap_cmd_privacy_refusal(struct imap_session *is, const char *tag)
+{
+	imap_reply(is, "%s NO [PRIVACYREQUIRED] Use STARTTLS first", tag);
+}
+
+static bool is_string(const struct imap_arg *a)
+{
+	return a->type == IMAP_ARG_ATOM || a->type == IMAP_ARG_STRING;
+}
+
+/* The login finished one way or the other (from the login's callback). */
+static void login_done(void *owner, enum login_event ev, const char *data, size_t len, const char *why)
+{
+	struct imap_session *is = owner;
+	if (is->magic != IMAP_SESSION_MAGIC)
+		abort();
+	struct conn *c = is->s.conn;
+	conn_cork(c);
+	switch (ev) {
+	case LOGIN_UNTAGGED:
+		conn_write(c, data, len);	/* e.g. "* CAPABILITY ..." */
+		conn_uncork(c);
+		return;
+	case LOGIN_OK:
+		conn_printf(c, "%s ", is->tag);
+		conn_write(c, data, len);	/* the upstream's code and text */
+		is->up = imap_login_take_conn(is->login);
+		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
+		imap_login_free(&is->login);
+		memset(is->cred, 0, sizeof(*is->cred));
+		XFREE(is->cred);
+		is->logged_in = 1;
+		imap_proxy_start(is);
+		conn_uncork(c);
+		return;
+	case LOGIN_NO:
+		conn_printf(c, "%s ", is->tag);
+		conn_write(c, data, len);
+		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
+		imap_login_free(&is->login);	/* a retry reconnects */
+		XFREE(is->cred);
+		is->auth_failures++;
+		session_log_auth_failed(&is->s, is->user, is->mech);
+		imap_enter(is, IS_PREAUTH);
+		if (is->auth_failures >= (unsigned)imap_conf(is)->max_auth_failures) {
+			imap_reply(is, "* BYE Too many authentication failures");
+			imap_close(is, "auth-failures");
+			return;
+		}
+		imap_process(is);	/* bytes held during the login */
+		conn_uncork(c);
+		return;
+	case LOGIN_UNAVAILABLE:
+		log_warn("session %s: upstream unavailable: %s", is->s.id, why ? why : "?");
+		imap_login_free(&is->login);
+		XFREE(is->cred);
+		imap_reply(is, "%s NO [UNAVAILABLE] Upstream server unavailable, try again later", is->tag);
+		is->s.result = "upstream-failed";
+		imap_enter(is, IS_PREAUTH);
+		imap_process(is);
+		conn_uncork(c);
+		return;
+	}
+}
+
+static void start_login(struct imap_session *is, const char *tag, const char *mech,
+			const struct sasl_plain *cred)
+{
+	const char *who = cred->authzid[0] ? cred->authzid : cred->authcid;
+	struct login_params p;
+	if (tag != is->tag)	/* the SASL continuation passes is->tag itself */
+		snprintf(is->tag, sizeof(is->tag), "%s", tag);
+	snprintf(is->mech, sizeof(is->mech), "%s", mech);
+	free(is->user);
+	is->user = xstrdup(who);
+	is->cred = xmalloc(sizeof(*is->cred));
+	*is->cred = *cred;
+	memset(&p, 0, sizeof(p));
+	p.srv = is->srv;
+	p.cu = imap_server_route(is->srv, who, is->s.listener);
+	p.session_id = is->s.id;
+	p.client = &is->s.client;
+	p.local = &is->s.local;
+	p.cred = is->cred;
+	imap_enter(is, IS_LOGIN);
+	is->login = imap_login_start(&p, login_done, is);
+}
+
+static bool copy_field(char *dst, size_t dstsz, const struct imap_arg *a)
+{
+	if (a->len == 0 || a->len >= dstsz || memchr(a->p, '\0', a->len))
+		return false;
+	memcpy(dst, a->p, a->len);
+	dst[a->len] = '\0';
+	return true;
+}
+
+static void cmd_login(struct imap_session *is, const struct imap_cmd *cmd)
+{
+	struct sasl_plain cred;
+	if (cmd->nargs != 2 || !is_string(&cmd->args[0]) || !is_string(&cmd->args[1])) {
+		imap_bad(is, cmd->tag, "Syntax: LOGIN user password");
+		return;
+	}
+	if (imap_cmd_needs_privacy(is, "LOGIN")) {
+		imap_cmd_privacy_refusal(is, cmd->tag);
+		return;
+	}
+	memset(&cred, 0, sizeof(cred));
+	if (!copy_field(cred.authcid, sizeof(cred.authcid), &cmd->args[0]) ||
+	    !copy_field(cred.passwd, sizeof(cred.passwd), &cmd->args[1])) {
+		imap_reply(is, "%s NO [AUTHENTICATIONFAILED] Authentication failed", cmd->tag);
+		return;
+	}
+	start_login(is, cmd->tag, "LOGIN", &cred);
+	memset(&cred, 0, sizeof(cred));
+}
+
+/* A base64 SASL PLAIN response, from SASL-IR or the continuation. */
+static void plain_response(struct imap_session *is, const char *tag, const char *b64, size_t len)
+{
+	struct sasl_plain cred;
+	if (len == 1 && b64[0] == '=') {
+		imap_bad(is, tag, "Empty PLAIN response");
+		return;
+	}
+	if (!b64_valid(b64, len)) {
+		imap_bad(is, tag, "Invalid base64");
+		return;
+	}
+	if (sasl_plain_decode(b64, len, &cred) < 0) {
+		imap_reply(is, "%s NO [AUTHENTICATIONFAILED] Malformed PLAIN response", tag);
+		return;
+	}
+	start_login(is, tag, "PLAIN", &cred);
+	memset(&cred, 0, sizeof(cred));
+}
+
+static void cmd_authenticate(struct imap_session *is, const struct imap_cmd *cmd)
+{
+	if (cmd->nargs < 1 || cmd->nargs > 2 || cmd->args[0].type != IMAP_ARG_ATOM ||
+	    (cmd->nargs == 2 && !is_string(&cmd->args[1]))) {
+		imap_bad(is, cmd->tag, "Syntax: AUTHENTICATE mechanism [initial-response]");
+		return;
+	}
+	if (imap_cmd_needs_privacy(is, "AUTHENTICATE")) {
+		imap_cmd_privacy_refusal(is, cmd->tag);
+		return;
+	}
+	const struct imap_arg *m = &cmd->args[0];
+	if (m->len == 5 && strncasecmp(m->p, "PLAIN", 5) == 0) {
+		if (cmd->nargs == 2) {
+			plain_response(is, cmd->tag, cmd->args[1].p, cmd->args[1].len);
+			return;
+		}
+		snprintf(is->tag, sizeof(is->tag), "%s", cmd->tag);
+		imap_reply(is, "+ ");
+		imap_enter(is, IS_SASL);
+		return;
+	}
+	if (m->len == 8 && strncasecmp(m->p, "EXTERNAL", 8) == 0) {
+		/* No certificate-to-user mapping in this version: never a
+		 * fallback to a client-supplied name (DESIGN.md §6). */
+		imap_reply(is, "%s NO [AUTHENTICATIONFAILED] No certificate identity", cmd->tag);
+		return;
+	}
+	imap_reply(is, "%s NO [CANNOT] Unsupported authentication mechanism", cmd->tag);
+}
+
+void imap_cmd_sasl_line(struct imap_session *is, const char *line, size_t len)
+{
+	size_t n = len;
+	imap_enter(is, IS_PREAUTH);
+	if (n && line[n - 1] == '\n')
+		n--;
+	if (n && line[n - 1] == '\r')
+		n--;
+	if (n == 1 && line[0] == '*') {
+		imap_bad(is, is->tag, "Authentication cancelled");
+		return;
+	}
+	plain_response(is, is->tag, line, n);
+}
+
+static void cmd_starttls(struct imap_session *is, const struct imap_cmd *cmd)
+{
+	if (cmd->nargs) {
+		imap_bad(is, cmd->tag, "Syntax: STARTTLS");
+		return;
+	}
+	if (is->s.listener->tls_mode != TLS_MODE_STARTTLS || imap_secure(is)) {
+		imap_bad(is, cmd->tag, "STARTTLS not available");
+		return;
+	}
+	imap_reply(is, "%s OK Begin TLS negotiation now", cmd->tag);
+	/* Bytes pipelined after STARTTLS are discarded, never executed. */
+	imap_enter(is, IS_TLS);
+	conn_read_stop(is->s.conn);
+	conn_in_clear(is->s.conn);
+	conn_uncork(is->s.conn);
+	conn_notify_drained(is->s.conn);
+}
+
+void imap_cmd_dispatch(struct imap_session *is, const struct imap_cmd *cmd)
+{
+	const char *n = cmd->name;
+	char caps[512];
+	if (!strcmp(n, "CAPABILITY") && cmd->nargs == 0) {
+		imap_capability_line(is, caps, sizeof(caps));
+		imap_reply(is, "* CAPABILITY %s", caps);
+		imap_reply(is, "%s OK Capability completed", cmd->tag);
+	} else if (!strcmp(n, "NOOP") && cmd->nargs == 0) {
+		imap_reply(is, "%s OK NOOP completed", cmd->tag);
+	} else if (!strcmp(n, "LOGOUT") && cmd->nargs == 0) {
+		imap_reply(is, "* BYE Logging out");
+		imap_reply(is, "%s OK Logout completed", cmd->tag);
+		imap_close(is, "quit");
+	} else if (!strcmp(n, "ID") && cmd->nargs == 1 &&
+		   (cmd->args[0].type == IMAP_ARG_LIST ||
+		    (cmd->args[0].type == IMAP_ARG_ATOM && cmd->args[0].len == 3 &&
+		     !strncasecmp(cmd->args[0].p, "NIL", 3)))) {
+		/* The client's ID is never forwarded. */
+		imap_reply(is, "* ID NIL");
+		imap_reply(is, "%s OK ID completed", cmd->tag);
+	} else if (!strcmp(n, "STARTTLS")) {
+		cmd_starttls(is, cmd);
+	} else if (!strcmp(n, "LOGIN")) {
+		cmd_login(is, cmd);
+	} else if (!strcmp(n, "AUTHENTICATE")) {
+		cmd_authenticate(is, cmd);
+	} else {
+		imap_bad(is, cmd->tag, "Unknown command or not allowed before login");
+	}
+}

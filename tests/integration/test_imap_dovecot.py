@@ -1,0 +1,128 @@
+"""mailgate-imapd in front of a real Dovecot (private instance: passwd-file
+users, maildir, login_trusted_networks 127.0.0.0/8): Python imaplib over
+IMAP4_SSL and STARTTLS, raw clients for literals and hostile input,
+Dovecot's log for forwarded client addresses."""
+import imaplib
+import ssl
+import time
+
+from mgtest import (GatewayTest, Imap, client_context, free_port, imapd_conf, listener, main)
+
+
+class WithDovecot(GatewayTest):
+    def setUp(self):
+        super().setUp()
+        self.dc_port = free_port()
+        self.dc = self.dovecot(imap_port=self.dc_port, users={"alice": "secret", "bob": "hunter2"})
+        self.p_imaps, self.p_imap = free_port(), free_port()
+        self.gw = self.imap_gateway(imapd_conf(self.pki, self.dc_port,
+                                               listener("imaps", self.p_imaps, "implicit") +
+                                               listener("imap", self.p_imap, "starttls"),
+                                               extra="max_literal = 1024"),
+                                    [self.p_imaps, self.p_imap])
+
+    def imaps(self):
+        return imaplib.IMAP4_SSL("localhost", self.p_imaps, ssl_context=client_context())
+
+    def test_imaps_login_select_logout(self):
+        m = self.imaps()
+        self.assertIn(b"AUTH=PLAIN", m.capabilities and b" ".join(
+            c.encode() if isinstance(c, str) else c for c in m.capabilities) or b"")
+        typ, data = m.login("alice", "secret")
+        self.assertEqual(typ, "OK")
+        typ, data = m.select("INBOX")
+        self.assertEqual(typ, "OK")
+        m.logout()
+        self.gw.wait_log(r"session=\S+ listener=imaps .*user=alice upstream=127\.0\.0\.1:%d" % self.dc_port)
+        self.dc.wait_log(r"Login: user=<alice>")
+
+    def test_wrong_password_then_retry(self):
+        m = self.imaps()
+        with self.assertRaises(imaplib.IMAP4.error):
+            m.login("alice", "wrong")
+        typ, _ = m.login("alice", "secret")
+        self.assertEqual(typ, "OK")
+        m.logout()
+        self.gw.wait_log(r"auth-failed session=\S+ client=127\.0\.0\.1 user=alice mech=LOGIN")
+
+    def test_starttls_imaplib(self):
+        m = imaplib.IMAP4("127.0.0.1", self.p_imap)
+        caps = [c.upper() for c in m.capabilities]
+        self.assertIn("STARTTLS", caps)
+        self.assertIn("LOGINDISABLED", caps)
+        self.assertNotIn("AUTH=PLAIN", caps)
+        m.starttls(ssl_context=client_context())
+        typ, _ = m.login("bob", "hunter2")
+        self.assertEqual(typ, "OK")
+        m.logout()
+
+    def test_greeting_and_capability(self):
+        c = Imap(self.p_imap)
+        self.assertEqual(c.line(), "* OK [CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ STARTTLS LOGINDISABLED] "
+                                   "imap.test.example ready")
+        self.assertEqual(c.cmd("a", "CAPABILITY"),
+                         ["* CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ STARTTLS LOGINDISABLED",
+                          "a OK Capability completed"])
+        self.assertEqual(c.cmd("b", 'ID ("name" "test")'), ["* ID NIL", "b OK ID completed"])
+        self.assertEqual(c.cmd("c", "NOOP"), ["c OK NOOP completed"])
+        self.assertEqual(c.cmd("d", "SELECT INBOX")[-1][:6], "d BAD ")
+        self.assertEqual(c.cmd("e", "LOGOUT"), ["* BYE Logging out", "e OK Logout completed"])
+        self.assertTrue(c.closed())
+
+    def test_privacy_required_without_continuation(self):
+        c = Imap(self.p_imap)
+        c.line()
+        self.assertEqual(c.cmd("a", "LOGIN alice secret"), ["a NO [PRIVACYREQUIRED] Use STARTTLS first"])
+        self.assertEqual(c.cmd("b", "AUTHENTICATE PLAIN"), ["b NO [PRIVACYREQUIRED] Use STARTTLS first"])
+        # A synchronising literal is refused without any "+".
+        c.send("c LOGIN {5}\r\n")
+        self.assertEqual(c.line(), "c NO [PRIVACYREQUIRED] Use STARTTLS first")
+        self.assertEqual(c.cmd("d", "NOOP"), ["d OK NOOP completed"])
+
+    def test_literal_login(self):
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        c.send("a LOGIN {5}\r\n")
+        self.assertEqual(c.line(), "+ Ready for literal data")
+        c.send("alice {6}\r\n")
+        self.assertEqual(c.line(), "+ Ready for literal data")
+        c.send("secret\r\n")
+        lines = c.until_tagged("a")
+        self.assertRegex(lines[-1], r"^a OK \[CAPABILITY IMAP4rev1 .*\] Logged in")
+        self.assertEqual(c.cmd("b", "SELECT INBOX")[-1][:4], "b OK")
+        # LITERAL+ without waiting, after a logout/login cycle on a new session.
+        d = Imap(self.p_imaps, tls=True)
+        d.line()
+        d.send("x LOGIN {3+}\r\nbob {7+}\r\nhunter2\r\n")
+        self.assertRegex(d.until_tagged("x")[-1], r"^x OK ")
+
+    def test_authenticate_plain_forms(self):
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        # SASL-IR
+        self.assertRegex(c.cmd("a", "AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==")[-1], r"^a OK ")
+        d = Imap(self.p_imaps, tls=True)
+        d.line()
+        d.send("b AUTHENTICATE PLAIN\r\n")
+        self.assertEqual(d.line(), "+ ")
+        d.send("AGJvYgBodW50ZXIy\r\n")
+        self.assertRegex(d.until_tagged("b")[-1], r"^b OK ")
+        e = Imap(self.p_imaps, tls=True)
+        e.line()
+        e.send("c AUTHENTICATE PLAIN\r\n")
+        e.line()
+        e.send("*\r\n")
+        self.assertEqual(e.line(), "c BAD Authentication cancelled")
+        self.assertEqual(e.cmd("d", "AUTHENTICATE PLAIN not-base64!")[-1], "d BAD Invalid base64")
+        self.assertEqual(e.cmd("e", "AUTHENTICATE CRAM-MD5")[-1][:7], "e NO [C")
+
+    def test_forward_id(self):
+        c = Imap(self.p_imaps, tls=True, source="127.0.0.5")
+        c.line()
+        self.assertRegex(c.cmd("a", "LOGIN alice secret")[-1], r"^a OK ")
+        c.cmd("b", "LOGOUT")
+        self.dc.wait_log(r"Login: user=<alice>, method=PLAIN, rip=127\.0\.0\.5, lip=127\.0\.0\.1")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+/* test_imap_parser: the pre-auth IMAP parser - tags, atoms, quoted strings
+ * with escapes, synchronising and non-synchronising literals split across
+ * reads at every offset (a "+" is asked for exactly once per synchronising
+ * literal, never for {n+}), lists, overlong lines, oversize and
+ * unterminated literals, bad tags (never echoed) - and SASL PLAIN. */
+#include "cu_main.h"
+#include "imap_parser.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static struct imap_cmd cmd;
+
+static enum imap_parse_rc parse(const char *s, size_t len, struct imap_parse_info *info)
+{
+	return imap_parse(s, len, 100, &cmd, info);
+}
+
+static void test_simple(void)
+{
+	struct imap_parse_info info;
+	const char *s = "a1 capability\r\n";
+	CU_ASSERT_EQUAL(parse(s, strlen(s), &info), IMAP_PARSE_OK);
+	CU_ASSERT_STRING_EQUAL(cmd.tag, "a1");
+	CU_ASSERT_STRING_EQUAL(cmd.name, "CAPABILITY");
+	CU_ASSERT_EQUAL(cmd.nargs, 0);
+	CU_ASSERT_EQUAL(info.consumed, strlen(s));
+	s = "A0001 LOGIN alice \"p\\\"a\\\\ss\"\r\nNEXT";
+	CU_ASSERT_EQUAL(parse(s, strlen(s), &info), IMAP_PARSE_OK);
+	CU_ASSERT_EQUAL(info.consumed, strlen(s) - 4);
+	CU_ASSERT_EQUAL_FATAL(cmd.nargs, 2);
+	CU_ASSERT_EQUAL(cmd.args[0].type, IMAP_ARG_ATOM);
+	CU_ASSERT_NSTRING_EQUAL(cmd.args[0].p, "alice", 5);
+	CU_ASSERT_EQUAL(cmd.args[1].type, IMAP_ARG_STRING);
+	CU_ASSERT_EQUAL(cmd.args[1].len, 6);
+	CU_ASSERT_NSTRING_EQUAL(cmd.args[1].p, "p\"a\\ss", 6);
+	s = "x ID (\"name\" \"mutt\" \"version\" NIL)\r\n";
+	CU_ASSERT_EQUAL(parse(s, strlen(s), &info), IMAP_PARSE_OK);
+	CU_ASSERT_EQUAL(cmd.nargs, 1);
+	CU_ASSERT_EQUAL(cmd.args[0].type, IMAP_ARG_LIST);
+	s = "x ID NIL\r\n";
+	CU_ASSERT_EQUAL(parse(s, strlen(s), &info), IMAP_PARSE_OK);
+	CU_ASSERT_EQUAL(cmd.args[0].type, IMAP_ARG_ATOM);
+	s = "t AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n";
+	CU_ASSERT_EQUAL(parse(s, strlen(s), &info), IMAP_PARSE_OK);
+	CU_ASSERT_EQUAL(cmd.nargs, 2);
+	CU_ASSERT_NSTRING_EQUAL(cmd.args[1].p, "AGFsaWNlAHNlY3JldA==", cmd.args[1].len);
+}
+
+/* Feeds every prefix; returns how many CONTINUEs were asked for distinct
+ * literal positions, checks the full input parses to want. */
+static int feed_prefixes(const char *s, size_t len, enum imap_parse_rc want)
+{
+	struct imap_parse_info info;
+	size_t last_lit = (size_t)-1;
+	int conts = 0;
+	for (size_t i = 0; i < len; i++) {
+		enum imap_parse_rc rc = parse(s, i, &info);
+		CU_ASSERT(rc == IMAP_PARSE_MORE || rc == IMAP_PARSE_CONTINUE);
+		if (rc == IMAP_PARSE_CONTINUE && info.literal_at != last_lit) {
+			last_lit = info.literal_at;
+			conts++;
+			CU_ASSERT_EQUAL(info.literal_at, i);	/* right after the CRLF */
+		}
+	}
+	CU_ASSERT_EQUAL(parse(s, len, &info), want);
+	return conts;
+}
+
+static void test_literals_split(void)
+{
+	static const char s[] = "a LOGIN {5}\r\nalice {6}\r\nse\0ret\r\n";
+	size_t len = sizeof(s) - 1;
+	CU_ASSERT_EQUAL(feed_prefixes(s, len, IMAP_PARSE_OK), 2);
+	CU_ASSERT_EQUAL_FATAL(cmd.nargs, 2);
+	CU_ASSERT(cmd.args[0].literal);
+	CU_ASSERT_EQUAL(cmd.args[1].len, 6);
+	CU_ASSERT(memcmp(cmd.args[1].p, "se\0ret", 6) == 0);	/* literals may hold NUL */
+	/* LITERAL+: no continuation is ever asked for. */
+	const char *np = "a LOGIN {5+}\r\nalice {6+}\r\nsecret\r\n";
+	CU_ASSERT_EQUAL(feed_prefixes(np, strlen(np), IMAP_PARSE_OK), 0);
+	CU_ASSERT_NSTRING_EQUAL(cmd.args[1].p, "secret", 6);
+	/* Mixed, and a zero-length literal. */
+	const char *mx = "a LOGIN {0}\r\n {3+}\r\nabc\r\n";
+	CU_ASSERT_EQUAL(feed_prefixes(mx, strlen(mx), IMAP_PARSE_OK), 1);
+	CU_ASSERT_EQUAL(cmd.args[0].len, 0);
+}
+
+static void test_limits(void)
+{
+	struct imap_parse_info info;
+	static char big[IMAP_LINE_MAX + 100];
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "t NOOP ", 7);
+	CU_ASSERT_EQUAL(parse(big, sizeof(big), &info), IMAP_PARSE_TOO_LONG);
+	/* A literal over max_literal (100 here) is refused without "+". */
+	const char *s = "t LOGIN {101}\r\n";
+	CU_ASSERT_EQUAL(parse(s, strlen(s), &info), IMAP_PARSE_LITERAL_TOO_BIG);
+	CU_ASSERT_EQUAL(info.literal_len, 101);
+	CU_ASSERT_STRING_EQUAL(cmd.tag, "t");
+	CU_ASSERT_EQUAL(parse(s, 12, &info), IMAP_PARSE_LITERAL_TOO_BIG);	/* before its CRLF */
+	s = "t LOGIN {99999999999999999999}\r\n";	/* refused as the digits arrive */
+	CU_ASSERT_EQUAL(parse(s, strlen(s), &info), IMAP_PARSE_LITERAL_TOO_BIG);
+	/* Unterminated literal: just more to come. */
+	s = "t LOGIN {10}\r\nabc";
+	CU_ASSERT_EQUAL(parse(s, strlen(s), &info), IMAP_PARSE_MORE);
+}
+
+static void test_bad(void)
+{
+	struct imap_parse_info info;
+	static const struct { const char *in; const char *tag; } cases[] = {
+		{ "+ LOGIN a b\r\n", "" },
+		{ "a*b NOOP\r\n", "" },
+		{ " NOOP\r\n", "" },
+		{ "a1\r\n", "" },
+		{ "a1 LOGIN \"unterminated\r\n", "a1" },
+		{ "a1 LOGIN \"bad\\escape\"\r\n", "a1" },
+		{ "a1 LOGIN a  b\r\n", "a1" },
+		{ "a1 LOGIN {3x}\r\n", "a1" },
+		{ "a1 LOGIN {3}x\r\n", "a1" },
+		{ "a1 NOOP\n", "a1" },
+		{ "a1 ID ((((((x))))))\r\n", "a1" },
+		{ "a1 X a b c d e f g h i\r\n", "a1" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum imap_parse_rc rc = parse(cases[i].in, strlen(cases[i].in), &info);
+		if (rc != IMAP_PARSE_BAD)
+			fprintf(stderr, "case %zu '%s': rc %d\n", i, cases[i].in, rc);
+		CU_ASSERT_EQUAL(rc, IMAP_PARSE_BAD);
+		CU_ASSERT_STRING_EQUAL(cmd.tag, cases[i].tag);
+		if (info.consumed != strlen(cases[i].in))
+			fprintf(stderr, "case %zu: consumed %zu\n", i, info.consumed);
+		CU_ASSERT_EQUAL(info.consumed, strlen(cases[i].in));	/* resync after the LF */
+	}
+	/* A bad line is reported only once its LF is here. */
+	CU_ASSERT_EQUAL(parse("a1 LOGIN \"x", 11, &info), IMAP_PARSE_MORE);
+	CU_ASSERT_EQUAL(parse("+bad", 4, &info), IMAP_PARSE_MORE);
+}
+
+static void test_sasl_plain(void)
+{
+	struct sasl_plain sp;
+	CU_ASSERT_EQUAL(sasl_plain_decode("AGFsaWNlAHNlY3JldA==", 20, &sp), 0);
+	CU_ASSERT_STRING_EQUAL(sp.authzid, "");
+	CU_ASSERT_STRING_EQUAL(sp.authcid, "alice");
+	CU_ASSERT_STRING_EQUAL(sp.passwd, "secret");
+	/* "bob\0alice\0pw" */
+	CU_ASSERT_EQUAL(sasl_plain_decode("Ym9iAGFsaWNlAHB3", 16, &sp), 0);
+	CU_ASSERT_STRING_EQUAL(sp.authzid, "bob");
+	CU_ASSERT_STRING_EQUAL(sp.authcid, "alice");
+	CU_ASSERT_EQUAL(sasl_plain_decode("not base64!", 11, &sp), -1);
+	CU_ASSERT_EQUAL(sasl_plain_parse((const unsigned char *)"a\0b", 3, &sp), -1);	/* one NUL */
+	CU_ASSERT_EQUAL(sasl_plain_parse((const unsigned char *)"\0b\0c\0d", 6, &sp), -1);	/* three */
+	CU_ASSERT_EQUAL(sasl_plain_parse((const unsigned char *)"\0\0pw", 4, &sp), -1);	/* no authcid */
+	CU_ASSERT_EQUAL(sasl_plain_parse((const unsigned char *)"\0u\0", 3, &sp), -1);	/* no passwd */
+	CU_ASSERT_EQUAL(sasl_plain_parse((const unsigned char *)"\0u\0p", 4, &sp), 0);
+}
+
+void register_tests(void)
+{
+	CU_pSuite s = CU_add_suite("imap_parser", NULL, NULL);
+	CU_ADD(s, test_simple);
+	CU_ADD(s, test_literals_split);
+	CU_ADD(s, test_limits);
+	CU_ADD(s, test_bad);
+	CU_ADD(s, test_sasl_plain);
+}
+
+CU_MAIN
