@@ -1,9 +1,10 @@
 #!/bin/sh
 # demo.sh: installs what is needed (Debian 12, as root), builds mailgate
-# and runs it end to end on 127.0.0.1 high ports with a throw-away PKI:
-# swaks submits a message over SMTPS (certificate verified against the
-# demo CA), mailgate-smtpd relays it to a real upstream (Postfix's
-# smtp-sink), and the message is shown as the upstream received it.
+# and runs the whole mail path on 127.0.0.1 high ports with a throw-away
+# PKI: swaks submits over SMTPS with AUTH through mailgate-smtpd to a real
+# Postfix (SASL by Dovecot; a wrong password is refused), Postfix delivers
+# over LMTP into Dovecot, and the user reads the message through
+# mailgate-imapd over IMAPS. Nothing of this machine's mail setup is used.
 set -eu
 top=$(cd "$(dirname "$0")" && pwd)
 sh "$top/tests/tools/install-deps.sh"

@@ -99,6 +99,7 @@ static int record_loc(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+static void conf_errfunc(cfg_t *cfg, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void conf_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 {
 	diag_verror(pctx->diag, cfg ? given_name(cfg->filename) : pctx->conf->path,
@@ -749,7 +750,10 @@ static void conv_imapd(cfg_t *cfg, struct conf *c)
 {
 	static const char *const ext_words[] = { "email", "dns", "cn", NULL };
 	c->timeout_preauth = get_int(cfg, "timeout_preauth", 1, 86400);
-	c->timeout_idle = get_int(cfg, "timeout_idle", 60, 864000);
+	c->timeout_idle = get_int(cfg, "timeout_idle", 1, 864000);
+	if (c->timeout_idle < 1800)
+		warn_at(where_of(cfg, "timeout_idle"), "timeout_idle = %d: RFC 9051 section 5.4 asks for at "
+			"least 30 minutes (1800)", c->timeout_idle);
 	c->max_auth_failures = get_int(cfg, "max_auth_failures", 1, 100);
 	c->max_literal = get_int(cfg, "max_literal", 256, 1048576);
 	c->user_map = get_path(cfg, "user_map");

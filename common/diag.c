@@ -19,6 +19,8 @@ void diag_free(struct diag *d)
 	memset(d, 0, sizeof(*d));
 }
 
+static void add(struct diag *d, const char *file, int line, const char *kind, const char *fmt,
+		va_list ap) __attribute__((format(printf, 5, 0)));
 static void add(struct diag *d, const char *file, int line, const char *kind,
 		const char *fmt, va_list ap)
 {

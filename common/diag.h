@@ -21,7 +21,8 @@ void diag_error(struct diag *d, const char *file, int line, const char *fmt, ...
     __attribute__((format(printf, 4, 5)));
 void diag_warn(struct diag *d, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-void diag_verror(struct diag *d, const char *file, int line, const char *fmt, va_list ap);
+void diag_verror(struct diag *d, const char *file, int line, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 /* Returns 1 if any diagnostic line contains needle (tests). */
 int diag_contains(const struct diag *d, const char *needle);
 

@@ -213,8 +213,13 @@ class SmtpSink:
 class Gateway:
     """mailgate-smtpd (or -imapd) in the foreground with a generated config."""
 
+    _count = 0
+
     def __init__(self, tmp, conf, ports, binary=None, name="smtpd", extra_args=(), env=None):
         self.tmp = tmp
+        Gateway._count += 1
+        if Gateway._count > 1:    # a restarted gateway gets fresh files
+            name = "%s-%d" % (name, Gateway._count)
         self.conf_path = tmp.file(name + ".conf", conf)
         self.log_path = os.path.join(tmp.path, name + ".log")
         self.binary = binary or SMTPD
@@ -599,10 +604,11 @@ class Dovecot:
     auth_port: a TCP SASL listener for Postfix (smtpd_sasl_path = inet:...).
     imap_port: a plain IMAP listener. Users live in a passwd-file."""
 
-    def __init__(self, tmp, users=None, auth_port=None, imap_port=None, extra="", master_users=None):
+    def __init__(self, tmp, users=None, auth_port=None, imap_port=None, extra="", master_users=None,
+                 lmtp_port=None):
         need("dovecot", "doveadm")
         self.tmp = tmp
-        self.base = os.path.join(tmp.path, "dovecot-%d" % (auth_port or imap_port))
+        self.base = os.path.join(tmp.path, "dovecot-%d" % (auth_port or imap_port or lmtp_port))
         self.run = os.path.join(self.base, "run")
         self.home = os.path.join(self.base, "home")
         self.logf = os.path.join(self.base, "dovecot.log")
@@ -649,6 +655,18 @@ auth_master_user_separator = *
 """ % imap_port
         else:
             listeners += "service imap-login {\n  inet_listener imap {\n    port = 0\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}\n"
+        if lmtp_port:
+            listeners += """service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = %d
+  }
+}
+protocol lmtp {
+  auth_username_format = %%Ln
+}
+""" % lmtp_port
+        protocols = " ".join(p for p, on in (("imap", imap_port), ("lmtp", lmtp_port)) if on) or "none"
         self.conf = os.path.join(self.base, "dovecot.conf")
         with open(self.conf, "w") as f:
             f.write("""base_dir = {run}
@@ -681,14 +699,14 @@ service imap-login {{
 }}
 {extra}
 """.format(run=self.run, log=self.logf, base=self.base, home=self.home, listeners=listeners,
-           masters=masters, extra=extra, protocols="imap" if imap_port else "none"))
+           masters=masters, extra=extra, protocols=protocols))
         # dovecot daemonizes; its children must not inherit our pipes.
         with open(os.path.join(self.base, "start.out"), "w") as out:
             r = subprocess.run(["dovecot", "-c", self.conf], stdout=out, stderr=subprocess.STDOUT)
         if r.returncode != 0:
             with open(os.path.join(self.base, "start.out")) as f:
                 raise RuntimeError("dovecot failed: " + f.read())
-        for p in (auth_port, imap_port):
+        for p in (auth_port, imap_port, lmtp_port):
             if p and not wait_port(p):
                 raise RuntimeError("dovecot did not listen on %d:\n%s" % (p, self.log()))
 

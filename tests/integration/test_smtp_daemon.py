@@ -62,6 +62,34 @@ class Daemon(GatewayTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, "configuration ok\n")
 
+    def test_imapd_sample_config_and_version(self):
+        import shutil
+        from mgtest import IMAPD, SRCDIR
+        os.makedirs(self.tmp.file("certs"))
+        os.makedirs(self.tmp.file("private"))
+        for src, dst in (("server-ecdsa.pem", "certs/imap-ecdsa.pem"), ("server-rsa.pem", "certs/imap-rsa.pem"),
+                         ("server-ecdsa.key", "private/imap-ecdsa.key"), ("server-rsa.key", "private/imap-rsa.key")):
+            shutil.copy(os.path.join(self.pki, src), self.tmp.file(dst))
+            os.chmod(self.tmp.file(dst), 0o600 if dst.endswith(".key") else 0o644)
+        with open(os.path.join(SRCDIR, "etc", "mailgate", "imapd.conf")) as f:
+            sample = f.read()
+        r = subprocess.run([IMAPD, "-t", "-c", self.tmp.file("imapd.conf", sample)], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual((r.returncode, r.stdout), (0, "configuration ok\n"), r.stderr)
+        r = subprocess.run([IMAPD, "-V"], capture_output=True, text=True, timeout=30)
+        self.assertRegex(r.stdout, r"^mailgate-imapd \S+\nGnuTLS ")
+        # A user_map naming an unknown upstream: FILE:LINE of the map.
+        umap = self.tmp.file("user_map", "alice dovecot\n\nbob nowhere\n")
+        bad = sample + 'user_map = "%s"\n' % umap
+        r = subprocess.run([IMAPD, "-t", "-c", self.tmp.file("imapd2.conf", bad)], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("user_map:3: no upstream section \"nowhere\"", r.stderr)
+        # smtpd keys are unknown to imapd.
+        r = subprocess.run([IMAPD, "-t", "-c", self.tmp.file("imapd3.conf", sample + "max_recipients = 100\n")],
+                           capture_output=True, text=True, timeout=30)
+        self.assertRegex(r.stderr, r"imapd3\.conf:\d+: no such option 'max_recipients'")
+
     def test_check_key_mismatch_and_permissions(self):
         p = free_port()
         with open(self.pki + "/server-rsa.key") as f:

@@ -1,0 +1,112 @@
+"""Hostile input against mailgate-imapd (real Dovecot behind it): STARTTLS
+injection, oversize literals (BAD and close, never a "+"), overlong lines,
+bad tags (never echoed), the BAD budget, max_auth_failures, garbage
+instead of a TLS handshake; none of it crashes the worker or leaves an
+upstream session behind."""
+import socket
+import time
+
+from mgtest import (GatewayTest, Imap, free_port, imapd_conf, listener, main)
+
+
+class ImapSecurity(GatewayTest):
+    def setUp(self):
+        super().setUp()
+        self.dc_port = free_port()
+        self.dc = self.dovecot(imap_port=self.dc_port, users={"alice": "secret"})
+        self.p_imaps, self.p_imap = free_port(), free_port()
+        self.gw = self.imap_gateway(imapd_conf(self.pki, self.dc_port,
+                                               listener("imaps", self.p_imaps, "implicit") +
+                                               listener("imap", self.p_imap, "starttls"),
+                                               extra="max_literal = 1024\nmax_errors = 4\n"
+                                                     "max_auth_failures = 2"),
+                                    [self.p_imaps, self.p_imap])
+
+    def test_starttls_injection(self):
+        c = Imap(self.p_imap)
+        c.line()
+        c.send("a STARTTLS\r\nb LOGIN alice secret\r\nc CAPABILITY\r\n")
+        self.assertEqual(c.line(), "a OK Begin TLS negotiation now")
+        c.starttls()
+        # The pipelined commands were discarded: nothing is pending, and
+        # a fresh CAPABILITY is the first answer we get.
+        self.assertEqual(c.cmd("d", "CAPABILITY"),
+                         ["* CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ AUTH=PLAIN", "d OK Capability completed"])
+        self.assertNotIn("Login: user=<alice>", self.dc.log())
+
+    def test_oversize_literal(self):
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        c.send("a LOGIN {1025}\r\n")
+        self.assertEqual(c.line(), "a BAD Literal too big")
+        self.assertTrue(c.closed())
+        self.assertNotIn("+", c.buf.decode(errors="replace"))
+        d = Imap(self.p_imaps, tls=True)
+        d.line()
+        d.send("b LOGIN {1024}\r\n")
+        self.assertEqual(d.line(), "+ Ready for literal data")
+
+    def test_line_too_long(self):
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        c.send("a NOOP " + "x" * 9000 + "\r\n")
+        self.assertEqual(c.line(), "* BAD Line too long")
+        self.assertTrue(c.closed())
+
+    def test_bad_tag_not_echoed_and_budget(self):
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        c.send("GET / HTTP/1.1\r\n")
+        self.assertEqual(c.line(), "GET BAD Unknown command or not allowed before login")
+        c.send("+evil NOOP\r\n")
+        self.assertEqual(c.line(), "* BAD Syntax error")
+        c.send("a SELECT INBOX\r\n")
+        self.assertEqual(c.line(), "a BAD Unknown command or not allowed before login")
+        c.send("b FETCH 1 BODY[]\r\n")
+        self.assertEqual(c.line(), "b BAD Unknown command or not allowed before login")
+        self.assertEqual(c.line(), "* BYE Too many invalid commands")
+        self.assertTrue(c.closed())
+        self.gw.wait_log(r"result=too-many-errors")
+
+    def test_auth_failures_then_bye(self):
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        self.assertRegex(c.cmd("a", "LOGIN alice wrong")[-1], r"^a NO \[AUTHENTICATIONFAILED\]")
+        self.assertRegex(c.cmd("b", "LOGIN alice wrong2")[-1], r"^b NO ")
+        self.assertEqual(c.line(), "* BYE Too many authentication failures")
+        self.assertTrue(c.closed())
+        self.gw.wait_log(r"result=auth-failures")
+
+    def test_held_bytes_after_failed_login_are_commands(self):
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        c.send("a LOGIN alice wrong\r\nb NOOP\r\n")
+        self.assertRegex(c.line(), r"^a NO ")
+        self.assertEqual(c.line(), "b OK NOOP completed")
+
+    def test_held_bytes_after_login_go_upstream(self):
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        c.send("a LOGIN alice secret\r\nb SELECT INBOX\r\n")
+        self.assertRegex(c.until_tagged("a")[-1], r"^a OK ")
+        self.assertRegex(c.until_tagged("b")[-1], r"^b OK \[READ-WRITE\]")
+
+    def test_garbage_and_probes(self):
+        s = socket.create_connection(("127.0.0.1", self.p_imaps))
+        s.sendall(b"\x16\x03\x01\x00\x05hello" + b"\x00" * 100)
+        s.settimeout(5)
+        try:
+            s.recv(100)
+        except ConnectionResetError:
+            pass
+        s.close()
+        c = Imap(self.p_imap)
+        c.line()
+        c.send(b"a LOGIN {3}\r\n\x00\x01\x02\r\n")      # refused before TLS, bytes then parsed
+        time.sleep(0.3)
+        self.assertEqual(c.cmd("z", "NOOP")[-1], "z OK NOOP completed")
+        self.assertIsNone(self.gw.proc.p.poll())
+
+
+if __name__ == "__main__":
+    main()

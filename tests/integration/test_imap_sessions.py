@@ -1,0 +1,264 @@
+"""mailgate-imapd sessions after login and under stress, against a real
+Dovecot: a 5 MB APPEND/FETCH round trip byte for byte, IDLE seeing a
+message appended from a second session, COMPRESS=DEFLATE passing through,
+timeout_idle's "* BYE Autologout", 200 concurrent sessions, mbsync syncing
+a mailbox, user_map routing to a second Dovecot, and upstream failures
+(down: NO [UNAVAILABLE]; a PREAUTH greeting from a real Dovecot imap
+process: a configuration error)."""
+import imaplib
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import zlib
+
+from mgtest import (GatewayTest, Imap, client_context, free_port, imapd_conf, listener, main, need)
+
+
+class Sessions(GatewayTest):
+    def start(self, extra="", dovecot_extra="", users=None):
+        self.dc_port = free_port()
+        self.dc = self.dovecot(imap_port=self.dc_port, users=users or {"alice": "secret", "bob": "hunter2"},
+                               extra=dovecot_extra)
+        self.p_imaps = free_port()
+        self.gw = self.imap_gateway(imapd_conf(self.pki, self.dc_port,
+                                               listener("imaps", self.p_imaps, "implicit", "max_per_ip = 500"),
+                                               extra=extra), [self.p_imaps])
+
+    def login(self, user="alice", password="secret"):
+        m = imaplib.IMAP4_SSL("localhost", self.p_imaps, ssl_context=client_context())
+        m.login(user, password)
+        return m
+
+    def test_append_fetch_5mb_byte_exact(self):
+        self.start()
+        body = os.urandom(5 * 1024 * 1024 // 2).hex().encode()
+        lines = b"\r\n".join(body[i:i + 76] for i in range(0, len(body), 76))
+        msg = b"From: a@test.example\r\nTo: alice@test.example\r\nSubject: big\r\n\r\n" + lines + b"\r\n"
+        m = self.login()
+        typ, _ = m.append("INBOX", None, None, msg)
+        self.assertEqual(typ, "OK")
+        m.select("INBOX")
+        typ, data = m.fetch("1", "(BODY.PEEK[])")
+        self.assertEqual(typ, "OK")
+        self.assertEqual(data[0][1], msg)
+        m.logout()
+
+    def test_idle_sees_append(self):
+        self.start()
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        c.cmd("a", "LOGIN alice secret")
+        c.cmd("b", "SELECT INBOX")
+        c.send("c IDLE\r\n")
+        self.assertTrue(c.line().startswith("+ "))
+        t0 = time.time()
+        other = self.login()
+        other.append("INBOX", None, None, b"Subject: poke\r\n\r\nwake up\r\n")
+        other.logout()
+        c.sock.settimeout(10)
+        seen = c.line()
+        self.assertRegex(seen, r"^\* \d+ EXISTS")
+        self.assertLess(time.time() - t0, 8)
+        c.send("DONE\r\n")
+        self.assertEqual(c.until_tagged("c")[-1][:4], "c OK")
+
+    def test_compress_deflate_passes(self):
+        self.start(dovecot_extra="protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n")
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        lines = c.cmd("a", "LOGIN alice secret")
+        if "COMPRESS=DEFLATE" not in lines[-1]:
+            self.skipTest("Dovecot without COMPRESS")
+        self.assertEqual(c.cmd("b", "COMPRESS DEFLATE")[-1][:4], "b OK")
+        comp = zlib.compressobj(wbits=-15)
+        dec = zlib.decompressobj(wbits=-15)
+        c.send(comp.compress(b"c NOOP\r\n") + comp.flush(zlib.Z_SYNC_FLUSH))
+        out = b""
+        c.sock.settimeout(10)
+        while b"c OK" not in out:
+            out += dec.decompress(c.sock.recv(65536))
+        self.assertIn(b"c OK", out)
+
+    def test_idle_timeout_autologout(self):
+        self.start(extra="timeout_idle = 2")
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        c.cmd("a", "LOGIN alice secret")
+        self.assertEqual(c.cmd("b", "NOOP")[-1][:4], "b OK")
+        t0 = time.time()
+        c.sock.settimeout(6)
+        self.assertEqual(c.line(), "* BYE Autologout; idle for too long")
+        self.assertTrue(c.closed())
+        self.assertGreater(time.time() - t0, 1.5)
+        self.gw.wait_log(r"user=alice .*result=timeout")
+
+    def test_idle_timeout_after_compress_writes_nothing(self):
+        self.start(extra="timeout_idle = 2",
+                   dovecot_extra="protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n")
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        c.cmd("a", "LOGIN alice secret")
+        self.assertEqual(c.cmd("b", "COMPRESS DEFLATE")[-1][:4], "b OK")
+        c.sock.settimeout(6)
+        data = c.sock.recv(4096)          # the stream is compressed: no BYE of ours
+        self.assertEqual(data, b"")
+
+    def test_preauth_deadline(self):
+        self.start(extra="timeout_preauth = 2")
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        t0 = time.time()
+        c.cmd("a", "NOOP")
+        time.sleep(1.0)
+        c.cmd("b", "NOOP")          # activity does not extend the deadline
+        c.sock.settimeout(5)
+        self.assertEqual(c.line(), "* BYE Disconnected for inactivity")
+        self.assertTrue(c.closed())
+        self.assertLess(time.time() - t0, 4)
+
+    def test_concurrent_200(self):
+        self.start()
+        errors = []
+
+        def one(i):
+            try:
+                m = self.login("alice" if i % 2 else "bob", "secret" if i % 2 else "hunter2")
+                typ, _ = m.select("INBOX")
+                assert typ == "OK"
+                m.logout()
+            except Exception as e:   # noqa: BLE001 - collected and reported
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(200)]
+        t0 = time.time()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(errors, [])
+        logins = self.dc.log().count("Login: user=<")
+        self.assertGreaterEqual(logins, 200)
+        print("200 logins/logouts through the gateway in %.1f s" % (time.time() - t0))
+
+    def test_mbsync(self):
+        need("mbsync")
+        self.start()
+        m = self.login()
+        for i in range(3):
+            m.append("INBOX", None, None, ("Subject: sync %d\r\n\r\nbody %d\r\n" % (i, i)).encode())
+        m.logout()
+        local = self.tmp.file("Mail")
+        os.makedirs(local)
+        rc = self.tmp.file("mbsyncrc", """IMAPAccount gw
+Host localhost
+Port {port}
+User alice
+Pass secret
+SSLType IMAPS
+CertificateFile {pki}/ca.pem
+
+IMAPStore remote
+Account gw
+
+MaildirStore local
+Path {local}/
+Inbox {local}/INBOX
+
+Channel inbox
+Far :remote:INBOX
+Near :local:INBOX
+Sync Pull
+Create Near
+SyncState *
+""".format(port=self.p_imaps, pki=self.pki, local=local))
+        r = subprocess.run(["mbsync", "-c", rc, "-a"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        got = []
+        for root, _, files in os.walk(os.path.join(local, "INBOX")):
+            for f in files:
+                with open(os.path.join(root, f), "rb") as fh:
+                    got.append(fh.read())
+        self.assertEqual(sorted(g.splitlines()[0] for g in got if g.startswith(b"Subject")),
+                         [b"Subject: sync 0", b"Subject: sync 1", b"Subject: sync 2"])
+
+    def test_user_map_routes(self):
+        second_port = free_port()
+        second = self.dovecot(imap_port=second_port, users={"bob": "hunter2"})
+        self.dc_port = free_port()
+        self.dc = self.dovecot(imap_port=self.dc_port, users={"alice": "secret"})
+        umap = self.tmp.file("user_map", "# per-user routing\nbob second\n")
+        self.p_imaps = free_port()
+        conf = imapd_conf(self.pki, self.dc_port, listener("imaps", self.p_imaps, "implicit",
+                                                          'upstream = "dovecot"'),
+                          extra='user_map = "%s"\nupstream "second" {\n  address = "127.0.0.1:%d"\n}\n'
+                                % (umap, second_port))
+        self.gw = self.imap_gateway(conf, [self.p_imaps])
+        self.login("alice", "secret").logout()
+        self.login("bob", "hunter2").logout()
+        self.dc.wait_log(r"Login: user=<alice>")
+        second.wait_log(r"Login: user=<bob>")
+        self.assertNotIn("user=<bob>", self.dc.log())
+
+    def test_upstream_down_then_back(self):
+        self.start()
+        self.dc.stop()
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        self.assertEqual(c.cmd("a", "LOGIN alice secret")[-1],
+                         "a NO [UNAVAILABLE] Upstream server unavailable, try again later")
+        # Not an authentication failure: more attempts are allowed.
+        for t in ("b", "c", "d"):
+            self.assertRegex(c.cmd(t, "LOGIN alice secret")[-1], r"NO \[UNAVAILABLE\]")
+        self.assertEqual(c.cmd("e", "NOOP")[-1], "e OK NOOP completed")
+        self.gw.wait_log(r"upstream unavailable")
+
+    def test_preauth_upstream_is_refused(self):
+        """A real Dovecot imap process started pre-authenticated (as with
+        `imap` behind ssh) greets with PREAUTH: the gateway must refuse."""
+        self.start()
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(5)
+        port = srv.getsockname()[1]
+        home = self.tmp.file("preauth-home")
+        os.makedirs(home)
+        shutil.chown(home, "nobody", "nogroup")
+        stop = threading.Event()
+
+        def serve():
+            srv.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    conn, _ = srv.accept()
+                except socket.timeout:
+                    continue
+                env = {"USER": "alice", "HOME": home, "MAIL": "maildir:~/Maildir", "PATH": "/usr/bin:/bin"}
+                subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                  "/usr/lib/dovecot/imap", "-c", self.dc.conf],
+                                 stdin=conn, stdout=conn, stderr=subprocess.DEVNULL, env=env)
+                conn.close()
+
+        th = threading.Thread(target=serve, daemon=True)
+        th.start()
+        try:
+            self.gw.stop()
+            self.procs.remove(self.gw)
+            conf = imapd_conf(self.pki, port, listener("imaps", self.p_imaps, "implicit"))
+            self.gw = self.imap_gateway(conf, [self.p_imaps])
+            c = Imap(self.p_imaps, tls=True)
+            c.line()
+            self.assertEqual(c.cmd("a", "LOGIN alice secret")[-1][:19], "a NO [UNAVAILABLE] ")
+            c.close()
+            self.gw.wait_log(r"configuration error: the upstream greets with PREAUTH")
+        finally:
+            stop.set()
+            th.join(2)
+            srv.close()
+
+
+if __name__ == "__main__":
+    main()
