@@ -123,10 +123,6 @@ static void check_unimplemented(const struct conf *c, struct diag *d)
 			diag_error(d, l->where.file, l->where.line,
 				   "listener \"%s\": proxy_protocol = true is not supported by this "
 				   "version yet", l->name);
-		if (l->peers_only)
-			diag_error(d, l->where.file, l->where.line,
-				   "listener \"%s\": peers_only is not supported by this version yet",
-				   l->name);
 	}
 	for (size_t i = 0; i < c->nupstreams; i++)
 		if (c->upstreams[i].proxy_protocol != PROXY_OUT_OFF)

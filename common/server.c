@@ -2,6 +2,7 @@
 #include "server.h"
 #include "iptable.h"
 #include "log.h"
+#include "peer.h"
 #include "tls.h"
 #include "xmem.h"
 
@@ -17,8 +18,13 @@ int server_init(struct server *srv, const struct conf *c, struct diag *d)
 	srv->tls = xcalloc(c->ntls + 1, sizeof(*srv->tls));
 	for (size_t i = 0; i < c->ntls; i++)
 		for (size_t j = 0; j < c->nlisteners; j++)
-			if (c->listeners[j].tls == &c->tls[i] && !srv->tls[i])
+			if (c->listeners[j].tls == &c->tls[i] && !srv->tls[i]) {
 				srv->tls[i] = tls_server_new(&c->tls[i], d);
+				/* A pinned peer may present a self-signed certificate
+				 * even where certificates are required. */
+				if (srv->tls[i])
+					tls_server_set_pin_accept(srv->tls[i], peer_pinned, (void *)c);
+			}
 	srv->tls_clients = xcalloc(c->nupstreams + 1, sizeof(*srv->tls_clients));
 	for (size_t i = 0; i < c->nupstreams; i++)
 		if (c->upstreams[i].tls != TLS_MODE_NONE)

@@ -2,6 +2,7 @@
  * unique across workers and restarts without coordination. */
 #include "session.h"
 #include "conn.h"
+#include "peer.h"
 #include "tls.h"
 
 #include <fcntl.h>
@@ -65,12 +66,30 @@ void session_log_begin(struct session *s, struct logkv *kv)
 		const struct tls_peer *p = tls_peer(t);
 		logkv_raw(kv, "cert", tls_cert_status_name(p ? p->status : CERT_NONE));
 		if (p) {
+			if (s->pin)
+				logkv_raw(kv, "pin", "yes");
 			if (p->cn && p->status == CERT_VERIFIED)
 				logkv_mem(kv, "cn", p->cn, p->cn_len);
 			tls_format_fp(p->fp, buf, sizeof(buf));
 			logkv_raw(kv, "fp", buf);
+			if (s->peer) {
+				logkv_str(kv, "peer", s->peer->name);
+			} else {
+				logkv_raw(kv, "peer", "none");
+				logkv_raw(kv, "reason", s->peer_reason);
+			}
 		}
 	}
+}
+
+void session_identify(struct session *s, const struct conf *c)
+{
+	struct peer_result r;
+	struct tls_session *t = s->conn ? conn_tls(s->conn) : NULL;
+	peer_match(c->peers, c->npeers, t ? tls_peer(t) : NULL, &r);
+	s->peer = r.peer;
+	s->pin = r.pin;
+	s->peer_reason = r.reason;
 }
 
 void session_log_end(struct session *s, struct logkv *kv)

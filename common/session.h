@@ -31,6 +31,10 @@ struct session {
 	struct conn *conn;	/* the client connection */
 	const char *result;	/* one of the §7 result tokens */
 	char ip[48];		/* client IP as text, cached for logs */
+	/* After the TLS handshake (session_identify): */
+	const struct conf_peer *peer;	/* matched peer section, or NULL */
+	const char *peer_reason;	/* why none matched (static) */
+	unsigned pin : 1;		/* matched by a pin */
 };
 
 void session_init(struct session *s, const struct conf_listener *l, const struct mg_addr *client,
@@ -39,6 +43,9 @@ void session_new_id(char out[16]);
 /* Starts the end-of-session line with session, listener, client and the
  * TLS fields (tls, cipher, cert, cn, fp). */
 void session_log_begin(struct session *s, struct logkv *kv);
+/* After a TLS handshake: matches the client certificate against the peer
+ * sections (DESIGN.md §6) and records the result in s. */
+void session_identify(struct session *s, const struct conf *c);
 /* Adds bytes_in, bytes_out, duration, result and emits the line. */
 void session_log_end(struct session *s, struct logkv *kv);
 /* "auth-failed session=... client=IP user=... mech=..." (fail2ban). */

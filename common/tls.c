@@ -9,6 +9,7 @@
  * early data is never enabled, tickets live at most TLS_TICKET_LIFETIME.
  * Credential loading is in tls_creds.c, peer identity in tls_identity.c. */
 #include "tls_internal.h"
+#include "domain.h"
 #include "xmem.h"
 
 #include <errno.h>
@@ -129,9 +130,10 @@ struct tls_session *tls_session_client(struct tls_client *cli, int fd, const cha
 	/* SNI only for names, never for IP literals (RFC 6066 section 3). */
 	if (name && name[0] && !strchr(name, ':') && strspn(name, "0123456789.") != strlen(name))
 		gnutls_server_name_set(s->gs, GNUTLS_NAME_DNS, name, strlen(name));
-	if (cli->npins_fp == 0 && cli->npins_spki == 0)
-		gnutls_session_set_verify_cert(s->gs, name, 0);
-	/* With pins, tls_creds.c's verify function checks them instead. */
+	/* tls_creds.c's verify function checks pins, or the chain and this
+	 * name (DNS-IDs only, RFC 6125/7817). */
+	char ref[256];
+	s->verify_host = xstrdup(name && domain_normalize(name, strlen(name), ref, sizeof(ref)) == 0 ? ref : "");
 	if (cli->nalpn)
 		gnutls_alpn_set_protocols(s->gs, cli->alpn, cli->nalpn, 0);
 	gnutls_transport_set_int(s->gs, fd);
@@ -144,11 +146,9 @@ void tls_session_free(struct tls_session **sp)
 	if (!s)
 		return;
 	gnutls_deinit(s->gs);
-	if (s->peer) {
-		free(s->peer->cn);
-		free(s->peer);
-	}
+	tls_peer_free(s->peer);
 	free(s->reason_owned);
+	free(s->verify_host);
 	s->magic = 0;
 	free(s);
 	*sp = NULL;
@@ -190,14 +190,7 @@ int tls_handshake(struct tls_session *s)
 			} else if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
 				tls_set_reason(s, "peer sent alert %s",
 					       gnutls_alert_get_name(gnutls_alert_get(s->gs)));
-			else if (s->role == TLS_ROLE_CLIENT && r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
-				gnutls_datum_t out = { NULL, 0 };
-				unsigned st = gnutls_session_get_verify_cert_status(s->gs);
-				gnutls_certificate_verification_status_print(st, GNUTLS_CRT_X509, &out, 0);
-				tls_set_reason(s, "server certificate rejected: %s",
-					       out.data ? (char *)out.data : "verification failed");
-				gnutls_free(out.data);
-			} else
+			else
 				tls_set_reason(s, "%s", gnutls_strerror(r));
 		}
 		send_failure_alert(s, r);

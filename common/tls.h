@@ -52,9 +52,16 @@ struct tls_peer {
 	enum cert_status status;
 	unsigned char fp[32];	/* SHA-256 of the DER certificate */
 	unsigned char spki[32];	/* SHA-256 of the DER SubjectPublicKeyInfo */
-	char *cn;		/* subject CN as raw bytes (NUL-terminated), or NULL */
+	char *cn;		/* first subject CN as raw bytes (NUL-terminated), or NULL */
 	size_t cn_len;
+	unsigned ncn;		/* how many CNs the subject has */
+	char **dns;		/* dNSName SANs (at most TLS_MAX_SANS, each < 256 bytes) */
+	size_t ndns;
+	char **email;		/* rfc822Name SANs */
+	size_t nemail;
 };
+
+#define TLS_MAX_SANS 32
 
 struct tls_server;
 struct tls_client;

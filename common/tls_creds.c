@@ -4,6 +4,7 @@
  * nextUpdate), OCSP staple, priority strings, ALPN ids and the per-section
  * ticket key derived from ticket_key (or a random per-start master). */
 #include "tls_internal.h"
+#include "peer.h"
 #include "xmem.h"
 
 #include <fcntl.h>
@@ -235,39 +236,80 @@ void tls_server_free(struct tls_server **sp)
 	*sp = NULL;
 }
 
-/* With pins, a matching pin replaces the chain and name checks; without a
- * match the upstream is refused (DESIGN.md §3 tls_client). */
-static int client_pin_verify(gnutls_session_t gs)
+static bool pin_match(const struct tls_client *cli, const unsigned char fp[32],
+		      const unsigned char spki[32])
+{
+	for (size_t i = 0; i < cli->npins_fp; i++)
+		if (memcmp(cli->pins_fp[i], fp, 32) == 0)
+			return true;
+	for (size_t i = 0; i < cli->npins_spki; i++)
+		if (memcmp(cli->pins_spki[i], spki, 32) == 0)
+			return true;
+	return false;
+}
+
+/* The upstream's certificate (DESIGN.md §3 tls_client): with pins, a
+ * matching pin replaces the chain and name checks and no match refuses
+ * the upstream; without pins, the chain must verify against `ca` and a
+ * dNSName SAN must match verify_name (RFC 6125/7817: DNS-IDs only, the CN
+ * is not consulted; a wildcard only as the whole left-most label). */
+static int client_verify(gnutls_session_t gs)
 {
 	struct tls_session *s = gnutls_session_get_ptr(gs);
-	unsigned n = 0;
+	unsigned n = 0, st = 0;
 	const gnutls_datum_t *certs = gnutls_certificate_get_peers(gs, &n);
-	gnutls_x509_crt_t crt;
-	unsigned char fp[32], spki[32];
-	if (!s || s->role != TLS_ROLE_CLIENT || (!s->cli->npins_fp && !s->cli->npins_spki))
-		return 0;
+	if (!s || s->magic != TLS_SESSION_MAGIC || s->role != TLS_ROLE_CLIENT)
+		return -1;
 	if (!certs || n == 0) {
-		tls_set_reason(s, "server presented no certificate");
+		tls_set_reason(s, "server certificate rejected: none presented");
 		return -1;
 	}
+	s->peer = s->peer ? s->peer : xcalloc(1, sizeof(*s->peer));
+	gnutls_x509_crt_t crt;
 	if (gnutls_x509_crt_init(&crt) < 0)
 		return -1;
 	int ok = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) >= 0 &&
-		 tls_cert_hashes(crt, fp, spki) == 0;
+		 tls_cert_hashes(crt, s->peer->fp, s->peer->spki) == 0;
+	if (ok && !s->peer->dns) {
+		for (unsigned i = 0; i < 4 * TLS_MAX_SANS; i++) {
+			char buf[256];
+			size_t sz = sizeof(buf) - 1;
+			int type = gnutls_x509_crt_get_subject_alt_name(crt, i, buf, &sz, NULL);
+			if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+				break;
+			if (type != GNUTLS_SAN_DNSNAME || sz >= sizeof(buf) || memchr(buf, 0, sz) ||
+			    s->peer->ndns >= TLS_MAX_SANS)
+				continue;
+			buf[sz] = '\0';
+			s->peer->dns = xreallocarray(s->peer->dns, s->peer->ndns + 1, sizeof(char *));
+			s->peer->dns[s->peer->ndns++] = xstrdup(buf);
+		}
+	}
 	gnutls_x509_crt_deinit(crt);
 	if (!ok) {
-		tls_set_reason(s, "server certificate unreadable");
+		tls_set_reason(s, "server certificate rejected: unreadable");
 		return -1;
 	}
-	for (size_t i = 0; i < s->cli->npins_fp; i++)
-		if (memcmp(s->cli->pins_fp[i], fp, 32) == 0)
+	if (s->cli->npins_fp || s->cli->npins_spki) {
+		if (pin_match(s->cli, s->peer->fp, s->peer->spki))
 			return 0;
-	for (size_t i = 0; i < s->cli->npins_spki; i++)
-		if (memcmp(s->cli->pins_spki[i], spki, 32) == 0)
+		char fps[120];
+		tls_format_fp(s->peer->fp, fps, sizeof(fps));
+		tls_set_reason(s, "server certificate rejected: matches no pin (fp=%s)", fps);
+		return -1;
+	}
+	if (gnutls_certificate_verify_peers2(gs, &st) < 0 || st != 0) {
+		gnutls_datum_t out = { NULL, 0 };
+		gnutls_certificate_verification_status_print(st, GNUTLS_CRT_X509, &out, 0);
+		tls_set_reason(s, "server certificate rejected: %s",
+			       out.data ? (char *)out.data : "verification failed");
+		gnutls_free(out.data);
+		return -1;
+	}
+	for (size_t i = 0; i < s->peer->ndns; i++)
+		if (s->verify_host[0] && peer_dnsid_match(s->verify_host, s->peer->dns[i], true))
 			return 0;
-	char fps[120];
-	tls_format_fp(fp, fps, sizeof(fps));
-	tls_set_reason(s, "server certificate matches no pin (fp=%s)", fps);
+	tls_set_reason(s, "server certificate rejected: no DNS name in it matches '%s'", s->verify_host);
 	return -1;
 }
 
@@ -307,8 +349,8 @@ struct tls_client *tls_client_new(const struct conf_tls_client *t, struct diag *
 		cli->pins_spki = cli->npins_spki ? xcalloc(cli->npins_spki, 32) : NULL;
 		if (cli->npins_spki)
 			memcpy(cli->pins_spki, t->spki.v, cli->npins_spki * 32);
-		gnutls_certificate_set_verify_function(cli->cred, client_pin_verify);
 	}
+	gnutls_certificate_set_verify_function(cli->cred, client_verify);
 	cli->alpn = t ? copy_alpn(&t->alpn_ids, &cli->nalpn) : NULL;
 	if (d->errors > errors) {
 		tls_client_free(&cli);

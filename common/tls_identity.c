@@ -97,6 +97,49 @@ static void read_cn(gnutls_x509_crt_t crt, struct tls_peer *p)
 		sz = sizeof(buf) - 1;
 	p->cn = xmemdup0(buf, sz);
 	p->cn_len = sz;
+	p->ncn = 1;
+	for (unsigned i = 1; i < 8; i++) {
+		size_t s2 = sizeof(buf);
+		if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, i, 0, buf, &s2) < 0)
+			break;
+		p->ncn++;
+	}
+}
+
+/* dNSName and rfc822Name SANs, bounded in number and size; a value with
+ * an embedded NUL is kept truncated-proof by being skipped. */
+static void read_sans(gnutls_x509_crt_t crt, struct tls_peer *p)
+{
+	for (unsigned i = 0; i < 4 * TLS_MAX_SANS; i++) {
+		char buf[256];
+		size_t sz = sizeof(buf) - 1;
+		int type = gnutls_x509_crt_get_subject_alt_name(crt, i, buf, &sz, NULL);
+		if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+			break;
+		if (type < 0 || sz >= sizeof(buf) || memchr(buf, 0, sz))
+			continue;
+		buf[sz] = '\0';
+		char ***list = type == GNUTLS_SAN_DNSNAME ? &p->dns : type == GNUTLS_SAN_RFC822NAME ? &p->email : NULL;
+		size_t *n = type == GNUTLS_SAN_DNSNAME ? &p->ndns : &p->nemail;
+		if (!list || *n >= TLS_MAX_SANS)
+			continue;
+		*list = xreallocarray(*list, *n + 1, sizeof(char *));
+		(*list)[(*n)++] = xstrdup(buf);
+	}
+}
+
+void tls_peer_free(struct tls_peer *p)
+{
+	if (!p)
+		return;
+	free(p->cn);
+	for (size_t i = 0; i < p->ndns; i++)
+		free(p->dns[i]);
+	free(p->dns);
+	for (size_t i = 0; i < p->nemail; i++)
+		free(p->email[i]);
+	free(p->email);
+	free(p);
 }
 
 static uint8_t alert_for(enum cert_status st)
@@ -140,8 +183,10 @@ int tls_evaluate_peer(struct tls_session *s)
 		tls_set_reason(s, "client certificate unreadable");
 		return s->mode == CLIENT_CERT_REQUIRE ? -1 : 0;
 	}
-	if (!s->peer->cn)
+	if (!s->peer->cn) {
 		read_cn(crt, s->peer);
+		read_sans(crt, s->peer);
+	}
 	gnutls_x509_crt_deinit(crt);
 
 	if (n > TLS_MAX_CHAIN_DEPTH) {

@@ -58,6 +58,7 @@ struct tls_session {
 	struct tls_peer *peer;
 	const char *reason;
 	char *reason_owned;
+	char *verify_host;	/* client: the DNS-ID the server must present */
 };
 
 /* tls_identity.c */
@@ -66,5 +67,6 @@ void tls_set_reason(struct tls_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int tls_cert_hashes(gnutls_x509_crt_t crt, unsigned char fp[32], unsigned char spki[32]);
 enum cert_status tls_status_from_gnutls(unsigned status);
+void tls_peer_free(struct tls_peer *p);
 
 #endif

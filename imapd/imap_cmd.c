@@ -6,6 +6,7 @@
 #include "conn.h"
 #include "imap_server.h"
 #include "log.h"
+#include "peer.h"
 #include "xmem.h"
 
 #include <stdio.h>
@@ -13,10 +14,16 @@
 #include <string.h>
 #include <strings.h>
 
+static bool external_offered(const struct imap_session *is)
+{
+	return imap_secure(is) && is->ext == EXT_MAP_OK && imap_conf(is)->master_user[0];
+}
+
 void imap_capability_line(const struct imap_session *is, char *out, size_t outsz)
 {
 	if (imap_secure(is))
-		snprintf(out, outsz, "IMAP4rev1 SASL-IR ID LITERAL+ AUTH=PLAIN");
+		snprintf(out, outsz, "IMAP4rev1 SASL-IR ID LITERAL+ AUTH=PLAIN%s",
+			 external_offered(is) ? " AUTH=EXTERNAL" : "");
 	else if (is->s.listener->tls_mode == TLS_MODE_STARTTLS)
 		snprintf(out, outsz, "IMAP4rev1 SASL-IR ID LITERAL+ STARTTLS LOGINDISABLED");
 	else
@@ -166,6 +173,38 @@ static void plain_response(struct imap_session *is, const char *tag, const char 
 	memset(&cred, 0, sizeof(cred));
 }
 
+/* EXTERNAL (RFC 4422 App. A): an empty response, or an authzid byte-equal
+ * to the user the certificate names, logs that user in through the
+ * upstream's master user (SASL PLAIN authzid = user, authcid = master). */
+static void external_response(struct imap_session *is, const char *tag, const char *b64, size_t len)
+{
+	struct sasl_plain cred;
+	unsigned char *authzid = NULL;
+	size_t alen = 0;
+	if (!(len == 0 || (len == 1 && b64[0] == '='))) {
+		if (b64_decode(b64, len, &authzid, &alen) < 0) {
+			imap_bad(is, tag, "Invalid base64");
+			return;
+		}
+	}
+	bool same = alen == 0 || (alen == strlen(is->ext_user) && memcmp(authzid, is->ext_user, alen) == 0);
+	free(authzid);
+	if (!same) {
+		free(is->user);
+		is->user = xstrdup(is->ext_user);
+		snprintf(is->mech, sizeof(is->mech), "EXTERNAL");
+		session_log_auth_failed(&is->s, is->ext_user, "EXTERNAL");
+		imap_reply(is, "%s NO [AUTHENTICATIONFAILED] Authorization identity not allowed", tag);
+		return;
+	}
+	memset(&cred, 0, sizeof(cred));
+	snprintf(cred.authzid, sizeof(cred.authzid), "%s", is->ext_user);
+	snprintf(cred.authcid, sizeof(cred.authcid), "%s", imap_conf(is)->master_user);
+	snprintf(cred.passwd, sizeof(cred.passwd), "%s", is->srv->master_password);
+	start_login(is, tag, "EXTERNAL", &cred);
+	memset(&cred, 0, sizeof(cred));
+}
+
 static void cmd_authenticate(struct imap_session *is, const struct imap_cmd *cmd)
 {
 	if (cmd->nargs < 1 || cmd->nargs > 2 || cmd->args[0].type != IMAP_ARG_ATOM ||
@@ -184,14 +223,27 @@ static void cmd_authenticate(struct imap_session *is, const struct imap_cmd *cmd
 			return;
 		}
 		snprintf(is->tag, sizeof(is->tag), "%s", cmd->tag);
+		is->sasl_external = 0;
 		imap_reply(is, "+ ");
 		imap_enter(is, IS_SASL);
 		return;
 	}
 	if (m->len == 8 && strncasecmp(m->p, "EXTERNAL", 8) == 0) {
-		/* No certificate-to-user mapping in this version: never a
-		 * fallback to a client-supplied name (DESIGN.md §6). */
-		imap_reply(is, "%s NO [AUTHENTICATIONFAILED] No certificate identity", cmd->tag);
+		/* Never a fallback to a client-supplied name (DESIGN.md §6). */
+		if (!external_offered(is)) {
+			log_info("session %s: EXTERNAL refused: identity=%s", is->s.id,
+				 imap_conf(is)->master_user[0] ? peer_ext_map_name(is->ext) : "no-master-user");
+			imap_reply(is, "%s NO [AUTHENTICATIONFAILED] No certificate identity", cmd->tag);
+			return;
+		}
+		if (cmd->nargs == 2) {
+			external_response(is, cmd->tag, cmd->args[1].p, cmd->args[1].len);
+			return;
+		}
+		snprintf(is->tag, sizeof(is->tag), "%s", cmd->tag);
+		is->sasl_external = 1;
+		imap_reply(is, "+ ");
+		imap_enter(is, IS_SASL);
 		return;
 	}
 	imap_reply(is, "%s NO [CANNOT] Unsupported authentication mechanism", cmd->tag);
@@ -209,7 +261,10 @@ void imap_cmd_sasl_line(struct imap_session *is, const char *line, size_t len)
 		imap_bad(is, is->tag, "Authentication cancelled");
 		return;
 	}
-	plain_response(is, is->tag, line, n);
+	if (is->sasl_external)
+		external_response(is, is->tag, line, n);
+	else
+		plain_response(is, is->tag, line, n);
 }
 
 static void cmd_starttls(struct imap_session *is, const struct imap_cmd *cmd)

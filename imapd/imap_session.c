@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "imap_server.h"
 #include "log.h"
+#include "peer.h"
 #include "server.h"
 #include "timer.h"
 #include "tls.h"
@@ -209,6 +210,25 @@ static void tls_failed(struct imap_session *is)
 	is->s.result = t && tls_failed_on_cert(t) ? "cert-rejected" : "tls-failed";
 }
 
+/* After every handshake: the peer (peers_only) and the EXTERNAL identity. */
+static bool identify(struct imap_session *is)
+{
+	const struct conf *c = imap_conf(is);
+	session_identify(&is->s, c);
+	if (is->s.listener->peers_only && !is->s.peer) {
+		log_info("session %s: peers_only: certificate not accepted (%s)", is->s.id,
+			 is->s.peer_reason);
+		imap_reply(is, "* BYE [AUTHENTICATIONFAILED] Certificate not accepted");
+		imap_close(is, "cert-rejected");
+		return false;
+	}
+	struct tls_session *t = conn_tls(is->s.conn);
+	is->ext = (uint8_t)peer_external_user(t ? tls_peer(t) : NULL, c->external_identity, is->ext_user);
+	if (tls_peer(t) && is->ext != EXT_MAP_OK)
+		log_debug("session %s: identity=%s", is->s.id, peer_ext_map_name(is->ext));
+	return true;
+}
+
 static void client_cb(struct conn *c, enum conn_event ev, void *arg)
 {
 	struct imap_session *is = arg;
@@ -235,6 +255,8 @@ static void client_cb(struct conn *c, enum conn_event ev, void *arg)
 		imap_process(is);
 		return;
 	case CONN_EV_HANDSHAKE:
+		if (!identify(is))
+			return;
 		if (is->state == IS_HANDSHAKE) {
 			greet(is);
 			return;
@@ -296,6 +318,7 @@ void imap_session_start(struct imap_server *srv, const struct conf_listener *l, 
 	is->magic = IMAP_SESSION_MAGIC;
 	is->srv = srv;
 	is->last_cont = SIZE_MAX;
+	is->ext = EXT_MAP_MISSING;
 	session_init(&is->s, l, peer, local);
 	size_t in_max = IMAP_LINE_MAX + 2 * (size_t)c->max_literal + 1024;
 	is->s.conn = conn_new(fd, in_max, client_cb, is);

@@ -134,6 +134,18 @@ void smtp_cmd_dispatch(struct smtp_session *ss, const char *line, size_t len)
 		return;
 	}
 	const struct smtp_cmd_def *d = smtp_cmd_lookup(line, content, &args, &alen);
+	if (ss->peer_refused) {
+		if (d && d->verb == SMTP_VERB_QUIT) {
+			smtp_reply(ss, "221 2.0.0 Bye");
+			smtp_close(ss, "cert-rejected");
+		} else if (ss->peer_refused == PEER_REFUSED_NEXT) {
+			smtp_reply(ss, "421 4.7.1 Certificate not accepted");
+			smtp_close(ss, "cert-rejected");
+		} else {
+			smtp_reply(ss, "503 5.5.1 Certificate not accepted; only QUIT");
+		}
+		return;
+	}
 	if (!d) {
 		smtp_reply_err(ss, "502 5.5.2 Command not recognized");
 		return;

@@ -85,7 +85,7 @@ bool smtp_auth_allowed(const struct smtp_session *ss)
 
 bool smtp_may_relay(const struct smtp_session *ss)
 {
-	if (ss->authed)
+	if (ss->authed || (ss->s.peer && ss->s.peer->relay))
 		return true;
 	const struct cidrlist *nets = &ss->s.listener->relay_networks;
 	for (size_t i = 0; i < nets->n; i++)
@@ -164,8 +164,26 @@ static void greet(struct smtp_session *ss)
 {
 	smtp_enter(ss, SS_CMD);
 	conn_set_timeout(ss->s.conn, conf_of(ss)->timeout_command);
-	smtp_reply(ss, "220 %s ESMTP", conf_of(ss)->hostname);
+	if (ss->peer_refused == PEER_REFUSED_GREETED) {
+		/* RFC 5321 §3.1: refuse with 554, then only QUIT works. */
+		smtp_reply(ss, "554 5.7.1 Certificate not accepted");
+		conn_set_timeout(ss->s.conn, PEER_REFUSED_GRACE);
+	} else {
+		smtp_reply(ss, "220 %s ESMTP", conf_of(ss)->hostname);
+	}
 	conn_read_start(ss->s.conn);
+}
+
+/* After every handshake: who is this certificate (§6)? */
+static void identify(struct smtp_session *ss)
+{
+	session_identify(&ss->s, conf_of(ss));
+	if (ss->s.listener->peers_only && !ss->s.peer) {
+		ss->peer_refused = ss->state == SS_HANDSHAKE ? PEER_REFUSED_GREETED : PEER_REFUSED_NEXT;
+		ss->s.result = "cert-rejected";
+		log_info("session %s: peers_only: certificate not accepted (%s)", ss->s.id,
+			 ss->s.peer_reason);
+	}
 }
 
 /* The command loop: one line at a time, in order, until the input is
@@ -257,6 +275,7 @@ static void client_cb(struct conn *c, enum conn_event ev, void *arg)
 		smtp_process(ss);
 		return;
 	case CONN_EV_HANDSHAKE:
+		identify(ss);
 		if (ss->state == SS_HANDSHAKE)
 			greet(ss);
 		else

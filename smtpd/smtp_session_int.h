@@ -46,6 +46,12 @@ enum smtp_op {
 
 enum data_fail { DF_NONE, DF_SIZE, DF_BARE, DF_LOST };
 
+/* DESIGN.md §4.1 peers_only: implicit listeners greet 554 and answer 503
+ * to all but QUIT; starttls listeners answer the first command 421. */
+#define PEER_REFUSED_GREETED 1
+#define PEER_REFUSED_NEXT 2
+#define PEER_REFUSED_GRACE 30.0
+
 struct smtp_session {
 	uint32_t magic;
 	struct session s;
@@ -59,6 +65,7 @@ struct smtp_session {
 	struct rdns_query *rdns;
 	char *rdns_name;	/* forward-confirmed name when rdns_status == RDNS_OK */
 	uint8_t data_fail;	/* enum data_fail */
+	uint8_t peer_refused;	/* peers_only and no peer: PEER_REFUSED_* */
 	char *helo_arg;
 	char *user;		/* SASL user, on the upstream's 235 */
 	char *auth_user;	/* user named in the running AUTH exchange */

@@ -65,7 +65,10 @@ static void start_upstream(struct smtp_session *ss)
 	p.xclient.port = addr_port(&ss->s.client);
 	p.xclient.proto = ss->esmtp ? "ESMTP" : "SMTP";
 	p.xclient.helo = ss->helo_arg;
-	p.xclient.login = ss->authed ? ss->user : NULL;
+	/* LOGIN: a relay peer's section name, or the SASL user when the
+	 * upstream is re-opened in an authenticated session. */
+	p.xclient.login = (ss->s.peer && ss->s.peer->relay) ? ss->s.peer->name
+			  : ss->authed ? ss->user : NULL;
 	ss->up = smtp_up_start(&p, up_cb, ss);
 }
 
@@ -319,6 +322,8 @@ static void send_received(struct smtp_session *ss)
 			in.cn_len = peer->cn_len;
 		}
 	}
+	if (t && ss->s.peer)
+		in.peer = ss->s.peer->name;
 	in.id = ss->s.id;
 	in.msgno = ss->msgs;
 	in.when = time(NULL);

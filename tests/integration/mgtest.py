@@ -59,9 +59,9 @@ def pki_dir():
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.path.exists(os.path.join(d, "done")):
+        if not os.path.exists(os.path.join(d, "done-2")):
             subprocess.run(["sh", os.path.join(SRCDIR, "tests", "tools", "mkpki.sh"), d], check=True)
-            open(os.path.join(d, "done"), "w").close()
+            open(os.path.join(d, "done-2"), "w").close()
     return d
 
 
@@ -605,7 +605,7 @@ class Dovecot:
     imap_port: a plain IMAP listener. Users live in a passwd-file."""
 
     def __init__(self, tmp, users=None, auth_port=None, imap_port=None, extra="", master_users=None,
-                 lmtp_port=None):
+                 lmtp_port=None, imaps_port=None, tls_cert=None, tls_key=None):
         need("dovecot", "doveadm")
         self.tmp = tmp
         self.base = os.path.join(tmp.path, "dovecot-%d" % (auth_port or imap_port or lmtp_port))
@@ -649,10 +649,12 @@ auth_master_user_separator = *
     port = %d
   }
   inet_listener imaps {
-    port = 0
+    address = 127.0.0.1
+    port = %d
+    ssl = yes
   }
 }
-""" % imap_port
+""" % (imap_port, imaps_port or 0)
         else:
             listeners += "service imap-login {\n  inet_listener imap {\n    port = 0\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}\n"
         if lmtp_port:
@@ -674,7 +676,7 @@ state_dir = {run}/state
 log_path = {log}
 protocols = {protocols}
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 login_trusted_networks = 127.0.0.0/8
@@ -699,14 +701,15 @@ service imap-login {{
 }}
 {extra}
 """.format(run=self.run, log=self.logf, base=self.base, home=self.home, listeners=listeners,
-           masters=masters, extra=extra, protocols=protocols))
+           masters=masters, extra=extra, protocols=protocols,
+           ssl=("ssl = yes\nssl_cert = <%s\nssl_key = <%s" % (tls_cert, tls_key)) if tls_cert else "ssl = no"))
         # dovecot daemonizes; its children must not inherit our pipes.
         with open(os.path.join(self.base, "start.out"), "w") as out:
             r = subprocess.run(["dovecot", "-c", self.conf], stdout=out, stderr=subprocess.STDOUT)
         if r.returncode != 0:
             with open(os.path.join(self.base, "start.out")) as f:
                 raise RuntimeError("dovecot failed: " + f.read())
-        for p in (auth_port, imap_port, lmtp_port):
+        for p in (auth_port, imap_port, lmtp_port, imaps_port):
             if p and not wait_port(p):
                 raise RuntimeError("dovecot did not listen on %d:\n%s" % (p, self.log()))
 

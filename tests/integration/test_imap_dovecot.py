@@ -126,3 +126,40 @@ class WithDovecot(GatewayTest):
 
 if __name__ == "__main__":
     main()
+
+
+class UpstreamTls(GatewayTest):
+    """The link from the gateway to Dovecot over TLS, verified by name."""
+
+    def start(self, mode, verify_name):
+        self.dc_port, self.dc_tls = free_port(), free_port()
+        self.dc = self.dovecot(imap_port=self.dc_port, imaps_port=self.dc_tls, users={"alice": "secret"},
+                               tls_cert=self.pki + "/upstream.pem", tls_key=self.pki + "/upstream.key")
+        self.p_imaps = free_port()
+        port = self.dc_tls if mode == "implicit" else self.dc_port
+        conf = imapd_conf(self.pki, port, listener("imaps", self.p_imaps, "implicit"),
+                          upstream_extra='tls = "%s"\n  tls_client = "dc"' % mode,
+                          extra='tls_client "dc" {\n  ca = "%s/ca.pem"\n  verify_name = "%s"\n}\n'
+                                % (self.pki, verify_name))
+        self.gw = self.imap_gateway(conf, [self.p_imaps])
+
+    def login(self):
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        return c.cmd("a", "LOGIN alice secret")[-1]
+
+    def test_starttls_upstream(self):
+        self.start("starttls", "upstream.test")
+        self.assertRegex(self.login(), r"^a OK ")
+        self.dc.wait_log(r"Login: user=<alice>, method=PLAIN, rip=127\.0\.0\.1, lip=127\.0\.0\.1.*TLS")
+
+    def test_implicit_upstream(self):
+        self.start("implicit", "upstream.test")
+        self.assertRegex(self.login(), r"^a OK ")
+        self.dc.wait_log(r"Login: user=<alice>.*TLS")
+
+    def test_wrong_name_never_sends_credentials(self):
+        self.start("starttls", "somebody-else.test")
+        self.assertEqual(self.login()[:19], "a NO [UNAVAILABLE] ")
+        self.gw.wait_log(r"server certificate rejected")
+        self.assertNotIn("user=<alice>", self.dc.log())

@@ -1,9 +1,20 @@
 #!/bin/sh
 # mkpki.sh DIR - a throw-away PKI for tests and the demo, made with
-# GnuTLS certtool: a test CA (ECDSA P-256), the gateway's server
-# certificates for "localhost" (ECDSA P-256 and RSA-2048, both with
-# DNS:localhost and IP:127.0.0.1), and an upstream server certificate
-# "upstream.test" for STARTTLS/implicit TLS towards the upstream.
+# GnuTLS certtool:
+#   ca.pem            test CA (ECDSA P-256)
+#   ca2.pem           a second, "foreign" CA
+#   server-ecdsa/-rsa the gateway's server certificates for localhost
+#   upstream          a server certificate for "upstream.test" (and localhost)
+#   client certificates (tls_www_client), from ca unless noted:
+#     peer            partner-mx.test, email alice@example.org
+#     stranger        stranger.test, a valid cert that no peer section names
+#     foreign         partner-mx.test, but issued by ca2
+#     expired         expired in 2020
+#     notyet          valid only from 2040
+#     revoked         revoked in crl.pem
+#     selfsigned      self-signed pinned.test (for SPKI/fingerprint pins)
+#     wildcard        DNS:*.partner.test only
+#     cnonly          no SAN at all, CN=cn-only.test
 # Keys are written mode 0600. Existing files are kept (idempotent).
 set -eu
 dir=${1:?usage: mkpki.sh DIR}
@@ -52,6 +63,48 @@ server_cert() { # name keytype cn dns...
   certtool --generate-certificate --load-privkey "$name.key" --load-ca-certificate ca.pem \
     --load-ca-privkey ca.key --template "$name.tmpl" --outfile "$name.pem" 2>/dev/null
 }
+
+if [ ! -f ca2.pem ]; then
+  certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 --outfile ca2.key 2>/dev/null
+  printf 'cn = "foreign test CA"\nserial = 2\nexpiration_days = 3650\nca\ncert_signing_key\ncrl_signing_key\n' > ca2.tmpl
+  certtool --generate-self-signed --load-privkey ca2.key --template ca2.tmpl --outfile ca2.pem 2>/dev/null
+fi
+
+client_cert() { # name issuer cn "template lines..."
+  name=$1; issuer=$2; cn=$3; extra=$4
+  [ -f "$name.pem" ] && return 0
+  certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 --outfile "$name.key" 2>/dev/null
+  {
+    echo "cn = \"$cn\""
+    echo "serial = $(od -An -N4 -tu4 /dev/urandom | tr -d ' ')"
+    printf '%b\n' "$extra"
+    echo "tls_www_client"
+    echo "signing_key"
+  } > "$name.tmpl"
+  grep -q _date "$name.tmpl" || echo "expiration_days = 365" >> "$name.tmpl"
+  if [ "$issuer" = self ]; then
+    certtool --generate-self-signed --load-privkey "$name.key" --template "$name.tmpl" \
+      --outfile "$name.pem" 2>/dev/null
+  else
+    certtool --generate-certificate --load-privkey "$name.key" --load-ca-certificate "$issuer.pem" \
+      --load-ca-privkey "$issuer.key" --template "$name.tmpl" --outfile "$name.pem" 2>/dev/null
+  fi
+}
+
+client_cert peer ca partner-mx.test 'dns_name = "partner-mx.test"\nemail = "alice@example.org"'
+client_cert stranger ca stranger.test 'dns_name = "stranger.test"\nemail = "stranger@example.org"'
+client_cert foreign ca2 partner-mx.test 'dns_name = "partner-mx.test"\nemail = "alice@example.org"'
+client_cert expired ca expired.test 'dns_name = "partner-mx.test"\nactivation_date = "2019-01-01 00:00:00"\nexpiration_date = "2020-01-01 00:00:00"'
+client_cert notyet ca notyet.test 'dns_name = "partner-mx.test"\nactivation_date = "2040-01-01 00:00:00"\nexpiration_date = "2041-01-01 00:00:00"'
+client_cert revoked ca revoked.test 'dns_name = "partner-mx.test"\nemail = "alice@example.org"'
+client_cert selfsigned self pinned.test 'dns_name = "pinned.test"'
+client_cert wildcard ca wildcard.test 'dns_name = "*.partner.test"'
+client_cert cnonly ca cn-only.test ''
+if [ ! -f crl.pem ]; then
+  printf 'crl_next_update = 365\ncrl_number = 1\n' > crl.tmpl
+  certtool --generate-crl --load-ca-privkey ca.key --load-ca-certificate ca.pem \
+    --load-certificate revoked.pem --template crl.tmpl --outfile crl.pem 2>/dev/null
+fi
 
 server_cert server-ecdsa ecdsa localhost localhost 127.0.0.1
 server_cert server-rsa rsa localhost localhost 127.0.0.1

@@ -1,0 +1,175 @@
+/* peer: see peer.h. */
+#include "peer.h"
+#include "domain.h"
+
+#include <string.h>
+#include <strings.h>
+
+static bool name_eq(const char *a, const char *b, size_t blen)
+{
+	return strlen(a) == blen && strncasecmp(a, b, blen) == 0;
+}
+
+bool peer_dnsid_match(const char *reference, const char *presented, bool allow_wildcard)
+{
+	size_t pl = strlen(presented);
+	if (pl && presented[pl - 1] == '.')
+		pl--;
+	if (pl == 0)
+		return false;
+	if (presented[0] == '*') {
+		if (!allow_wildcard || pl < 4 || presented[1] != '.')
+			return false;	/* "*" must be the whole left-most label */
+		const char *rest = presented + 2;
+		size_t rl = pl - 2;
+		if (!memchr(rest, '.', rl) || memchr(rest, '*', rl))
+			return false;	/* no "*.com"; one wildcard only */
+		const char *dot = strchr(reference, '.');
+		if (!dot || dot == reference)
+			return false;
+		return name_eq(dot + 1, rest, rl);	/* exactly one label replaced */
+	}
+	if (memchr(presented, '*', pl))
+		return false;
+	return name_eq(reference, presented, pl);
+}
+
+bool peer_for_each_dnsid(const struct tls_peer *p, bool (*fn)(void *arg, const char *name), void *arg)
+{
+	if (p->ndns) {
+		for (size_t i = 0; i < p->ndns; i++)
+			if (fn(arg, p->dns[i]))
+				return true;
+		return false;
+	}
+	return p->cn && strlen(p->cn) == p->cn_len && fn(arg, p->cn);	/* CN only without SANs */
+}
+
+struct name_ctx {
+	const struct conf_peer *peer;
+};
+
+static bool peer_name_hit(void *arg, const char *presented)
+{
+	const struct conf_peer *P = ((struct name_ctx *)arg)->peer;
+	for (size_t i = 0; i < P->names.n; i++)
+		if (peer_dnsid_match(P->names.v[i], presented, false))	/* wildcards never */
+			return true;
+	return false;
+}
+
+static bool pin_hit(const struct conf_peer *P, const struct tls_peer *p)
+{
+	for (size_t i = 0; i < P->fingerprint.n; i++)
+		if (memcmp(P->fingerprint.v[i], p->fp, 32) == 0)
+			return true;
+	for (size_t i = 0; i < P->spki.n; i++)
+		if (memcmp(P->spki.v[i], p->spki, 32) == 0)
+			return true;
+	return false;
+}
+
+void peer_match(const struct conf_peer *peers, size_t npeers, const struct tls_peer *p,
+		struct peer_result *out)
+{
+	bool pin_mismatch = false;
+	out->peer = NULL;
+	out->pin = false;
+	out->reason = "no-certificate";
+	if (!p)
+		return;
+	for (size_t i = 0; i < npeers; i++) {
+		const struct conf_peer *P = &peers[i];
+		struct name_ctx nc = { P };
+		bool has_pins = P->fingerprint.n || P->spki.n;
+		if (has_pins) {
+			if (!pin_hit(P, p)) {
+				/* "pin-mismatch" when the certificate names this
+				 * pinned peer: its key changed, or an impostor. */
+				if (P->names.n && peer_for_each_dnsid(p, peer_name_hit, &nc))
+					pin_mismatch = true;
+				continue;
+			}
+			/* A pin tolerates an unknown or self-signed issuer; dates,
+			 * CRL and signature still apply (they rank before
+			 * unknown-ca in the status precedence). */
+			if (p->status != CERT_VERIFIED && p->status != CERT_UNKNOWN_CA)
+				continue;
+			if (P->names.n && !peer_for_each_dnsid(p, peer_name_hit, &nc))
+				continue;
+			out->peer = P;
+			out->pin = true;
+			return;
+		}
+		if (p->status != CERT_VERIFIED)
+			continue;	/* names only with a verified chain */
+		if (peer_for_each_dnsid(p, peer_name_hit, &nc)) {
+			out->peer = P;
+			return;
+		}
+	}
+	if (pin_mismatch)
+		out->reason = "pin-mismatch";
+	else if (p->status != CERT_VERIFIED)
+		out->reason = tls_cert_status_name(p->status);	/* the certificate's own fault */
+	else
+		out->reason = "no-matching-peer";
+}
+
+int peer_pinned(void *arg, const unsigned char fp[32], const unsigned char spki[32])
+{
+	const struct conf *c = arg;
+	struct tls_peer p;
+	memset(&p, 0, sizeof(p));
+	memcpy(p.fp, fp, 32);
+	memcpy(p.spki, spki, 32);
+	for (size_t i = 0; i < c->npeers; i++)
+		if (pin_hit(&c->peers[i], &p))
+			return 1;
+	return 0;
+}
+
+static enum ext_map one_value(char *const *v, size_t n, char out[256])
+{
+	if (n == 0)
+		return EXT_MAP_MISSING;
+	if (n > 1)
+		return EXT_MAP_AMBIGUOUS;
+	size_t l = strlen(v[0]);
+	if (l == 0 || l > 255)
+		return EXT_MAP_INVALID;
+	for (size_t i = 0; i < l; i++) {
+		unsigned char c = (unsigned char)v[0][i];
+		if (c < 0x21 || c == 0x7f || c == '*')
+			return EXT_MAP_INVALID;
+	}
+	memcpy(out, v[0], l + 1);
+	return EXT_MAP_OK;
+}
+
+enum ext_map peer_external_user(const struct tls_peer *p, enum ext_identity field, char out[256])
+{
+	if (!p || p->status != CERT_VERIFIED)
+		return EXT_MAP_UNVERIFIED;
+	switch (field) {
+	case EXT_ID_EMAIL:
+		return one_value(p->email, p->nemail, out);
+	case EXT_ID_DNS:
+		return one_value(p->dns, p->ndns, out);
+	case EXT_ID_CN:
+		if (!p->cn)
+			return EXT_MAP_MISSING;
+		if (strlen(p->cn) != p->cn_len)
+			return EXT_MAP_INVALID;	/* an embedded NUL */
+		if (p->ncn > 1)
+			return EXT_MAP_AMBIGUOUS;
+		return one_value(&p->cn, 1, out);
+	}
+	return EXT_MAP_MISSING;
+}
+
+const char *peer_ext_map_name(enum ext_map m)
+{
+	static const char *const names[] = { "ok", "missing", "ambiguous", "invalid", "unverified" };
+	return names[m];
+}

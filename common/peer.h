@@ -1,0 +1,49 @@
+/* peer: identity decisions about a certificate, pure (no GnuTLS): DNS-ID
+ * matching (RFC 6125 / 7817), which peer section a client certificate
+ * belongs to (DESIGN.md §6), and the user a certificate names for IMAP
+ * AUTHENTICATE EXTERNAL. The facts come from the TLS module (struct
+ * tls_peer); the decisions are tested in tests/unit/test_peer.c. */
+#ifndef MG_PEER_H
+#define MG_PEER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "conf.h"
+#include "tls.h"
+
+/* presented: a dNSName from a certificate; reference: a normalised name
+ * (lower-case A-labels, no trailing dot). A wildcard matches only as the
+ * whole left-most label of presented ("*.example.org" matches
+ * "a.example.org", not "example.org", "a.b.example.org" or with partial
+ * labels like "w*.example.org"), and only when allow_wildcard. */
+bool peer_dnsid_match(const char *reference, const char *presented, bool allow_wildcard);
+
+/* The DNS-IDs of a certificate: its dNSName SANs, or its CN when it has
+ * none. Calls fn for each; stops early when fn returns true; returns
+ * whether it did. */
+bool peer_for_each_dnsid(const struct tls_peer *p, bool (*fn)(void *arg, const char *name), void *arg);
+
+struct peer_result {
+	const struct conf_peer *peer;	/* NULL: no match */
+	bool pin;			/* matched by a pin */
+	const char *reason;		/* when no match: "pin-mismatch" (a pinned peer's
+					 * names match, its pins do not), else the
+					 * certificate's status (expired, unknown-ca, ...),
+					 * else "no-matching-peer" */
+};
+
+/* First matching peer in file order; p may be NULL (no certificate). */
+void peer_match(const struct conf_peer *peers, size_t npeers, const struct tls_peer *p,
+		struct peer_result *out);
+/* Whether any peer pins this certificate (the TLS module's pin oracle). */
+int peer_pinned(void *conf, const unsigned char fp[32], const unsigned char spki[32]);
+
+enum ext_map { EXT_MAP_OK, EXT_MAP_MISSING, EXT_MAP_AMBIGUOUS, EXT_MAP_INVALID, EXT_MAP_UNVERIFIED };
+/* The user for AUTHENTICATE EXTERNAL: exactly one value of the field, 1-255
+ * bytes, no NUL, control character, space or '*'; only from a
+ * chain-verified certificate. */
+enum ext_map peer_external_user(const struct tls_peer *p, enum ext_identity field, char out[256]);
+const char *peer_ext_map_name(enum ext_map m);
+
+#endif

@@ -1,0 +1,295 @@
+"""Mutual TLS (DESIGN.md §3, §4.1, §6): every test client certificate -
+none, peer, stranger, foreign CA, expired, not yet valid, revoked (CRL),
+self-signed but pinned, wildcard, CN-only - against optional, require and
+peers_only listeners, with the status the gateway records, the alert a
+refused client gets, and whether it may relay. Clients: Python ssl,
+swaks --tls-cert, gnutls-cli."""
+import hashlib
+import re
+import ssl
+import subprocess
+
+from mgtest import (GatewayTest, Smtp, client_context, free_port, listener, main, message, need,
+                    send_message, smtpd_conf)
+
+
+def spki_pin(pki, name):
+    out = subprocess.run(["certtool", "-i", "--infile", "%s/%s.pem" % (pki, name)],
+                         capture_output=True, text=True).stdout
+    return re.search(r"pin-sha256[:=]\"?([A-Za-z0-9+/]+=*)", out).group(1)
+
+
+def fingerprint(pki, name):
+    with open("%s/%s.pem" % (pki, name)) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+class Mtls(GatewayTest):
+    def setUp(self):
+        super().setUp()
+        self.up = self.sink()
+        self.p_opt, self.p_req, self.p_po, self.p_pos = free_port(), free_port(), free_port(), free_port()
+        peers = """peer "partner" {{
+  name = "partner-mx.test"
+  relay = true
+}}
+peer "wild" {{
+  name = "x.partner.test"
+}}
+peer "cnonly" {{
+  name = "cn-only.test"
+  relay = false
+}}
+peer "pinned" {{
+  spki = "{spki}"
+  relay = true
+}}
+peer "renewed" {{
+  name = "stranger.test"
+  fingerprint = "sha256:{zeros}"
+}}
+""".format(spki=spki_pin(self.pki, "selfsigned"), zeros="00" * 32)
+        conf = smtpd_conf(self.pki, self.up.port,
+                          listener("opt", self.p_opt, "implicit", 'client_cert = "optional"') +
+                          listener("req", self.p_req, "implicit", 'client_cert = "require"') +
+                          listener("po", self.p_po, "implicit", 'client_cert = "optional"\n  peers_only = true') +
+                          listener("pos", self.p_pos, "starttls", 'client_cert = "optional"\n  peers_only = true'),
+                          tls_extra='client_ca = "%s/ca.pem"\n  crl = "%s/crl.pem"' % (self.pki, self.pki),
+                          extra=peers)
+        self.gw = self.gateway(conf, [self.p_opt, self.p_req, self.p_po, self.p_pos])
+
+    def ctx(self, cert=None):
+        c = client_context()
+        if cert:
+            c.load_cert_chain("%s/%s.pem" % (self.pki, cert), "%s/%s.key" % (self.pki, cert))
+        return c
+
+    def greet(self, port, cert):
+        """The greeting line, or the SSL error text."""
+        try:
+            c = Smtp(port, tls=True, ctx=self.ctx(cert))
+            return c, c.reply()[1][0]
+        except (ssl.SSLError, EOFError, ConnectionResetError) as e:
+            return None, "ERR " + str(e)
+
+    def status_of(self, cert):
+        c, g = self.greet(self.p_opt, cert)
+        self.assertTrue(g.startswith("220 "), (cert, g))
+        c.expect("QUIT", 221)
+        c.closed()
+        return self.gw.wait_log(r"listener=opt client=\S+ tls=\S+ cipher=\S+ cert=(\S+)(?: pin=yes)?"
+                                r"(?: cn=\S+)? fp=sha256:[0-9A-F:]+ peer=(\S+)(?: reason=(\S+))? .*"
+                                r"result=quit").groups()
+
+    def test_optional_records_status(self):
+        want = {
+            "peer": ("verified", "partner", None),
+            "stranger": ("verified", "none", "pin-mismatch"),   # names "renewed", wrong pin
+            "foreign": ("unknown-ca", "none", "unknown-ca"),
+            "expired": ("expired", "none", "expired"),
+            "notyet": ("not-yet-valid", "none", "not-yet-valid"),
+            "revoked": ("revoked", "none", "revoked"),
+            "selfsigned": ("unknown-ca", "pinned", None),
+            "wildcard": ("verified", "none", "no-matching-peer"),
+            "cnonly": ("verified", "cnonly", None),
+        }
+        for cert, expect in want.items():
+            self.gw.stop()
+            self.procs.remove(self.gw)
+            with open(self.gw.conf_path) as f:
+                self.gw = self.gateway(f.read(), [])
+            self.assertEqual(self.status_of(cert), expect, cert)
+        c, g = self.greet(self.p_opt, None)
+        self.assertTrue(g.startswith("220 "))
+        c.expect("QUIT", 221)
+        self.gw.wait_log(r"listener=opt client=\S+ tls=\S+ cipher=\S+ cert=none msgs=0")
+
+    def test_require_alerts(self):
+        for cert, alert in (("foreign", "UNKNOWN_CA"), ("expired", "CERTIFICATE_EXPIRED"),
+                            ("notyet", "CERTIFICATE_EXPIRED"), ("revoked", "CERTIFICATE_REVOKED"),
+                            (None, "CERTIFICATE_REQUIRED")):
+            c, g = self.greet(self.p_req, cert)
+            self.assertTrue(g.startswith("ERR "), (cert, g))
+            self.assertIn(alert, g.upper().replace(" ", "_"), (cert, g))
+        for cert in ("peer", "stranger", "selfsigned"):     # verified, or pinned
+            c, g = self.greet(self.p_req, cert)
+            self.assertTrue(g.startswith("220 "), (cert, g))
+        self.gw.wait_log(r"tls-failed session=\S+ client=127\.0\.0\.1 reason=\"client certificate rejected: revoked\"")
+        self.gw.wait_log(r"result=cert-rejected")
+
+    def test_peers_only_implicit(self):
+        for cert in ("stranger", "foreign", None, "wildcard"):
+            c, g = self.greet(self.p_po, cert)
+            self.assertEqual(g, "554 5.7.1 Certificate not accepted", cert)
+            self.assertEqual(c.cmd("EHLO x.test")[0], 503)
+            self.assertEqual(c.cmd("MAIL FROM:<a@test.example>")[0], 503)
+            c.expect("QUIT", 221)
+        for cert in ("peer", "selfsigned"):
+            c, g = self.greet(self.p_po, cert)
+            self.assertTrue(g.startswith("220 "), cert)
+
+    def test_peers_only_starttls(self):
+        c = Smtp(self.p_pos)
+        c.reply()
+        c.expect("EHLO x.test", 250)
+        c.expect("STARTTLS", 220)
+        c.starttls(self.ctx("stranger"))
+        self.assertEqual(c.cmd("EHLO x.test")[1], ["421 4.7.1 Certificate not accepted"])
+        self.assertTrue(c.closed())
+        d = Smtp(self.p_pos)
+        d.reply()
+        d.expect("EHLO x.test", 250)
+        d.expect("STARTTLS", 220)
+        d.starttls(self.ctx("peer"))
+        d.expect("EHLO x.test", 250)
+
+    def test_relay_by_peer(self):
+        # A relay peer may send anywhere; its Received line names it.
+        c, g = self.greet(self.p_opt, "peer")
+        c.expect("EHLO partner-mx.test", 250)
+        code, _ = send_message(c, message("from a peer"), rcpts=("someone@elsewhere.example",))
+        self.assertEqual(code, 250)
+        m = self.up.wait_messages(1)
+        flat = m[0].message.replace(b"\n\t", b" ")
+        self.assertIn(b"(client certificate: verified, CN=partner-mx.test, peer=partner)", flat)
+        # A matched peer with relay = false, and a stranger, may not.
+        for cert in ("cnonly", "stranger", "selfsigned-unpinned"):
+            if cert == "selfsigned-unpinned":
+                continue
+            c, g = self.greet(self.p_opt, cert)
+            c.expect("EHLO x.test", 250)
+            c.expect("MAIL FROM:<a@test.example>", 250)
+            self.assertEqual(c.cmd("RCPT TO:<someone@elsewhere.example>")[0], 554, cert)
+        # A pinned self-signed relay peer may; no CN for unverified chains.
+        c, g = self.greet(self.p_opt, "selfsigned")
+        c.expect("EHLO pinned.test", 250)
+        code, _ = send_message(c, message("pinned"), rcpts=("other@elsewhere.example",))
+        self.assertEqual(code, 250)
+        c.expect("QUIT", 221)
+        m = self.up.wait_messages(2)
+        flat = m[-1].message.replace(b"\n\t", b" ")
+        self.assertIn(b"(client certificate: unknown-ca, peer=pinned)", flat)
+        self.gw.wait_log(r"cert=unknown-ca pin=yes fp=sha256:")
+
+    def test_swaks_and_gnutls_cli(self):
+        need("swaks", "gnutls-cli")
+        r = subprocess.run(["swaks", "--server", "127.0.0.1:%d" % self.p_req, "--tlsc",
+                            "--tls-cert", self.pki + "/peer.pem", "--tls-key", self.pki + "/peer.key",
+                            "-t", "someone@elsewhere.example", "-f", "relay@partner.test"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = subprocess.run(["gnutls-cli", "--port", str(self.p_req), "--x509cafile", self.pki + "/ca.pem",
+                            "--verify-hostname", "localhost", "127.0.0.1"],
+                           input=b"QUIT\r\n", capture_output=True, timeout=30)
+        self.assertNotIn(b"220 mx", r.stdout)
+        r = subprocess.run(["gnutls-cli", "--port", str(self.p_req), "--x509cafile", self.pki + "/ca.pem",
+                            "--verify-hostname", "localhost", "--x509certfile", self.pki + "/peer.pem",
+                            "--x509keyfile", self.pki + "/peer.key", "127.0.0.1"],
+                           input=b"QUIT\r\n", capture_output=True, timeout=30)
+        self.assertIn(b"220 mx.test.example ESMTP", r.stdout)
+
+    def test_resumption_rechecks_policy(self):
+        """A ticket from a listener that asks for no certificate must not
+        open a listener that requires one (same tls section)."""
+        ctx = self.ctx(None)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2     # session objects are simplest in 1.2
+        p_none = free_port()
+        self.gw.stop()
+        self.procs.remove(self.gw)
+        with open(self.gw.conf_path) as f:
+            conf = f.read() + listener("none", p_none, "implicit")
+        self.gw = self.gateway(conf, [])
+        a = Smtp(p_none, tls=True, ctx=ctx)
+        a.reply()
+        sess = a.sock.session
+        a.expect("QUIT", 221)
+        import socket
+        raw = socket.create_connection(("127.0.0.1", self.p_req))
+        with self.assertRaises((ssl.SSLError, EOFError, ConnectionResetError)):
+            s = ctx.wrap_socket(raw, server_hostname="localhost", session=sess)
+            s.recv(100) or (_ for _ in ()).throw(EOFError())
+
+
+class TwoGateways(GatewayTest):
+    """local MTA -> plain loopback listener of gateway A -> mTLS -> gateway B
+    (peers_only) -> smtp-sink: byte-exact, and safe failures."""
+
+    def chain(self, a_tls_client, b_peer='name = "partner-mx.test"'):
+        self.sink_ = self.sink()
+        self.p_b = free_port()
+        conf_b = smtpd_conf(self.pki, self.sink_.port,
+                            listener("from-partners", self.p_b, "implicit",
+                                     'client_cert = "optional"\n  peers_only = true'),
+                            tls_extra='client_ca = "%s/ca.pem"' % self.pki,
+                            extra='peer "gateway-a" {\n  %s\n  relay = true\n}\n' % b_peer)
+        conf_b = conf_b.replace('"%s/server-ecdsa.pem", "%s/server-rsa.pem"' % (self.pki, self.pki),
+                                '"%s/upstream.pem"' % self.pki).replace(
+            '"%s/server-ecdsa.key", "%s/server-rsa.key"' % (self.pki, self.pki), '"%s/upstream.key"' % self.pki)
+        conf_b = conf_b.replace('hostname = "mx.test.example"', 'hostname = "mx-b.test.example"')
+        self.gw_b = self.gateway(conf_b, [self.p_b], name="gateway-b")
+        self.p_a = free_port()
+        conf_a = smtpd_conf(self.pki, self.p_b,
+                            listener("local-mta", self.p_a, "none", 'relay_networks = "127.0.0.1/32"'),
+                            upstream_extra='xclient = false\n  tls = "implicit"\n  tls_client = "to-b"',
+                            extra='tls_client "to-b" {\n%s\n}\n' % a_tls_client)
+        self.gw_a = self.gateway(conf_a, [self.p_a], name="gateway-a")
+
+    def a_client(self):
+        c = Smtp(self.p_a)
+        c.reply()
+        c.expect("EHLO mta.local", 250)
+        return c
+
+    def test_chain_delivers_byte_exact(self):
+        self.chain('  cert = "{p}/peer.pem"\n  key = "{p}/peer.key"\n  ca = "{p}/ca.pem"\n'
+                   '  verify_name = "upstream.test"'.format(p=self.pki))
+        msg = message("across gateways", "line 1\r\n.dot line\r\nline 3\r\n")
+        code, lines = send_message(self.a_client(), msg, rcpts=("someone@partner.example",))
+        self.assertEqual(code, 250, lines)
+        m = self.sink_.wait_messages(1)
+        body, recv_b = m[0].without_our_received()
+        # B's Received first, then A's, then the message as sent.
+        self.assertIn(b"peer=gateway-a)", recv_b.replace(b"\n\t", b" "))
+        rest_lines = body.split(b"\n")
+        self.assertTrue(rest_lines[0].startswith(b"Received: from mta.local"))
+        i = 1
+        while rest_lines[i].startswith(b"\t"):
+            i += 1
+        self.assertEqual(b"\n".join(rest_lines[i:]), msg.replace(b"\r\n", b"\n"))
+        self.gw_b.wait_log(r"listener=from-partners .*cert=verified cn=partner-mx\.test .*peer=gateway-a")
+
+    def test_chain_refuses_wrong_server_name(self):
+        self.chain('  cert = "{p}/peer.pem"\n  key = "{p}/peer.key"\n  ca = "{p}/ca.pem"\n'
+                   '  verify_name = "not-gateway-b.test"'.format(p=self.pki))
+        c = self.a_client()
+        self.assertEqual(c.cmd("MAIL FROM:<a@test.example>")[0], 421)
+        self.gw_a.wait_log(r"server certificate rejected: no DNS name in it matches 'not-gateway-b\.test'")
+        self.assertEqual(self.sink_.messages(), [])
+
+    def test_chain_refuses_when_a_presents_no_or_wrong_cert(self):
+        for tc in ('  ca = "{p}/ca.pem"\n  verify_name = "upstream.test"',
+                   '  cert = "{p}/stranger.pem"\n  key = "{p}/stranger.key"\n  ca = "{p}/ca.pem"\n'
+                   '  verify_name = "upstream.test"'):
+            self.chain(tc.format(p=self.pki))
+            c = self.a_client()
+            self.assertEqual(c.cmd("MAIL FROM:<a@test.example>")[0], 421)
+            self.assertEqual(self.sink_.messages(), [])
+            self.gw_b.wait_log(r"peers_only: certificate not accepted")
+            for g in (self.gw_a, self.gw_b, self.sink_):
+                g.stop()
+                self.procs.remove(g)
+
+    def test_chain_with_pins(self):
+        fp = fingerprint(self.pki, "upstream")
+        self.chain('  cert = "{p}/peer.pem"\n  key = "{p}/peer.key"\n  fingerprint = "{fp}"'
+                   .format(p=self.pki, fp=fp),
+                   b_peer='spki = "%s"' % spki_pin(self.pki, "peer"))
+        code, lines = send_message(self.a_client(), message("pinned both ways"),
+                                   rcpts=("someone@partner.example",))
+        self.assertEqual(code, 250, lines)
+        self.assertEqual(len(self.sink_.wait_messages(1)), 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+/* test_peer: identity decisions - DNS-ID matching (wildcards only as the
+ * whole left-most label, and never for peer names), peer matching by pins
+ * (self-signed tolerated, dates/CRL still apply) and by names (verified
+ * chains only; CN only without dNSName SANs; pins and names both when
+ * both are listed; first match wins; pin-mismatch reported), and the
+ * certificate-to-user mapping for EXTERNAL. */
+#include "conf.h"
+#include "cu_main.h"
+#include "peer.h"
+#include "tls.h"
+
+#include <string.h>
+
+static void test_dnsid(void)
+{
+	static const struct { const char *ref, *pres; int wild, want; } cases[] = {
+		{ "mx.example.org", "mx.example.org", 1, 1 },
+		{ "mx.example.org", "MX.Example.ORG", 1, 1 },
+		{ "mx.example.org", "mx.example.org.", 1, 1 },
+		{ "mx.example.org", "*.example.org", 1, 1 },
+		{ "mx.example.org", "*.example.org", 0, 0 },
+		{ "a.mx.example.org", "*.example.org", 1, 0 },	/* one label only */
+		{ "example.org", "*.example.org", 1, 0 },
+		{ "mx.example.org", "m*.example.org", 1, 0 },	/* partial label */
+		{ "mx.example.org", "*x.example.org", 1, 0 },
+		{ "mx.example.org", "mx.*.org", 1, 0 },
+		{ "example.org", "*.org", 1, 0 },		/* too wide */
+		{ "mx.example.org", "*", 1, 0 },
+		{ "mx.example.org", "mx.example.org.evil", 1, 0 },
+		{ "mx.example.org", "", 1, 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		CU_ASSERT_EQUAL(peer_dnsid_match(cases[i].ref, cases[i].pres, cases[i].wild), cases[i].want);
+}
+
+static char *dns1[] = { "partner-mx.test" };
+static char *dns2[] = { "a.test", "b.test" };
+static char *wild[] = { "*.partner.test" };
+static char *mail1[] = { "alice@example.org" };
+static char *mail2[] = { "a@example.org", "b@example.org" };
+static char *mailbad[] = { "a b@example.org" };
+static char *namesP[] = { "partner-mx.test" };
+static char *namesW[] = { "x.partner.test" };
+static char *namesCN[] = { "cn-only.test" };
+static unsigned char pinA[1][32] = { { 0xAA } };
+
+static struct tls_peer cert(enum cert_status st, char **dns, size_t ndns, const char *cn)
+{
+	struct tls_peer p;
+	memset(&p, 0, sizeof(p));
+	p.status = st;
+	p.dns = dns;
+	p.ndns = ndns;
+	p.cn = (char *)cn;
+	p.cn_len = cn ? strlen(cn) : 0;
+	p.ncn = cn ? 1 : 0;
+	memset(p.fp, 0x11, 32);
+	memset(p.spki, 0x22, 32);
+	return p;
+}
+
+static void test_match_names(void)
+{
+	struct conf_peer peers[3];
+	struct peer_result r;
+	memset(peers, 0, sizeof(peers));
+	peers[0].name = "wild";
+	peers[0].names = (struct strlist){ namesW, 1 };
+	peers[1].name = "partner";
+	peers[1].names = (struct strlist){ namesP, 1 };
+	peers[2].name = "cnonly";
+	peers[2].names = (struct strlist){ namesCN, 1 };
+
+	struct tls_peer p = cert(CERT_VERIFIED, dns1, 1, "ignored.test");
+	peer_match(peers, 3, &p, &r);
+	CU_ASSERT_PTR_EQUAL(r.peer, &peers[1]);
+	CU_ASSERT_FALSE(r.pin);
+	/* Names need a verified chain. */
+	p.status = CERT_UNKNOWN_CA;
+	peer_match(peers, 3, &p, &r);
+	CU_ASSERT_PTR_NULL(r.peer);
+	CU_ASSERT_STRING_EQUAL(r.reason, "unknown-ca");
+	/* A certificate wildcard never matches a peer name. */
+	p = cert(CERT_VERIFIED, wild, 1, NULL);
+	peer_match(peers, 3, &p, &r);
+	CU_ASSERT_PTR_NULL(r.peer);
+	CU_ASSERT_STRING_EQUAL(r.reason, "no-matching-peer");
+	/* The CN counts only without dNSName SANs. */
+	p = cert(CERT_VERIFIED, NULL, 0, "cn-only.test");
+	peer_match(peers, 3, &p, &r);
+	CU_ASSERT_PTR_EQUAL(r.peer, &peers[2]);
+	p = cert(CERT_VERIFIED, dns2, 2, "cn-only.test");
+	peer_match(peers, 3, &p, &r);
+	CU_ASSERT_PTR_NULL(r.peer);
+	peer_match(peers, 3, NULL, &r);
+	CU_ASSERT_STRING_EQUAL(r.reason, "no-certificate");
+}
+
+static void test_match_pins(void)
+{
+	struct conf_peer peers[2];
+	struct peer_result r;
+	unsigned char good[1][32];
+	memset(good, 0x22, 32);	/* our test cert's SPKI */
+	memset(peers, 0, sizeof(peers));
+	peers[0].name = "other";
+	peers[0].fingerprint = (struct pinlist){ pinA, 1 };
+	peers[1].name = "pinned";
+	peers[1].spki = (struct pinlist){ good, 1 };
+
+	/* Self-signed / unknown issuer is tolerated with a pin. */
+	struct tls_peer p = cert(CERT_UNKNOWN_CA, NULL, 0, "pinned.test");
+	peer_match(peers, 2, &p, &r);
+	CU_ASSERT_PTR_EQUAL(r.peer, &peers[1]);
+	CU_ASSERT(r.pin);
+	/* ... but not an expired or revoked certificate. */
+	p.status = CERT_EXPIRED;
+	peer_match(peers, 2, &p, &r);
+	CU_ASSERT_PTR_NULL(r.peer);
+	p.status = CERT_REVOKED;
+	peer_match(peers, 2, &p, &r);
+	CU_ASSERT_PTR_NULL(r.peer);
+	/* A certificate no pin matches: nothing says which peer it meant. */
+	p = cert(CERT_VERIFIED, dns1, 1, NULL);
+	memset(p.spki, 0x33, 32);
+	peer_match(peers, 2, &p, &r);
+	CU_ASSERT_PTR_NULL(r.peer);
+	CU_ASSERT_STRING_EQUAL(r.reason, "no-matching-peer");
+	p.status = CERT_UNKNOWN_CA;
+	peer_match(peers, 2, &p, &r);
+	CU_ASSERT_STRING_EQUAL(r.reason, "unknown-ca");
+	/* It names a pinned peer whose pin it lacks: pin-mismatch. */
+	peers[0].names = (struct strlist){ namesP, 1 };
+	peer_match(peers, 2, &p, &r);
+	CU_ASSERT_PTR_NULL(r.peer);
+	CU_ASSERT_STRING_EQUAL(r.reason, "pin-mismatch");
+	peers[0].names = (struct strlist){ NULL, 0 };
+	/* Pins and names: both must match. */
+	peers[1].names = (struct strlist){ namesP, 1 };
+	p = cert(CERT_UNKNOWN_CA, dns2, 2, NULL);
+	peer_match(peers, 2, &p, &r);
+	CU_ASSERT_PTR_NULL(r.peer);
+	p = cert(CERT_UNKNOWN_CA, dns1, 1, NULL);
+	peer_match(peers, 2, &p, &r);
+	CU_ASSERT_PTR_EQUAL(r.peer, &peers[1]);
+	/* The pin oracle for require listeners. */
+	struct conf c;
+	memset(&c, 0, sizeof(c));
+	c.peers = peers;
+	c.npeers = 2;
+	CU_ASSERT(peer_pinned(&c, p.fp, p.spki));
+	unsigned char other[32] = { 9 };
+	CU_ASSERT_FALSE(peer_pinned(&c, other, other));
+}
+
+static void test_external(void)
+{
+	char user[256];
+	struct tls_peer p = cert(CERT_VERIFIED, dns1, 1, "Alice");
+	p.email = mail1;
+	p.nemail = 1;
+	CU_ASSERT_EQUAL(peer_external_user(&p, EXT_ID_EMAIL, user), EXT_MAP_OK);
+	CU_ASSERT_STRING_EQUAL(user, "alice@example.org");
+	CU_ASSERT_EQUAL(peer_external_user(&p, EXT_ID_DNS, user), EXT_MAP_OK);
+	CU_ASSERT_STRING_EQUAL(user, "partner-mx.test");
+	CU_ASSERT_EQUAL(peer_external_user(&p, EXT_ID_CN, user), EXT_MAP_OK);
+	CU_ASSERT_STRING_EQUAL(user, "Alice");
+	/* Only from verified chains: never from a pin-only match. */
+	p.status = CERT_UNKNOWN_CA;
+	CU_ASSERT_EQUAL(peer_external_user(&p, EXT_ID_EMAIL, user), EXT_MAP_UNVERIFIED);
+	p.status = CERT_VERIFIED;
+	p.email = mail2;
+	p.nemail = 2;
+	CU_ASSERT_EQUAL(peer_external_user(&p, EXT_ID_EMAIL, user), EXT_MAP_AMBIGUOUS);
+	p.email = mailbad;
+	p.nemail = 1;
+	CU_ASSERT_EQUAL(peer_external_user(&p, EXT_ID_EMAIL, user), EXT_MAP_INVALID);
+	p.nemail = 0;
+	CU_ASSERT_EQUAL(peer_external_user(&p, EXT_ID_EMAIL, user), EXT_MAP_MISSING);
+	p.cn = "a*b";
+	p.cn_len = 3;
+	CU_ASSERT_EQUAL(peer_external_user(&p, EXT_ID_CN, user), EXT_MAP_INVALID);
+	p.cn = "x";
+	p.cn_len = 1;
+	p.ncn = 2;
+	CU_ASSERT_EQUAL(peer_external_user(&p, EXT_ID_CN, user), EXT_MAP_AMBIGUOUS);
+	p.ncn = 1;
+	p.cn_len = 2;	/* an embedded NUL */
+	CU_ASSERT_EQUAL(peer_external_user(&p, EXT_ID_CN, user), EXT_MAP_INVALID);
+	CU_ASSERT_EQUAL(peer_external_user(NULL, EXT_ID_CN, user), EXT_MAP_UNVERIFIED);
+}
+
+void register_tests(void)
+{
+	CU_pSuite s = CU_add_suite("peer", NULL, NULL);
+	CU_ADD(s, test_dnsid);
+	CU_ADD(s, test_match_names);
+	CU_ADD(s, test_match_pins);
+	CU_ADD(s, test_external);
+}
+
+CU_MAIN
