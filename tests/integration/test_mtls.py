@@ -118,6 +118,19 @@ peer "renewed" {{
         self.gw.wait_log(r"tls-failed session=\S+ client=127\.0\.0\.1 reason=\"client certificate rejected: revoked\"")
         self.gw.wait_log(r"result=cert-rejected")
 
+    def test_hostile_certificates(self):
+        """An unknown critical extension and a chain deeper than the limit
+        are refused on require listeners, recorded on optional ones, and
+        never make a peer."""
+        for cert, status in (("critext", "invalid"), ("longchain", "chain-too-long")):
+            c, g = self.greet(self.p_req, cert)
+            self.assertTrue(g.startswith("ERR "), (cert, g))
+            self.gw.wait_log(r"reason=\"client certificate rejected: %s\"" % status)
+            c, g = self.greet(self.p_po, cert)
+            self.assertEqual(g, "554 5.7.1 Certificate not accepted", cert)
+            c.expect("QUIT", 221)
+            self.gw.wait_log(r"cert=%s fp=sha256:[0-9A-F:]+ peer=none reason=%s" % (status, status))
+
     def test_peers_only_implicit(self):
         for cert in ("stranger", "foreign", None, "wildcard"):
             c, g = self.greet(self.p_po, cert)

@@ -15,6 +15,8 @@
 #     selfsigned      self-signed pinned.test (for SPKI/fingerprint pins)
 #     wildcard        DNS:*.partner.test only
 #     cnonly          no SAN at all, CN=cn-only.test
+#     critext         partner-mx.test with an unknown critical extension
+#     longchain       partner-mx.test under 7 intermediate CAs (chain file)
 # Keys are written mode 0600. Existing files are kept (idempotent).
 set -eu
 dir=${1:?usage: mkpki.sh DIR}
@@ -100,6 +102,23 @@ client_cert revoked ca revoked.test 'dns_name = "partner-mx.test"\nemail = "alic
 client_cert selfsigned self pinned.test 'dns_name = "pinned.test"'
 client_cert wildcard ca wildcard.test 'dns_name = "*.partner.test"'
 client_cert cnonly ca cn-only.test ''
+client_cert critext ca partner-mx.test 'dns_name = "partner-mx.test"\nadd_critical_extension = "1.3.6.1.4.1.99999.1 0x0500"'
+
+if [ ! -f longchain.pem ]; then
+  issuer=ca
+  for i in 1 2 3 4 5 6 7; do
+    certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 --outfile "int$i.key" 2>/dev/null
+    printf 'cn = "intermediate %s"\nserial = %s\nexpiration_days = 365\nca\ncert_signing_key\n' \
+      "$i" "$((100 + i))" > "int$i.tmpl"
+    certtool --generate-certificate --load-privkey "int$i.key" --load-ca-certificate "$issuer.pem" \
+      --load-ca-privkey "$issuer.key" --template "int$i.tmpl" --outfile "int$i.pem" 2>/dev/null
+    issuer=int$i
+  done
+  client_cert longleaf int7 partner-mx.test 'dns_name = "partner-mx.test"'
+  cat longleaf.pem int7.pem int6.pem int5.pem int4.pem int3.pem int2.pem int1.pem > longchain.pem
+  cp longleaf.key longchain.key
+fi
+
 if [ ! -f crl.pem ]; then
   printf 'crl_next_update = 365\ncrl_number = 1\n' > crl.tmpl
   certtool --generate-crl --load-ca-privkey ca.key --load-ca-certificate ca.pem \
