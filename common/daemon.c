@@ -8,6 +8,7 @@
 #include "listener.h"
 #include "log.h"
 #include "process.h"
+#include "proxyin.h"
 #include "timer.h"
 #include "tls.h"
 #include "xmem.h"
@@ -48,9 +49,21 @@ static void usage(const char *name)
 	fprintf(stderr, "usage: %s [-c FILE] [-f] [-t] [-d] [-V]\n", name);
 }
 
+static void after_proxy(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local)
+{
+	struct accept_ctx *a = arg;
+	a->ops->accept(a->srv, a->l, fd, peer, local);
+}
+
 static void on_accept(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local)
 {
 	struct accept_ctx *a = arg;
+	/* Behind a load balancer, the declared source is the client for
+	 * every rule, limit and log line: read it before anything else. */
+	if (a->l->proxy_protocol) {
+		proxyin_start(fd, a->l, d_conf->timeout_handshake, peer, local, after_proxy, a);
+		return;
+	}
 	a->ops->accept(a->srv, a->l, fd, peer, local);
 }
 
@@ -117,18 +130,6 @@ static void print_diag(const struct diag *d)
  * refuse them rather than silently ignore a security-relevant setting. */
 static void check_unimplemented(const struct conf *c, struct diag *d)
 {
-	for (size_t i = 0; i < c->nlisteners; i++) {
-		const struct conf_listener *l = &c->listeners[i];
-		if (l->proxy_protocol)
-			diag_error(d, l->where.file, l->where.line,
-				   "listener \"%s\": proxy_protocol = true is not supported by this "
-				   "version yet", l->name);
-	}
-	for (size_t i = 0; i < c->nupstreams; i++)
-		if (c->upstreams[i].proxy_protocol != PROXY_OUT_OFF)
-			diag_error(d, c->upstreams[i].where.file, c->upstreams[i].where.line,
-				   "upstream \"%s\": proxy_protocol output is not supported by this "
-				   "version yet", c->upstreams[i].name);
 	if (c->metrics[0])
 		diag_warn(d, c->path, 0, "metrics is not supported by this version yet; ignored");
 }

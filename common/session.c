@@ -3,6 +3,7 @@
 #include "session.h"
 #include "conn.h"
 #include "peer.h"
+#include "proxyproto.h"
 #include "tls.h"
 
 #include <fcntl.h>
@@ -115,4 +116,37 @@ void session_log_auth_failed(const struct session *s, const char *user, const ch
 		logkv_str(&kv, "user", user);
 	logkv_str(&kv, "mech", mech);
 	logkv_end(&kv, LOG_LVL_NOTICE);
+}
+
+size_t session_proxy_header(struct session *s, enum proxy_out v, unsigned char *out, size_t sz)
+{
+	if (v == PROXY_OUT_V1)
+		return pp_build_v1((char *)out, sz, &s->client, &s->local);
+	if (v != PROXY_OUT_V2)
+		return 0;
+	struct pp_tls t;
+	char sni[256], alpn[64];
+	memset(&t, 0, sizeof(t));
+	struct tls_session *ts = s->conn && conn_tls_ready(s->conn) ? conn_tls(s->conn) : NULL;
+	if (ts) {
+		const struct tls_peer *p = tls_peer(ts);
+		t.tls = true;
+		t.version = pp_openssl_version(tls_version_name(ts));
+		t.cipher = pp_openssl_cipher(tls_cipher_name(ts));
+		tls_sni(ts, sni, sizeof(sni));
+		tls_alpn(ts, alpn, sizeof(alpn));
+		t.sni = sni[0] ? sni : NULL;
+		t.alpn = alpn[0] ? alpn : NULL;
+		if (p) {
+			t.cert = true;
+			/* "verified" means the chain: a pin-only match counts as
+			 * failed here, and only then is the CN sent (Dovecot
+			 * would take it as the EXTERNAL login name). */
+			t.verified = p->status == CERT_VERIFIED;
+			t.cn = p->cn && strlen(p->cn) == p->cn_len ? p->cn : NULL;
+			t.sig_alg = p->sig_alg;
+			t.key_alg = p->key_alg;
+		}
+	}
+	return pp_build_v2(out, sz, &s->client, &s->local, &t);
 }

@@ -46,6 +46,9 @@ void session_log_begin(struct session *s, struct logkv *kv);
 /* After a TLS handshake: matches the client certificate against the peer
  * sections (DESIGN.md §6) and records the result in s. */
 void session_identify(struct session *s, const struct conf *c);
+/* The PROXY header (v1 or v2 with the TLS TLVs) describing this client
+ * for an upstream with proxy_protocol; returns its length (0: none). */
+size_t session_proxy_header(struct session *s, enum proxy_out v, unsigned char *out, size_t sz);
 /* Adds bytes_in, bytes_out, duration, result and emits the line. */
 void session_log_end(struct session *s, struct logkv *kv);
 /* "auth-failed session=... client=IP user=... mech=..." (fail2ban). */

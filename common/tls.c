@@ -305,3 +305,22 @@ enum cert_status tls_peer_status(const struct tls_session *s)
 {
 	return s->peer ? s->peer->status : CERT_NONE;
 }
+
+void tls_sni(struct tls_session *s, char *out, size_t sz)
+{
+	unsigned type = 0;
+	size_t n = sz;
+	out[0] = '\0';
+	if (gnutls_server_name_get(s->gs, out, &n, &type, 0) < 0 || type != GNUTLS_NAME_DNS)
+		out[0] = '\0';
+}
+
+void tls_alpn(struct tls_session *s, char *out, size_t sz)
+{
+	gnutls_datum_t p = { NULL, 0 };
+	out[0] = '\0';
+	if (gnutls_alpn_get_selected_protocol(s->gs, &p) == 0 && p.size < sz) {
+		memcpy(out, p.data, p.size);
+		out[p.size] = '\0';
+	}
+}

@@ -128,6 +128,33 @@ static void read_sans(gnutls_x509_crt_t crt, struct tls_peer *p)
 	}
 }
 
+/* The certificate's signature and key algorithms as OpenSSL (and so
+ * HAProxy's cert-sig / cert-key) spell them. */
+static void read_algs(gnutls_x509_crt_t crt, struct tls_peer *p)
+{
+	static const struct { const char *gnutls, *ossl; } sigs[] = {
+		{ "ECDSA-SHA256", "ecdsa-with-SHA256" }, { "ECDSA-SHA384", "ecdsa-with-SHA384" },
+		{ "ECDSA-SHA512", "ecdsa-with-SHA512" }, { "RSA-SHA256", "sha256WithRSAEncryption" },
+		{ "RSA-SHA384", "sha384WithRSAEncryption" }, { "RSA-SHA512", "sha512WithRSAEncryption" },
+		{ "RSA-SHA1", "sha1WithRSAEncryption" }, { "EdDSA-Ed25519", "ED25519" },
+		{ "RSA-PSS-SHA256", "rsassaPss" }, { "RSA-PSS-SHA384", "rsassaPss" },
+	};
+	int sa = gnutls_x509_crt_get_signature_algorithm(crt);
+	const char *sn = sa >= 0 ? gnutls_sign_get_name((gnutls_sign_algorithm_t)sa) : NULL;
+	snprintf(p->sig_alg, sizeof(p->sig_alg), "%s", sn ? sn : "");
+	for (size_t i = 0; sn && i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (!strcmp(sn, sigs[i].gnutls))
+			snprintf(p->sig_alg, sizeof(p->sig_alg), "%s", sigs[i].ossl);
+	unsigned bits = 0;
+	int pk = gnutls_x509_crt_get_pk_algorithm(crt, &bits);
+	if (pk == GNUTLS_PK_RSA)
+		snprintf(p->key_alg, sizeof(p->key_alg), "RSA%u", bits);
+	else if (pk == GNUTLS_PK_ECDSA)
+		snprintf(p->key_alg, sizeof(p->key_alg), "EC%u", bits);
+	else if (pk == GNUTLS_PK_EDDSA_ED25519)
+		snprintf(p->key_alg, sizeof(p->key_alg), "ED25519");
+}
+
 void tls_peer_free(struct tls_peer *p)
 {
 	if (!p)
@@ -186,6 +213,7 @@ int tls_evaluate_peer(struct tls_session *s)
 	if (!s->peer->cn) {
 		read_cn(crt, s->peer);
 		read_sans(crt, s->peer);
+		read_algs(crt, s->peer);
 	}
 	gnutls_x509_crt_deinit(crt);
 

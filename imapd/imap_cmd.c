@@ -119,6 +119,9 @@ static void start_login(struct imap_session *is, const char *tag, const char *me
 	p.client = &is->s.client;
 	p.local = &is->s.local;
 	p.cred = is->cred;
+	unsigned char pp[1200];
+	p.pp_len = session_proxy_header(&is->s, p.cu->proxy_protocol, pp, sizeof(pp));
+	p.pp = pp;
 	imap_enter(is, IS_LOGIN);
 	is->login = imap_login_start(&p, login_done, is);
 }

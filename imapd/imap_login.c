@@ -56,6 +56,7 @@ struct imap_login {
 	char caps[1024];	/* last capability list seen */
 	int have_caps;
 	char client_ip[64], local_ip[64];
+	unsigned char pp[1200];
 };
 
 static void enter(struct imap_login *l, enum login_state st)
@@ -390,6 +391,8 @@ static void dial_cb(void *arg, int fd, int index, const char *err)
 	l->have_caps = 0;
 	l->conn = conn_new(fd, IMAP_RESP_MAX + 1024, conn_cb_login, l);
 	conn_read_start(l->conn);
+	if (l->p.pp_len)	/* before anything else, TLS included */
+		conn_write(l->conn, l->pp, l->p.pp_len);
 	conn_set_timeout(l->conn, l->p.cu->timeout_reply);
 	if (l->p.cu->tls == TLS_MODE_IMPLICIT)
 		start_tls(l, LS_TLS_IMPLICIT);
@@ -404,6 +407,11 @@ struct imap_login *imap_login_start(const struct login_params *p, login_cb cb, v
 	l->p = *p;
 	l->cred = *p->cred;
 	l->p.cred = &l->cred;
+	if (p->pp_len > sizeof(l->pp))
+		l->p.pp_len = 0;
+	else if (p->pp_len)
+		memcpy(l->pp, p->pp, p->pp_len);
+	l->p.pp = l->pp;
 	l->cb = cb;
 	l->owner = owner;
 	addr_ip_str(p->client, l->client_ip, sizeof(l->client_ip));

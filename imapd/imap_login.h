@@ -37,6 +37,8 @@ struct login_params {
 	const struct mg_addr *client;
 	const struct mg_addr *local;
 	const struct sasl_plain *cred;	/* copied */
+	const unsigned char *pp;	/* PROXY header for every attempt (copied) */
+	size_t pp_len;
 };
 
 struct imap_login *imap_login_start(const struct login_params *p, login_cb cb, void *owner);

@@ -65,6 +65,9 @@ static void start_upstream(struct smtp_session *ss)
 	p.xclient.port = addr_port(&ss->s.client);
 	p.xclient.proto = ss->esmtp ? "ESMTP" : "SMTP";
 	p.xclient.helo = ss->helo_arg;
+	unsigned char pp[1200];
+	p.pp_len = session_proxy_header(&ss->s, p.cu->proxy_protocol, pp, sizeof(pp));
+	p.pp = pp;
 	/* LOGIN: a relay peer's section name, or the SASL user when the
 	 * upstream is re-opened in an authenticated session. */
 	p.xclient.login = (ss->s.peer && ss->s.peer->relay) ? ss->s.peer->name

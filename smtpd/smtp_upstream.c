@@ -49,6 +49,7 @@ struct smtp_upstream {
 	int nlines, line;
 	char *helo_copy;
 	char *xc_strings[4];
+	unsigned char *pp;
 };
 
 static void up_enter(struct smtp_upstream *up, enum up_state st)
@@ -62,6 +63,7 @@ static void up_destroy(struct smtp_upstream *up)
 	upstream_dial_free(&up->dial);
 	conn_free(&up->conn);
 	free(up->helo_copy);
+	free(up->pp);
 	for (int i = 0; i < 4; i++)
 		free(up->xc_strings[i]);
 	up->magic = 0;
@@ -352,6 +354,8 @@ static void dial_cb(void *arg, int fd, int index, const char *err)
 	up->index = index;
 	up->conn = conn_new(fd, UP_IN_MAX, conn_cb_up, up);
 	conn_read_start(up->conn);
+	if (up->p.pp_len)	/* before anything else, TLS included */
+		conn_write(up->conn, up->pp, up->p.pp_len);
 	conn_set_timeout(up->conn, up->p.cu->timeout_reply);
 	if (up->p.cu->tls == TLS_MODE_IMPLICIT)
 		start_tls(up, US_TLS_IMPLICIT);
@@ -370,6 +374,11 @@ struct smtp_upstream *smtp_up_start(const struct smtp_up_params *p, smtp_up_cb c
 	 * this call. */
 	if (p->client_helo)
 		up->p.client_helo = up->helo_copy = xstrdup(p->client_helo);
+	if (p->pp_len) {
+		up->pp = xmalloc(p->pp_len);
+		memcpy(up->pp, p->pp, p->pp_len);
+		up->p.pp = up->pp;
+	}
 	const char **xs[4] = { &up->p.xclient.name, &up->p.xclient.addr, &up->p.xclient.helo,
 			       &up->p.xclient.login };
 	for (int i = 0; i < 4; i++)

@@ -45,6 +45,8 @@ struct smtp_up_params {
 	struct smtp_xclient_attrs xclient;
 	bool probe;
 	int only_index;			/* probe: this address only; else -1 */
+	const unsigned char *pp;	/* PROXY header for every attempt (copied) */
+	size_t pp_len;
 };
 
 struct smtp_upstream *smtp_up_start(const struct smtp_up_params *p, smtp_up_cb cb, void *owner);

@@ -31,13 +31,13 @@ mynetworks = 127.0.0.1/32
         body = ("From: alice@example.org\r\nTo: alice@example.org\r\nSubject: full chain\r\n"
                 "Message-ID: <chain-1@test.example>\r\nDate: Thu, 26 Nov 2026 12:00:00 +0000\r\n\r\n"
                 "Sent through mailgate-smtpd, read through mailgate-imapd.\r\n.dot line\r\n")
-        with smtplib.SMTP_SSL("localhost", p_smtps, context=client_context()) as s:
+        with smtplib.SMTP_SSL("localhost", p_smtps, context=client_context(), timeout=30) as s:
             with self.assertRaises(smtplib.SMTPAuthenticationError):
                 s.login("alice", "wrong")
             s.login("alice", "secret")
             s.sendmail("alice@example.org", ["alice@example.org"], body.encode())
         dc.wait_log(r"lmtp\(alice\).*saved mail to INBOX", timeout=20)
-        m = imaplib.IMAP4_SSL("localhost", p_imaps, ssl_context=client_context())
+        m = imaplib.IMAP4_SSL("localhost", p_imaps, ssl_context=client_context(), timeout=30)
         m.login("alice", "secret")
         m.select("INBOX")
         typ, data = m.search(None, 'HEADER Message-ID "<chain-1@test.example>"')

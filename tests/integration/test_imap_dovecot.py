@@ -22,7 +22,7 @@ class WithDovecot(GatewayTest):
                                     [self.p_imaps, self.p_imap])
 
     def imaps(self):
-        return imaplib.IMAP4_SSL("localhost", self.p_imaps, ssl_context=client_context())
+        return imaplib.IMAP4_SSL("localhost", self.p_imaps, ssl_context=client_context(), timeout=30)
 
     def test_imaps_login_select_logout(self):
         m = self.imaps()
@@ -46,7 +46,7 @@ class WithDovecot(GatewayTest):
         self.gw.wait_log(r"auth-failed session=\S+ client=127\.0\.0\.1 user=alice mech=LOGIN")
 
     def test_starttls_imaplib(self):
-        m = imaplib.IMAP4("127.0.0.1", self.p_imap)
+        m = imaplib.IMAP4("127.0.0.1", self.p_imap, timeout=30)
         caps = [c.upper() for c in m.capabilities]
         self.assertIn("STARTTLS", caps)
         self.assertIn("LOGINDISABLED", caps)

@@ -28,7 +28,7 @@ class Sessions(GatewayTest):
                                                extra=extra), [self.p_imaps])
 
     def login(self, user="alice", password="secret"):
-        m = imaplib.IMAP4_SSL("localhost", self.p_imaps, ssl_context=client_context())
+        m = imaplib.IMAP4_SSL("localhost", self.p_imaps, ssl_context=client_context(), timeout=30)
         m.login(user, password)
         return m
 

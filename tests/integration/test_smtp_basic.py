@@ -25,7 +25,7 @@ class Basic(GatewayTest):
     def test_smtps_smtplib_message_bytes(self):
         msg = message("smtps", "line one\r\n.leading dot\r\n..two dots\r\nend\r\n")
         # smtplib verifies the certificate against the host name it dials.
-        with smtplib.SMTP_SSL("localhost", self.p_smtps, context=client_context()) as s:
+        with smtplib.SMTP_SSL("localhost", self.p_smtps, context=client_context(), timeout=30) as s:
             code, _ = s.ehlo("client.test.example")
             self.assertEqual(code, 250)
             cert = s.sock.getpeercert()

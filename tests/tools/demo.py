@@ -80,7 +80,7 @@ local_transport = lmtp:inet:127.0.0.1:{lmtp}
         dc.wait_log(r"lmtp\(alice\).*saved mail to INBOX", timeout=30)
 
         say("alice reads her INBOX through mailgate-imapd (Python imaplib over IMAPS)")
-        m = imaplib.IMAP4_SSL("localhost", p_imaps, ssl_context=mgtest.client_context())
+        m = imaplib.IMAP4_SSL("localhost", p_imaps, ssl_context=mgtest.client_context(), timeout=30)
         print(m.welcome.decode())
         m.login("alice", "secret")
         m.select("INBOX")
