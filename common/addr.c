@@ -7,19 +7,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int parse_port(const char *s, uint16_t *port)
+int addr_parse_port(const char *s, uint16_t *port, int allow_zero)
 {
 	unsigned long v = 0;
-	if (!*s)
+	if (!*s || strlen(s) > 5 || (s[0] == '0' && s[1]))
 		return -1;
 	for (; *s; s++) {
 		if (*s < '0' || *s > '9')
 			return -1;
 		v = v * 10 + (unsigned long)(*s - '0');
-		if (v > 65535)
-			return -1;
 	}
-	if (v == 0)
+	if (v > 65535 || (v == 0 && !allow_zero))
 		return -1;
 	*port = (uint16_t)v;
 	return 0;
@@ -58,7 +56,7 @@ int addr_split_hostport(const char *s, char *host, size_t hostsz, uint16_t *port
 		*err = "host too long";
 		return -1;
 	}
-	if (parse_port(colon + 1, port) < 0) {
+	if (addr_parse_port(colon + 1, port, 0) < 0) {
 		*err = "bad port (1-65535)";
 		return -1;
 	}

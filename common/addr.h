@@ -30,6 +30,9 @@ struct mg_cidr {
  * Returns 0, or -1 with *err set to a static reason. */
 int addr_split_hostport(const char *s, char *host, size_t hostsz, uint16_t *port,
 			const char **err);
+/* A decimal port 1-65535 (0 allowed when allow_zero), no sign, no
+ * leading zeros, no junk. Returns 0 or -1. */
+int addr_parse_port(const char *s, uint16_t *port, int allow_zero);
 /* Parses a numeric IPv4/IPv6 literal plus port. Returns 0 or -1. */
 int addr_from_literal(const char *host, uint16_t port, struct mg_addr *out);
 /* "a.b.c.d/n", "v6/n" or a bare address (full-length prefix). 0 or -1. */

@@ -534,6 +534,18 @@ void conn_printf(struct conn *c, const char *fmt, ...)
 	conn_write(c, tmp, (size_t)n);
 }
 
+void conn_vline(struct conn *c, const char *fmt, va_list ap)
+{
+	char line[2048 + 2];
+	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)sizeof(line) - 3;
+	memcpy(line + n, "\r\n", 2);
+	conn_write(c, line, (size_t)n + 2);
+}
+
 size_t conn_out_len(const struct conn *c)
 {
 	return c->out.len;

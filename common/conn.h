@@ -11,6 +11,7 @@
 #ifndef MG_CONN_H
 #define MG_CONN_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -60,6 +61,8 @@ void conn_kick(struct conn *c);
 
 void conn_write(struct conn *c, const void *p, size_t n);
 void conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One protocol line: fmt expanded (at most 2 KiB) plus CRLF, one write. */
+void conn_vline(struct conn *c, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 size_t conn_out_len(const struct conn *c);
 /* While corked, conn_write only queues; uncorking sends the batch (one
  * write / TLS record for a burst of pipelined replies). */

@@ -83,14 +83,15 @@ static void stop_listening(void)
 
 static void poll_done(void *arg)
 {
-	if (d_ops->active(d_srv) == 0)
+	if (d_ops->base(d_srv)->nsessions == 0)
 		conn_loop_break();
 }
 
 static void deadline(void *arg)
 {
-	log_notice("shutdown_timeout reached: closing %u remaining session(s)", d_ops->active(d_srv));
-	d_ops->close_all(d_srv);
+	log_notice("shutdown_timeout reached: closing %u remaining session(s)",
+		   d_ops->base(d_srv)->nsessions);
+	server_close_all(d_ops->base(d_srv));
 }
 
 static void on_signal(enum process_signal sig)
@@ -101,9 +102,9 @@ static void on_signal(enum process_signal sig)
 			return;
 		d_stopping = 1;
 		log_notice("SIGTERM: no new connections; %u session(s) finishing",
-			   d_ops->active(d_srv));
+			   d_ops->base(d_srv)->nsessions);
 		stop_listening();
-		d_ops->shutdown(d_srv);
+		server_shutdown(d_ops->base(d_srv));
 		d_poll = mg_timer_start(0.05, 0.1, poll_done, NULL);
 		d_deadline = mg_timer_start(d_conf->shutdown_timeout, 0, deadline, NULL);
 		return;

@@ -8,6 +8,7 @@
 #include "addr.h"
 #include "conf.h"
 #include "diag.h"
+#include "server.h"
 
 struct daemon_ops {
 	const char *name;		/* "mailgate-smtpd" */
@@ -19,9 +20,8 @@ struct daemon_ops {
 	void (*server_start)(void *srv);
 	void (*accept)(void *srv, const struct conf_listener *l, int fd, const struct mg_addr *peer,
 		       const struct mg_addr *local);
-	void (*shutdown)(void *srv);	/* SIGTERM */
-	void (*close_all)(void *srv);	/* shutdown_timeout reached */
-	unsigned (*active)(void *srv);	/* live sessions */
+	/* The common part of the protocol's server state (sessions, limits). */
+	struct server *(*base)(void *srv);
 };
 
 int daemon_main(const struct daemon_ops *ops, int argc, char **argv);

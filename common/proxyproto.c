@@ -12,22 +12,6 @@
 static const unsigned char v2sig[12] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
 					 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A };
 
-static int parse_port(const char *s, uint16_t *port)
-{
-	unsigned long v = 0;
-	if (!*s || strlen(s) > 5 || (s[0] == '0' && s[1]))
-		return -1;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		v = v * 10 + (unsigned long)(*s - '0');
-	}
-	if (v > 65535)
-		return -1;
-	*port = (uint16_t)v;
-	return 0;
-}
-
 static enum pp_rc parse_v1(const unsigned char *buf, size_t len, struct pp_info *out, size_t *consumed)
 {
 	const unsigned char *lf = memchr(buf, '\n', len < PP_V1_MAX ? len : PP_V1_MAX);
@@ -54,7 +38,7 @@ static enum pp_rc parse_v1(const unsigned char *buf, size_t len, struct pp_info 
 	if (nf != 6 || (strcmp(f[1], "TCP4") && strcmp(f[1], "TCP6")))
 		return PP_BAD;
 	uint16_t sp, dp;
-	if (parse_port(f[4], &sp) < 0 || parse_port(f[5], &dp) < 0)
+	if (addr_parse_port(f[4], &sp, 1) < 0 || addr_parse_port(f[5], &dp, 1) < 0)
 		return PP_BAD;
 	if (addr_from_literal(f[2], sp, &out->src) < 0 || addr_from_literal(f[3], dp, &out->dst) < 0)
 		return PP_BAD;

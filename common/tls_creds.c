@@ -270,21 +270,8 @@ static int client_verify(gnutls_session_t gs)
 		return -1;
 	int ok = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) >= 0 &&
 		 tls_cert_hashes(crt, s->peer->fp, s->peer->spki) == 0;
-	if (ok && !s->peer->dns) {
-		for (unsigned i = 0; i < 4 * TLS_MAX_SANS; i++) {
-			char buf[256];
-			size_t sz = sizeof(buf) - 1;
-			int type = gnutls_x509_crt_get_subject_alt_name(crt, i, buf, &sz, NULL);
-			if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
-				break;
-			if (type != GNUTLS_SAN_DNSNAME || sz >= sizeof(buf) || memchr(buf, 0, sz) ||
-			    s->peer->ndns >= TLS_MAX_SANS)
-				continue;
-			buf[sz] = '\0';
-			s->peer->dns = xreallocarray(s->peer->dns, s->peer->ndns + 1, sizeof(char *));
-			s->peer->dns[s->peer->ndns++] = xstrdup(buf);
-		}
-	}
+	if (ok && !s->peer->dns)
+		tls_read_sans(crt, s->peer);
 	gnutls_x509_crt_deinit(crt);
 	if (!ok) {
 		tls_set_reason(s, "server certificate rejected: unreadable");

@@ -108,7 +108,7 @@ static void read_cn(gnutls_x509_crt_t crt, struct tls_peer *p)
 
 /* dNSName and rfc822Name SANs, bounded in number and size; a value with
  * an embedded NUL is kept truncated-proof by being skipped. */
-static void read_sans(gnutls_x509_crt_t crt, struct tls_peer *p)
+void tls_read_sans(gnutls_x509_crt_t crt, struct tls_peer *p)
 {
 	for (unsigned i = 0; i < 4 * TLS_MAX_SANS; i++) {
 		char buf[256];
@@ -212,7 +212,7 @@ int tls_evaluate_peer(struct tls_session *s)
 	}
 	if (!s->peer->cn) {
 		read_cn(crt, s->peer);
-		read_sans(crt, s->peer);
+		tls_read_sans(crt, s->peer);
 		read_algs(crt, s->peer);
 	}
 	gnutls_x509_crt_deinit(crt);

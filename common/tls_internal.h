@@ -68,5 +68,7 @@ void tls_set_reason(struct tls_session *s, const char *fmt, ...)
 int tls_cert_hashes(gnutls_x509_crt_t crt, unsigned char fp[32], unsigned char spki[32]);
 enum cert_status tls_status_from_gnutls(unsigned status);
 void tls_peer_free(struct tls_peer *p);
+/* dNSName and rfc822Name SANs into p (bounded; NUL-bearing values skipped). */
+void tls_read_sans(gnutls_x509_crt_t crt, struct tls_peer *p);
 
 #endif

@@ -122,20 +122,26 @@ static void start_tls(struct imap_login *l, enum login_state next)
 	enter(l, next);
 }
 
+/* base64(authzid NUL authcid NUL passwd), wiped by the caller. */
+static char *plain_blob(const struct sasl_plain *c)
+{
+	size_t a = strlen(c->authzid), u = strlen(c->authcid), p = strlen(c->passwd);
+	unsigned char raw[sizeof(c->authzid) + sizeof(c->authcid) + sizeof(c->passwd)];
+	memcpy(raw, c->authzid, a);
+	raw[a] = 0;
+	memcpy(raw + a + 1, c->authcid, u);
+	raw[a + 1 + u] = 0;
+	memcpy(raw + a + u + 2, c->passwd, p);
+	char *b64 = b64_encode(raw, a + u + p + 2);
+	memset(raw, 0, sizeof(raw));
+	return b64;
+}
+
 static void send_login(struct imap_login *l)
 {
 	const struct sasl_plain *c = &l->cred;
 	if (imap_caps_has(l->caps, strlen(l->caps), "AUTH=PLAIN")) {
-		size_t a = strlen(c->authzid), u = strlen(c->authcid), p = strlen(c->passwd);
-		unsigned char *raw = xmalloc(a + u + p + 2);
-		memcpy(raw, c->authzid, a);
-		raw[a] = 0;
-		memcpy(raw + a + 1, c->authcid, u);
-		raw[a + 1 + u] = 0;
-		memcpy(raw + a + u + 2, c->passwd, p);
-		char *b64 = b64_encode(raw, a + u + p + 2);
-		memset(raw, 0, a + u + p + 2);
-		free(raw);
+		char *b64 = plain_blob(c);
 		if (imap_caps_has(l->caps, strlen(l->caps), "SASL-IR")) {
 			send_cmd(l, "AUTHENTICATE PLAIN %s\r\n", b64);
 			enter(l, LS_AUTH);
@@ -254,16 +260,7 @@ static void on_response(struct imap_login *l, const char *resp, size_t len)
 		char line[1100];
 		switch (l->st) {
 		case LS_AUTH_CONT: {
-			const struct sasl_plain *c = &l->cred;
-			size_t a = strlen(c->authzid), u = strlen(c->authcid), p = strlen(c->passwd);
-			unsigned char raw[1600];
-			memcpy(raw, c->authzid, a);
-			raw[a] = 0;
-			memcpy(raw + a + 1, c->authcid, u);
-			raw[a + 1 + u] = 0;
-			memcpy(raw + a + u + 2, c->passwd, p);
-			char *b64 = b64_encode(raw, a + u + p + 2);
-			memset(raw, 0, sizeof(raw));
+			char *b64 = plain_blob(&l->cred);
 			conn_write(l->conn, b64, strlen(b64));
 			conn_write(l->conn, "\r\n", 2);
 			memset(b64, 0, strlen(b64));

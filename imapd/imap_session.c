@@ -47,17 +47,10 @@ bool imap_secure(const struct imap_session *is)
 
 void imap_reply(struct imap_session *is, const char *fmt, ...)
 {
-	char line[2048];
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	conn_vline(is->s.conn, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof(line) - 3)
-		n = (int)sizeof(line) - 3;
-	memcpy(line + n, "\r\n", 2);
-	conn_write(is->s.conn, line, (size_t)n + 2);
 }
 
 void imap_bad(struct imap_session *is, const char *tag, const char *text)

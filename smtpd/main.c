@@ -32,19 +32,9 @@ static void srv_accept(void *s, const struct conf_listener *l, int fd, const str
 	smtp_session_start(s, l, fd, peer, local);
 }
 
-static void srv_shutdown(void *s)
+static struct server *srv_base(void *s)
 {
-	server_shutdown(&((struct smtp_server *)s)->base);
-}
-
-static void srv_close_all(void *s)
-{
-	server_close_all(&((struct smtp_server *)s)->base);
-}
-
-static unsigned srv_active(void *s)
-{
-	return ((struct smtp_server *)s)->base.nsessions;
+	return &((struct smtp_server *)s)->base;
 }
 
 static const struct daemon_ops smtpd_ops = {
@@ -54,9 +44,7 @@ static const struct daemon_ops smtpd_ops = {
 	.server_free = srv_free,
 	.server_start = srv_start,
 	.accept = srv_accept,
-	.shutdown = srv_shutdown,
-	.close_all = srv_close_all,
-	.active = srv_active,
+	.base = srv_base,
 };
 
 int main(int argc, char **argv)

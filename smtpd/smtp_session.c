@@ -43,17 +43,10 @@ static const struct conf *conf_of(const struct smtp_session *ss)
 
 void smtp_reply(struct smtp_session *ss, const char *fmt, ...)
 {
-	char line[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	conn_vline(ss->s.conn, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof(line) - 3)
-		n = (int)sizeof(line) - 3;
-	memcpy(line + n, "\r\n", 2);
-	conn_write(ss->s.conn, line, (size_t)n + 2);
 }
 
 void smtp_reply_err(struct smtp_session *ss, const char *fmt, ...)

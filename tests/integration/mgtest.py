@@ -173,14 +173,14 @@ class SinkMessage:
 class SmtpSink:
     """Postfix's smtp-sink as the upstream; dumps every transaction."""
 
-    def __init__(self, tmp, port=None, args=()):
+    def __init__(self, tmp, port=None, args=(), dump=True):
         need("smtp-sink")
         self.port = port or free_port()
         self.dump = os.path.join(tmp.path, "sink-%d" % self.port)
         os.makedirs(self.dump, exist_ok=True)
         os.chmod(self.dump, 0o777)
-        argv = ["smtp-sink", "-u", "nobody", "-d", os.path.join(self.dump, "%M."), *args,
-                "127.0.0.1:%d" % self.port, "64"]
+        dumpargs = ["-d", os.path.join(self.dump, "%M.")] if dump else []
+        argv = ["smtp-sink", "-u", "nobody", *dumpargs, *args, "127.0.0.1:%d" % self.port, "256"]
         self.proc = Proc(argv, os.path.join(tmp.path, "sink-%d.log" % self.port))
         if not wait_port(self.port, proc=self.proc.p):
             raise RuntimeError("smtp-sink did not start: " + self.proc.output())
@@ -210,7 +210,29 @@ class SmtpSink:
         self.proc.stop(signal.SIGKILL)
 
 
-class Gateway:
+class LogFile:
+    """log() and wait_log() over a server's log file (self.logfile)."""
+
+    def log(self):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, pattern, timeout=10):
+        rx = re.compile(pattern)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = rx.search(self.log())
+            if m:
+                return m
+            time.sleep(0.1)
+        raise AssertionError("%s log never matched %r:\n%s" % (type(self).__name__, pattern,
+                                                                self.log()[-3000:]))
+
+
+class Gateway(LogFile):
     """mailgate-smtpd (or -imapd) in the foreground with a generated config."""
 
     _count = 0
@@ -221,7 +243,7 @@ class Gateway:
         if Gateway._count > 1:    # a restarted gateway gets fresh files
             name = "%s-%d" % (name, Gateway._count)
         self.conf_path = tmp.file(name + ".conf", conf)
-        self.log_path = os.path.join(tmp.path, name + ".log")
+        self.log_path = self.logfile = os.path.join(tmp.path, name + ".log")
         self.binary = binary or SMTPD
         e = dict(os.environ)
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1:detect_stack_use_after_return=1")
@@ -235,19 +257,6 @@ class Gateway:
             if self.proc.p.poll() is not None or time.time() > deadline:
                 raise RuntimeError("gateway did not start (rc=%s):\n%s" % (self.proc.p.poll(), self.log()))
             time.sleep(0.02)
-
-    def log(self):
-        return self.proc.output()
-
-    def wait_log(self, pattern, timeout=10):
-        rx = re.compile(pattern)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            m = rx.search(self.log())
-            if m:
-                return m
-            time.sleep(0.05)
-        raise AssertionError("log never matched %r:\n%s" % (pattern, self.log()[-4000:]))
 
     def stop(self, sig=signal.SIGTERM):
         rc = self.proc.stop(sig)
@@ -395,7 +404,7 @@ class Smtp:
         self.close()
 
 
-class Postfix:
+class Postfix(LogFile):
     """A private Postfix instance (config, queue and data in a temp dir).
 
     Its system service is never touched: `postfix -c DIR` runs a separate
@@ -410,7 +419,7 @@ class Postfix:
         self.etc = os.path.join(base, "etc")
         self.spool = os.path.join(base, "spool")
         self.data = os.path.join(base, "data")
-        self.maillog = os.path.join(base, "maillog")
+        self.maillog = self.logfile = os.path.join(base, "maillog")
         for d in (self.etc, self.spool, self.data):
             os.makedirs(d, exist_ok=True)
         shutil.chown(self.data, "postfix")
@@ -465,23 +474,6 @@ smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_
                 return True
             time.sleep(0.1)
         return False
-
-    def log(self):
-        try:
-            with open(self.maillog) as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def wait_log(self, pattern, timeout=10):
-        rx = re.compile(pattern)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            m = rx.search(self.log())
-            if m:
-                return m
-            time.sleep(0.1)
-        raise AssertionError("postfix log never matched %r:\n%s" % (pattern, self.log()[-3000:]))
 
     def stop(self):
         pidfile = os.path.join(self.spool, "pid", "master.pid")
@@ -625,7 +617,7 @@ def main():
     unittest.main(verbosity=2)
 
 
-class Dovecot:
+class Dovecot(LogFile):
     """A private Dovecot (config, state, logs, users and mail in a temp dir).
 
     auth_port: a TCP SASL listener for Postfix (smtpd_sasl_path = inet:...).
@@ -638,7 +630,7 @@ class Dovecot:
         self.base = os.path.join(tmp.path, "dovecot-%d" % (auth_port or imap_port or lmtp_port))
         self.run = os.path.join(self.base, "run")
         self.home = os.path.join(self.base, "home")
-        self.logf = os.path.join(self.base, "dovecot.log")
+        self.logf = self.logfile = os.path.join(self.base, "dovecot.log")
         for d in (self.base, self.run, self.home):
             os.makedirs(d, exist_ok=True)
             os.chmod(d, 0o755)
@@ -739,23 +731,6 @@ service imap-login {{
         for p in (auth_port, imap_port, lmtp_port, imaps_port):
             if p and not wait_port(p):
                 raise RuntimeError("dovecot did not listen on %d:\n%s" % (p, self.log()))
-
-    def log(self):
-        try:
-            with open(self.logf) as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def wait_log(self, pattern, timeout=10):
-        rx = re.compile(pattern)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            m = rx.search(self.log())
-            if m:
-                return m
-            time.sleep(0.1)
-        raise AssertionError("dovecot log never matched %r:\n%s" % (pattern, self.log()[-3000:]))
 
     def stop(self):
         try:
