@@ -486,10 +486,57 @@ void conn_kick(struct conn *c)
 	ev_feed_event(loop, &c->rio, EV_READ);
 }
 
+/* Sends straight from the caller's bytes while nothing is queued (no copy
+ * for the common case of a socket with room); returns how many went. */
+static size_t write_direct(struct conn *c, const char *p, size_t n)
+{
+	size_t done = 0;
+	while (done < n) {
+		size_t chunk = n - done;
+		ssize_t r;
+		if (c->tls) {
+			r = tls_send(c->tls, p + done, chunk > 16384 ? 16384 : chunk);
+			if (r < 0) {
+				if (r == TLS_WANT_READ || r == TLS_WANT_WRITE) {
+					/* GnuTLS holds this record: it must be completed
+					 * from the same bytes, so queue from here on. */
+					if (r == TLS_WANT_READ)
+						c->write_wants_read = 1;
+					break;
+				}
+				fail(c, tls_reason(c->tls));
+				break;
+			}
+		} else {
+			r = send(c->fd, p + done, chunk, MSG_NOSIGNAL);
+			if (r < 0) {
+				if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+					fail(c, strerror(errno));
+				break;
+			}
+		}
+		done += (size_t)r;
+		c->bytes_out += (uint64_t)r;
+	}
+	if (done)
+		touch(c);
+	return done;
+}
+
 void conn_write(struct conn *c, const void *p, size_t n)
 {
 	if (c->failed || !n)
 		return;
+	if (!c->out.len && !c->corked && !c->handshaking && !c->write_wants_read &&
+	    !ev_is_active(&c->wio)) {
+		size_t sent = write_direct(c, p, n);
+		p = (const char *)p + sent;
+		n -= sent;
+		if (!n || c->failed) {
+			conn_arm(c);
+			return;
+		}
+	}
 	buf_append(&c->out, p, n);
 	if (c->corked)
 		return;

@@ -212,10 +212,11 @@ upstream "sink" {{
 }}
 listener "smtps" {{
   address = "127.0.0.1:{port}"
-  max_connections = 100000
-  max_per_ip = 100000
+  max_connections = 8000
+  max_per_ip = 8000
 }}
 max_message_size = 104857600
+accept_domains = "example.org"
 """.format(cert=cert, key=key, sink=sink_port, port=ports["mailgate"])
     servers["mailgate"] = Server("mailgate", [mgtest.SMTPD, "-f", "-c", tmp.file("mg-%s.conf" % keytype, conf)],
                                  ports["mailgate"], tmp)
@@ -226,10 +227,10 @@ max_message_size = 104857600
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         nconf = tmp.file("nginx-%s.conf" % keytype, """load_module /usr/lib/nginx/modules/ngx_mail_module.so;
 worker_processes 1;
-worker_rlimit_nofile 100000;
+worker_rlimit_nofile 16000;
 pid {tmp}/nginx-{kt}.pid;
 error_log {tmp}/nginx-{kt}-error.log error;
-events {{ worker_connections 50000; }}
+events {{ worker_connections 8000; }}
 mail {{
   server_name mx.bench.example;
   auth_http 127.0.0.1:{auth}/auth;
@@ -252,13 +253,13 @@ mail {{
                                   ports["nginx"], tmp)
     if shutil.which("haproxy"):
         hconf = tmp.file("haproxy-%s.cfg" % keytype, """global
-    maxconn 100000
+    maxconn 8000
     ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256
     ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256
     nbthread 1
 defaults
     mode tcp
-    maxconn 100000
+    maxconn 8000
     timeout connect 5s
     timeout client 300s
     timeout server 300s
