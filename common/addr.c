@@ -193,14 +193,6 @@ int addr_is_loopback(const struct mg_addr *a)
 	return 0;
 }
 
-int addr_is_unspecified(const struct mg_addr *a)
-{
-	if (a->u.sa.sa_family == AF_INET)
-		return a->u.in4.sin_addr.s_addr == htonl(INADDR_ANY);
-	if (a->u.sa.sa_family == AF_INET6)
-		return IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
-	return 0;
-}
 
 uint16_t addr_port(const struct mg_addr *a)
 {

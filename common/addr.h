@@ -42,7 +42,6 @@ int addr_cidr_is_loopback(const struct mg_cidr *c);
 /* Turns ::ffff:a.b.c.d into a.b.c.d in place. */
 void addr_unmap_v4(struct mg_addr *a);
 int addr_is_loopback(const struct mg_addr *a);
-int addr_is_unspecified(const struct mg_addr *a);
 uint16_t addr_port(const struct mg_addr *a);
 /* "192.0.2.1" / "2001:db8::1" */
 void addr_ip_str(const struct mg_addr *a, char *out, size_t sz);

@@ -63,10 +63,6 @@ void conn_loop_break(void)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-void conn_loop_fork(void)
-{
-	ev_loop_fork(loop);
-}
 
 double conn_now(void)
 {

@@ -33,7 +33,6 @@ typedef void (*conn_cb)(struct conn *c, enum conn_event ev, void *arg);
 void conn_loop_init(void);		/* default libev loop; call once per process */
 void conn_loop_run(void);
 void conn_loop_break(void);
-void conn_loop_fork(void);		/* in a child after fork() */
 double conn_now(void);
 
 /* Takes ownership of fd (made non-blocking). Reading starts paused. */

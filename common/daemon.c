@@ -9,6 +9,7 @@
 #include "log.h"
 #include "process.h"
 #include "proxyin.h"
+#include "rdns.h"
 #include "timer.h"
 #include "tls.h"
 #include "xmem.h"
@@ -176,8 +177,9 @@ int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
 		case 't': test = 1; break;
 		case 'd': debug = 1; break;
 		case 'V':
-			printf("%s %s\nGnuTLS %s\nlibev %d.%d\nlibconfuse %s\n", ops->name, PACKAGE_VERSION,
-			       tls_lib_version(), ev_version_major(), ev_version_minor(), conf_lib_version());
+			printf("%s %s\nGnuTLS %s\nlibev %d.%d\nlibconfuse %s\nc-ares %s\n", ops->name,
+			       PACKAGE_VERSION, tls_lib_version(), ev_version_major(), ev_version_minor(),
+			       conf_lib_version(), rdns_lib_version());
 			return 0;
 		default:
 			usage(ops->name);

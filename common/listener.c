@@ -20,7 +20,6 @@ struct listener_watch {
 	ev_io io;
 	ev_timer retry;
 	int fd;
-	int paused;
 	listener_accept_cb cb;
 	void *arg;
 };
@@ -47,7 +46,7 @@ int listener_bind(const struct mg_addr *a, const char **err)
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct listener_watch *w = io->data;
-	for (int i = 0; i < ACCEPT_BATCH && !w->paused; i++) {
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_storage ss, ls;
 		socklen_t sl = sizeof(ss), ll = sizeof(ls);
 		int fd = accept4(w->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -73,8 +72,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 static void retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct listener_watch *w = t->data;
-	if (!w->paused)
-		ev_io_start(loop, &w->io);
+	ev_io_start(loop, &w->io);
 }
 
 struct listener_watch *listener_watch_new(int fd, listener_accept_cb cb, void *arg)
@@ -90,18 +88,7 @@ struct listener_watch *listener_watch_new(int fd, listener_accept_cb cb, void *a
 	return w;
 }
 
-void listener_watch_pause(struct listener_watch *w)
-{
-	w->paused = 1;
-	ev_io_stop(EV_DEFAULT, &w->io);
-	ev_timer_stop(EV_DEFAULT, &w->retry);
-}
 
-void listener_watch_resume(struct listener_watch *w)
-{
-	w->paused = 0;
-	ev_io_start(EV_DEFAULT, &w->io);
-}
 
 void listener_watch_free(struct listener_watch **wp)
 {

@@ -15,8 +15,6 @@ typedef void (*listener_accept_cb)(void *arg, int fd, const struct mg_addr *peer
 				   const struct mg_addr *local);
 
 struct listener_watch *listener_watch_new(int fd, listener_accept_cb cb, void *arg);
-void listener_watch_pause(struct listener_watch *w);
-void listener_watch_resume(struct listener_watch *w);
 void listener_watch_free(struct listener_watch **w);	/* does not close the fd */
 
 #endif

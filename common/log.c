@@ -36,10 +36,6 @@ void log_configure(enum log_target target, enum log_format format, enum log_leve
 	}
 }
 
-enum log_level log_get_level(void)
-{
-	return log_lvl;
-}
 
 int log_enabled(enum log_level level)
 {

@@ -16,7 +16,6 @@ enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 
 void log_init(const char *progname);
 void log_configure(enum log_target target, enum log_format format, enum log_level level);
-enum log_level log_get_level(void);
 int log_enabled(enum log_level level);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

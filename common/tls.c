@@ -291,20 +291,12 @@ const char *tls_cipher_name(struct tls_session *s)
 	return n ? n : "unknown";
 }
 
-bool tls_resumed(struct tls_session *s)
-{
-	return gnutls_session_is_resumed(s->gs) != 0;
-}
 
 const struct tls_peer *tls_peer(const struct tls_session *s)
 {
 	return s->peer;
 }
 
-enum cert_status tls_peer_status(const struct tls_session *s)
-{
-	return s->peer ? s->peer->status : CERT_NONE;
-}
 
 void tls_sni(struct tls_session *s, char *out, size_t sz)
 {

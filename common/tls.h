@@ -119,13 +119,11 @@ bool tls_failed_on_cert(const struct tls_session *s);
 
 const char *tls_version_name(struct tls_session *s);	/* "TLS1.3" */
 const char *tls_cipher_name(struct tls_session *s);	/* IANA, "TLS_AES_128_GCM_SHA256" */
-bool tls_resumed(struct tls_session *s);
 /* The server name the client asked for (SNI) and the ALPN protocol
  * negotiated, into out ("" when none). */
 void tls_sni(struct tls_session *s, char *out, size_t sz);
 void tls_alpn(struct tls_session *s, char *out, size_t sz);
 const struct tls_peer *tls_peer(const struct tls_session *s);
-enum cert_status tls_peer_status(const struct tls_session *s);	/* CERT_NONE if none */
 
 /* Hex "sha256:AB:CD:..." rendering for logs; out >= 7 + 32*3 bytes. */
 void tls_format_fp(const unsigned char fp[32], char *out, size_t outsz);

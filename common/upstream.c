@@ -140,7 +140,3 @@ void upstream_dial_free(struct upstream_dial **dp)
 	*dp = NULL;
 }
 
-const char *upstream_dial_last_error(const struct upstream_dial *d)
-{
-	return d->err;
-}

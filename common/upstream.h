@@ -23,6 +23,5 @@ struct upstream_dial *upstream_dial_start_at(const struct conf_upstream *u, int 
 /* Try the address after the one last reported. */
 void upstream_dial_next(struct upstream_dial *d, const char *why);
 void upstream_dial_free(struct upstream_dial **d);
-const char *upstream_dial_last_error(const struct upstream_dial *d);
 
 #endif

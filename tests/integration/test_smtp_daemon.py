@@ -26,7 +26,8 @@ class Daemon(GatewayTest):
     def test_version(self):
         r = run("-V")
         self.assertEqual(r.returncode, 0)
-        self.assertRegex(r.stdout, r"mailgate-smtpd \S+\nGnuTLS 3\.\d+\.\d+\nlibev 4\.\d+\nlibconfuse \S+")
+        self.assertRegex(r.stdout, r"mailgate-smtpd \S+\nGnuTLS 3\.\d+\.\d+\nlibev 4\.\d+\nlibconfuse \S+\n"
+                                   r"c-ares \d+\.\d+")
 
     def test_check_ok_and_errors(self):
         p = free_port()
