@@ -304,5 +304,56 @@ class TwoGateways(GatewayTest):
         self.assertEqual(len(self.sink_.wait_messages(1)), 1)
 
 
+
+class EkuAndPostfix(GatewayTest):
+    def test_client_eku(self):
+        """client_eku = client: a certificate without id-kp-clientAuth
+        (here a server certificate) is bad-usage; with "any" it verifies."""
+        up = self.sink()
+        p_any, p_cli = free_port(), free_port()
+        conf = smtpd_conf(self.pki, up.port,
+                          listener("any", p_any, "implicit", 'client_cert = "optional"') +
+                          listener("cli", p_cli, "implicit", 'client_cert = "optional"\n  tls = "eku"'),
+                          tls_extra='client_ca = "%s/ca.pem"' % self.pki,
+                          extra='tls "eku" {\n  cert = "%s/server-ecdsa.pem"\n  key = "%s/server-ecdsa.key"\n'
+                                '  client_ca = "%s/ca.pem"\n  client_eku = "client"\n}\n'
+                                % (self.pki, self.pki, self.pki))
+        gw = self.gateway(conf, [p_any, p_cli])
+        for port, name in ((p_any, "any"), (p_cli, "cli")):
+            for cert in ("upstream", "peer"):
+                ctx = client_context()
+                ctx.load_cert_chain("%s/%s.pem" % (self.pki, cert), "%s/%s.key" % (self.pki, cert))
+                c = Smtp(port, tls=True, ctx=ctx)
+                c.reply()
+                c.expect("QUIT", 221)
+        gw.wait_log(r"listener=any .*cert=verified cn=upstream\.test ")
+        gw.wait_log(r"listener=cli .*cert=bad-usage fp=")
+        gw.wait_log(r"listener=cli .*cert=verified cn=partner-mx\.test ")
+
+    def test_xclient_login_is_the_peer(self):
+        """A relay peer reaches Postfix as XCLIENT LOGIN=<peer name>, which
+        Postfix honours (permit_sasl_authenticated) when SASL is enabled."""
+        auth_port = free_port()
+        self.dovecot(auth_port=auth_port, users={"someone": "x"})
+        pf_port = free_port()
+        pf = self.postfix(pf_port, main_extra="mynetworks = 127.0.0.1/32\nsmtpd_sasl_auth_enable = yes\n"
+                                              "smtpd_sasl_type = dovecot\n"
+                                              "smtpd_sasl_path = inet:127.0.0.1:%d" % auth_port)
+        p = free_port()
+        conf = smtpd_conf(self.pki, pf_port, listener("partners", p, "implicit", 'client_cert = "require"'),
+                          upstream_extra="xclient = true",
+                          tls_extra='client_ca = "%s/ca.pem"' % self.pki,
+                          extra='peer "partner" {\n  name = "partner-mx.test"\n  relay = true\n}\n')
+        self.gateway(conf, [p])
+        ctx = client_context()
+        ctx.load_cert_chain(self.pki + "/peer.pem", self.pki + "/peer.key")
+        c = Smtp(p, tls=True, ctx=ctx, source="127.0.0.13")
+        c.reply()
+        c.expect("EHLO partner-mx.test", 250)
+        code, lines = send_message(c, message("peer relay"), rcpts=("someone@remote.example",))
+        self.assertEqual(code, 250, lines)
+        pf.wait_log(r"client=unknown\[127\.0\.0\.13\], sasl_method=XCLIENT, sasl_username=partner")
+
+
 if __name__ == "__main__":
     main()
