@@ -273,73 +273,8 @@ class Gateway(LogFile):
                 raise AssertionError("sanitizer report in gateway log:\n" + text[-6000:])
 
 
-class Imap:
-    """A raw IMAP client for exact control over tags, literals and timing."""
-
-    def __init__(self, port, tls=False, ctx=None, host="127.0.0.1", source=None, timeout=10):
-        self.sock = socket.create_connection((host, port), timeout=timeout,
-                                             source_address=(source, 0) if source else None)
-        if tls:
-            self.sock = (ctx or client_context(alpn=None)).wrap_socket(self.sock, server_hostname="localhost")
-        self.buf = b""
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
-    def line(self):
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("closed; pending %r" % self.buf)
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line.rstrip(b"\r").decode("utf-8", "replace")
-
-    def until_tagged(self, tag):
-        """All lines up to and including the tagged response."""
-        out = []
-        while True:
-            l = self.line()
-            out.append(l)
-            if l.startswith(tag + " "):
-                return out
-
-    def cmd(self, tag, text):
-        self.send("%s %s\r\n" % (tag, text))
-        return self.until_tagged(tag)
-
-    def starttls(self, ctx=None):
-        self.sock = (ctx or client_context()).wrap_socket(self.sock, server_hostname="localhost")
-
-    def closed(self, timeout=5):
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(4096)
-            self.buf += data
-            return data == b""
-        except (ConnectionResetError, ssl.SSLError):
-            return True
-        except socket.timeout:
-            return False
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __del__(self):
-        self.close()
-
-
-class SmtpReplyError(Exception):
-    pass
-
-
-class Smtp:
-    """A raw SMTP client: exact bytes out, parsed replies in."""
+class LineClient:
+    """A raw line-protocol client over TCP or TLS: exact bytes out, lines in."""
 
     def __init__(self, port, tls=False, ctx=None, host="127.0.0.1", source=None, timeout=10,
                  server_hostname="localhost"):
@@ -355,7 +290,7 @@ class Smtp:
             data = data.encode()
         self.sock.sendall(data)
 
-    def _line(self):
+    def line(self):
         while b"\n" not in self.buf:
             chunk = self.sock.recv(65536)
             if not chunk:
@@ -364,29 +299,11 @@ class Smtp:
         line, _, self.buf = self.buf.partition(b"\n")
         return line.rstrip(b"\r").decode("utf-8", "replace")
 
-    def reply(self):
-        lines = []
-        while True:
-            line = self._line()
-            lines.append(line)
-            if len(line) < 4 or line[3] != "-":
-                return int(line[:3]), lines
-
-    def cmd(self, line):
-        self.send(line + "\r\n")
-        return self.reply()
-
-    def expect(self, line, code):
-        c, lines = self.cmd(line)
-        if c != code:
-            raise SmtpReplyError("%s -> %s (wanted %d)" % (line, lines, code))
-        return lines
-
     def starttls(self, ctx=None, server_hostname="localhost"):
         self.sock = (ctx or client_context()).wrap_socket(self.sock, server_hostname=server_hostname)
 
     def closed(self, timeout=5):
-        """True if the server closes the connection (EOF) within timeout."""
+        """True if the server closes the connection (EOF or reset) within timeout."""
         self.sock.settimeout(timeout)
         try:
             data = self.sock.recv(4096)
@@ -405,6 +322,49 @@ class Smtp:
 
     def __del__(self):
         self.close()
+
+
+class Imap(LineClient):
+    """A raw IMAP client for exact control over tags, literals and timing."""
+
+    def until_tagged(self, tag):
+        """All lines up to and including the tagged response."""
+        out = []
+        while True:
+            l = self.line()
+            out.append(l)
+            if l.startswith(tag + " "):
+                return out
+
+    def cmd(self, tag, text):
+        self.send("%s %s\r\n" % (tag, text))
+        return self.until_tagged(tag)
+
+
+class SmtpReplyError(Exception):
+    pass
+
+
+class Smtp(LineClient):
+    """A raw SMTP client: exact bytes out, parsed replies in."""
+
+    def reply(self):
+        lines = []
+        while True:
+            line = self.line()
+            lines.append(line)
+            if len(line) < 4 or line[3] != "-":
+                return int(line[:3]), lines
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def expect(self, line, code):
+        c, lines = self.cmd(line)
+        if c != code:
+            raise SmtpReplyError("%s -> %s (wanted %d)" % (line, lines, code))
+        return lines
 
 
 class Postfix(LogFile):
