@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.join(os.environ["MG_SRCDIR"], "tests", "integration")
 import mgtest  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
+MIN_CPU = 20.0 / TICK    # below this many ticks a CPU figure is noise: not reported
 PIN_SERVER = ["taskset", "-c", "1"] if os.cpu_count() >= 2 and shutil.which("taskset") else []
 
 
@@ -132,7 +133,8 @@ def bench_sessions(srv, ctx, n):
     w0 = time.time()
     for _ in range(n):
         one_session(srv.port, ctx)
-    return (cpu_seconds(srv.pid) - t0) / n, n / (time.time() - w0)
+    cpu = cpu_seconds(srv.pid) - t0
+    return (cpu / n if cpu >= MIN_CPU else float("nan")), n / (time.time() - w0)
 
 
 def bench_idle(srv, ctx, n):
@@ -175,7 +177,7 @@ def bench_data(srv, ctx, messages):
     s.sendall(b"QUIT\r\n")
     s.close()
     mb = messages * len(body) / 1e6
-    return mb / max(cpu, 1e-9), mb / wall
+    return (mb / cpu if cpu >= MIN_CPU else float("nan")), mb / wall
 
 
 class AuthHttp(http.server.BaseHTTPRequestHandler):
@@ -194,10 +196,20 @@ class AuthHttp(http.server.BaseHTTPRequestHandler):
 
 
 def start_servers(tmp, pki, keytype, sink_port):
+    """All four servers, or none: a failed start stops those already up."""
+    servers = {}
+    try:
+        return _start_servers(tmp, pki, keytype, sink_port, servers)
+    except Exception:
+        for srv in servers.values():
+            srv.stop()
+        raise
+
+
+def _start_servers(tmp, pki, keytype, sink_port, servers):
     cert, key = "%s/server-%s.pem" % (pki, keytype), "%s/server-%s.key" % (pki, keytype)
     both = tmp.file("both-%s.pem" % keytype, open(cert).read() + open(key).read(), mode=0o600)
     ports = {n: mgtest.free_port() for n in ("mailgate", "nginx", "haproxy", "stunnel")}
-    servers = {}
     conf = """hostname = "mx.bench.example"
 log_target = "stderr"
 log_level = "error"
@@ -332,6 +344,7 @@ def main():
         print("%-9s %13.0f us %14.0f %14.0f %14.1f %16.0f" % (
             name, r["cpu_ecdsa"] * 1e6, 1 / r["cpu_ecdsa"], 1 / r["cpu_rsa"], r["idle"], r["data"]))
     mg = results["mailgate"]
+    print("(nan: under %d CPU ticks were spent - too short to measure; use larger sizes)" % int(MIN_CPU * TICK))
     print("\nmailgate relative to each peer (>1 is better for mailgate):")
     for name, r in results.items():
         if name == "mailgate":
