@@ -210,6 +210,20 @@ class SmtpSink:
         self.proc.stop(signal.SIGKILL)
 
 
+def stop_by_pidfile(pidfile, timeout=10):
+    """SIGTERM the daemon whose pid is in pidfile and wait for it to exit."""
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.1)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        pass
+
+
 class LogFile:
     """log() and wait_log() over a server's log file (self.logfile)."""
 
@@ -439,63 +453,44 @@ smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_
         return False
 
     def stop(self):
-        pidfile = os.path.join(self.spool, "pid", "master.pid")
-        try:
-            with open(pidfile) as f:
-                pid = int(f.read().strip())
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.time() + 10
-            while time.time() < deadline:
-                try:
-                    os.kill(pid, 0)
-                    time.sleep(0.1)
-                except ProcessLookupError:
-                    break
-        except (FileNotFoundError, ValueError, ProcessLookupError):
-            pass
+        stop_by_pidfile(os.path.join(self.spool, "pid", "master.pid"))
+
+
+def _gateway_conf(hostname, upstream_name, pki, upstream_port, listeners, extra,
+                  upstream_extra, tls_extra):
+    """The config body both daemons share: the test PKI's ECDSA+RSA pair,
+    one upstream, the given listener blocks (text) and extra top-level text."""
+    return """hostname = "{host}"
+log_target = "stderr"
+log_level = "debug"
+tls "default" {{
+  cert = {{ "{pki}/server-ecdsa.pem", "{pki}/server-rsa.pem" }}
+  key = {{ "{pki}/server-ecdsa.key", "{pki}/server-rsa.key" }}
+  {tls_extra}
+}}
+upstream "{upname}" {{
+  address = "127.0.0.1:{up}"
+  {upstream_extra}
+}}
+{listeners}
+{extra}
+""".format(host=hostname, upname=upstream_name, pki=pki, up=upstream_port,
+           listeners=listeners, extra=extra, upstream_extra=upstream_extra,
+           tls_extra=tls_extra)
 
 
 def smtpd_conf(pki, upstream_port, listeners, extra="", upstream_extra="xclient = false",
                tls_extra=""):
-    """A config with the test PKI's ECDSA+RSA pair, one upstream and the
-    given listener blocks (text)."""
-    return """hostname = "mx.test.example"
-log_target = "stderr"
-log_level = "debug"
-tls "default" {{
-  cert = {{ "{pki}/server-ecdsa.pem", "{pki}/server-rsa.pem" }}
-  key = {{ "{pki}/server-ecdsa.key", "{pki}/server-rsa.key" }}
-  {tls_extra}
-}}
-upstream "up" {{
-  address = "127.0.0.1:{up}"
-  {upstream_extra}
-}}
-{listeners}
-accept_domains = {{ "example.org", ".example.org" }}
-{extra}
-""".format(pki=pki, up=upstream_port, listeners=listeners, extra=extra,
-           upstream_extra=upstream_extra, tls_extra=tls_extra)
+    """An smtpd config: one upstream "up", accepting mail for example.org."""
+    extra = 'accept_domains = { "example.org", ".example.org" }\n' + extra
+    return _gateway_conf("mx.test.example", "up", pki, upstream_port, listeners, extra,
+                         upstream_extra, tls_extra)
 
 
 def imapd_conf(pki, upstream_port, listeners, extra="", upstream_extra="", tls_extra=""):
-    """An imapd config: the test PKI's ECDSA+RSA pair, one Dovecot upstream."""
-    return """hostname = "imap.test.example"
-log_target = "stderr"
-log_level = "debug"
-tls "default" {{
-  cert = {{ "{pki}/server-ecdsa.pem", "{pki}/server-rsa.pem" }}
-  key = {{ "{pki}/server-ecdsa.key", "{pki}/server-rsa.key" }}
-  {tls_extra}
-}}
-upstream "dovecot" {{
-  address = "127.0.0.1:{up}"
-  {upstream_extra}
-}}
-{listeners}
-{extra}
-""".format(pki=pki, up=upstream_port, listeners=listeners, extra=extra,
-           upstream_extra=upstream_extra, tls_extra=tls_extra)
+    """An imapd config: one Dovecot upstream "dovecot"."""
+    return _gateway_conf("imap.test.example", "dovecot", pki, upstream_port, listeners, extra,
+                         upstream_extra, tls_extra)
 
 
 def listener(name, port, mode, extra=""):
@@ -696,13 +691,4 @@ service imap-login {{
                 raise RuntimeError("dovecot did not listen on %d:\n%s" % (p, self.log()))
 
     def stop(self):
-        try:
-            with open(os.path.join(self.run, "master.pid")) as f:
-                pid = int(f.read().strip())
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.time() + 10
-            while time.time() < deadline:
-                os.kill(pid, 0)
-                time.sleep(0.1)
-        except (FileNotFoundError, ValueError, ProcessLookupError):
-            pass
+        stop_by_pidfile(os.path.join(self.run, "master.pid"))
