@@ -181,6 +181,21 @@ void addr_unmap_v4(struct mg_addr *a)
 	a->len = sizeof(in4);
 }
 
+void addr_map_v6(struct mg_addr *a)
+{
+	if (a->u.sa.sa_family != AF_INET)
+		return;
+	struct sockaddr_in6 in6;
+	memset(&in6, 0, sizeof(in6));
+	in6.sin6_family = AF_INET6;
+	in6.sin6_port = a->u.in4.sin_port;
+	in6.sin6_addr.s6_addr[10] = in6.sin6_addr.s6_addr[11] = 0xff;
+	memcpy(in6.sin6_addr.s6_addr + 12, &a->u.in4.sin_addr, 4);
+	memset(&a->u, 0, sizeof(a->u));
+	a->u.in6 = in6;
+	a->len = sizeof(in6);
+}
+
 int addr_is_loopback(const struct mg_addr *a)
 {
 	if (a->u.sa.sa_family == AF_INET)

@@ -1,5 +1,5 @@
 /* addr: socket address helpers, all pure: parse "IP:PORT" / "[IPv6]:PORT" /
- * "host:port", CIDR prefixes, loopback tests, IPv4-mapped normalisation and
+ * "host:port", CIDR prefixes, loopback tests, IPv4-mapped conversion and
  * formatting. A struct mg_addr is 32 bytes, cheap to keep per session. */
 #ifndef MG_ADDR_H
 #define MG_ADDR_H
@@ -41,6 +41,9 @@ int addr_cidr_match(const struct mg_cidr *c, const struct mg_addr *a);
 int addr_cidr_is_loopback(const struct mg_cidr *c);
 /* Turns ::ffff:a.b.c.d into a.b.c.d in place. */
 void addr_unmap_v4(struct mg_addr *a);
+/* The reverse: an IPv4 address becomes ::ffff:a.b.c.d in place; IPv6
+ * addresses are left alone. */
+void addr_map_v6(struct mg_addr *a);
 int addr_is_loopback(const struct mg_addr *a);
 uint16_t addr_port(const struct mg_addr *a);
 /* "192.0.2.1" / "2001:db8::1" */

@@ -106,18 +106,33 @@ enum pp_rc pp_parse(const unsigned char *buf, size_t len, struct pp_info *out, s
 	return PP_BAD;
 }
 
-size_t pp_build_v1(char *out, size_t sz, const struct mg_addr *src, const struct mg_addr *dst)
+/* A header carries one family: a client and a local address of different
+ * families are both sent as IPv6, the IPv4 one as ::ffff:a.b.c.d (what
+ * HAProxy does). Returns the family to send. */
+static int same_family(struct mg_addr *src, struct mg_addr *dst)
 {
+	int fam = src->u.sa.sa_family;
+	if (fam != dst->u.sa.sa_family) {
+		addr_map_v6(src);
+		addr_map_v6(dst);
+		fam = AF_INET6;
+	}
+	return fam;
+}
+
+size_t pp_build_v1(char *out, size_t sz, const struct mg_addr *src_in, const struct mg_addr *dst_in)
+{
+	struct mg_addr src = *src_in, dst = *dst_in;
+	int fam = same_family(&src, &dst);
 	char s[64], d[64];
 	int n;
-	if (src->u.sa.sa_family != dst->u.sa.sa_family)
+	if (fam != AF_INET && fam != AF_INET6)
 		n = snprintf(out, sz, "PROXY UNKNOWN\r\n");
 	else {
-		addr_ip_str(src, s, sizeof(s));
-		addr_ip_str(dst, d, sizeof(d));
-		n = snprintf(out, sz, "PROXY %s %s %s %u %u\r\n",
-			     src->u.sa.sa_family == AF_INET ? "TCP4" : "TCP6", s, d, addr_port(src),
-			     addr_port(dst));
+		addr_ip_str(&src, s, sizeof(s));
+		addr_ip_str(&dst, d, sizeof(d));
+		n = snprintf(out, sz, "PROXY %s %s %s %u %u\r\n", fam == AF_INET ? "TCP4" : "TCP6", s,
+			     d, addr_port(&src), addr_port(&dst));
 	}
 	return n > 0 && (size_t)n < sz ? (size_t)n : 0;
 }
@@ -155,30 +170,29 @@ static void tlv_str(struct w *w, unsigned char type, const char *s)
 		tlv(w, type, s, strlen(s));
 }
 
-size_t pp_build_v2(unsigned char *out, size_t sz, const struct mg_addr *src, const struct mg_addr *dst,
-		   const struct pp_tls *tls)
+size_t pp_build_v2(unsigned char *out, size_t sz, const struct mg_addr *src_in,
+		   const struct mg_addr *dst_in, const struct pp_tls *tls)
 {
+	struct mg_addr src = *src_in, dst = *dst_in;
+	int fam = same_family(&src, &dst);
 	struct w w = { out, sz, 0, 0 };
 	put(&w, v2sig, 12);
 	unsigned char vc = 0x21;	/* version 2, PROXY */
 	put(&w, &vc, 1);
-	int fam = src->u.sa.sa_family;
 	unsigned char fb = fam == AF_INET ? 0x11 : fam == AF_INET6 ? 0x21 : 0x00;
-	if (fam != dst->u.sa.sa_family)
-		fb = 0x00;
 	put(&w, &fb, 1);
 	size_t len_at = w.len;
 	put(&w, "\0\0", 2);
 	if (fb == 0x11) {
-		put(&w, &src->u.in4.sin_addr, 4);
-		put(&w, &dst->u.in4.sin_addr, 4);
-		put(&w, &src->u.in4.sin_port, 2);
-		put(&w, &dst->u.in4.sin_port, 2);
+		put(&w, &src.u.in4.sin_addr, 4);
+		put(&w, &dst.u.in4.sin_addr, 4);
+		put(&w, &src.u.in4.sin_port, 2);
+		put(&w, &dst.u.in4.sin_port, 2);
 	} else if (fb == 0x21) {
-		put(&w, &src->u.in6.sin6_addr, 16);
-		put(&w, &dst->u.in6.sin6_addr, 16);
-		put(&w, &src->u.in6.sin6_port, 2);
-		put(&w, &dst->u.in6.sin6_port, 2);
+		put(&w, &src.u.in6.sin6_addr, 16);
+		put(&w, &dst.u.in6.sin6_addr, 16);
+		put(&w, &src.u.in6.sin6_port, 2);
+		put(&w, &dst.u.in6.sin6_port, 2);
 	}
 	if (tls && tls->alpn)
 		tlv_str(&w, 0x01, tls->alpn);		/* PP2_TYPE_ALPN */

@@ -11,10 +11,22 @@ cd "$top/build-fuzz"
 [ -f Makefile ] || CC=clang "$top/configure" -q --enable-fuzzers --enable-werror
 targets="smtp_parse smtp_data smtp_reply conf_value imap_parser imap_resp proxyproto"
 for t in $targets; do make -s "tests/fuzz/fuzz_$t"; done
+failed=""
 for t in $targets; do
   work=$(mktemp -d)
   cp "$top/tests/fuzz/corpus/$t/"* "$work/"
   echo "== fuzz_$t for ${secs}s"
-  ./tests/fuzz/fuzz_$t -max_total_time="$secs" -max_len=4096 -print_final_stats=0 "$work" 2>&1 | tail -n 1
-  rm -rf "$work"
+  # No pipe here: the fuzzer's exit status is what fails the run.
+  if ./tests/fuzz/fuzz_$t -max_total_time="$secs" -max_len=4096 -print_final_stats=0 \
+       "$work" > "$work.log" 2>&1; then
+    tail -n 1 "$work.log"
+  else
+    cat "$work.log"
+    failed="$failed fuzz_$t"
+  fi
+  rm -rf "$work" "$work.log"
 done
+if [ -n "$failed" ]; then
+  echo "FAIL:$failed (reproducers: build-fuzz/crash-*)"
+  exit 1
+fi

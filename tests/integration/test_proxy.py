@@ -130,6 +130,29 @@ class ProxyOut(GatewayTest):
             self.assertEqual(code, 250, lines)
             pf.wait_log(r"client=localhost\[127\.0\.0\.11\]|client=unknown\[127\.0\.0\.11\]")
 
+    def test_ipv6_client_on_ipv4_socket_keeps_its_address(self):
+        """A header has one family: an IPv6 client declared by the load
+        balancer on an IPv4 local address is passed on as TCP6 with the
+        local address mapped, so Postfix still logs the IPv6 client."""
+        for version in ("v1", "v2"):
+            pf_port = free_port()
+            pf = self.postfix(pf_port, main_extra="smtpd_upstream_proxy_protocol = haproxy\n"
+                                                  "inet_protocols = all\n"
+                                                  "mynetworks = 127.0.0.0/8 [2001:db8::]/32")
+            p = free_port()
+            self.gateway(smtpd_conf(self.pki, pf_port,
+                                    listener("behind-lb", p, "none",
+                                             'proxy_protocol = true\n  trusted_proxies = "127.0.0.1"'),
+                                    upstream_extra='xclient = false\n  proxy_protocol = "%s"' % version),
+                         [p])
+            c = Smtp(p)
+            c.send(b"PROXY TCP6 2001:db8::44 ::ffff:127.0.0.1 5555 25\r\n")
+            self.assertEqual(c.reply()[0], 220)
+            c.expect("EHLO pp6.test", 250)
+            code, lines = send_message(c, message("proxy6 " + version))
+            self.assertEqual(code, 250, lines)
+            pf.wait_log(r"client=unknown\[2001:db8::44\]")
+
     def test_dovecot_behind_v2_with_tls_tlvs(self):
         dc_port = free_port()
         dc = self.dovecot(imap_port=dc_port, users={"alice": "secret"},

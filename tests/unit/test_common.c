@@ -75,7 +75,13 @@ static void test_addr(void)
 	CU_ASSERT_EQUAL(a.u.sa.sa_family, AF_INET);
 	addr_str(&a, s, sizeof(s));
 	CU_ASSERT_STRING_EQUAL(s, "192.0.2.7:25");
+	addr_map_v6(&a);	/* and back */
+	CU_ASSERT_EQUAL(a.u.sa.sa_family, AF_INET6);
+	CU_ASSERT_EQUAL(a.len, sizeof(struct sockaddr_in6));
+	addr_str(&a, s, sizeof(s));
+	CU_ASSERT_STRING_EQUAL(s, "[::ffff:192.0.2.7]:25");
 	CU_ASSERT_EQUAL(addr_from_literal("2001:db8::1", 587, &a), 0);
+	addr_map_v6(&a);	/* IPv6 stays as it is */
 	addr_str(&a, s, sizeof(s));
 	CU_ASSERT_STRING_EQUAL(s, "[2001:db8::1]:587");
 	CU_ASSERT_EQUAL(addr_from_literal("mx.example.org", 25, &a), -1);

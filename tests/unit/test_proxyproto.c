@@ -140,12 +140,45 @@ static void test_build(void)
 	CU_ASSERT_STRING_EQUAL(pp_openssl_version("TLS1.2"), "TLSv1.2");
 }
 
+/* A header has one family: an IPv6 client on an IPv4 socket (PROXY in from
+ * an IPv6 load balancer) is sent as TCP6 with the local address mapped, not
+ * as UNSPEC/UNKNOWN, which would lose the client's address. */
+static void test_build_mixed(void)
+{
+	struct mg_addr src, dst;
+	char v1[120];
+	unsigned char v2[600];
+	struct pp_info in;
+	size_t used;
+	addr_from_literal("2001:db8::7", 51234, &src);
+	addr_from_literal("198.51.100.1", 465, &dst);
+	size_t n = pp_build_v1(v1, sizeof(v1), &src, &dst);
+	CU_ASSERT_STRING_EQUAL(v1, "PROXY TCP6 2001:db8::7 ::ffff:198.51.100.1 51234 465\r\n");
+	CU_ASSERT_EQUAL(pp_parse((unsigned char *)v1, n, &in, &used), PP_OK);
+	CU_ASSERT(!in.local);
+	check_ip(&in.src, "2001:db8::7", 51234);
+	check_ip(&in.dst, "198.51.100.1", 465);
+	n = pp_build_v2(v2, sizeof(v2), &src, &dst, NULL);
+	CU_ASSERT_EQUAL(n, 16 + 36);
+	CU_ASSERT_EQUAL(v2[13], 0x21);
+	CU_ASSERT_EQUAL(pp_parse(v2, n, &in, &used), PP_OK);
+	CU_ASSERT(!in.local);
+	check_ip(&in.src, "2001:db8::7", 51234);
+	check_ip(&in.dst, "198.51.100.1", 465);
+	/* The other way round: IPv4 client, IPv6 local address. */
+	n = pp_build_v2(v2, sizeof(v2), &dst, &src, NULL);
+	CU_ASSERT_EQUAL(pp_parse(v2, n, &in, &used), PP_OK);
+	check_ip(&in.src, "198.51.100.1", 465);
+	check_ip(&in.dst, "2001:db8::7", 51234);
+}
+
 void register_tests(void)
 {
 	CU_pSuite s = CU_add_suite("proxyproto", NULL, NULL);
 	CU_ADD(s, test_v1);
 	CU_ADD(s, test_v2_parse);
 	CU_ADD(s, test_build);
+	CU_ADD(s, test_build_mixed);
 }
 
 CU_MAIN
