@@ -710,7 +710,7 @@ static void conv_smtpd(cfg_t *cfg, struct conf *c)
 		c->max_recipients = 100;
 	}
 	c->max_recipients = c->max_recipients > 1000000 ? 1000000 : c->max_recipients;
-	c->max_line = get_int(cfg, "max_line", 512, 65536);
+	c->max_line = get_int(cfg, "max_line", CONF_MAX_LINE_MIN, CONF_MAX_LINE_LIMIT);
 	c->received_header = cfg_getbool(cfg, "received_header");
 	c->reverse_dns = cfg_getbool(cfg, "reverse_dns");
 	c->timeout_command = get_int(cfg, "timeout_command", 1, 86400);

@@ -18,6 +18,10 @@ enum client_cert_mode { CLIENT_CERT_UNSET = -1, CLIENT_CERT_NONE, CLIENT_CERT_OP
 enum proxy_out { PROXY_OUT_OFF, PROXY_OUT_V1, PROXY_OUT_V2 };
 enum ext_identity { EXT_ID_EMAIL, EXT_ID_DNS, EXT_ID_CN };
 
+/* Range of max_line (smtpd): RFC 5321 §4.5.3.1.4's 512 up to 64 KiB. */
+#define CONF_MAX_LINE_MIN 512
+#define CONF_MAX_LINE_LIMIT 65536
+
 struct conf_where {
 	const char *file;	/* as given on the command line or in include() */
 	int line;
@@ -144,7 +148,7 @@ struct conf {
 	struct strlist accept_domains;	/* lower-case A-labels; ".x" kept as is */
 	uint64_t max_message_size;
 	int max_recipients;
-	int max_line;
+	int max_line;		/* CONF_MAX_LINE_MIN..CONF_MAX_LINE_LIMIT */
 	int max_errors;		/* both daemons */
 	bool received_header;
 	bool reverse_dns;

@@ -443,6 +443,13 @@ static void conn_io(struct conn *c)
 	bool kicked = c->kicked;
 	c->kicked = 0;
 	if (c->handshaking && !c->failed) {
+		/* An owner closing during the handshake has nothing left to
+		 * say: it learns at once, the handshake is abandoned. */
+		if (c->want_drained && !c->out.len) {
+			c->want_drained = 0;
+			c->cb(c, CONN_EV_DRAINED, c->arg);
+			return;
+		}
 		handshake_step(c);
 		return;
 	}
@@ -556,39 +563,6 @@ void conn_uncork(struct conn *c)
 	conn_arm(c);
 }
 
-void conn_printf(struct conn *c, const char *fmt, ...)
-{
-	char tmp[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n >= sizeof(tmp)) {
-		char *big = xmalloc((size_t)n + 1);
-		va_start(ap, fmt);
-		vsnprintf(big, (size_t)n + 1, fmt, ap);
-		va_end(ap);
-		conn_write(c, big, (size_t)n);
-		free(big);
-		return;
-	}
-	conn_write(c, tmp, (size_t)n);
-}
-
-void conn_vline(struct conn *c, const char *fmt, va_list ap)
-{
-	char line[2048 + 2];
-	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof(line) - 3)
-		n = (int)sizeof(line) - 3;
-	memcpy(line + n, "\r\n", 2);
-	conn_write(c, line, (size_t)n + 2);
-}
-
 size_t conn_out_len(const struct conn *c)
 {
 	return c->out.len;
@@ -598,6 +572,8 @@ void conn_notify_drained(struct conn *c)
 {
 	c->want_drained = 1;
 	conn_arm(c);
+	if (c->handshaking && !c->out.len)
+		ev_feed_event(loop, &c->wio, EV_WRITE);	/* see conn_io */
 }
 
 void conn_start_tls(struct conn *c, struct tls_session *s)

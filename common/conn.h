@@ -11,7 +11,6 @@
 #ifndef MG_CONN_H
 #define MG_CONN_H
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,17 +57,18 @@ size_t conn_in_line_end(const struct conn *c);
  * (the owner left complete input queued and wants to come back to it). */
 void conn_kick(struct conn *c);
 
+/* Queues (or sends at once) n bytes. Lines are built by the protocol with
+ * the bounded builder (strbuf.h); conn only moves bytes. */
 void conn_write(struct conn *c, const void *p, size_t n);
-void conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* One protocol line: fmt expanded (at most 2 KiB) plus CRLF, one write. */
-void conn_vline(struct conn *c, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 size_t conn_out_len(const struct conn *c);
 /* While corked, conn_write only queues; uncorking sends the batch (one
  * write / TLS record for a burst of pipelined replies). */
 void conn_cork(struct conn *c);
 void conn_uncork(struct conn *c);
 /* Ask for one CONN_EV_DRAINED once the output queue is empty (possibly
- * right away, but always from the loop). */
+ * right away, but always from the loop). During a TLS handshake with
+ * nothing queued it comes at once and the handshake goes no further: an
+ * owner that closes mid-handshake is told it may free the conn. */
 void conn_notify_drained(struct conn *c);
 
 /* Starts a TLS handshake on the conn, taking ownership of s. The input

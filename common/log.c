@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
@@ -205,27 +206,26 @@ size_t log_escape_json(char *out, size_t outsz, const void *in, size_t inlen)
 	return o;
 }
 
+/* Room kept at the end of every line for "}" or " truncated=yes". */
+#define KV_RESERVE 16
+
 static void kv_append(struct logkv *kv, const char *s, size_t n)
 {
-	if (kv->len + n + 2 >= sizeof(kv->buf)) {
-		kv->overflow = 1;
-		return;
-	}
-	memcpy(kv->buf + kv->len, s, n);
-	kv->len += n;
-	kv->buf[kv->len] = '\0';
+	if (n > sb_room(&kv->b) || sb_room(&kv->b) - n < KV_RESERVE)
+		sb_fail(&kv->b);
+	sb_add(&kv->b, s, n);
 }
 
 static void kv_key(struct logkv *kv, const char *key)
 {
 	if (kv->json) {
-		if (kv->len > 1)
+		if (sb_len(&kv->b) > 1)
 			kv_append(kv, ",", 1);
 		kv_append(kv, "\"", 1);
 		kv_append(kv, key, strlen(key));
 		kv_append(kv, "\":", 2);
 	} else {
-		if (kv->len)
+		if (sb_len(&kv->b))
 			kv_append(kv, " ", 1);
 		kv_append(kv, key, strlen(key));
 		kv_append(kv, "=", 1);
@@ -234,9 +234,7 @@ static void kv_key(struct logkv *kv, const char *key)
 
 void logkv_begin(struct logkv *kv, const char *event, int show_event)
 {
-	kv->len = 0;
-	kv->overflow = 0;
-	kv->buf[0] = '\0';
+	sb_init(&kv->b, kv->buf, sizeof(kv->buf));
 	kv->json = log_fmt == LOG_FORMAT_JSON;
 	if (kv->json) {
 		kv_append(kv, "{", 1);
@@ -246,9 +244,13 @@ void logkv_begin(struct logkv *kv, const char *event, int show_event)
 	}
 }
 
+/* A pair is added whole or not at all. */
 void logkv_mem(struct logkv *kv, const char *key, const void *val, size_t len)
 {
 	char esc[LOG_VALUE_MAX * 6 + 8];
+	size_t keep = sb_len(&kv->b);
+	if (!sb_ok(&kv->b))
+		return;
 	kv_key(kv, key);
 	if (kv->json) {
 		kv_append(kv, "\"", 1);
@@ -256,6 +258,10 @@ void logkv_mem(struct logkv *kv, const char *key, const void *val, size_t len)
 		kv_append(kv, "\"", 1);
 	} else {
 		kv_append(kv, esc, log_escape_value(esc, sizeof(esc), val, len));
+	}
+	if (!sb_ok(&kv->b)) {
+		sb_truncate(&kv->b, keep);
+		sb_fail(&kv->b);	/* later pairs are dropped too, in order */
 	}
 }
 
@@ -270,21 +276,33 @@ void logkv_raw(struct logkv *kv, const char *key, const char *val)
 	logkv_str(kv, key, val);
 }
 
+/* A number, bare in both formats (a JSON number). */
 void logkv_u64(struct logkv *kv, const char *key, uint64_t v)
 {
 	char num[24];
-	int n = snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
+	struct strbuf b;
+	size_t keep = sb_len(&kv->b);
+	if (!sb_ok(&kv->b))
+		return;
+	sb_init(&b, num, sizeof(num));
+	sb_addu(&b, v);
 	kv_key(kv, key);
-	kv_append(kv, num, (size_t)n);
+	kv_append(kv, num, sb_len(&b));
+	if (!sb_ok(&kv->b)) {
+		sb_truncate(&kv->b, keep);
+		sb_fail(&kv->b);
+	}
 }
 
 void logkv_end(struct logkv *kv, enum log_level level)
 {
 	if (!log_enabled(level))
 		return;
-	if (kv->json) {	/* kv_append always leaves room for this */
-		kv->buf[kv->len++] = '}';
-		kv->buf[kv->len] = '\0';
-	}
-	emit(level, kv->buf);
+	bool truncated = !sb_ok(&kv->b);
+	sb_truncate(&kv->b, sb_len(&kv->b));	/* the reserve is ours now */
+	if (truncated)
+		sb_adds(&kv->b, kv->json ? ",\"truncated\":\"yes\"" : " truncated=yes");
+	if (kv->json)
+		sb_addc(&kv->b, '}');
+	emit(level, sb_str(&kv->b));
 }

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "strbuf.h"
+
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_NOTICE, LOG_LVL_INFO, LOG_LVL_DEBUG };
 enum log_target { LOG_TARGET_SYSLOG, LOG_TARGET_STDERR };
 enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
@@ -25,12 +27,15 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
 #define log_debug(...) do { if (log_enabled(LOG_LVL_DEBUG)) log_msg(LOG_LVL_DEBUG, __VA_ARGS__); } while (0)
 
-/* One structured line. Text: "[event ]k=v k=v"; JSON: {"event":..,"k":"v"}. */
+#define LOG_LINE_MAX 3072
+
+/* One structured line. Text: "[event ]k=v k=v"; JSON: {"event":..,"k":"v"}.
+ * Built with the bounded builder: a pair that does not fit is left out
+ * whole (the line then ends in "truncated=yes"). */
 struct logkv {
-	char buf[3072];
-	size_t len;
+	char buf[LOG_LINE_MAX];
+	struct strbuf b;
 	int json;
-	int overflow;
 };
 
 /* show_event: whether the event word starts the text line (JSON always has it). */

@@ -1,6 +1,7 @@
 /* process: see process.h. The readiness pipe carries one status byte and
  * an optional message that the parent prints before exiting 1. */
 #include "process.h"
+#include "strbuf.h"
 #include "xmem.h"
 
 #include <errno.h>
@@ -91,8 +92,11 @@ int process_write_pidfile(const char *path, char *err, size_t errsz)
 		return -1;
 	}
 	char line[32];
-	int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
-	if (write(fd, line, (size_t)n) != n) {
+	struct strbuf b;
+	sb_init(&b, line, sizeof(line));
+	sb_addu(&b, (unsigned long long)getpid());
+	sb_addc(&b, '\n');
+	if (write(fd, sb_str(&b), sb_len(&b)) != (ssize_t)sb_len(&b)) {
 		snprintf(err, errsz, "pidfile '%s': %s", path, strerror(errno));
 		close(fd);
 		return -1;

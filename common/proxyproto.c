@@ -3,6 +3,7 @@
  * and command, family, a 16-bit length, addresses, then TLVs (ignored on
  * input). */
 #include "proxyproto.h"
+#include "strbuf.h"
 
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -124,50 +125,68 @@ size_t pp_build_v1(char *out, size_t sz, const struct mg_addr *src_in, const str
 {
 	struct mg_addr src = *src_in, dst = *dst_in;
 	int fam = same_family(&src, &dst);
-	char s[64], d[64];
-	int n;
-	if (fam != AF_INET && fam != AF_INET6)
-		n = snprintf(out, sz, "PROXY UNKNOWN\r\n");
-	else {
-		addr_ip_str(&src, s, sizeof(s));
-		addr_ip_str(&dst, d, sizeof(d));
-		n = snprintf(out, sz, "PROXY %s %s %s %u %u\r\n", fam == AF_INET ? "TCP4" : "TCP6", s,
-			     d, addr_port(&src), addr_port(&dst));
+	char ip[64];
+	struct strbuf b;
+	sb_init(&b, out, sz);
+	if (fam != AF_INET && fam != AF_INET6) {
+		sb_adds(&b, "PROXY UNKNOWN\r\n");
+	} else {
+		sb_adds(&b, fam == AF_INET ? "PROXY TCP4 " : "PROXY TCP6 ");
+		addr_ip_str(&src, ip, sizeof(ip));
+		sb_adds(&b, ip);
+		sb_addc(&b, ' ');
+		addr_ip_str(&dst, ip, sizeof(ip));
+		sb_adds(&b, ip);
+		sb_addc(&b, ' ');
+		sb_addu(&b, addr_port(&src));
+		sb_addc(&b, ' ');
+		sb_addu(&b, addr_port(&dst));
+		sb_add(&b, "\r\n", 2);
 	}
-	return n > 0 && (size_t)n < sz ? (size_t)n : 0;
+	return sb_ok(&b) ? sb_len(&b) : 0;
 }
 
-struct w {
-	unsigned char *p;
-	size_t sz, len;
-	int overflow;
-};
-
-static void put(struct w *w, const void *p, size_t n)
-{
-	if (w->len + n > w->sz) {
-		w->overflow = 1;
-		return;
-	}
-	memcpy(w->p + w->len, p, n);
-	w->len += n;
-}
-
-static void tlv(struct w *w, unsigned char type, const void *v, size_t n)
+static void tlv(struct strbuf *w, unsigned char type, const void *v, size_t n)
 {
 	unsigned char h[3] = { type, (unsigned char)(n >> 8), (unsigned char)n };
 	if (n > 0xffff) {
-		w->overflow = 1;
+		sb_fail(w);
 		return;
 	}
-	put(w, h, 3);
-	put(w, v, n);
+	sb_add(w, h, 3);
+	sb_add(w, v, n);
 }
 
-static void tlv_str(struct w *w, unsigned char type, const char *s)
+static void tlv_str(struct strbuf *w, unsigned char type, const char *s)
 {
 	if (s && *s)
 		tlv(w, type, s, strlen(s));
+}
+
+/* PP2_TYPE_SSL's value: client flags, verify, then its sub-TLVs. */
+static void ssl_tlv(struct strbuf *w, const struct pp_tls *tls)
+{
+	char ssl[PP_V2_MAX];
+	struct strbuf s;
+	unsigned char client = 0x01;		/* PP2_CLIENT_SSL */
+	if (tls->cert)
+		client |= 0x02 | 0x04;		/* CERT_CONN | CERT_SESS */
+	uint32_t verify = htonl(tls->cert && !tls->verified ? 1 : 0);
+	sb_init(&s, ssl, sizeof(ssl));
+	sb_add(&s, &client, 1);
+	sb_add(&s, &verify, 4);
+	tlv_str(&s, 0x21, tls->version);	/* PP2_SUBTYPE_SSL_VERSION */
+	if (tls->cert && tls->verified)
+		tlv_str(&s, 0x22, tls->cn);	/* PP2_SUBTYPE_SSL_CN */
+	tlv_str(&s, 0x23, tls->cipher);		/* PP2_SUBTYPE_SSL_CIPHER */
+	if (tls->cert) {
+		tlv_str(&s, 0x24, tls->sig_alg);	/* PP2_SUBTYPE_SSL_SIG_ALG */
+		tlv_str(&s, 0x25, tls->key_alg);	/* PP2_SUBTYPE_SSL_KEY_ALG */
+	}
+	if (!sb_ok(&s))
+		sb_fail(w);
+	else
+		tlv(w, 0x20, ssl, sb_len(&s));	/* PP2_TYPE_SSL */
 }
 
 size_t pp_build_v2(unsigned char *out, size_t sz, const struct mg_addr *src_in,
@@ -175,56 +194,38 @@ size_t pp_build_v2(unsigned char *out, size_t sz, const struct mg_addr *src_in,
 {
 	struct mg_addr src = *src_in, dst = *dst_in;
 	int fam = same_family(&src, &dst);
-	struct w w = { out, sz, 0, 0 };
-	put(&w, v2sig, 12);
+	struct strbuf w;
+	sb_init(&w, (char *)out, sz);
+	sb_add(&w, v2sig, 12);
 	unsigned char vc = 0x21;	/* version 2, PROXY */
-	put(&w, &vc, 1);
+	sb_add(&w, &vc, 1);
 	unsigned char fb = fam == AF_INET ? 0x11 : fam == AF_INET6 ? 0x21 : 0x00;
-	put(&w, &fb, 1);
-	size_t len_at = w.len;
-	put(&w, "\0\0", 2);
+	sb_add(&w, &fb, 1);
+	size_t len_at = sb_len(&w);
+	sb_add(&w, "\0\0", 2);
 	if (fb == 0x11) {
-		put(&w, &src.u.in4.sin_addr, 4);
-		put(&w, &dst.u.in4.sin_addr, 4);
-		put(&w, &src.u.in4.sin_port, 2);
-		put(&w, &dst.u.in4.sin_port, 2);
+		sb_add(&w, &src.u.in4.sin_addr, 4);
+		sb_add(&w, &dst.u.in4.sin_addr, 4);
+		sb_add(&w, &src.u.in4.sin_port, 2);
+		sb_add(&w, &dst.u.in4.sin_port, 2);
 	} else if (fb == 0x21) {
-		put(&w, &src.u.in6.sin6_addr, 16);
-		put(&w, &dst.u.in6.sin6_addr, 16);
-		put(&w, &src.u.in6.sin6_port, 2);
-		put(&w, &dst.u.in6.sin6_port, 2);
+		sb_add(&w, &src.u.in6.sin6_addr, 16);
+		sb_add(&w, &dst.u.in6.sin6_addr, 16);
+		sb_add(&w, &src.u.in6.sin6_port, 2);
+		sb_add(&w, &dst.u.in6.sin6_port, 2);
 	}
 	if (tls && tls->alpn)
 		tlv_str(&w, 0x01, tls->alpn);		/* PP2_TYPE_ALPN */
 	if (tls && tls->sni)
 		tlv_str(&w, 0x02, tls->sni);		/* PP2_TYPE_AUTHORITY */
-	if (tls && tls->tls) {
-		unsigned char ssl[1024];
-		struct w s = { ssl, sizeof(ssl), 0, 0 };
-		unsigned char client = 0x01;		/* PP2_CLIENT_SSL */
-		if (tls->cert)
-			client |= 0x02 | 0x04;		/* CERT_CONN | CERT_SESS */
-		uint32_t verify = htonl(tls->cert && !tls->verified ? 1 : 0);
-		put(&s, &client, 1);
-		put(&s, &verify, 4);
-		tlv_str(&s, 0x21, tls->version);	/* PP2_SUBTYPE_SSL_VERSION */
-		if (tls->cert && tls->verified)
-			tlv_str(&s, 0x22, tls->cn);	/* PP2_SUBTYPE_SSL_CN */
-		tlv_str(&s, 0x23, tls->cipher);		/* PP2_SUBTYPE_SSL_CIPHER */
-		if (tls->cert) {
-			tlv_str(&s, 0x24, tls->sig_alg);	/* PP2_SUBTYPE_SSL_SIG_ALG */
-			tlv_str(&s, 0x25, tls->key_alg);	/* PP2_SUBTYPE_SSL_KEY_ALG */
-		}
-		if (s.overflow)
-			return 0;
-		tlv(&w, 0x20, ssl, s.len);		/* PP2_TYPE_SSL */
-	}
-	if (w.overflow)
+	if (tls && tls->tls)
+		ssl_tlv(&w, tls);
+	if (!sb_ok(&w) || sb_len(&w) - 16 > 0xffff)
 		return 0;
-	size_t plen = w.len - 16;
+	size_t plen = sb_len(&w) - 16;
 	out[len_at] = (unsigned char)(plen >> 8);
 	out[len_at + 1] = (unsigned char)plen;
-	return w.len;
+	return sb_len(&w);
 }
 
 const char *pp_openssl_version(const char *v)

@@ -39,7 +39,10 @@ struct pp_tls {
 	const char *alpn;	/* PP2_TYPE_ALPN */
 };
 
-/* Returns the header length written, or 0 if it does not fit. */
+/* Returns the header length written, or 0 if it does not fit; out needs
+ * one byte beyond the header (the builder keeps it NUL-terminated).
+ * PP_V2_MAX always fits what a session can declare (SNI and ALPN are at
+ * most 255 octets, the CN is capped by the TLS module). */
 size_t pp_build_v1(char *out, size_t sz, const struct mg_addr *src, const struct mg_addr *dst);
 size_t pp_build_v2(unsigned char *out, size_t sz, const struct mg_addr *src, const struct mg_addr *dst,
 		   const struct pp_tls *tls);

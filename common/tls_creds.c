@@ -138,6 +138,24 @@ static int load_ticket_master(const char *path, unsigned char out[64])
 	return n == 64 && more == 0 ? 0 : -1;
 }
 
+/* Each section derives its own key, so one section's tickets are never
+ * accepted by another (DESIGN.md §3): HMAC-SHA512(master, the label
+ * 'mailgate ticket key for tls "NAME"'), fed in pieces, so a name of any
+ * length is hashed whole. */
+static void derive_ticket_key(const unsigned char master[64], const char *name, unsigned char out[64])
+{
+	static const char pre[] = "mailgate ticket key for tls \"";
+	gnutls_hmac_hd_t h;
+	if (gnutls_hmac_init(&h, GNUTLS_MAC_SHA512, master, 64) < 0) {
+		gnutls_rnd(GNUTLS_RND_KEY, out, 64);	/* tickets then just fail to resume */
+		return;
+	}
+	gnutls_hmac(h, pre, sizeof(pre) - 1);
+	gnutls_hmac(h, name, strlen(name));
+	gnutls_hmac(h, "\"", 1);
+	gnutls_hmac_deinit(h, out);
+}
+
 struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
 {
 	int errors = d->errors;
@@ -190,14 +208,9 @@ struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
 		tls_ticket_master_init();
 		memcpy(master, ticket_master, sizeof(master));
 	}
-	/* Each section derives its own key, so one section's tickets are
-	 * never accepted by another (DESIGN.md §3). */
-	char label[300];
-	int ll = snprintf(label, sizeof(label), "mailgate ticket key for tls \"%s\"", t->name);
 	srv->ticket_key.data = gnutls_malloc(64);
 	srv->ticket_key.size = 64;
-	gnutls_hmac_fast(GNUTLS_MAC_SHA512, master, sizeof(master), label, (size_t)ll,
-			 srv->ticket_key.data);
+	derive_ticket_key(master, t->name, srv->ticket_key.data);
 	gnutls_memset(master, 0, sizeof(master));
 	srv->alpn_strict = t->alpn;
 	srv->alpn = copy_alpn(&t->alpn_ids, &srv->nalpn);

@@ -7,6 +7,8 @@
 #include "imap_server.h"
 #include "log.h"
 #include "peer.h"
+#include "proxyproto.h"
+#include "strbuf.h"
 #include "xmem.h"
 
 #include <stdio.h>
@@ -19,15 +21,16 @@ static bool external_offered(const struct imap_session *is)
 	return imap_secure(is) && is->ext == EXT_MAP_OK && imap_conf(is)->master_user[0];
 }
 
-void imap_capability_line(const struct imap_session *is, char *out, size_t outsz)
+void imap_capability_line(const struct imap_session *is, struct strbuf *out)
 {
-	if (imap_secure(is))
-		snprintf(out, outsz, "IMAP4rev1 SASL-IR ID LITERAL+ AUTH=PLAIN%s",
-			 external_offered(is) ? " AUTH=EXTERNAL" : "");
-	else if (is->s.listener->tls_mode == TLS_MODE_STARTTLS)
-		snprintf(out, outsz, "IMAP4rev1 SASL-IR ID LITERAL+ STARTTLS LOGINDISABLED");
-	else
-		snprintf(out, outsz, "IMAP4rev1 SASL-IR ID LITERAL+");
+	sb_adds(out, "IMAP4rev1 SASL-IR ID LITERAL+");
+	if (imap_secure(is)) {
+		sb_adds(out, " AUTH=PLAIN");
+		if (external_offered(is))
+			sb_adds(out, " AUTH=EXTERNAL");
+	} else if (is->s.listener->tls_mode == TLS_MODE_STARTTLS) {
+		sb_adds(out, " STARTTLS LOGINDISABLED");
+	}
 }
 
 bool imap_cmd_needs_privacy(const struct imap_session *is, const char *name)
@@ -59,7 +62,8 @@ static void login_done(void *owner, enum login_event ev, const char *data, size_
 		conn_uncork(c);
 		return;
 	case LOGIN_OK:
-		conn_printf(c, "%s ", is->tag);
+		conn_write(c, is->tag, strlen(is->tag));
+		conn_write(c, " ", 1);
 		conn_write(c, data, len);	/* the upstream's code and text */
 		is->up = imap_login_take_conn(is->login);
 		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
@@ -71,7 +75,8 @@ static void login_done(void *owner, enum login_event ev, const char *data, size_
 		conn_uncork(c);
 		return;
 	case LOGIN_NO:
-		conn_printf(c, "%s ", is->tag);
+		conn_write(c, is->tag, strlen(is->tag));
+		conn_write(c, " ", 1);
 		conn_write(c, data, len);
 		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
 		imap_login_free(&is->login);	/* a retry reconnects */
@@ -119,9 +124,18 @@ static void start_login(struct imap_session *is, const char *tag, const char *me
 	p.client = &is->s.client;
 	p.local = &is->s.local;
 	p.cred = is->cred;
-	unsigned char pp[1200];
+	unsigned char pp[PP_V2_MAX];
 	p.pp_len = session_proxy_header(&is->s, p.cu->proxy_protocol, pp, sizeof(pp));
 	p.pp = pp;
+	if (p.cu->proxy_protocol != PROXY_OUT_OFF && !p.pp_len) {
+		/* Without its header the upstream would take the gateway for
+		 * the client: fail closed (sized to fit, so cannot happen). */
+		log_error("session %s: the PROXY header does not fit", is->s.id);
+		memset(is->cred, 0, sizeof(*is->cred));
+		XFREE(is->cred);
+		imap_reply(is, "%s NO [UNAVAILABLE] Upstream server unavailable, try again later", is->tag);
+		return;
+	}
 	imap_enter(is, IS_LOGIN);
 	is->login = imap_login_start(&p, login_done, is);
 }
@@ -292,9 +306,11 @@ static void cmd_starttls(struct imap_session *is, const struct imap_cmd *cmd)
 void imap_cmd_dispatch(struct imap_session *is, const struct imap_cmd *cmd)
 {
 	const char *n = cmd->name;
-	char caps[512];
+	char caps[IMAP_CAPS_MAX];
+	struct strbuf b;
 	if (!strcmp(n, "CAPABILITY") && cmd->nargs == 0) {
-		imap_capability_line(is, caps, sizeof(caps));
+		sb_init(&b, caps, sizeof(caps));
+		imap_capability_line(is, &b);
 		imap_reply(is, "* CAPABILITY %s", caps);
 		imap_reply(is, "%s OK Capability completed", cmd->tag);
 	} else if (!strcmp(n, "NOOP") && cmd->nargs == 0) {

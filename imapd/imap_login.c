@@ -8,6 +8,8 @@
 #include "imap_resp.h"
 #include "imap_server.h"
 #include "log.h"
+#include "proxyproto.h"
+#include "strbuf.h"
 #include "tls.h"
 #include "upstream.h"
 #include "xmem.h"
@@ -56,7 +58,7 @@ struct imap_login {
 	char caps[1024];	/* last capability list seen */
 	int have_caps;
 	char client_ip[64], local_ip[64];
-	unsigned char pp[1200];
+	unsigned char pp[PP_V2_MAX];
 };
 
 static void enter(struct imap_login *l, enum login_state st)
@@ -65,17 +67,32 @@ static void enter(struct imap_login *l, enum login_state st)
 	l->st = st;
 }
 
+/* Our command: "M<n> " + fmt, built whole (IMAP_LOGIN_CMD_MAX is sized
+ * for the longest we send, ID with two addresses and a session id). */
 static void send_cmd(struct imap_login *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void send_cmd(struct imap_login *l, const char *fmt, ...)
 {
-	char line[2048];
+	char line[IMAP_LOGIN_CMD_MAX];
+	struct strbuf b;
 	va_list ap;
-	snprintf(l->tag, sizeof(l->tag), "M%u", ++l->tagno);
-	int n = snprintf(line, sizeof(line), "%s ", l->tag);
+	sb_init(&b, l->tag, sizeof(l->tag));
+	sb_addc(&b, 'M');
+	sb_addu(&b, ++l->tagno);
+	sb_init(&b, line, sizeof(line));
+	sb_adds(&b, l->tag);
+	sb_addc(&b, ' ');
 	va_start(ap, fmt);
-	n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	sb_vaddf(&b, fmt, ap);
 	va_end(ap);
-	conn_write(l->conn, line, (size_t)n);
+	if (!sb_ok(&b)) {	/* cannot happen: sized for every command */
+		log_error("imap upstream %s: a command did not fit in %zu octets", l->p.cu->name,
+			  sizeof(line));
+		sb_init(&b, line, sizeof(line));
+		sb_adds(&b, l->tag);
+		sb_adds(&b, " LOGOUT\r\n");	/* its answer fails the login cleanly */
+	}
+	conn_write(l->conn, sb_str(&b), sb_len(&b));
+	explicit_bzero(line, sb_len(&b));	/* it may hold the PLAIN blob */
 	conn_set_timeout(l->conn, l->p.cu->timeout_reply);
 }
 
@@ -154,9 +171,9 @@ static void send_login(struct imap_login *l)
 		return;
 	}
 	if (c->authzid[0]) {
+		static const char no[] = "NO [AUTHENTICATIONFAILED] Upstream cannot log in as another user\r\n";
 		enter(l, LS_DONE);
-		l->cb(l->owner, LOGIN_NO, "NO [AUTHENTICATIONFAILED] Upstream cannot log in as another user",
-		      62, NULL);
+		l->cb(l->owner, LOGIN_NO, no, sizeof(no) - 1, NULL);
 		return;
 	}
 	/* LOGIN with synchronising literals: the values go as data. */
@@ -257,7 +274,8 @@ static void on_response(struct imap_login *l, const char *resp, size_t len)
 		return;
 	}
 	if (r.continuation) {
-		char line[1100];
+		char line[sizeof(l->cred.authcid) + 32];
+		struct strbuf b;
 		switch (l->st) {
 		case LS_AUTH_CONT: {
 			char *b64 = plain_blob(&l->cred);
@@ -268,13 +286,17 @@ static void on_response(struct imap_login *l, const char *resp, size_t len)
 			enter(l, LS_AUTH);
 			return;
 		}
-		case LS_LOGIN_LIT1: {
-			int n = snprintf(line, sizeof(line), "%s {%zu}\r\n", l->cred.authcid,
-					 strlen(l->cred.passwd));
-			conn_write(l->conn, line, (size_t)n);
+		case LS_LOGIN_LIT1:
+			/* The user name's literal data, then the password's
+			 * announcement (sized: authcid < 256 octets). */
+			sb_init(&b, line, sizeof(line));
+			sb_adds(&b, l->cred.authcid);
+			sb_adds(&b, " {");
+			sb_addu(&b, strlen(l->cred.passwd));
+			sb_adds(&b, "}\r\n");
+			conn_write(l->conn, sb_str(&b), sb_len(&b));
 			enter(l, LS_LOGIN_LIT2);
 			return;
-		}
 		case LS_LOGIN_LIT2:
 			conn_write(l->conn, l->cred.passwd, strlen(l->cred.passwd));
 			conn_write(l->conn, "\r\n", 2);
@@ -404,9 +426,7 @@ struct imap_login *imap_login_start(const struct login_params *p, login_cb cb, v
 	l->p = *p;
 	l->cred = *p->cred;
 	l->p.cred = &l->cred;
-	if (p->pp_len > sizeof(l->pp))
-		l->p.pp_len = 0;
-	else if (p->pp_len)
+	if (p->pp_len)	/* <= PP_V2_MAX: built into a buffer of that size */
 		memcpy(l->pp, p->pp, p->pp_len);
 	l->p.pp = l->pp;
 	l->cb = cb;

@@ -16,6 +16,10 @@
 #include "conf.h"
 #include "imap_parser.h"
 
+/* Our longest command: ID with two addresses, two ports and a session
+ * id, or AUTHENTICATE PLAIN with the base64 of a struct sasl_plain. */
+#define IMAP_LOGIN_CMD_MAX (128 + 4 * (sizeof(struct sasl_plain) / 3 + 1))
+
 struct imap_server;
 struct imap_login;
 struct conn;

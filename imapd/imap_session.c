@@ -12,6 +12,7 @@
 #include "log.h"
 #include "peer.h"
 #include "server.h"
+#include "strbuf.h"
 #include "timer.h"
 #include "tls.h"
 #include "xmem.h"
@@ -45,12 +46,24 @@ bool imap_secure(const struct imap_session *is)
 	return conn_tls_ready(is->s.conn) || is->s.listener->tls_mode == TLS_MODE_NONE;
 }
 
+/* Every line the gateway writes to an IMAP client is built here, whole
+ * or not at all (sized for the longest we build: a tag and a text). */
 void imap_reply(struct imap_session *is, const char *fmt, ...)
 {
+	char line[IMAP_REPLY_LINE_MAX];
+	struct strbuf b;
 	va_list ap;
+	sb_init(&b, line, sizeof(line));
 	va_start(ap, fmt);
-	conn_vline(is->s.conn, fmt, ap);
+	sb_vaddf(&b, fmt, ap);
 	va_end(ap);
+	sb_add(&b, "\r\n", 2);
+	if (!sb_ok(&b)) {
+		log_error("session %s: a reply did not fit in %zu octets", is->s.id, sizeof(line));
+		sb_init(&b, line, sizeof(line));
+		sb_adds(&b, "* NO Internal error\r\n");
+	}
+	conn_write(is->s.conn, sb_str(&b), sb_len(&b));
 }
 
 void imap_bad(struct imap_session *is, const char *tag, const char *text)
@@ -183,10 +196,12 @@ out:
 
 static void greet(struct imap_session *is)
 {
-	char caps[512];
+	char caps[IMAP_CAPS_MAX];
+	struct strbuf b;
 	imap_enter(is, IS_PREAUTH);
 	conn_set_timeout(is->s.conn, 0);	/* the pre-auth deadline applies */
-	imap_capability_line(is, caps, sizeof(caps));
+	sb_init(&b, caps, sizeof(caps));
+	imap_capability_line(is, &b);
 	imap_reply(is, "* OK [CAPABILITY %s] %s ready", caps, imap_conf(is)->hostname);
 	conn_read_start(is->s.conn);
 }
@@ -248,6 +263,8 @@ static void client_cb(struct conn *c, enum conn_event ev, void *arg)
 		imap_process(is);
 		return;
 	case CONN_EV_HANDSHAKE:
+		if (is->state == IS_CLOSING)
+			return;	/* closed means closed: nothing re-opens it */
 		if (!identify(is))
 			return;
 		if (is->state == IS_HANDSHAKE) {

@@ -13,9 +13,14 @@
 #include "session.h"
 
 struct mg_timer;
+struct strbuf;
 
 #define IMAP_SESSION_MAGIC 0x494d4150u
 #define IMAP_RELAY_HIGH_WATER (256 * 1024)
+/* The longest line the gateway itself writes: a tag, a code and a text
+ * (or "* OK [CAPABILITY ...] hostname ready"). */
+#define IMAP_REPLY_LINE_MAX 1024
+#define IMAP_CAPS_MAX 256
 
 enum imap_state {
 	IS_HANDSHAKE,	/* implicit TLS, before the greeting */
@@ -66,7 +71,7 @@ void imap_cmd_sasl_line(struct imap_session *is, const char *line, size_t len);
  * starttls listener). */
 bool imap_cmd_needs_privacy(const struct imap_session *is, const char *name);
 void imap_cmd_privacy_refusal(struct imap_session *is, const char *tag);
-void imap_capability_line(const struct imap_session *is, char *out, size_t outsz);
+void imap_capability_line(const struct imap_session *is, struct strbuf *out);
 
 /* imap_proxy.c */
 void imap_proxy_start(struct imap_session *is);

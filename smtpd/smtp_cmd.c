@@ -6,6 +6,7 @@
 #include "conn.h"
 #include "log.h"
 #include "smtp_server.h"
+#include "strbuf.h"
 #include "xmem.h"
 
 #include <stdio.h>
@@ -24,53 +25,58 @@ static bool offers_starttls(const struct smtp_session *ss)
 
 /* The EHLO reply, built fresh each time (the upstream's extensions may
  * have changed since the last one). */
-static void ehlo_reply(struct smtp_session *ss, char *out, size_t outsz)
+static void ehlo_reply(struct smtp_session *ss, struct strbuf *out)
 {
 	const struct conf *cf = conf_of(ss);
 	const struct conf_upstream *u = ss->s.listener->upstream;
-	char lines[12][200];
-	int n = 0;
+	char size[32], auth[SMTP_EHLO_AUTH_MAX];
+	const char *kw[12];
+	size_t n = 0;
 	unsigned pass = smtp_server_passthrough(ss->srv, u);
+	struct strbuf b;
 
-	snprintf(lines[n++], sizeof(lines[0]), "%s", cf->hostname);
-	snprintf(lines[n++], sizeof(lines[0]), "PIPELINING");
-	snprintf(lines[n++], sizeof(lines[0]), "SIZE %llu",
-		 (unsigned long long)smtp_server_size(ss->srv, u));
+	sb_init(&b, size, sizeof(size));
+	sb_adds(&b, "SIZE ");
+	sb_addu(&b, smtp_server_size(ss->srv, u));
+	kw[n++] = cf->hostname;
+	kw[n++] = "PIPELINING";
+	kw[n++] = size;
 	if (pass & EXT_8BITMIME)
-		snprintf(lines[n++], sizeof(lines[0]), "8BITMIME");
+		kw[n++] = "8BITMIME";
 	if (pass & EXT_SMTPUTF8)
-		snprintf(lines[n++], sizeof(lines[0]), "SMTPUTF8");
+		kw[n++] = "SMTPUTF8";
 	if (pass & EXT_DSN)
-		snprintf(lines[n++], sizeof(lines[0]), "DSN");
-	snprintf(lines[n++], sizeof(lines[0]), "ENHANCEDSTATUSCODES");
+		kw[n++] = "DSN";
+	kw[n++] = "ENHANCEDSTATUSCODES";
 	if (offers_starttls(ss))
-		snprintf(lines[n++], sizeof(lines[0]), "STARTTLS");
+		kw[n++] = "STARTTLS";
 	if (smtp_auth_allowed(ss) && !ss->authed) {
-		char mechs[160] = "";
+		sb_init(&b, auth, sizeof(auth));
+		sb_adds(&b, "AUTH");
 		for (size_t i = 0; i < cf->auth_mechanisms.n; i++) {
 			const char *m = cf->auth_mechanisms.v[i];
+			size_t keep = sb_len(&b);
 			if (!smtp_server_auth_offered(ss->srv, u, m))
 				continue;
-			if (strlen(mechs) + strlen(m) + 2 < sizeof(mechs)) {
-				strcat(mechs, " ");
-				strcat(mechs, m);
-			}
+			sb_addc(&b, ' ');
+			sb_adds(&b, m);
+			if (!sb_ok(&b))
+				sb_truncate(&b, keep);	/* offer the ones that fit */
 		}
-		if (mechs[0])
-			snprintf(lines[n++], sizeof(lines[0]), "AUTH%s", mechs);
+		if (sb_len(&b) > 4)
+			kw[n++] = auth;
 	}
-	size_t o = 0;
-	for (int i = 0; i < n; i++) {
-		int w = snprintf(out + o, outsz - o, "250%c%s\r\n", i == n - 1 ? ' ' : '-', lines[i]);
-		if (w < 0 || (size_t)w >= outsz - o)
-			break;
-		o += (size_t)w;
+	for (size_t i = 0; i < n; i++) {
+		sb_adds(out, i + 1 == n ? "250 " : "250-");
+		sb_adds(out, kw[i]);
+		sb_add(out, "\r\n", 2);
 	}
 }
 
 static void cmd_helo(struct smtp_session *ss, bool esmtp, const char *args, size_t len)
 {
-	char reply[2048];
+	char reply[SMTP_EHLO_REPLY_MAX];
+	struct strbuf b;
 	if (!smtp_helo_valid(args, len)) {
 		smtp_reply_err(ss, "501 5.5.4 Syntax: %s hostname (a domain or an address literal)",
 			       esmtp ? "EHLO" : "HELO");
@@ -81,11 +87,20 @@ static void cmd_helo(struct smtp_session *ss, bool esmtp, const char *args, size
 	ss->helo = 1;
 	ss->esmtp = esmtp;
 	smtp_reset_tx(ss);
-	if (esmtp)
-		ehlo_reply(ss, reply, sizeof(reply));
-	else
-		snprintf(reply, sizeof(reply), "250 %s\r\n", conf_of(ss)->hostname);
-	smtp_txn_rset_then(ss, reply);
+	sb_init(&b, reply, sizeof(reply));
+	if (esmtp) {
+		ehlo_reply(ss, &b);
+	} else {
+		sb_adds(&b, "250 ");
+		sb_adds(&b, conf_of(ss)->hostname);
+		sb_add(&b, "\r\n", 2);
+	}
+	if (!sb_ok(&b)) {	/* sized for every keyword: cannot happen */
+		log_error("session %s: EHLO reply does not fit in %zu octets", ss->s.id, sizeof(reply));
+		sb_init(&b, reply, sizeof(reply));
+		sb_adds(&b, "451 4.3.0 Internal error\r\n");
+	}
+	smtp_txn_rset_then(ss, sb_str(&b));
 }
 
 static void cmd_starttls(struct smtp_session *ss, size_t arglen)
@@ -142,7 +157,9 @@ void smtp_cmd_dispatch(struct smtp_session *ss, const char *line, size_t len)
 			smtp_reply(ss, "421 4.7.1 Certificate not accepted");
 			smtp_close(ss, "cert-rejected");
 		} else {
-			smtp_reply(ss, "503 5.5.1 Certificate not accepted; only QUIT");
+			/* Counts toward max_errors: a refused client cannot
+			 * hold the connection by talking. */
+			smtp_reply_err(ss, "503 5.5.1 Certificate not accepted; only QUIT");
 		}
 		return;
 	}

@@ -154,6 +154,8 @@ static enum smtp_path_rc parse_mailbox(const char *s, size_t len, bool is_rcpt,
 	}
 	out->local = s;
 	out->locallen = loclen;
+	if (loclen > SMTP_LOCAL_PART_MAX)
+		return SMTP_PATH_TOO_LONG;
 	if (loclen == len) {
 		/* No domain: only <Postmaster> (RFC 5321 §4.1.1.3), for RCPT. */
 		if (is_rcpt && len == 10 && strncasecmp(s, "postmaster", 10) == 0) {
@@ -168,11 +170,11 @@ static enum smtp_path_rc parse_mailbox(const char *s, size_t len, bool is_rcpt,
 		return SMTP_PATH_BAD_ADDRESS;
 	out->domain = s + loclen + 1;
 	out->domainlen = len - loclen - 1;
+	if (out->domainlen > SMTP_DOMAIN_MAX)
+		return SMTP_PATH_TOO_LONG;
 	if (!mailbox_domain_valid(out->domain, out->domainlen))
 		return SMTP_PATH_BAD_ADDRESS;
 	out->domain_literal = out->domain[0] == '[';
-	if (loclen > 64 && s[0] != '"')
-		return SMTP_PATH_BAD_ADDRESS;
 	return SMTP_PATH_OK;
 }
 
@@ -220,6 +222,12 @@ static enum smtp_path_rc parse_params(const char *s, size_t len, struct smtp_pat
 			p->val = s + v;
 			p->vallen = i - v;
 		}
+		/* A parameter given twice is ambiguous: which one would the
+		 * upstream take? Refused. */
+		for (size_t j = 0; j < out->nparams; j++)
+			if (out->params[j].keylen == p->keylen &&
+			    strncasecmp(out->params[j].key, p->key, p->keylen) == 0)
+				return SMTP_PATH_BAD_PARAM;
 		out->nparams++;
 	}
 	return SMTP_PATH_OK;
@@ -253,6 +261,8 @@ enum smtp_path_rc smtp_parse_path(const char *args, size_t len, const char *pref
 	}
 	if (i >= len)
 		return SMTP_PATH_BAD_ADDRESS;
+	if (i - open + 1 > SMTP_PATH_MAX)
+		return SMTP_PATH_TOO_LONG;
 	const char *in = args + open + 1;
 	size_t inlen = i - open - 1;
 	for (size_t j = 0; j < inlen; j++)

@@ -51,6 +51,15 @@ const struct smtp_cmd_def *smtp_cmd_lookup(const char *line, size_t len, const c
 					   size_t *argslen);
 
 #define SMTP_MAX_PARAMS 16
+/* RFC 5321 §4.5.3.1: counted as sent (quotes and backslashes included). */
+#define SMTP_LOCAL_PART_MAX 64
+#define SMTP_DOMAIN_MAX 255
+#define SMTP_PATH_MAX 256	/* "<" and ">" included */
+/* Storage for a MAIL/RCPT command the gateway builds for its upstream
+ * (CRLF and NUL included): the longest path and the parameters it
+ * forwards (RFC 3461: ENVID up to 100, ORCPT up to 500 octets) fit; a
+ * command that does not is refused, never cut short. */
+#define SMTP_CMD_LINE_MAX 1024
 
 struct smtp_param {
 	const char *key;
@@ -80,6 +89,7 @@ enum smtp_path_rc {
 	SMTP_PATH_BAD_ADDRESS,	/* 501 5.1.3 / 5.1.7 */
 	SMTP_PATH_BAD_PARAM,	/* 555 5.5.4 */
 	SMTP_PATH_TOO_MANY_PARAMS,
+	SMTP_PATH_TOO_LONG,	/* 501 5.1.3: over an RFC 5321 §4.5.3.1 limit */
 };
 
 /* args of "MAIL FROM:<...> params" (prefix "FROM:") or RCPT ("TO:"). */

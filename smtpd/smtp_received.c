@@ -2,25 +2,19 @@
  * (CRLF + TAB) before a token that would pass column 78. The CN is written
  * with non-printable bytes and "(", ")", "\" as \xHH, at most 64 bytes. */
 #include "smtp_received.h"
+#include "strbuf.h"
 
 #include <stdio.h>
 #include <string.h>
 
 struct out {
-	char *p;
-	size_t sz, len, col;
-	int overflow;
+	struct strbuf b;
+	size_t col;
 };
 
 static void put(struct out *o, const char *s, size_t n)
 {
-	if (o->len + n + 1 > o->sz) {
-		o->overflow = 1;
-		return;
-	}
-	memcpy(o->p + o->len, s, n);
-	o->len += n;
-	o->p[o->len] = '\0';
+	sb_add(&o->b, s, n);
 	o->col += n;
 }
 
@@ -35,6 +29,23 @@ static void tok(struct out *o, const char *s)
 		put(o, " ", 1);
 	}
 	put(o, s, n);
+}
+
+/* Each space-separated word of t as a token; a t that overflowed makes
+ * the whole header overflow (refused, never cut short). */
+static void tok_split(struct out *o, struct strbuf *t)
+{
+	if (!sb_ok(t)) {
+		sb_fail(&o->b);
+		return;
+	}
+	char *save = t->p, *sp;
+	while ((sp = strchr(save, ' ')) != NULL) {
+		*sp = '\0';
+		tok(o, save);
+		save = sp + 1;
+	}
+	tok(o, save);
 }
 
 static void cn_escape(const char *cn, size_t len, char *dst, size_t dsz)
@@ -66,14 +77,41 @@ const char *smtp_received_proto(int esmtp, int tls, int auth, int utf8)
 	return tls ? (auth ? "ESMTPSA" : "ESMTPS") : (auth ? "ESMTPA" : "ESMTP");
 }
 
+/* The "(client certificate: STATUS[, CN=cn][, peer=NAME])" comment. */
+static void cert_comment(const struct smtp_received_info *in, struct strbuf *b)
+{
+	sb_adds(b, "(client certificate: ");
+	sb_adds(b, in->cert_status);
+	if (in->cn && in->cn_len) {
+		char cn[64 * 4 + 1];
+		cn_escape(in->cn, in->cn_len, cn, sizeof(cn));
+		sb_adds(b, ", CN=");
+		sb_adds(b, cn);
+	}
+	if (in->peer) {
+		sb_adds(b, ", peer=");
+		sb_adds(b, in->peer);
+	}
+	sb_addc(b, ')');
+}
+
 size_t smtp_received_build(const struct smtp_received_info *in, char *out, size_t outsz)
 {
-	struct out o = { out, outsz, 0, 0, 0 };
+	struct out o;
 	char tmp[512];
+	struct strbuf t;
+	sb_init(&o.b, out, outsz);
+	o.col = 0;
 	put(&o, "Received: from", 14);
 	tok(&o, in->helo && in->helo[0] ? in->helo : in->ip);
-	snprintf(tmp, sizeof(tmp), "(%s [%s%s])", in->rdns ? in->rdns : "unknown",
-		 in->ipv6 ? "IPv6:" : "", in->ip);
+	sb_init(&t, tmp, sizeof(tmp));
+	sb_addc(&t, '(');
+	sb_adds(&t, in->rdns ? in->rdns : "unknown");
+	sb_adds(&t, in->ipv6 ? " [IPv6:" : " [");
+	sb_adds(&t, in->ip);
+	sb_adds(&t, "])");
+	if (!sb_ok(&t))
+		return 0;
 	tok(&o, tmp);
 	tok(&o, "by");
 	tok(&o, in->hostname);
@@ -83,44 +121,30 @@ size_t smtp_received_build(const struct smtp_received_info *in, char *out, size_
 	if (in->suite) {
 		tok(&o, "tls");
 		tok(&o, in->suite);
-		snprintf(tmp, sizeof(tmp), "(client certificate: %s", in->cert_status);
-		if (in->cn && in->cn_len) {
-			char cn[300];
-			cn_escape(in->cn, in->cn_len, cn, sizeof(cn));
-			size_t l = strlen(tmp);
-			snprintf(tmp + l, sizeof(tmp) - l, ", CN=%s", cn);
-		}
-		if (in->peer) {
-			size_t l = strlen(tmp);
-			snprintf(tmp + l, sizeof(tmp) - l, ", peer=%s", in->peer);
-		}
-		size_t l = strlen(tmp);
-		snprintf(tmp + l, sizeof(tmp) - l, ")");
-		/* The parenthesised comment may hold spaces: fold at them. */
-		char *save = tmp, *sp;
-		while ((sp = strchr(save, ' ')) != NULL) {
-			*sp = '\0';
-			tok(&o, save);
-			save = sp + 1;
-		}
-		tok(&o, save);
+		sb_init(&t, tmp, sizeof(tmp));
+		cert_comment(in, &t);
+		tok_split(&o, &t);	/* the comment may hold spaces: fold at them */
 	}
 	tok(&o, "id");
-	snprintf(tmp, sizeof(tmp), "%s.%u;", in->id, in->msgno);
+	sb_init(&t, tmp, sizeof(tmp));
+	sb_adds(&t, in->id);
+	sb_addc(&t, '.');
+	sb_addu(&t, in->msgno);
+	sb_addc(&t, ';');
+	if (!sb_ok(&t))
+		return 0;
 	tok(&o, tmp);
 	struct tm tm;
 	gmtime_r(&in->when, &tm);
-	strftime(tmp, sizeof(tmp), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	size_t dl = strftime(tmp, sizeof(tmp), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	/* The date as one unit on its own folded line if needed. */
-	size_t dl = strlen(tmp);
 	if (o.col + 1 + dl > 78) {
 		put(&o, "\r\n\t", 3);
 		o.col = 8;
-		put(&o, tmp, dl);
 	} else {
 		put(&o, " ", 1);
-		put(&o, tmp, dl);
 	}
+	put(&o, tmp, dl);
 	put(&o, "\r\n", 2);
-	return o.overflow ? 0 : o.len;
+	return sb_ok(&o.b) ? sb_len(&o.b) : 0;
 }

@@ -13,9 +13,13 @@ int smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *out)
 	out->nlines = 0;
 	out->code = 0;
 	for (;;) {
+		/* Decided as soon as a limit is passed, never "need more"
+		 * beyond SMTP_REPLY_MAX_BYTES (the caller's buffer size). */
+		if (out->nlines == SMTP_REPLY_MAX_LINES)
+			return -1;
 		const char *lf = memchr(buf + pos, '\n', len - pos);
 		if (!lf)
-			return len - pos > SMTP_REPLY_MAX_LINE ? -1 : 0;
+			return len - pos > SMTP_REPLY_MAX_LINE + 1 ? -1 : 0;	/* + CR */
 		size_t end = (size_t)(lf - buf);	/* index of LF */
 		size_t llen = end - pos;
 		if (llen && buf[end - 1] == '\r')
@@ -38,8 +42,6 @@ int smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *out)
 		for (size_t i = 4; i < llen; i++)
 			if (l[i] == '\r' || l[i] == '\0')
 				return -1;
-		if (out->nlines == SMTP_REPLY_MAX_LINES)
-			return -1;
 		out->lines[out->nlines].text = llen > 4 ? l + 4 : l + llen;
 		out->lines[out->nlines].len = llen > 4 ? llen - 4 : 0;
 		out->nlines++;

@@ -10,7 +10,11 @@
 #include <stdint.h>
 
 #define SMTP_REPLY_MAX_LINES 64
-#define SMTP_REPLY_MAX_LINE 2048
+#define SMTP_REPLY_MAX_LINE 2048	/* one line, code included, CRLF excluded */
+/* The most bytes a reply the parser accepts can take: whoever buffers
+ * replies sizes its buffer from this, so a reply the parser would still
+ * wait for always fits, and anything longer is refused by the parser. */
+#define SMTP_REPLY_MAX_BYTES (SMTP_REPLY_MAX_LINES * (SMTP_REPLY_MAX_LINE + 2))
 
 struct smtp_reply_line {
 	const char *text;	/* after "ddd-" / "ddd "; not NUL-terminated */

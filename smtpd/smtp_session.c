@@ -12,6 +12,8 @@
 #include "server.h"
 #include "log.h"
 #include "smtp_server.h"
+#include "strbuf.h"
+#include "timer.h"
 #include "tls.h"
 #include "xmem.h"
 
@@ -41,25 +43,42 @@ static const struct conf *conf_of(const struct smtp_session *ss)
 	return ss->srv->base.conf;
 }
 
+/* Every reply line the gateway writes is built here, whole or not at
+ * all: lines are sized so that the longest reply we build (a relayed
+ * upstream line of SMTP_REPLY_MAX_LINE) fits; anything else would be a
+ * bug, answered with a generic reply rather than a truncated one. */
+static void reply_v(struct smtp_session *ss, const char *fmt, va_list ap)
+{
+	char line[SMTP_REPLY_MAX_LINE + 3];
+	struct strbuf b;
+	sb_init(&b, line, sizeof(line));
+	sb_vaddf(&b, fmt, ap);
+	sb_add(&b, "\r\n", 2);
+	if (!sb_ok(&b)) {
+		log_error("session %s: a reply did not fit in %zu octets", ss->s.id, sizeof(line));
+		sb_init(&b, line, sizeof(line));
+		sb_adds(&b, "451 4.3.0 Internal error\r\n");
+	}
+	conn_write(ss->s.conn, sb_str(&b), sb_len(&b));
+}
+
 void smtp_reply(struct smtp_session *ss, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	conn_vline(ss->s.conn, fmt, ap);
+	reply_v(ss, fmt, ap);
 	va_end(ap);
 }
 
 void smtp_reply_err(struct smtp_session *ss, const char *fmt, ...)
 {
-	char line[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	reply_v(ss, fmt, ap);
 	va_end(ap);
-	smtp_reply(ss, "%s", line);
 	if (++ss->errors >= conf_of(ss)->max_errors && ss->state != SS_CLOSING) {
 		smtp_reply(ss, "421 4.7.0 Too many errors");
-		smtp_close(ss, "too-many-errors");
+		smtp_close(ss, ss->peer_refused ? "cert-rejected" : "too-many-errors");
 	}
 }
 
@@ -122,6 +141,7 @@ static void smtp_free(struct smtp_session *ss)
 	else
 		smtp_up_quit(&ss->up);
 	server_unlink(&ss->srv->base, &ss->s);
+	mg_timer_stop(&ss->deadline);
 	rdns_cancel(&ss->rdns);
 	conn_free(&ss->s.conn);
 	free(ss->rdns_name);
@@ -145,12 +165,28 @@ void smtp_close(struct smtp_session *ss, const char *result)
 	else
 		smtp_up_quit(&ss->up);
 	ss->op = OP_NONE;
+	mg_timer_stop(&ss->deadline);
 	smtp_enter(ss, SS_CLOSING);
 	conn_read_stop(ss->s.conn);
 	conn_in_clear(ss->s.conn);
 	conn_uncork(ss->s.conn);
 	conn_set_timeout(ss->s.conn, CLOSE_GRACE);
 	conn_notify_drained(ss->s.conn);
+}
+
+/* The 30 s a refused peer gets to say QUIT: a deadline, not an
+ * inactivity timer, so talking does not extend it. */
+static void refused_deadline(void *arg)
+{
+	struct smtp_session *ss = arg;
+	if (ss->magic != SMTP_SESSION_MAGIC)
+		abort();
+	mg_timer_stop(&ss->deadline);
+	if (ss->state == SS_CLOSING)
+		return;
+	conn_cork(ss->s.conn);
+	smtp_reply(ss, "421 4.7.1 Certificate not accepted, closing connection");
+	smtp_close(ss, "cert-rejected");
 }
 
 static void greet(struct smtp_session *ss)
@@ -160,7 +196,7 @@ static void greet(struct smtp_session *ss)
 	if (ss->peer_refused == PEER_REFUSED_GREETED) {
 		/* RFC 5321 §3.1: refuse with 554, then only QUIT works. */
 		smtp_reply(ss, "554 5.7.1 Certificate not accepted");
-		conn_set_timeout(ss->s.conn, PEER_REFUSED_GRACE);
+		ss->deadline = mg_timer_start(PEER_REFUSED_GRACE, 0, refused_deadline, ss);
 	} else {
 		smtp_reply(ss, "220 %s ESMTP", conf_of(ss)->hostname);
 	}
@@ -179,12 +215,23 @@ static void identify(struct smtp_session *ss)
 	}
 }
 
+/* A line over max_line: 500, or - inside an AUTH exchange - the exchange
+ * ends (a SASL line that is too long must not leave it open, or the next
+ * command would be taken as a SASL response). */
+static void line_too_long(struct smtp_session *ss)
+{
+	if (ss->state == SS_AUTH)
+		smtp_txn_auth_abort(ss, AUTH_ABORT_TOO_LONG);
+	else
+		smtp_reply_err(ss, "500 5.5.2 Line too long");
+}
+
 /* The command loop: one line at a time, in order, until the input is
  * exhausted or a command waits for the upstream. Replies are corked so a
  * pipelined burst is answered with one write. */
 void smtp_process(struct smtp_session *ss)
 {
-	static char line[65536 + 4];
+	static char line[CONF_MAX_LINE_LIMIT + 2];
 	struct conn *c = ss->s.conn;
 	size_t max = (size_t)conf_of(ss)->max_line + 2;
 
@@ -203,7 +250,7 @@ void smtp_process(struct smtp_session *ss)
 				conn_in_clear(c);
 				if (!ss->skip_line) {
 					ss->skip_line = 1;
-					smtp_reply_err(ss, "500 5.5.2 Line too long");
+					line_too_long(ss);
 				}
 			}
 			break;
@@ -215,7 +262,7 @@ void smtp_process(struct smtp_session *ss)
 		}
 		if (end > max) {
 			conn_in_consume(c, end);
-			smtp_reply_err(ss, "500 5.5.2 Line too long");
+			line_too_long(ss);
 			continue;
 		}
 		memcpy(line, conn_in_data(c), end);
@@ -268,6 +315,8 @@ static void client_cb(struct conn *c, enum conn_event ev, void *arg)
 		smtp_process(ss);
 		return;
 	case CONN_EV_HANDSHAKE:
+		if (ss->state == SS_CLOSING)
+			return;	/* closed means closed: nothing re-opens it */
 		identify(ss);
 		if (ss->state == SS_HANDSHAKE)
 			greet(ss);
@@ -341,7 +390,8 @@ void smtp_session_start(struct smtp_server *srv, const struct conf_listener *l, 
 	ss->magic = SMTP_SESSION_MAGIC;
 	ss->srv = srv;
 	session_init(&ss->s, l, peer, local);
-	ss->s.conn = conn_new(fd, SMTP_IN_MAX, client_cb, ss);
+	ss->s.conn = conn_new(fd, (size_t)srv->base.conf->max_line + 2 + SMTP_PIPELINE_WINDOW, client_cb,
+			      ss);
 	ss->s.hooks = &smtp_hooks;
 	server_link(&srv->base, &ss->s);
 	log_debug("session %s: connect from %s listener=%s", ss->s.id, ss->s.ip, l->name);

@@ -16,11 +16,16 @@
 #include "smtp_upstream.h"
 #include "rdns.h"
 
+struct mg_timer;
+
 #define RDNS_PENDING 10
 #define RDNS_OFF 11
 
 #define SMTP_SESSION_MAGIC 0x534d5450u
-#define SMTP_IN_MAX (64 * 1024)
+/* The command input buffer holds a line of max_line (+ CRLF) plus this
+ * much pipelined input behind it, so an over-long line is always seen
+ * (500 5.5.2) before the buffer is full; DATA reads use the same room. */
+#define SMTP_PIPELINE_WINDOW (64 * 1024)
 #define SMTP_UP_HIGH_WATER (256 * 1024)
 
 enum smtp_state {
@@ -46,6 +51,18 @@ enum smtp_op {
 
 enum data_fail { DF_NONE, DF_SIZE, DF_BARE, DF_LOST };
 
+/* Why the gateway ended an AUTH exchange itself (its reply replaces the
+ * upstream's answer to "*"). */
+enum auth_abort { AUTH_ABORT_NONE, AUTH_ABORT_BASE64, AUTH_ABORT_TOO_LONG };
+
+/* Our EHLO reply: hostname (<= 255) and at most 10 more keyword lines,
+ * the AUTH one at most SMTP_EHLO_AUTH_MAX. */
+#define SMTP_EHLO_AUTH_MAX 200
+#define SMTP_EHLO_REPLY_MAX 1024
+
+/* RFC 4954 §4: an AUTH command line may be 12288 octets (+ CRLF, NUL). */
+#define SMTP_AUTH_LINE_MAX (12288 + 3)
+
 /* DESIGN.md §4.1 peers_only: implicit listeners greet 554 and answer 503
  * to all but QUIT; starttls listeners answer the first command 421. */
 #define PEER_REFUSED_GREETED 1
@@ -59,13 +76,15 @@ struct smtp_session {
 	enum smtp_state state;
 	enum smtp_op op;
 	unsigned helo : 1, esmtp : 1, authed : 1, in_tx : 1, utf8 : 1, skip_line : 1,
-	    relay_denied : 1, quit_seen : 1, reconnect_closes : 1,
-	    auth_abort : 1, wait_rdns : 1;
+	    relay_denied : 1, quit_seen : 1, reconnect_closes : 1, wait_rdns : 1,
+	    auth_first_seen : 1;	/* the running AUTH exchange had its first response */
+	uint8_t auth_abort;	/* enum auth_abort */
 	uint8_t rdns_status;	/* enum rdns_status, or RDNS_PENDING / RDNS_OFF */
 	struct rdns_query *rdns;
 	char *rdns_name;	/* forward-confirmed name when rdns_status == RDNS_OK */
 	uint8_t data_fail;	/* enum data_fail */
 	uint8_t peer_refused;	/* peers_only and no peer: PEER_REFUSED_* */
+	struct mg_timer *deadline;	/* PEER_REFUSED_GRACE for a refused peer */
 	char *helo_arg;
 	char *user;		/* SASL user, on the upstream's 235 */
 	char *auth_user;	/* user named in the running AUTH exchange */
@@ -107,6 +126,7 @@ void smtp_txn_rcpt(struct smtp_session *ss, const char *args, size_t len);
 void smtp_txn_data(struct smtp_session *ss, const char *args, size_t len);
 void smtp_txn_auth(struct smtp_session *ss, const char *args, size_t len);
 void smtp_txn_auth_line(struct smtp_session *ss, const char *line, size_t len);
+void smtp_txn_auth_abort(struct smtp_session *ss, enum auth_abort why);
 /* Hidden RSET upstream (RSET, repeated EHLO), then reply locally. */
 void smtp_txn_rset_then(struct smtp_session *ss, const char *local_reply);
 void smtp_txn_data_input(struct smtp_session *ss);

@@ -8,9 +8,11 @@
 #include "b64.h"
 #include "conn.h"
 #include "log.h"
+#include "proxyproto.h"
 #include "smtp_policy.h"
 #include "smtp_received.h"
 #include "smtp_server.h"
+#include "strbuf.h"
 #include "tls.h"
 #include "xmem.h"
 
@@ -40,6 +42,7 @@ static void relay_reply(struct smtp_session *ss, const struct smtp_reply *r)
 
 static void up_cb(void *owner, enum up_event ev, const struct smtp_reply *r, int detail,
 		  const char *why);
+static void on_failed(struct smtp_session *ss, int detail, const char *why);
 
 static void start_upstream(struct smtp_session *ss)
 {
@@ -65,9 +68,15 @@ static void start_upstream(struct smtp_session *ss)
 	p.xclient.port = addr_port(&ss->s.client);
 	p.xclient.proto = ss->esmtp ? "ESMTP" : "SMTP";
 	p.xclient.helo = ss->helo_arg;
-	unsigned char pp[1200];
+	unsigned char pp[PP_V2_MAX];
 	p.pp_len = session_proxy_header(&ss->s, p.cu->proxy_protocol, pp, sizeof(pp));
 	p.pp = pp;
+	if (p.cu->proxy_protocol != PROXY_OUT_OFF && !p.pp_len) {
+		/* Without its header the upstream would take the gateway for
+		 * the client: fail closed (sized to fit, so cannot happen). */
+		on_failed(ss, UPF_CONFIG, "the PROXY header does not fit");
+		return;
+	}
 	/* LOGIN: a relay peer's section name, or the SASL user when the
 	 * upstream is re-opened in an authenticated session. */
 	p.xclient.login = (ss->s.peer && ss->s.peer->relay) ? ss->s.peer->name
@@ -142,6 +151,10 @@ static bool path_error(struct smtp_session *ss, enum smtp_path_rc rc, bool rcpt)
 	case SMTP_PATH_SYNTAX:
 		smtp_reply_err(ss, "501 5.5.4 Syntax: %s", rcpt ? "RCPT TO:<address>" : "MAIL FROM:<address>");
 		return true;
+	case SMTP_PATH_TOO_LONG:
+		/* RFC 5321 §4.5.3.1.3; refused before anything goes upstream. */
+		smtp_reply_err(ss, "501 5.1.3 Path too long");
+		return true;
 	case SMTP_PATH_BAD_ADDRESS:
 		smtp_reply_err(ss, "501 %s Bad %s address syntax", rcpt ? "5.1.3" : "5.1.7",
 			       rcpt ? "recipient" : "sender");
@@ -152,17 +165,26 @@ static bool path_error(struct smtp_session *ss, enum smtp_path_rc rc, bool rcpt)
 	}
 }
 
-/* Appends " KEY[=VALUE]" to line. */
-static void add_param(char *line, size_t sz, size_t *o, const struct smtp_param *p)
+/* Appends " KEY[=VALUE]" to the command being built. */
+static void add_param(struct strbuf *b, const struct smtp_param *p)
 {
-	int n;
-	if (p->val)
-		n = snprintf(line + *o, sz - *o, " %.*s=%.*s", (int)p->keylen, p->key, (int)p->vallen,
-			     p->val);
-	else
-		n = snprintf(line + *o, sz - *o, " %.*s", (int)p->keylen, p->key);
-	if (n > 0 && (size_t)n < sz - *o)
-		*o += (size_t)n;
+	sb_addc(b, ' ');
+	sb_add(b, p->key, p->keylen);
+	if (p->val) {
+		sb_addc(b, '=');
+		sb_add(b, p->val, p->vallen);
+	}
+}
+
+/* The command built for the upstream, CRLF added; false (and 500 sent)
+ * when it does not fit: it is refused whole, never sent cut short. */
+static bool finish_line(struct smtp_session *ss, struct strbuf *b)
+{
+	sb_add(b, "\r\n", 2);
+	if (sb_ok(b))
+		return true;
+	smtp_reply_err(ss, "500 5.5.2 Line too long");
+	return false;
 }
 
 static bool value_in(const struct smtp_param *p, const char *const *words)
@@ -178,8 +200,8 @@ void smtp_txn_mail(struct smtp_session *ss, const char *args, size_t len)
 	static const char *const body_words[] = { "7BIT", "8BITMIME", NULL };
 	static const char *const ret_words[] = { "FULL", "HDRS", NULL };
 	struct smtp_path p;
-	char line[1200];
-	size_t o;
+	char line[SMTP_CMD_LINE_MAX];
+	struct strbuf b;
 	unsigned pass = smtp_server_passthrough(ss->srv, ss->s.listener->upstream);
 
 	if (!ss->helo) {
@@ -198,7 +220,10 @@ void smtp_txn_mail(struct smtp_session *ss, const char *args, size_t len)
 			ss->utf8 = 1;
 	if (reject_8bit(ss, &p))
 		return;
-	o = (size_t)snprintf(line, sizeof(line), "MAIL FROM:<%.*s>", (int)p.mailboxlen, p.mailbox);
+	sb_init(&b, line, sizeof(line));
+	sb_adds(&b, "MAIL FROM:<");
+	sb_add(&b, p.mailbox, p.mailboxlen);
+	sb_addc(&b, '>');
 	for (size_t i = 0; i < p.nparams; i++) {
 		const struct smtp_param *q = &p.params[i];
 		unsigned long long sz;
@@ -219,30 +244,27 @@ void smtp_txn_mail(struct smtp_session *ss, const char *args, size_t len)
 		    (smtp_param_is(q, "SMTPUTF8") && !q->val && (pass & EXT_SMTPUTF8)) ||
 		    (smtp_param_is(q, "RET") && (pass & EXT_DSN) && value_in(q, ret_words)) ||
 		    (smtp_param_is(q, "ENVID") && (pass & EXT_DSN) && q->val)) {
-			add_param(line, sizeof(line), &o, q);
+			add_param(&b, q);
 			continue;
 		}
 		smtp_reply_err(ss, "555 5.5.4 Unsupported parameter %.*s", (int)q->keylen, q->key);
 		return;
 	}
-	if (o + 3 > sizeof(line)) {
-		smtp_reply_err(ss, "500 5.5.2 Line too long");
+	if (!finish_line(ss, &b))
 		return;
-	}
-	memcpy(line + o, "\r\n", 3);
 	if (!ss->up && ss->reconnect_closes) {
 		smtp_reply(ss, "421 4.4.2 Upstream connection lost, closing");
 		smtp_close(ss, "upstream-failed");
 		return;
 	}
-	upstream_command(ss, OP_MAIL, line, o + 2);
+	upstream_command(ss, OP_MAIL, sb_str(&b), sb_len(&b));
 }
 
 void smtp_txn_rcpt(struct smtp_session *ss, const char *args, size_t len)
 {
 	struct smtp_path p;
-	char line[1200];
-	size_t o;
+	char line[SMTP_CMD_LINE_MAX];
+	struct strbuf b;
 	unsigned pass = smtp_server_passthrough(ss->srv, ss->s.listener->upstream);
 
 	if (!ss->in_tx) {
@@ -268,23 +290,23 @@ void smtp_txn_rcpt(struct smtp_session *ss, const char *args, size_t len)
 		smtp_reply_err(ss, "554 5.7.1 Relay access denied");
 		return;
 	}
-	o = (size_t)snprintf(line, sizeof(line), "RCPT TO:<%.*s>", (int)p.mailboxlen, p.mailbox);
+	sb_init(&b, line, sizeof(line));
+	sb_adds(&b, "RCPT TO:<");
+	sb_add(&b, p.mailbox, p.mailboxlen);
+	sb_addc(&b, '>');
 	for (size_t i = 0; i < p.nparams; i++) {
 		const struct smtp_param *q = &p.params[i];
 		if ((pass & EXT_DSN) && q->val &&
 		    (smtp_param_is(q, "NOTIFY") || smtp_param_is(q, "ORCPT"))) {
-			add_param(line, sizeof(line), &o, q);
+			add_param(&b, q);
 			continue;
 		}
 		smtp_reply_err(ss, "555 5.5.4 Unsupported parameter %.*s", (int)q->keylen, q->key);
 		return;
 	}
-	if (o + 3 > sizeof(line)) {
-		smtp_reply_err(ss, "500 5.5.2 Line too long");
+	if (!finish_line(ss, &b))
 		return;
-	}
-	memcpy(line + o, "\r\n", 3);
-	upstream_command(ss, OP_RCPT, line, o + 2);
+	upstream_command(ss, OP_RCPT, sb_str(&b), sb_len(&b));
 }
 
 void smtp_txn_data(struct smtp_session *ss, const char *args, size_t len)
@@ -427,9 +449,27 @@ static char *login_user(const char *b64, size_t len)
 	return u;
 }
 
+/* The user name of an AUTH exchange comes from the client's FIRST
+ * response only - PLAIN's authcid, or LOGIN's first answer (RFC 4954's
+ * initial response or the answer to the first 334). Later responses hold
+ * the password: never parsed for a name, never logged or forwarded. */
+static void note_auth_response(struct smtp_session *ss, const char *b64, size_t len)
+{
+	if (ss->auth_first_seen)
+		return;
+	ss->auth_first_seen = 1;
+	if (len <= 1)
+		return;
+	if (!strcmp(ss->auth_mech, "PLAIN"))
+		ss->auth_user = plain_user(b64, len);
+	else if (!strcmp(ss->auth_mech, "LOGIN"))
+		ss->auth_user = login_user(b64, len);
+}
+
 void smtp_txn_auth(struct smtp_session *ss, const char *args, size_t len)
 {
-	char mech[24], line[8192];
+	char mech[24], line[SMTP_AUTH_LINE_MAX];
+	struct strbuf b;
 	size_t ml = 0;
 	const char *ir = NULL;
 	size_t irlen = 0;
@@ -439,6 +479,12 @@ void smtp_txn_auth(struct smtp_session *ss, const char *args, size_t len)
 			smtp_reply_err(ss, "530 5.7.0 Must issue a STARTTLS command first");
 		else
 			smtp_reply_err(ss, "503 5.5.1 Authentication not enabled");
+		return;
+	}
+	if (!ss->helo) {
+		/* The upstream would get no HELO for the session (Postfix
+		 * answers this the same way). */
+		smtp_reply_err(ss, "503 5.5.1 Send EHLO or HELO first");
 		return;
 	}
 	if (ss->authed) {
@@ -471,44 +517,53 @@ void smtp_txn_auth(struct smtp_session *ss, const char *args, size_t len)
 		smtp_reply_err(ss, "501 5.5.2 Invalid base64 data");
 		return;
 	}
+	sb_init(&b, line, sizeof(line));
+	sb_adds(&b, "AUTH ");
+	sb_adds(&b, mech);
+	if (ir) {
+		sb_addc(&b, ' ');
+		sb_add(&b, ir, irlen);
+	}
+	if (!finish_line(ss, &b))
+		return;
 	snprintf(ss->auth_mech, sizeof(ss->auth_mech), "%s", mech);
 	XFREE(ss->auth_user);
-	if (ir && !strcmp(mech, "PLAIN") && irlen > 1)
-		ss->auth_user = plain_user(ir, irlen);
-	int n = snprintf(line, sizeof(line), "AUTH %s%s%.*s\r\n", mech, ir ? " " : "", (int)irlen,
-			 ir ? ir : "");
-	if (n < 0 || (size_t)n >= sizeof(line)) {
-		smtp_reply_err(ss, "500 5.5.2 Line too long");
-		return;
-	}
-	upstream_command(ss, OP_AUTH, line, (size_t)n);
+	ss->auth_first_seen = 0;
+	if (ir)
+		note_auth_response(ss, ir, irlen);
+	upstream_command(ss, OP_AUTH, sb_str(&b), sb_len(&b));
+}
+
+/* Ends a running exchange: "*" upstream (RFC 4954 §4), whose reply is
+ * replaced by ours; the session is back in the command state. */
+void smtp_txn_auth_abort(struct smtp_session *ss, enum auth_abort why)
+{
+	smtp_enter(ss, SS_CMD);
+	ss->auth_abort = (uint8_t)why;
+	upstream_command(ss, OP_AUTH, "*\r\n", 3);
 }
 
 void smtp_txn_auth_line(struct smtp_session *ss, const char *line, size_t len)
 {
 	size_t content;
-	smtp_enter(ss, SS_CMD);
 	if (smtp_line_check(line, len, &content) != SMTP_LINE_OK ||
 	    !((content == 1 && line[0] == '*') || b64_valid(line, content) || content == 0)) {
-		/* Abort the exchange upstream; its reply is replaced by ours. */
-		ss->auth_abort = 1;
-		upstream_command(ss, OP_AUTH, "*\r\n", 3);
+		smtp_txn_auth_abort(ss, AUTH_ABORT_BASE64);
 		return;
 	}
-	if (!ss->auth_user && content > 1) {
-		if (!strcmp(ss->auth_mech, "PLAIN"))
-			ss->auth_user = plain_user(line, content);
-		else if (!strcmp(ss->auth_mech, "LOGIN"))
-			ss->auth_user = login_user(line, content);
-	}
+	smtp_enter(ss, SS_CMD);
+	if (!(content == 1 && line[0] == '*'))
+		note_auth_response(ss, line, content);
 	upstream_command(ss, OP_AUTH, line, len);
 }
 
 static void auth_reply(struct smtp_session *ss, const struct smtp_reply *r)
 {
 	if (ss->auth_abort) {
-		ss->auth_abort = 0;
-		smtp_reply_err(ss, "501 5.5.2 Invalid base64 data, authentication aborted");
+		bool too_long = ss->auth_abort == AUTH_ABORT_TOO_LONG;
+		ss->auth_abort = AUTH_ABORT_NONE;
+		smtp_reply_err(ss, too_long ? "501 5.5.2 Line too long, authentication aborted"
+					    : "501 5.5.2 Invalid base64 data, authentication aborted");
 		return;
 	}
 	if (r->code == 334) {
@@ -609,7 +664,7 @@ static void on_lost(struct smtp_session *ss, bool timeout, const char *why)
 		return;
 	}
 	if (op == OP_AUTH) {
-		ss->auth_abort = 0;
+		ss->auth_abort = AUTH_ABORT_NONE;
 		smtp_reply_err(ss, "454 4.7.0 Temporary authentication failure");
 		return;
 	}
@@ -649,6 +704,14 @@ static void up_cb(void *owner, enum up_event ev, const struct smtp_reply *r, int
 	}
 	case UP_LOST:
 	case UP_TIMEOUT:
+		if (ss->state == SS_TLS) {
+			/* The client is switching to TLS, after which this
+			 * connection (set up with pre-TLS data) is dropped
+			 * anyway: nothing to tell anyone. */
+			smtp_txn_drop_upstream(ss, false);
+			ss->op = OP_NONE;
+			break;
+		}
 		on_lost(ss, ev == UP_TIMEOUT, why);
 		break;
 	}

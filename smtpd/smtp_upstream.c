@@ -14,7 +14,9 @@
 #include <string.h>
 
 #define UP_MAGIC 0x53555053u
-#define UP_IN_MAX 65536
+/* Input buffer: one reply of the longest shape the parser accepts (so
+ * the parser, not the buffer, decides when a reply is too long). */
+#define UP_IN_MAX SMTP_REPLY_MAX_BYTES
 
 enum up_state {
 	US_DIAL,
@@ -45,7 +47,7 @@ struct smtp_upstream {
 	struct upstream_dial *dial;
 	struct conn *conn;
 	int index;
-	char lines[SMTP_XCLIENT_MAX_LINES][513];
+	char lines[SMTP_XCLIENT_MAX_LINES][SMTP_XCLIENT_LINE_MAX + 1];
 	int nlines, line;
 	char *helo_copy;
 	char *xc_strings[4];
@@ -247,55 +249,52 @@ static void on_setup_reply(struct smtp_upstream *up, const struct smtp_reply *r)
 }
 
 /* A reply's text points into the input queue; handlers may end in the
- * owner freeing us, so the reply is copied and consumed first. */
-struct reply_copy {
-	struct smtp_reply r;
-	char text[SMTP_REPLY_MAX_LINES * 80 + 2048];
-};
-
-static void take_reply(struct smtp_upstream *up, struct reply_copy *rc)
+ * owner freeing us, so the reply is moved out (whole, never cut short)
+ * and consumed first. */
+static char *take_reply(struct smtp_upstream *up, struct smtp_reply *r)
 {
-	size_t o = 0;
-	for (size_t i = 0; i < rc->r.nlines; i++) {
-		size_t n = rc->r.lines[i].len;
-		if (n > sizeof(rc->text) - o)
-			n = sizeof(rc->text) - o;
-		memcpy(rc->text + o, rc->r.lines[i].text, n);
-		rc->r.lines[i].text = rc->text + o;
-		rc->r.lines[i].len = n;
-		o += n;
-	}
-	conn_in_consume(up->conn, rc->r.total);
+	const char *in = conn_in_data(up->conn);
+	char *copy = xmemdup0(in, r->total);
+	for (size_t i = 0; i < r->nlines; i++)
+		r->lines[i].text = copy + (r->lines[i].text - in);
+	conn_in_consume(up->conn, r->total);
 	if (conn_in_len(up->conn))
 		conn_kick(up->conn);	/* more replies queued: come back */
+	return copy;
 }
 
-static void on_read(struct smtp_upstream *up)
+static void on_reply(struct smtp_upstream *up, const struct smtp_reply *r)
 {
-	struct reply_copy rc;
-	int rv = smtp_reply_parse(conn_in_data(up->conn), conn_in_len(up->conn), &rc.r);
-	if (rv == 0)
-		return;
-	if (rv < 0) {
-		if (setup_state(up->st))
-			setup_failover(up, "malformed reply");
-		else
-			report(up, UP_LOST, NULL, 0, "malformed reply from upstream");
-		return;
-	}
-	take_reply(up, &rc);
 	if (setup_state(up->st)) {
-		on_setup_reply(up, &rc.r);
+		on_setup_reply(up, r);
 		return;
 	}
 	if (up->st == US_WAIT) {
 		up_enter(up, US_READY);
 		conn_set_timeout(up->conn, 0);
-		report(up, UP_REPLY, &rc.r, 0, NULL);
+		report(up, UP_REPLY, r, 0, NULL);
 		return;
 	}
 	/* A reply nobody asked for (e.g. "421 timeout" before closing). */
 	report(up, UP_LOST, NULL, 0, "unsolicited reply from upstream");
+}
+
+static void on_read(struct smtp_upstream *up)
+{
+	struct smtp_reply r;
+	int rv = smtp_reply_parse(conn_in_data(up->conn), conn_in_len(up->conn), &r);
+	if (rv == 0 && !conn_in_full(up->conn))
+		return;
+	if (rv <= 0) {	/* malformed, or (cannot happen) too long for the buffer */
+		if (setup_state(up->st))
+			setup_failover(up, "malformed reply");
+		else
+			report(up, UP_LOST, NULL, 0, "malformed or over-long reply from upstream");
+		return;
+	}
+	char *copy = take_reply(up, &r);
+	on_reply(up, &r);
+	free(copy);
 }
 
 static void conn_cb_up(struct conn *c, enum conn_event ev, void *arg)

@@ -2,6 +2,7 @@
  * '=' are written as is, everything else as "+HH". */
 #include "smtp_xclient.h"
 #include "smtp_reply.h"
+#include "strbuf.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -30,24 +31,28 @@ size_t smtp_xtext(const char *s, char *out, size_t outsz)
 	return o;
 }
 
-static int add_attr(char *line, size_t *len, const char *key, const char *val)
+/* " KEY=xtext(VAL)": all of it or nothing. */
+static void add_attr(struct strbuf *b, const char *key, const char *val)
 {
-	char enc[513];
-	if (smtp_xtext(val, enc, sizeof(enc)) == (size_t)-1)
-		return -1;
-	int n = snprintf(line + *len, 513 - *len, " %s=%s", key, enc);
-	if (n < 0 || *len + (size_t)n + 2 > 512)
-		return -1;
-	*len += (size_t)n;
-	return 0;
+	char enc[SMTP_XCLIENT_LINE_MAX];
+	if (smtp_xtext(val, enc, sizeof(enc)) == (size_t)-1) {
+		sb_fail(b);	/* cannot be encoded within one line */
+		return;
+	}
+	sb_addc(b, ' ');
+	sb_adds(b, key);
+	sb_addc(b, '=');
+	sb_adds(b, enc);
 }
 
 int smtp_xclient_lines(const struct smtp_xclient_attrs *a, unsigned offered,
-		       char lines[SMTP_XCLIENT_MAX_LINES][513])
+		       char lines[SMTP_XCLIENT_MAX_LINES][SMTP_XCLIENT_LINE_MAX + 1])
 {
 	int nl = 0;
 	char port[8];
-	snprintf(port, sizeof(port), "%u", a->port);
+	struct strbuf b;
+	sb_init(&b, port, sizeof(port));
+	sb_addu(&b, a->port);
 	struct {
 		unsigned bit;
 		const char *key, *val;
@@ -57,22 +62,22 @@ int smtp_xclient_lines(const struct smtp_xclient_attrs *a, unsigned offered,
 		{ XC_PORT, "PORT", port, 0 },      { XC_PROTO, "PROTO", a->proto, 0 },
 		{ XC_HELO, "HELO", a->helo, 1 },   { XC_LOGIN, "LOGIN", a->login, 2 },
 	};
-	for (int g = 0; g < 3; g++) {
-		size_t len = strlen("XCLIENT");
-		char *line = lines[nl];
-		memcpy(line, "XCLIENT", len + 1);
+	for (int g = 0; g < SMTP_XCLIENT_MAX_LINES; g++) {
 		int any = 0;
+		/* A line, CRLF included, is at most SMTP_XCLIENT_LINE_MAX. */
+		sb_init(&b, lines[nl], SMTP_XCLIENT_LINE_MAX + 1);
+		sb_adds(&b, "XCLIENT");
 		for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++) {
 			if (items[i].group != g || !(offered & items[i].bit) || !items[i].val)
 				continue;
-			if (add_attr(line, &len, items[i].key, items[i].val) < 0)
-				return -1;
+			add_attr(&b, items[i].key, items[i].val);
 			any = 1;
 		}
-		if (!any)
-			continue;
-		memcpy(line + len, "\r\n", 3);
-		nl++;
+		sb_add(&b, "\r\n", 2);
+		if (!sb_ok(&b))
+			return -1;
+		if (any)
+			nl++;
 	}
 	return nl;
 }

@@ -21,10 +21,11 @@ struct smtp_xclient_attrs {
 size_t smtp_xtext(const char *s, char *out, size_t outsz);
 
 #define SMTP_XCLIENT_MAX_LINES 3
+#define SMTP_XCLIENT_LINE_MAX 512	/* octets, CRLF included (RFC 5321 §4.5.3.1.4) */
 /* Fills up to 3 lines (each with CRLF, <= 512 octets) for the attributes
  * in "offered" (XC_* bits). Returns the number of lines, or -1 if a value
  * cannot fit within 512 octets. */
 int smtp_xclient_lines(const struct smtp_xclient_attrs *a, unsigned offered,
-		       char lines[SMTP_XCLIENT_MAX_LINES][513]);
+		       char lines[SMTP_XCLIENT_MAX_LINES][SMTP_XCLIENT_LINE_MAX + 1]);
 
 #endif

@@ -1,6 +1,7 @@
 /* test_common: pure helpers of common/ - log value escaping (text and
  * JSON, DESIGN.md §7), addresses and CIDRs, domain normalisation, strict
- * base64, the lazily allocated buffer, the per-IP table. */
+ * base64, the lazily allocated buffer, the per-IP table, the bounded
+ * line builder. */
 #include "addr.h"
 #include "b64.h"
 #include "buf.h"
@@ -8,6 +9,7 @@
 #include "domain.h"
 #include "iptable.h"
 #include "log.h"
+#include "strbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +193,52 @@ static void test_iptable(void)
 	CU_ASSERT_PTR_NULL(t);
 }
 
+/* The bounded builder: all-or-nothing appends, overflow latched, never a
+ * byte past the storage (a guard byte after it stays intact). */
+static void test_strbuf(void)
+{
+	char mem[9];
+	struct strbuf b;
+	mem[8] = '#';
+	sb_init(&b, mem, 8);
+	sb_adds(&b, "MAIL");
+	sb_addc(&b, ' ');
+	CU_ASSERT(sb_ok(&b));
+	CU_ASSERT_STRING_EQUAL(sb_str(&b), "MAIL ");
+	CU_ASSERT_EQUAL(sb_room(&b), 2);
+	sb_adds(&b, "FROM");		/* does not fit: dropped whole */
+	CU_ASSERT(!sb_ok(&b));
+	CU_ASSERT_STRING_EQUAL(sb_str(&b), "MAIL ");
+	sb_adds(&b, "x");		/* would fit, but the overflow is latched */
+	CU_ASSERT_STRING_EQUAL(sb_str(&b), "MAIL ");
+	CU_ASSERT_EQUAL(sb_room(&b), 0);
+	CU_ASSERT_EQUAL(mem[8], '#');
+	sb_truncate(&b, 4);
+	CU_ASSERT(sb_ok(&b));
+	sb_addf(&b, "%s", " ab");
+	CU_ASSERT_STRING_EQUAL(sb_str(&b), "MAIL ab");
+	sb_addf(&b, "%d", 12);		/* partial output is taken back */
+	CU_ASSERT(!sb_ok(&b));
+	CU_ASSERT_STRING_EQUAL(sb_str(&b), "MAIL ab");
+	CU_ASSERT_EQUAL(sb_len(&b), 7);
+	CU_ASSERT_EQUAL(mem[8], '#');
+	sb_init(&b, mem, 8);
+	sb_addu(&b, 0);
+	sb_addc(&b, ' ');
+	sb_addu(&b, 65535);
+	CU_ASSERT_STRING_EQUAL(sb_str(&b), "0 65535");
+	sb_addu(&b, 10);
+	CU_ASSERT(!sb_ok(&b));
+	/* Exactly full is fine. */
+	sb_init(&b, mem, 8);
+	sb_add(&b, "1234567", 7);
+	CU_ASSERT(sb_ok(&b));
+	CU_ASSERT_STRING_EQUAL(sb_str(&b), "1234567");
+	sb_add(&b, "", 0);
+	CU_ASSERT(sb_ok(&b));
+	CU_ASSERT_EQUAL(mem[8], '#');
+}
+
 void register_tests(void)
 {
 	CU_pSuite s = CU_add_suite("common", NULL, NULL);
@@ -202,6 +250,7 @@ void register_tests(void)
 	CU_ADD(s, test_b64);
 	CU_ADD(s, test_buf);
 	CU_ADD(s, test_iptable);
+	CU_ADD(s, test_strbuf);
 }
 
 CU_MAIN

@@ -40,6 +40,42 @@ static void test_reply(void)
 	memset(big, 'a', sizeof(big));
 	memcpy(big, "250 ", 4);
 	CU_ASSERT_EQUAL(smtp_reply_parse(big, sizeof(big), &r), -1);	/* over-long line */
+	/* A longest line waiting for its LF after the CR is incomplete. */
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "250 ", 4);
+	big[SMTP_REPLY_MAX_LINE] = '\r';
+	CU_ASSERT_EQUAL(smtp_reply_parse(big, SMTP_REPLY_MAX_LINE + 1, &r), 0);
+	big[SMTP_REPLY_MAX_LINE + 1] = '\n';
+	CU_ASSERT_EQUAL(smtp_reply_parse(big, SMTP_REPLY_MAX_LINE + 2, &r), 1);
+}
+
+/* The parser decides (1 or -1) before its input reaches
+ * SMTP_REPLY_MAX_BYTES, whatever the shape: a buffer of that size can
+ * never fill up with a reply still "incomplete" (which once stalled a
+ * session for timeout_reply). */
+static void test_reply_bounded(void)
+{
+	static char buf[SMTP_REPLY_MAX_BYTES + 1];
+	struct smtp_reply r;
+	static const size_t widths[] = { 3, 4, 80, 1000, SMTP_REPLY_MAX_LINE };
+	for (size_t w = 0; w < sizeof(widths) / sizeof(widths[0]); w++) {
+		/* Continuation lines of this width, as many as fit. */
+		size_t o = 0, lw = widths[w];
+		while (o + lw + 2 <= sizeof(buf)) {
+			memset(buf + o, 'x', lw);
+			memcpy(buf + o, lw > 3 ? "250-" : "250", lw > 3 ? 4 : 3);
+			memcpy(buf + o + lw, "\r\n", 2);
+			o += lw + 2;
+		}
+		int rc = smtp_reply_parse(buf, SMTP_REPLY_MAX_BYTES, &r);
+		CU_ASSERT_NOT_EQUAL(rc, 0);
+		if (rc == 0)
+			fprintf(stderr, "width %zu: still incomplete at %d bytes\n", lw,
+				SMTP_REPLY_MAX_BYTES);
+	}
+	/* No LF at all. */
+	memset(buf, '2', SMTP_REPLY_MAX_BYTES);
+	CU_ASSERT_EQUAL(smtp_reply_parse(buf, SMTP_REPLY_MAX_BYTES, &r), -1);
 }
 
 static void test_ehlo(void)
@@ -148,7 +184,7 @@ static void test_xclient(void)
 	char out[64];
 	CU_ASSERT_EQUAL(smtp_xtext("a+b=c d", out, sizeof(out)), 13);
 	CU_ASSERT_STRING_EQUAL(out, "a+2Bb+3Dc+20d");
-	char lines[SMTP_XCLIENT_MAX_LINES][513];
+	char lines[SMTP_XCLIENT_MAX_LINES][SMTP_XCLIENT_LINE_MAX + 1];
 	struct smtp_xclient_attrs a = { "[UNAVAILABLE]", "IPV6:2001:db8::1", 4242, "ESMTP",
 					"client.example", "partner" };
 	int n = smtp_xclient_lines(&a, XC_NAME | XC_ADDR | XC_PORT | XC_PROTO | XC_HELO | XC_LOGIN, lines);
@@ -172,12 +208,20 @@ static void test_xclient(void)
 	huge[sizeof(huge) - 1] = '\0';
 	a.helo = huge;
 	CU_ASSERT_EQUAL(smtp_xclient_lines(&a, XC_HELO, lines), -1);
+	/* "XCLIENT HELO=" + 497 + CRLF is exactly 512 octets; one more is not. */
+	huge[497] = '\0';
+	CU_ASSERT_EQUAL_FATAL(smtp_xclient_lines(&a, XC_HELO, lines), 1);
+	CU_ASSERT_EQUAL(strlen(lines[0]), 512);
+	huge[497] = 'h';
+	huge[498] = '\0';
+	CU_ASSERT_EQUAL(smtp_xclient_lines(&a, XC_HELO, lines), -1);
 }
 
 void register_tests(void)
 {
 	CU_pSuite s = CU_add_suite("smtp_misc", NULL, NULL);
 	CU_ADD(s, test_reply);
+	CU_ADD(s, test_reply_bounded);
 	CU_ADD(s, test_ehlo);
 	CU_ADD(s, test_policy);
 	CU_ADD(s, test_received);

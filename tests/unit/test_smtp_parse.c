@@ -4,6 +4,7 @@
 #include "cu_main.h"
 #include "smtp_parse.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static void test_line_check(void)
@@ -100,6 +101,7 @@ static void test_paths(void)
 		{ "FROM:<a@example.org> -X=1", 0, SMTP_PATH_BAD_PARAM, NULL, NULL, 0 },
 		{ "FROM:<a@example.org> X=a=b", 0, SMTP_PATH_BAD_PARAM, NULL, NULL, 0 },
 		{ "FROM:<a@example.org>SIZE=1", 0, SMTP_PATH_SYNTAX, NULL, NULL, 0 },
+		{ "FROM:<a@example.org> BODY=8BITMIME body=7BIT", 0, SMTP_PATH_BAD_PARAM, NULL, NULL, 0 },
 		{ "FROM:<a@example.org", 0, SMTP_PATH_BAD_ADDRESS, NULL, NULL, 0 },
 		{ "TO:<\xc3\xa9t\xc3\xa9@example.org>", 1, SMTP_PATH_OK, "\xc3\xa9t\xc3\xa9@example.org",
 		  "example.org", 0 },
@@ -127,6 +129,88 @@ static void test_paths(void)
 	}
 }
 
+/* RFC 5321 §4.5.3.1 limits, counted as sent: local part 64 (quotes and
+ * backslashes included), domain 255, path 256 with its angle brackets.
+ * The quoted form once went unchecked (a pre-auth stack overflow). */
+static char *path_args(char *out, const char *prefix, size_t local, int quoted, size_t domain)
+{
+	char *o = out;
+	o += sprintf(o, "%s<", prefix);
+	if (quoted)
+		*o++ = '"';
+	for (size_t i = 0; i < local - (quoted ? 2 : 0); i++)
+		*o++ = 'a';
+	if (quoted)
+		*o++ = '"';
+	*o++ = '@';
+	/* labels of 9 "b" + "." up to the wanted length, ending in ".org" */
+	size_t d = 0;
+	while (d + 4 < domain) {
+		size_t lab = domain - d - 4 > 9 ? 9 : domain - d - 4;
+		if (lab == 0)
+			break;
+		memset(o, 'b', lab);
+		o += lab;
+		d += lab;
+		if (d + 4 < domain) {
+			*o++ = '.';
+			d++;
+		}
+	}
+	memcpy(o, ".org>", 6);
+	return out;
+}
+
+static void test_path_limits(void)
+{
+	char args[2000];
+	struct smtp_path p;
+	static const struct {
+		size_t local;
+		int quoted;
+		size_t domain;
+		enum smtp_path_rc want;
+	} cases[] = {
+		{ 64, 0, 20, SMTP_PATH_OK },
+		{ 65, 0, 20, SMTP_PATH_TOO_LONG },
+		{ 64, 1, 20, SMTP_PATH_OK },
+		{ 65, 1, 20, SMTP_PATH_TOO_LONG },
+		{ 1252, 1, 11, SMTP_PATH_TOO_LONG },
+		{ 60, 0, 193, SMTP_PATH_OK },		/* 1 + 60 + 1 + 193 + 1 = 256 */
+		{ 60, 0, 194, SMTP_PATH_TOO_LONG },	/* 257 */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (int rcpt = 0; rcpt < 2; rcpt++) {
+			path_args(args, rcpt ? "TO:" : "FROM:", cases[i].local, cases[i].quoted, cases[i].domain);
+			enum smtp_path_rc rc = smtp_parse_path(args, strlen(args), rcpt ? "TO:" : "FROM:",
+							       rcpt, &p);
+			if (rc != cases[i].want)
+				fprintf(stderr, "limit case %zu: got %d, want %d: %s\n", i, rc,
+					cases[i].want, args);
+			CU_ASSERT_EQUAL(rc, cases[i].want);
+			if (rc == SMTP_PATH_OK)
+				CU_ASSERT_EQUAL(p.domainlen, cases[i].domain);
+		}
+	}
+	/* A backslash counts as sent. */
+	char q[200] = "TO:<\"";
+	for (int i = 0; i < 31; i++)
+		strcat(q, "\\a");
+	strcat(q, "\"@example.org>");	/* 2 + 62 = 64 octets */
+	CU_ASSERT_EQUAL(smtp_parse_path(q, strlen(q), "TO:", 1, &p), SMTP_PATH_OK);
+	CU_ASSERT_EQUAL(p.locallen, 64);
+	memmove(q + 5, q + 4, strlen(q + 4) + 1);	/* one more '"'... */
+	q[4] = '"';
+	q[5] = 'x';				/* ... as 'x': 65 octets */
+	CU_ASSERT_EQUAL(smtp_parse_path(q, strlen(q), "TO:", 1, &p), SMTP_PATH_TOO_LONG);
+	/* The source route counts toward the path. */
+	char sr[400] = "TO:<@";
+	for (int i = 0; i < 25; i++)
+		strcat(sr, "relay0000.");
+	strcat(sr, "example:u@example.org>");
+	CU_ASSERT_EQUAL(smtp_parse_path(sr, strlen(sr), "TO:", 1, &p), SMTP_PATH_TOO_LONG);
+}
+
 static void test_params(void)
 {
 	struct smtp_path p;
@@ -140,7 +224,7 @@ static void test_params(void)
 	CU_ASSERT_PTR_NULL(p.params[2].val);
 	char many[600] = "FROM:<a@b.example>";
 	for (int i = 0; i < SMTP_MAX_PARAMS + 1; i++)
-		strcat(many, " X=1");
+		sprintf(many + strlen(many), " X%d=1", i);
 	CU_ASSERT_EQUAL(smtp_parse_path(many, strlen(many), "FROM:", 0, &p), SMTP_PATH_TOO_MANY_PARAMS);
 	const char *utf = "FROM:<\xc3\xa9@b.example>";
 	CU_ASSERT_EQUAL(smtp_parse_path(utf, strlen(utf), "FROM:", 0, &p), SMTP_PATH_OK);
@@ -180,6 +264,7 @@ void register_tests(void)
 	CU_ADD(s, test_line_check);
 	CU_ADD(s, test_verbs);
 	CU_ADD(s, test_paths);
+	CU_ADD(s, test_path_limits);
 	CU_ADD(s, test_params);
 	CU_ADD(s, test_helo);
 	CU_ADD(s, test_u64);
