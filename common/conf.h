@@ -18,6 +18,16 @@ enum client_cert_mode { CLIENT_CERT_UNSET = -1, CLIENT_CERT_NONE, CLIENT_CERT_OP
 enum proxy_out { PROXY_OUT_OFF, PROXY_OUT_V1, PROXY_OUT_V2 };
 enum ext_identity { EXT_ID_EMAIL, EXT_ID_DNS, EXT_ID_CN };
 
+/* The default TLS priorities (tls and tls_client sections; servers add
+ * %SERVER_PRECEDENCE): TLS 1.3, and TLS 1.2 with ECDHE and AEAD only -
+ * Mozilla's "intermediate" profile: no CBC (LUCKY13), no static-RSA key
+ * exchange (no forward secrecy), no SHA-1 signatures, no finite-field DHE
+ * in 1.2. */
+#define CONF_TLS_PRIORITY                                                              \
+	"SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:"      \
+	"+AES-256-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:" \
+	"-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1"
+
 /* Range of max_line (smtpd): RFC 5321 §4.5.3.1.4's 512 up to 64 KiB. */
 #define CONF_MAX_LINE_MIN 512
 #define CONF_MAX_LINE_LIMIT 65536

@@ -332,7 +332,7 @@ struct tls_client *tls_client_new(const struct conf_tls_client *t, struct diag *
 		load_pair(cli->cred, d, t->cert_where, t->key_where, t->cert, t->key);
 	}
 	gnutls_certificate_set_verify_limits(cli->cred, 16384, TLS_MAX_CHAIN_DEPTH);
-	const char *prio = t ? t->priority : "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2";
+	const char *prio = t ? t->priority : CONF_TLS_PRIORITY;
 	if (gnutls_priority_init(&cli->prio, prio, &errpos) < 0) {
 		struct conf_where w = t ? t->where : (struct conf_where){ NULL, 0 };
 		diag_error(d, w.file, w.line, "priority: bad GnuTLS priority string near '%s'",

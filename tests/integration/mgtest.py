@@ -692,3 +692,68 @@ service imap-login {{
 
     def stop(self):
         stop_by_pidfile(os.path.join(self.run, "master.pid"))
+
+
+class ScriptedSmtp:
+    """An SMTP upstream that answers from a script, for the replies no real
+    server sends (a hostile or broken upstream): `replies` maps a command
+    verb ("EHLO", "MAIL", ...; "GREETING" for the banner) to the raw bytes
+    to send back. Unlisted verbs get "250 ok". Runs in a thread of the test
+    process; every connection is served in turn and logged in `commands`."""
+
+    def __init__(self, replies=None):
+        import threading
+        self.replies = {"GREETING": b"220 scripted.test ESMTP\r\n",
+                        "EHLO": b"250-scripted.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+                        "QUIT": b"221 bye\r\n"}
+        self.replies.update(replies or {})
+        self.commands = []
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(16)
+        self.port = self.srv.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            try:
+                self._session(conn)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def _session(self, conn):
+        conn.sendall(self.replies["GREETING"])
+        buf = b""
+        data = False
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, _, buf = buf.partition(b"\n")
+                if data:
+                    if line.rstrip(b"\r") == b".":
+                        data = False
+                        conn.sendall(self.replies.get("DOT", b"250 queued\r\n"))
+                    continue
+                verb = line.split(b" ")[0].split(b":")[0].decode("ascii", "replace").upper()
+                self.commands.append(line.rstrip(b"\r").decode("utf-8", "replace"))
+                conn.sendall(self.replies.get(verb, b"250 ok\r\n"))
+                if verb == "DATA":
+                    data = True
+                if verb == "QUIT":
+                    return
+
+    def stop(self):
+        self.stopping = True
+        self.srv.close()
