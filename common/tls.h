@@ -46,15 +46,22 @@ const char *tls_cert_status_name(enum cert_status st);
 #define TLS_MAX_CHAIN_DEPTH 6
 #define TLS_TICKET_LIFETIME 7200
 
+#define TLS_MAX_CN_LEN 1024	/* octets of the first CN, as UTF-8 */
+
 /* What we know about the peer's certificate; only allocated when one was
  * presented. Names (SANs) are read on demand from the live session. */
 struct tls_peer {
 	enum cert_status status;
 	unsigned char fp[32];	/* SHA-256 of the DER certificate */
 	unsigned char spki[32];	/* SHA-256 of the DER SubjectPublicKeyInfo */
-	char *cn;		/* first subject CN as raw bytes (NUL-terminated), or NULL */
+	/* The first subject CN, the attribute's raw value (RFC 5280
+	 * DirectoryString, BMP/Universal strings as UTF-8; never RFC 4514
+	 * escaped), NUL-terminated; may hold a NUL (then strlen != cn_len).
+	 * NULL when there is none or it could not be read (cn_bad). */
+	char *cn;
 	size_t cn_len;
 	unsigned ncn;		/* how many CNs the subject has */
+	bool cn_bad;		/* the subject (or its first CN) could not be read exactly */
 	char **dns;		/* dNSName SANs (at most TLS_MAX_SANS, each < 256 bytes) */
 	size_t ndns;
 	char **email;		/* rfc822Name SANs */

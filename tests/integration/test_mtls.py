@@ -2,8 +2,9 @@
 none, peer, stranger, foreign CA, expired, not yet valid, revoked (CRL),
 self-signed but pinned, wildcard, CN-only - against optional, require and
 peers_only listeners, with the status the gateway records, the alert a
-refused client gets, and whether it may relay. Clients: Python ssl,
-swaks --tls-cert, gnutls-cli."""
+refused client gets, and whether it may relay. The CN is logged and put
+in Received as its raw value, escaped once. Clients: Python ssl, swaks
+--tls-cert, gnutls-cli."""
 import hashlib
 import re
 import ssl
@@ -184,6 +185,38 @@ peer "renewed" {{
         flat = m[-1].message.replace(b"\n\t", b" ")
         self.assertIn(b"(client certificate: unknown-ca, peer=pinned)", flat)
         self.gw.wait_log(r"cert=unknown-ca pin=yes fp=sha256:")
+
+    def relay_one(self, cert, helo, subject, rcpt="someone@elsewhere.example"):
+        """One message from cert on the optional listener; the reply code,
+        and the upstream's copy with its Received folds undone."""
+        c, g = self.greet(self.p_opt, cert)
+        self.assertTrue(g.startswith("220 "), (cert, g))
+        c.expect("EHLO " + helo, 250)
+        c.expect("MAIL FROM:<a@test.example>", 250)
+        code, _ = c.cmd("RCPT TO:<%s>" % rcpt)
+        if code == 250:
+            c.expect("DATA", 354)
+            c.send(message(subject) + b".\r\n")
+            c.reply()
+        c.expect("QUIT", 221)
+        c.closed()
+        return code
+
+    def received_for(self, subject):
+        for m in self.up.wait_messages(1):
+            if b"Subject: " + subject.encode() in m.message:
+                return m.message.split(b"\nFrom: ")[0].replace(b"\n\t", b" ")
+        self.fail("no message %r upstream" % subject)
+
+    def test_cn_raw_value_escaped_once(self):
+        """The CN is the attribute's raw value, escaped once for each
+        consumer: the log quotes it per §7, Received writes it per §4.5
+        (quotes and '=' are printable and stay)."""
+        self.assertEqual(self.relay_one("weirdcn", "weird.test", "weird-cn", rcpt="user@example.org"), 250)
+        rec = self.received_for("weird-cn")
+        self.assertIn(b'(client certificate: verified, CN=Weird "Q" = N x)', rec)
+        self.gw.wait_log(r'listener=opt .* cert=verified cn="Weird \\"Q\\" = N x" fp=sha256:')
+        self.assertNotIn('\\\\', self.gw.log())     # no doubled backslash anywhere
 
     def test_swaks_and_gnutls_cli(self):
         need("swaks", "gnutls-cli")

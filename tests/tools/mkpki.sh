@@ -17,6 +17,7 @@
 #     cnonly          no SAN at all, CN=cn-only.test
 #     critext         partner-mx.test with an unknown critical extension
 #     longchain       partner-mx.test under 7 intermediate CAs (chain file)
+#     weirdcn         CN 'Weird "Q" = N x' (quotes and '=' in the raw value)
 # Keys are written mode 0600. Existing files are kept (idempotent).
 set -eu
 dir=${1:?usage: mkpki.sh DIR}
@@ -103,6 +104,8 @@ client_cert selfsigned self pinned.test 'dns_name = "pinned.test"'
 client_cert wildcard ca wildcard.test 'dns_name = "*.partner.test"'
 client_cert cnonly ca cn-only.test ''
 client_cert critext ca partner-mx.test 'dns_name = "partner-mx.test"\nadd_critical_extension = "1.3.6.1.4.1.99999.1 0x0500"'
+
+client_cert weirdcn ca 'Weird \"Q\" = N x' 'dns_name = "weird.test"'
 
 if [ ! -f longchain.pem ]; then
   issuer=ca
