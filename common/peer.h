@@ -20,8 +20,9 @@
 bool peer_dnsid_match(const char *reference, const char *presented, bool allow_wildcard);
 
 /* The DNS-IDs of a certificate: its dNSName SANs, or its CN when it has
- * none. Calls fn for each; stops early when fn returns true; returns
- * whether it did. */
+ * none (and exactly one CN); none at all when a dNSName or the CN it would
+ * fall back to could not be read exactly. Calls fn for each; stops early
+ * when fn returns true; returns whether it did. */
 bool peer_for_each_dnsid(const struct tls_peer *p, bool (*fn)(void *arg, const char *name), void *arg);
 
 struct peer_result {
@@ -42,7 +43,8 @@ int peer_pinned(void *conf, const unsigned char fp[32], const unsigned char spki
 enum ext_map { EXT_MAP_OK, EXT_MAP_MISSING, EXT_MAP_AMBIGUOUS, EXT_MAP_INVALID, EXT_MAP_UNVERIFIED };
 /* The user for AUTHENTICATE EXTERNAL: exactly one value of the field, 1-255
  * bytes, no NUL, control character, space or '*'; only from a
- * chain-verified certificate. */
+ * chain-verified certificate. Values the TLS module could not read count
+ * as values: one of them is invalid, two values ambiguous. */
 enum ext_map peer_external_user(const struct tls_peer *p, enum ext_identity field, char out[256]);
 const char *peer_ext_map_name(enum ext_map m);
 

@@ -46,11 +46,21 @@ const char *tls_cert_status_name(enum cert_status st);
 #define TLS_MAX_CHAIN_DEPTH 6
 #define TLS_TICKET_LIFETIME 7200
 
+/* Bounds on what is read from a certificate. A value that does not fit
+ * is never cut short or skipped silently: it is counted as unreadable
+ * (the *_bad fields below), so that the identity decisions in peer.c can
+ * fail closed (RFC 6125 §6: a name that cannot be compared exactly must
+ * not be replaced by another one). */
+#define TLS_MAX_SANS 32		/* dNSName and rfc822Name SANs kept, each type */
+#define TLS_MAX_SAN_LEN 255	/* octets; RFC 1035 names and §6 identities fit */
 #define TLS_MAX_CN_LEN 1024	/* octets of the first CN, as UTF-8 */
 
 /* What we know about the peer's certificate; only allocated when one was
- * presented. Names (SANs) are read on demand from the live session. */
+ * presented. These are facts, read once by the TLS module; every decision
+ * (peer match, EXTERNAL identity, status to report) is peer.c's. */
 struct tls_peer {
+	/* The chain's own verification result (client_ca, CRLs, dates). A
+	 * pin never changes it: "verified" here means the chain verified. */
 	enum cert_status status;
 	unsigned char fp[32];	/* SHA-256 of the DER certificate */
 	unsigned char spki[32];	/* SHA-256 of the DER SubjectPublicKeyInfo */
@@ -62,15 +72,17 @@ struct tls_peer {
 	size_t cn_len;
 	unsigned ncn;		/* how many CNs the subject has */
 	bool cn_bad;		/* the subject (or its first CN) could not be read exactly */
-	char **dns;		/* dNSName SANs (at most TLS_MAX_SANS, each < 256 bytes) */
+	bool names_read;	/* cn/dns/email have been filled in */
+	char **dns;		/* dNSName SANs read exactly (1..TLS_MAX_SAN_LEN octets, no NUL) */
 	size_t ndns;
-	char **email;		/* rfc822Name SANs */
+	size_t dns_bad;		/* dNSName SANs present but not in dns: over-long, NUL-bearing,
+				 * beyond TLS_MAX_SANS; or the SAN extension was unreadable */
+	char **email;		/* rfc822Name SANs, as dns */
 	size_t nemail;
+	size_t email_bad;
 	char sig_alg[32];	/* OpenSSL spelling, e.g. "ecdsa-with-SHA256" (PROXY v2) */
 	char key_alg[16];	/* e.g. "EC256", "RSA2048" */
 };
-
-#define TLS_MAX_SANS 32
 
 struct tls_server;
 struct tls_client;

@@ -283,8 +283,8 @@ static int client_verify(gnutls_session_t gs)
 		return -1;
 	int ok = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) >= 0 &&
 		 tls_cert_hashes(crt, s->peer->fp, s->peer->spki) == 0;
-	if (ok && !s->peer->dns)
-		tls_read_sans(crt, s->peer);
+	if (ok)
+		tls_read_names(crt, s->peer);
 	gnutls_x509_crt_deinit(crt);
 	if (!ok) {
 		tls_set_reason(s, "server certificate rejected: unreadable");
@@ -306,9 +306,17 @@ static int client_verify(gnutls_session_t gs)
 		gnutls_free(out.data);
 		return -1;
 	}
+	/* Only names read exactly are compared; one that could not be read
+	 * (over-long, NUL-bearing, beyond TLS_MAX_SANS) can only fail to
+	 * match, never match as something else, and the CN is never used. */
 	for (size_t i = 0; i < s->peer->ndns; i++)
 		if (s->verify_host[0] && peer_dnsid_match(s->verify_host, s->peer->dns[i], true))
 			return 0;
+	if (s->peer->dns_bad) {
+		tls_set_reason(s, "server certificate rejected: no DNS name in it matches '%s' "
+				  "(%zu unreadable)", s->verify_host, s->peer->dns_bad);
+		return -1;
+	}
 	tls_set_reason(s, "server certificate rejected: no DNS name in it matches '%s'", s->verify_host);
 	return -1;
 }

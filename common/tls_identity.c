@@ -9,6 +9,7 @@
 
 #include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
+#include <gnutls/x509-ext.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,26 +204,68 @@ static void read_cn(gnutls_x509_crt_t crt, struct tls_peer *p)
 	}
 }
 
-/* dNSName and rfc822Name SANs, bounded in number and size; a value with
- * an embedded NUL is kept truncated-proof by being skipped. */
-void tls_read_sans(gnutls_x509_crt_t crt, struct tls_peer *p)
+static void add_name(char ***list, size_t *n, size_t *bad, const gnutls_datum_t *v)
 {
-	for (unsigned i = 0; i < 4 * TLS_MAX_SANS; i++) {
-		char buf[256];
-		size_t sz = sizeof(buf) - 1;
-		int type = gnutls_x509_crt_get_subject_alt_name(crt, i, buf, &sz, NULL);
-		if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
-			break;
-		if (type < 0 || sz >= sizeof(buf) || memchr(buf, 0, sz))
-			continue;
-		buf[sz] = '\0';
-		char ***list = type == GNUTLS_SAN_DNSNAME ? &p->dns : type == GNUTLS_SAN_RFC822NAME ? &p->email : NULL;
-		size_t *n = type == GNUTLS_SAN_DNSNAME ? &p->ndns : &p->nemail;
-		if (!list || *n >= TLS_MAX_SANS)
-			continue;
-		*list = xreallocarray(*list, *n + 1, sizeof(char *));
-		(*list)[(*n)++] = xstrdup(buf);
+	if (v->size == 0 || v->size > TLS_MAX_SAN_LEN || memchr(v->data, 0, v->size) ||
+	    *n >= TLS_MAX_SANS) {
+		(*bad)++;
+		return;
 	}
+	*list = xreallocarray(*list, *n + 1, sizeof(char *));
+	(*list)[(*n)++] = xmemdup0(v->data, v->size);
+}
+
+/* dNSName and rfc822Name SANs (RFC 5280 §4.2.1.6), every entry of the
+ * extension: exact values into dns/email, the others counted in
+ * dns_bad/email_bad. An extension that cannot be decoded, or a second
+ * one (RFC 5280 §4.2: at most one instance of an extension), counts as an
+ * unreadable name of both types. */
+static void read_sans(gnutls_x509_crt_t crt, struct tls_peer *p)
+{
+	gnutls_datum_t der = { NULL, 0 };
+	gnutls_subject_alt_names_t sans = NULL;
+	unsigned crit = 0;
+	int r = gnutls_x509_crt_get_extension_by_oid2(crt, GNUTLS_X509EXT_OID_SAN, 0, &der, &crit);
+	if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+		return;
+	if (r < 0 || gnutls_subject_alt_names_init(&sans) < 0 ||
+	    gnutls_x509_ext_import_subject_alt_names(&der, sans, 0) < 0)
+		goto unreadable;
+	gnutls_free(der.data);
+	der.data = NULL;
+	if (gnutls_x509_crt_get_extension_by_oid2(crt, GNUTLS_X509EXT_OID_SAN, 1, &der, &crit) !=
+	    GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+		goto unreadable;
+	for (unsigned i = 0;; i++) {
+		unsigned type = 0;
+		gnutls_datum_t v = { NULL, 0 }, oid = { NULL, 0 };
+		r = gnutls_subject_alt_names_get(sans, i, &type, &v, &oid);
+		if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+			break;
+		if (r < 0)
+			goto unreadable;
+		if (type == GNUTLS_SAN_DNSNAME)
+			add_name(&p->dns, &p->ndns, &p->dns_bad, &v);
+		else if (type == GNUTLS_SAN_RFC822NAME)
+			add_name(&p->email, &p->nemail, &p->email_bad, &v);
+	}
+	gnutls_subject_alt_names_deinit(sans);
+	return;
+unreadable:
+	p->dns_bad++;
+	p->email_bad++;
+	gnutls_free(der.data);
+	if (sans)
+		gnutls_subject_alt_names_deinit(sans);
+}
+
+void tls_read_names(gnutls_x509_crt_t crt, struct tls_peer *p)
+{
+	if (p->names_read)
+		return;
+	p->names_read = true;
+	read_cn(crt, p);
+	read_sans(crt, p);
 }
 
 /* The certificate's signature and key algorithms as OpenSSL (and so
@@ -307,9 +350,8 @@ int tls_evaluate_peer(struct tls_session *s)
 		tls_set_reason(s, "client certificate unreadable");
 		return s->mode == CLIENT_CERT_REQUIRE ? -1 : 0;
 	}
-	if (!s->peer->cn && !s->peer->ncn && !s->peer->cn_bad) {
-		read_cn(crt, s->peer);
-		tls_read_sans(crt, s->peer);
+	if (!s->peer->names_read) {
+		tls_read_names(crt, s->peer);
 		read_algs(crt, s->peer);
 	}
 	gnutls_x509_crt_deinit(crt);

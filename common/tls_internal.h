@@ -68,7 +68,9 @@ void tls_set_reason(struct tls_session *s, const char *fmt, ...)
 int tls_cert_hashes(gnutls_x509_crt_t crt, unsigned char fp[32], unsigned char spki[32]);
 enum cert_status tls_status_from_gnutls(unsigned status);
 void tls_peer_free(struct tls_peer *p);
-/* dNSName and rfc822Name SANs into p (bounded; NUL-bearing values skipped). */
-void tls_read_sans(gnutls_x509_crt_t crt, struct tls_peer *p);
+/* The subject CN(s) and the dNSName and rfc822Name SANs into p, once
+ * (p->names_read). Values are copied exactly or counted as unreadable
+ * (cn_bad, dns_bad, email_bad), never truncated or skipped silently. */
+void tls_read_names(gnutls_x509_crt_t crt, struct tls_peer *p);
 
 #endif

@@ -3,9 +3,11 @@ Dovecot with a master user: AUTH=EXTERNAL is offered only when a verified
 certificate names exactly one user; AUTHENTICATE EXTERNAL (empty or
 matching authzid, SASL-IR or continuation) logs that user in through the
 master user; a certificate that maps to nobody, an unverified one, or
-another authzid gets NO. peers_only refuses everyone else with BYE.
-Behind the gateway, the PROXY v2 header carries the CN as its raw value
-for a verified chain."""
+another authzid gets NO. peers_only refuses everyone else with BYE. A
+certificate with an rfc822Name the gateway cannot read exactly (over-long,
+or past the SANs it used to look at) beside alice@example.org is ambiguous,
+never alice. Behind the gateway, the PROXY v2 header carries the CN as its
+raw value for a verified chain."""
 import os
 import re
 import socket
@@ -80,6 +82,21 @@ class ImapExternal(GatewayTest):
             self.assertRegex(c.cmd("a", "AUTHENTICATE EXTERNAL =")[-1], r"^a NO \[AUTHENTICATIONFAILED\]", cert)
             # PLAIN still works for a real user.
             self.assertRegex(c.cmd("b", "LOGIN bob pw")[-1], r"^b OK ", cert)
+
+    def test_unreadable_email_is_no_identity(self):
+        """longemail: a 302-octet rfc822Name, then alice@example.org;
+        manysans: 127 URIs, then alice@ and bob@example.org. Each has two
+        rfc822Names, so EXTERNAL is ambiguous: not offered, refused, and
+        Dovecot never sees alice."""
+        for cert in ("longemail", "manysans"):
+            c, greeting = self.client(cert)
+            self.assertTrue(greeting.startswith("* OK [CAPABILITY "), (cert, greeting))
+            self.assertNotIn("AUTH=EXTERNAL", greeting, cert)
+            self.assertRegex(c.cmd("a", "AUTHENTICATE EXTERNAL =")[-1], r"^a NO \[AUTHENTICATIONFAILED\]", cert)
+            c.cmd("b", "LOGOUT")
+        self.gw.wait_log(r"identity=ambiguous")
+        self.assertNotIn("identity=ok", self.gw.log())
+        self.assertNotIn("alice@example.org", self.dc.log())
 
     def test_peers_only(self):
         for cert in (None, "stranger", "foreign"):

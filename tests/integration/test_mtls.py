@@ -2,9 +2,11 @@
 none, peer, stranger, foreign CA, expired, not yet valid, revoked (CRL),
 self-signed but pinned, wildcard, CN-only - against optional, require and
 peers_only listeners, with the status the gateway records, the alert a
-refused client gets, and whether it may relay. The CN is logged and put
-in Received as its raw value, escaped once. Clients: Python ssl, swaks
---tls-cert, gnutls-cli."""
+refused client gets, and whether it may relay. Certificates with names
+that cannot be read exactly (an over-long dNSName) match no peer by name
+and never fall back to the CN. The CN is logged and put in Received as its
+raw value, escaped once. Clients: Python ssl, swaks --tls-cert,
+gnutls-cli."""
 import hashlib
 import re
 import ssl
@@ -94,6 +96,7 @@ peer "renewed" {{
             "selfsigned": ("unknown-ca", "pinned", None),
             "wildcard": ("verified", "none", "no-matching-peer"),
             "cnonly": ("verified", "cnonly", None),
+            "longdns": ("verified", "none", "no-matching-peer"),    # no CN fallback
         }
         for cert, expect in want.items():
             self.gw.stop()
@@ -207,6 +210,19 @@ peer "renewed" {{
             if b"Subject: " + subject.encode() in m.message:
                 return m.message.split(b"\nFrom: ")[0].replace(b"\n\t", b" ")
         self.fail("no message %r upstream" % subject)
+
+    def test_overlong_dnsname_matches_no_peer(self):
+        """A dNSName that cannot be read exactly (305 octets) is not dropped:
+        the certificate has a dNSName, so its CN (partner-mx.test) is no
+        DNS-ID, and it matches no peer by name - no relay, and peers_only
+        refuses it."""
+        self.assertEqual(self.relay_one("longdns", "partner-mx.test", "longdns"), 554)
+        self.gw.wait_log(r"listener=opt .*cert=verified cn=partner-mx\.test fp=sha256:[0-9A-F:]+ "
+                         r"peer=none reason=no-matching-peer helo=partner-mx\.test")
+        self.assertNotRegex(self.gw.log(), r"cn=partner-mx\.test fp=\S+ peer=partner helo=partner-mx")
+        c, g = self.greet(self.p_po, "longdns")
+        self.assertEqual(g, "554 5.7.1 Certificate not accepted")
+        c.expect("QUIT", 221)
 
     def test_cn_raw_value_escaped_once(self):
         """The CN is the attribute's raw value, escaped once for each

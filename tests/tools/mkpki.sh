@@ -18,6 +18,9 @@
 #     critext         partner-mx.test with an unknown critical extension
 #     longchain       partner-mx.test under 7 intermediate CAs (chain file)
 #     weirdcn         CN 'Weird "Q" = N x' (quotes and '=' in the raw value)
+#     longdns         CN partner-mx.test, its only dNSName 305 octets long
+#     longemail       rfc822Names: one of 302 octets, then alice@example.org
+#     manysans        127 URI SANs, then rfc822Names alice@ and bob@example.org
 # Keys are written mode 0600. Existing files are kept (idempotent).
 set -eu
 dir=${1:?usage: mkpki.sh DIR}
@@ -106,6 +109,12 @@ client_cert cnonly ca cn-only.test ''
 client_cert critext ca partner-mx.test 'dns_name = "partner-mx.test"\nadd_critical_extension = "1.3.6.1.4.1.99999.1 0x0500"'
 
 client_cert weirdcn ca 'Weird \"Q\" = N x' 'dns_name = "weird.test"'
+rep() { awk -v c="$1" -v n="$2" 'BEGIN { while (n-- > 0) printf "%s", c }'; }
+label63=$(rep a 63)
+longname="$label63.$label63.$label63.$label63.$(rep b 44).test"	# 305 octets
+client_cert longdns ca partner-mx.test "dns_name = \"$longname\""
+client_cert longemail ca longemail.test "dns_name = \"longemail.test\"\nemail = \"$(rep x 290)@example.org\"\nemail = \"alice@example.org\""
+client_cert manysans ca manysans.test "$(i=1; while [ $i -le 127 ]; do printf 'uri = "https://u%d.test/"\\n' $i; i=$((i + 1)); done)email = \"alice@example.org\"\nemail = \"bob@example.org\""
 
 if [ ! -f longchain.pem ]; then
   issuer=ca

@@ -3,12 +3,14 @@
  * (self-signed tolerated, dates/CRL still apply) and by names (verified
  * chains only; CN only without dNSName SANs; pins and names both when
  * both are listed; first match wins; pin-mismatch reported), and the
- * certificate-to-user mapping for EXTERNAL. */
+ * certificate-to-user mapping for EXTERNAL - including certificates with
+ * names the TLS module could not read exactly (never a fallback). */
 #include "conf.h"
 #include "cu_main.h"
 #include "peer.h"
 #include "tls.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static void test_dnsid(void)
@@ -190,6 +192,82 @@ static void test_external(void)
 	CU_ASSERT_EQUAL(peer_external_user(NULL, EXT_ID_CN, user), EXT_MAP_UNVERIFIED);
 }
 
+static char *longmail[] = { "alice@example.org" };
+
+/* Names the TLS module could not read exactly (over-long, NUL-bearing,
+ * beyond TLS_MAX_SANS, undecodable CN) are counted, never dropped: a
+ * certificate with an unreadable dNSName has no DNS-ID (no peer by name,
+ * and no fallback to its CN); an identity field with an unreadable value
+ * is invalid, or ambiguous beside another value. */
+static void test_unreadable_names(void)
+{
+	static const struct {
+		const char *label;
+		char **dns;
+		size_t ndns, dns_bad;
+		const char *cn;
+		unsigned ncn;
+		bool cn_bad;
+		char **email;
+		size_t nemail, email_bad;
+		int want_peer;		/* matches peer "partner" (partner-mx.test) by name */
+		enum ext_map want_email, want_dns, want_cn;
+	} cases[] = {
+		{ "all readable", dns1, 1, 0, "partner-mx.test", 1, false, longmail, 1, 0,
+		  1, EXT_MAP_OK, EXT_MAP_OK, EXT_MAP_OK },
+		{ "2nd email over-long", dns1, 1, 0, "partner-mx.test", 1, false, longmail, 1, 1,
+		  1, EXT_MAP_AMBIGUOUS, EXT_MAP_OK, EXT_MAP_OK },
+		{ "only email unreadable", dns1, 1, 0, "x", 1, false, NULL, 0, 1,
+		  1, EXT_MAP_INVALID, EXT_MAP_OK, EXT_MAP_OK },
+		{ "only dNSName over-long: no CN fallback", NULL, 0, 1, "partner-mx.test", 1, false, NULL, 0, 0,
+		  0, EXT_MAP_MISSING, EXT_MAP_INVALID, EXT_MAP_OK },
+		{ "readable dNSName beside unreadable", dns1, 1, 1, NULL, 0, false, NULL, 0, 0,
+		  0, EXT_MAP_MISSING, EXT_MAP_AMBIGUOUS, EXT_MAP_MISSING },
+		{ "more dNSNames than kept", dns1, 1, 40, NULL, 0, false, NULL, 0, 0,
+		  0, EXT_MAP_MISSING, EXT_MAP_AMBIGUOUS, EXT_MAP_MISSING },
+		{ "CN unreadable", NULL, 0, 0, NULL, 1, true, NULL, 0, 0,
+		  0, EXT_MAP_MISSING, EXT_MAP_MISSING, EXT_MAP_INVALID },
+		{ "subject unreadable", NULL, 0, 0, NULL, 0, true, NULL, 0, 0,
+		  0, EXT_MAP_MISSING, EXT_MAP_MISSING, EXT_MAP_INVALID },
+		{ "two CNs: no CN fallback", NULL, 0, 0, "partner-mx.test", 2, false, NULL, 0, 0,
+		  0, EXT_MAP_MISSING, EXT_MAP_MISSING, EXT_MAP_AMBIGUOUS },
+		{ "two CNs, 2nd unreadable", NULL, 0, 0, "partner-mx.test", 2, true, NULL, 0, 0,
+		  0, EXT_MAP_MISSING, EXT_MAP_MISSING, EXT_MAP_AMBIGUOUS },
+		{ "CN only", NULL, 0, 0, "partner-mx.test", 1, false, NULL, 0, 0,
+		  1, EXT_MAP_MISSING, EXT_MAP_MISSING, EXT_MAP_OK },
+	};
+	struct conf_peer peer;
+	memset(&peer, 0, sizeof(peer));
+	peer.name = "partner";
+	peer.names = (struct strlist){ namesP, 1 };
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct tls_peer p = cert(CERT_VERIFIED, cases[i].dns, cases[i].ndns, cases[i].cn);
+		p.dns_bad = cases[i].dns_bad;
+		p.ncn = cases[i].ncn;
+		p.cn_bad = cases[i].cn_bad;
+		p.email = cases[i].email;
+		p.nemail = cases[i].nemail;
+		p.email_bad = cases[i].email_bad;
+		struct peer_result r;
+		char user[256];
+		peer_match(&peer, 1, &p, &r);
+		enum ext_map e = peer_external_user(&p, EXT_ID_EMAIL, user);
+		enum ext_map d = peer_external_user(&p, EXT_ID_DNS, user);
+		enum ext_map c = peer_external_user(&p, EXT_ID_CN, user);
+		if ((r.peer != NULL) != cases[i].want_peer || e != cases[i].want_email ||
+		    d != cases[i].want_dns || c != cases[i].want_cn)
+			printf("\n  %s: peer %d/%d email %s/%s dns %s/%s cn %s/%s\n", cases[i].label,
+			       r.peer != NULL, cases[i].want_peer, peer_ext_map_name(e),
+			       peer_ext_map_name(cases[i].want_email), peer_ext_map_name(d),
+			       peer_ext_map_name(cases[i].want_dns), peer_ext_map_name(c),
+			       peer_ext_map_name(cases[i].want_cn));
+		CU_ASSERT_EQUAL(r.peer != NULL, cases[i].want_peer);
+		CU_ASSERT_EQUAL(e, cases[i].want_email);
+		CU_ASSERT_EQUAL(d, cases[i].want_dns);
+		CU_ASSERT_EQUAL(c, cases[i].want_cn);
+	}
+}
+
 void register_tests(void)
 {
 	CU_pSuite s = CU_add_suite("peer", NULL, NULL);
@@ -197,6 +275,7 @@ void register_tests(void)
 	CU_ADD(s, test_match_names);
 	CU_ADD(s, test_match_pins);
 	CU_ADD(s, test_external);
+	CU_ADD(s, test_unreadable_names);
 }
 
 CU_MAIN
