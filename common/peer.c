@@ -136,6 +136,13 @@ int peer_pinned(void *arg, const unsigned char fp[32], const unsigned char spki[
 	return 0;
 }
 
+enum cert_status peer_cert_status(const struct tls_peer *p, bool pin)
+{
+	if (!p)
+		return CERT_NONE;
+	return pin ? CERT_VERIFIED : p->status;
+}
+
 /* Exactly one value, counting the ones that could not be read (bad): two
  * values of which one was unreadable are still two (ambiguous), a single
  * unreadable one is invalid - never a fallback to the readable rest. */

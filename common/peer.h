@@ -40,6 +40,13 @@ void peer_match(const struct conf_peer *peers, size_t npeers, const struct tls_p
 /* Whether any peer pins this certificate (the TLS module's pin oracle). */
 int peer_pinned(void *conf, const unsigned char fp[32], const unsigned char spki[32]);
 
+/* The status token to report (session log line, Received header) for p:
+ * "verified" when a pin match made the certificate acceptable (DESIGN.md
+ * §6: logged cert=verified pin=yes), else the chain's own status. Only
+ * for reporting: the chain status (p->status) alone decides EXTERNAL and
+ * PROXY v2 verify/CN, where a pin never counts. */
+enum cert_status peer_cert_status(const struct tls_peer *p, bool pin);
+
 enum ext_map { EXT_MAP_OK, EXT_MAP_MISSING, EXT_MAP_AMBIGUOUS, EXT_MAP_INVALID, EXT_MAP_UNVERIFIED };
 /* The user for AUTHENTICATE EXTERNAL: exactly one value of the field, 1-255
  * bytes, no NUL, control character, space or '*'; only from a

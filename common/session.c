@@ -65,7 +65,9 @@ void session_log_begin(struct session *s, struct logkv *kv)
 		logkv_raw(kv, "tls", tls_version_name(t));
 		logkv_raw(kv, "cipher", tls_cipher_name(t));
 		const struct tls_peer *p = tls_peer(t);
-		logkv_raw(kv, "cert", tls_cert_status_name(p ? p->status : CERT_NONE));
+		/* cert=verified pin=yes when a pin made it acceptable (§6); the
+		 * CN only for a chain that verified, as in Received (§4.5). */
+		logkv_raw(kv, "cert", tls_cert_status_name(peer_cert_status(p, s->pin)));
 		if (p) {
 			if (s->pin)
 				logkv_raw(kv, "pin", "yes");

@@ -7,7 +7,8 @@ another authzid gets NO. peers_only refuses everyone else with BYE. A
 certificate with an rfc822Name the gateway cannot read exactly (over-long,
 or past the SANs it used to look at) beside alice@example.org is ambiguous,
 never alice. Behind the gateway, the PROXY v2 header carries the CN as its
-raw value for a verified chain."""
+raw value for a verified chain, and verify=1 without a CN for a pin-only
+match."""
 import os
 import re
 import socket
@@ -206,6 +207,14 @@ class ProxyV2Identity(GatewayTest):
         verify, subs = self.header_for("weirdcn")
         self.assertEqual(verify, 0)
         self.assertEqual(subs.get(0x22), b'Weird "Q" = N x')
+
+    def test_pin_only_is_not_verified_for_dovecot(self):
+        """A pin-only match is cert=verified pin=yes in the log, but PROXY
+        v2 says verify=1 and sends no CN (Dovecot would log in as it)."""
+        verify, subs = self.header_for("selfsigned")
+        self.assertEqual(verify, 1)
+        self.assertNotIn(0x22, subs)
+        self.gw.wait_log(r"listener=imaps .*cert=verified pin=yes fp=sha256:[0-9A-F:]+ peer=pinned ")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ self-signed but pinned, wildcard, CN-only - against optional, require and
 peers_only listeners, with the status the gateway records, the alert a
 refused client gets, and whether it may relay. Certificates with names
 that cannot be read exactly (an over-long dNSName) match no peer by name
-and never fall back to the CN. The CN is logged and put in Received as its
-raw value, escaped once. Clients: Python ssl, swaks --tls-cert,
-gnutls-cli."""
+and never fall back to the CN; a pin match is reported cert=verified
+pin=yes. The CN is logged and put in Received as its raw value, escaped
+once. Clients: Python ssl, swaks --tls-cert, gnutls-cli."""
 import hashlib
 import re
 import ssl
@@ -93,7 +93,7 @@ peer "renewed" {{
             "expired": ("expired", "none", "expired"),
             "notyet": ("not-yet-valid", "none", "not-yet-valid"),
             "revoked": ("revoked", "none", "revoked"),
-            "selfsigned": ("unknown-ca", "pinned", None),
+            "selfsigned": ("verified", "pinned", None),     # pin=yes: §6
             "wildcard": ("verified", "none", "no-matching-peer"),
             "cnonly": ("verified", "cnonly", None),
             "longdns": ("verified", "none", "no-matching-peer"),    # no CN fallback
@@ -186,8 +186,8 @@ peer "renewed" {{
         c.expect("QUIT", 221)
         m = self.up.wait_messages(2)
         flat = m[-1].message.replace(b"\n\t", b" ")
-        self.assertIn(b"(client certificate: unknown-ca, peer=pinned)", flat)
-        self.gw.wait_log(r"cert=unknown-ca pin=yes fp=sha256:")
+        self.assertIn(b"(client certificate: verified, peer=pinned)", flat)
+        self.gw.wait_log(r"cert=verified pin=yes fp=sha256:[0-9A-F:]+ peer=pinned helo=pinned\.test")
 
     def relay_one(self, cert, helo, subject, rcpt="someone@elsewhere.example"):
         """One message from cert on the optional listener; the reply code,
@@ -223,6 +223,19 @@ peer "renewed" {{
         c, g = self.greet(self.p_po, "longdns")
         self.assertEqual(g, "554 5.7.1 Certificate not accepted")
         c.expect("QUIT", 221)
+
+    def test_pin_match_reported_verified(self):
+        """A self-signed certificate accepted by its pin is cert=verified
+        pin=yes in the log and "verified" in Received (§6), with no CN (its
+        chain did not verify)."""
+        self.assertEqual(self.relay_one("selfsigned", "pinned.test", "pin-status"), 250)
+        rec = self.received_for("pin-status")
+        self.assertIn(b"(client certificate: verified, peer=pinned)", rec)
+        self.assertNotIn(b"unknown-ca", rec)
+        self.assertNotIn(b"CN=", rec)
+        line = self.gw.wait_log(r"listener=opt .* cert=\S+ .*helo=pinned\.test .*").group(0)
+        self.assertRegex(line, r" cert=verified pin=yes fp=sha256:[0-9A-F:]+ peer=pinned ")
+        self.assertNotIn(" cn=", line)
 
     def test_cn_raw_value_escaped_once(self):
         """The CN is the attribute's raw value, escaped once for each

@@ -2,9 +2,10 @@
  * whole left-most label, and never for peer names), peer matching by pins
  * (self-signed tolerated, dates/CRL still apply) and by names (verified
  * chains only; CN only without dNSName SANs; pins and names both when
- * both are listed; first match wins; pin-mismatch reported), and the
- * certificate-to-user mapping for EXTERNAL - including certificates with
- * names the TLS module could not read exactly (never a fallback). */
+ * both are listed; first match wins; pin-mismatch reported), the status
+ * reported for a pin match, and the certificate-to-user mapping for
+ * EXTERNAL - including certificates with names the TLS module could not
+ * read exactly (never a fallback). */
 #include "conf.h"
 #include "cu_main.h"
 #include "peer.h"
@@ -192,6 +193,30 @@ static void test_external(void)
 	CU_ASSERT_EQUAL(peer_external_user(NULL, EXT_ID_CN, user), EXT_MAP_UNVERIFIED);
 }
 
+/* The status token reported (log line, Received): verified whenever a pin
+ * match made the certificate acceptable; the chain status otherwise. */
+static void test_reported_status(void)
+{
+	static const struct { enum cert_status chain; int pin; enum cert_status want; } cases[] = {
+		{ CERT_VERIFIED, 0, CERT_VERIFIED },
+		{ CERT_VERIFIED, 1, CERT_VERIFIED },
+		{ CERT_UNKNOWN_CA, 1, CERT_VERIFIED },
+		{ CERT_UNKNOWN_CA, 0, CERT_UNKNOWN_CA },
+		{ CERT_EXPIRED, 0, CERT_EXPIRED },
+		{ CERT_BAD_USAGE, 0, CERT_BAD_USAGE },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct tls_peer p = cert(cases[i].chain, NULL, 0, NULL);
+		CU_ASSERT_EQUAL(peer_cert_status(&p, cases[i].pin), cases[i].want);
+		CU_ASSERT_EQUAL(p.status, cases[i].chain);	/* the chain status is untouched */
+	}
+	CU_ASSERT_EQUAL(peer_cert_status(NULL, false), CERT_NONE);
+	/* EXTERNAL never comes from a pin-only match. */
+	char user[256];
+	struct tls_peer p = cert(CERT_UNKNOWN_CA, dns1, 1, "x");
+	CU_ASSERT_EQUAL(peer_external_user(&p, EXT_ID_DNS, user), EXT_MAP_UNVERIFIED);
+}
+
 static char *longmail[] = { "alice@example.org" };
 
 /* Names the TLS module could not read exactly (over-long, NUL-bearing,
@@ -276,6 +301,7 @@ void register_tests(void)
 	CU_ADD(s, test_match_pins);
 	CU_ADD(s, test_external);
 	CU_ADD(s, test_unreadable_names);
+	CU_ADD(s, test_reported_status);
 }
 
 CU_MAIN
