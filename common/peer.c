@@ -123,17 +123,12 @@ void peer_match(const struct conf_peer *peers, size_t npeers, const struct tls_p
 		out->reason = "no-matching-peer";
 }
 
-int peer_pinned(void *arg, const unsigned char fp[32], const unsigned char spki[32])
+int peer_pinned(void *arg, const struct tls_peer *p)
 {
 	const struct conf *c = arg;
-	struct tls_peer p;
-	memset(&p, 0, sizeof(p));
-	memcpy(p.fp, fp, 32);
-	memcpy(p.spki, spki, 32);
-	for (size_t i = 0; i < c->npeers; i++)
-		if (pin_hit(&c->peers[i], &p))
-			return 1;
-	return 0;
+	struct peer_result r;
+	peer_match(c->peers, c->npeers, p, &r);
+	return r.peer != NULL && r.pin;
 }
 
 enum cert_status peer_cert_status(const struct tls_peer *p, bool pin)

@@ -37,8 +37,10 @@ struct peer_result {
 /* First matching peer in file order; p may be NULL (no certificate). */
 void peer_match(const struct conf_peer *peers, size_t npeers, const struct tls_peer *p,
 		struct peer_result *out);
-/* Whether any peer pins this certificate (the TLS module's pin oracle). */
-int peer_pinned(void *conf, const unsigned char fp[32], const unsigned char spki[32]);
+/* The TLS module's pin oracle on require listeners: whether peer_match
+ * (the same rules, pins and names both when a peer lists both) matches p
+ * to a peer by its pin. conf is the struct conf. */
+int peer_pinned(void *conf, const struct tls_peer *p);
 
 /* The status token to report (session log line, Received header) for p:
  * "verified" when a pin match made the certificate acceptable (DESIGN.md

@@ -95,10 +95,11 @@ const char *tls_lib_version(void);
  * Problems go to d with the section's FILE:LINE. NULL on error. */
 struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d);
 void tls_server_free(struct tls_server **srv);
-/* Installs the pin oracle used on require listeners (see tls_internal.h). */
+/* Installs the pin oracle used on require listeners (see tls_internal.h):
+ * fn says whether the certificate p (status unknown-ca) matches a peer by
+ * its pin under the full peer rules (peer_pinned in peer.c). */
 void tls_server_set_pin_accept(struct tls_server *srv,
-			       int (*fn)(void *arg, const unsigned char fp[32], const unsigned char spki[32]),
-			       void *arg);
+			       int (*fn)(void *arg, const struct tls_peer *p), void *arg);
 
 /* t may be NULL: system trust store, no client certificate. */
 struct tls_client *tls_client_new(const struct conf_tls_client *t, struct diag *d);

@@ -222,8 +222,7 @@ struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
 	return srv;
 }
 
-void tls_server_set_pin_accept(struct tls_server *srv,
-			       int (*fn)(void *, const unsigned char[32], const unsigned char[32]),
+void tls_server_set_pin_accept(struct tls_server *srv, int (*fn)(void *, const struct tls_peer *),
 			       void *arg)
 {
 	srv->pin_accept = fn;

@@ -375,7 +375,7 @@ int tls_evaluate_peer(struct tls_session *s)
 		return 0;
 	/* A pinned peer may use a self-signed or privately issued cert. */
 	if (s->peer->status == CERT_UNKNOWN_CA && s->srv->pin_accept &&
-	    s->srv->pin_accept(s->srv->pin_arg, s->peer->fp, s->peer->spki))
+	    s->srv->pin_accept(s->srv->pin_arg, s->peer))
 		return 0;
 	s->cert_failed = 1;
 	s->alert = alert_for(s->peer->status);

@@ -24,9 +24,12 @@ struct tls_server {
 	bool has_client_ca;
 	char *name;
 	/* Peer pins (DESIGN.md §6): a certificate whose only fault is an
-	 * unknown issuer is accepted on a require listener when this says
-	 * its fingerprint or SPKI is pinned. Set by the daemon; may be NULL. */
-	int (*pin_accept)(void *arg, const unsigned char fp[32], const unsigned char spki[32]);
+	 * unknown issuer is accepted on a require listener when this says a
+	 * peer matches it by its pin - under the same rules as the peer match
+	 * the session makes later (pins and names both, when both are
+	 * listed), so the handshake and the session never disagree. Set by
+	 * the daemon (peer_pinned); may be NULL. */
+	int (*pin_accept)(void *arg, const struct tls_peer *p);
 	void *pin_arg;
 };
 

@@ -5,8 +5,9 @@ peers_only listeners, with the status the gateway records, the alert a
 refused client gets, and whether it may relay. Certificates with names
 that cannot be read exactly (an over-long dNSName) match no peer by name
 and never fall back to the CN; a pin match is reported cert=verified
-pin=yes. The CN is logged and put in Received as its raw value, escaped
-once. Clients: Python ssl, swaks --tls-cert, gnutls-cli."""
+pin=yes; a peer that lists pins and names needs both, at the handshake on
+require listeners too. The CN is logged and put in Received as its raw
+value, escaped once. Clients: Python ssl, swaks --tls-cert, gnutls-cli."""
 import hashlib
 import re
 import ssl
@@ -52,7 +53,13 @@ peer "renewed" {{
   name = "stranger.test"
   fingerprint = "sha256:{zeros}"
 }}
-""".format(spki=spki_pin(self.pki, "selfsigned"), zeros="00" * 32)
+peer "pinned-named" {{
+  fingerprint = "{fp2}"
+  name = "someone-else.test"
+  relay = true
+}}
+""".format(spki=spki_pin(self.pki, "selfsigned"), zeros="00" * 32,
+           fp2=fingerprint(self.pki, "selfsigned2"))
         conf = smtpd_conf(self.pki, self.up.port,
                           listener("opt", self.p_opt, "implicit", 'client_cert = "optional"') +
                           listener("req", self.p_req, "implicit", 'client_cert = "require"') +
@@ -97,6 +104,7 @@ peer "renewed" {{
             "wildcard": ("verified", "none", "no-matching-peer"),
             "cnonly": ("verified", "cnonly", None),
             "longdns": ("verified", "none", "no-matching-peer"),    # no CN fallback
+            "selfsigned2": ("unknown-ca", "none", "unknown-ca"),    # pin, but not its names
         }
         for cert, expect in want.items():
             self.gw.stop()
@@ -223,6 +231,24 @@ peer "renewed" {{
         c, g = self.greet(self.p_po, "longdns")
         self.assertEqual(g, "554 5.7.1 Certificate not accepted")
         c.expect("QUIT", 221)
+
+    def test_pinned_peer_needs_its_names_on_require(self):
+        """peer "pinned-named" pins selfsigned2 but names someone-else.test,
+        which it does not carry: no peer matches it and its chain does not
+        verify, so a require listener refuses it in the handshake with the
+        §6 alert - the pin oracle applies peer_match's rule."""
+        c, g = self.greet(self.p_req, "selfsigned2")
+        self.assertTrue(g.startswith("ERR "), g)
+        self.assertIn("UNKNOWN_CA", g.upper().replace(" ", "_"), g)
+        self.gw.wait_log(r"tls-failed session=\S+ client=127\.0\.0\.1 "
+                         r"reason=\"client certificate rejected: unknown-ca\"")
+        self.gw.wait_log(r"listener=req client=\S+ .*result=cert-rejected")
+        self.assertNotRegex(self.gw.log(), r"listener=req .*cert=unknown-ca .*peer=none")
+        # The certificate a peer pins without names still gets in.
+        c, g = self.greet(self.p_req, "selfsigned")
+        self.assertTrue(g.startswith("220 "), g)
+        c.expect("QUIT", 221)
+        self.gw.wait_log(r"listener=req .*cert=verified pin=yes fp=sha256:[0-9A-F:]+ peer=pinned .*result=quit")
 
     def test_pin_match_reported_verified(self):
         """A self-signed certificate accepted by its pin is cert=verified

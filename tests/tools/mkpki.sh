@@ -21,6 +21,7 @@
 #     longdns         CN partner-mx.test, its only dNSName 305 octets long
 #     longemail       rfc822Names: one of 302 octets, then alice@example.org
 #     manysans        127 URI SANs, then rfc822Names alice@ and bob@example.org
+#     selfsigned2     self-signed pinned2.test (a peer pins it but names another)
 # Keys are written mode 0600. Existing files are kept (idempotent).
 set -eu
 dir=${1:?usage: mkpki.sh DIR}
@@ -115,6 +116,7 @@ longname="$label63.$label63.$label63.$label63.$(rep b 44).test"	# 305 octets
 client_cert longdns ca partner-mx.test "dns_name = \"$longname\""
 client_cert longemail ca longemail.test "dns_name = \"longemail.test\"\nemail = \"$(rep x 290)@example.org\"\nemail = \"alice@example.org\""
 client_cert manysans ca manysans.test "$(i=1; while [ $i -le 127 ]; do printf 'uri = "https://u%d.test/"\\n' $i; i=$((i + 1)); done)email = \"alice@example.org\"\nemail = \"bob@example.org\""
+client_cert selfsigned2 self pinned2.test 'dns_name = "pinned2.test"'
 
 if [ ! -f longchain.pem ]; then
   issuer=ca

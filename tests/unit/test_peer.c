@@ -2,8 +2,8 @@
  * whole left-most label, and never for peer names), peer matching by pins
  * (self-signed tolerated, dates/CRL still apply) and by names (verified
  * chains only; CN only without dNSName SANs; pins and names both when
- * both are listed; first match wins; pin-mismatch reported), the status
- * reported for a pin match, and the certificate-to-user mapping for
+ * both are listed; first match wins; pin-mismatch reported), the pin
+ * oracle (the same rules), the status reported for a pin match, and the certificate-to-user mapping for
  * EXTERNAL - including certificates with names the TLS module could not
  * read exactly (never a fallback). */
 #include "conf.h"
@@ -146,14 +146,58 @@ static void test_match_pins(void)
 	p = cert(CERT_UNKNOWN_CA, dns1, 1, NULL);
 	peer_match(peers, 2, &p, &r);
 	CU_ASSERT_PTR_EQUAL(r.peer, &peers[1]);
-	/* The pin oracle for require listeners. */
+}
+
+/* The pin oracle the TLS layer asks on require listeners is peer_match
+ * itself: a certificate pinned by a peer whose names it lacks is not
+ * pinned (DESIGN.md §6: pins and names both must match). */
+static void test_pin_oracle(void)
+{
+	struct conf_peer peers[2];
+	unsigned char good[1][32];
+	memset(good, 0x22, 32);	/* cert()'s SPKI */
+	memset(peers, 0, sizeof(peers));
+	peers[0].name = "other";
+	peers[0].fingerprint = (struct pinlist){ pinA, 1 };
+	peers[1].name = "pinned";
+	peers[1].spki = (struct pinlist){ good, 1 };
 	struct conf c;
 	memset(&c, 0, sizeof(c));
 	c.peers = peers;
 	c.npeers = 2;
-	CU_ASSERT(peer_pinned(&c, p.fp, p.spki));
-	unsigned char other[32] = { 9 };
-	CU_ASSERT_FALSE(peer_pinned(&c, other, other));
+	static const struct {
+		const char *label;
+		int names;		/* peers[1] lists namesP */
+		char **dns;
+		size_t ndns, dns_bad;
+		unsigned char spki;
+		enum cert_status st;
+		int want;
+	} cases[] = {
+		{ "pin only", 0, NULL, 0, 0, 0x22, CERT_UNKNOWN_CA, 1 },
+		{ "pin, names match", 1, dns1, 1, 0, 0x22, CERT_UNKNOWN_CA, 1 },
+		{ "pin, names differ", 1, dns2, 2, 0, 0x22, CERT_UNKNOWN_CA, 0 },
+		{ "pin, no names in cert", 1, NULL, 0, 0, 0x22, CERT_UNKNOWN_CA, 0 },
+		{ "pin, name unreadable", 1, dns1, 1, 1, 0x22, CERT_UNKNOWN_CA, 0 },
+		{ "no pin", 0, dns1, 1, 0, 0x33, CERT_UNKNOWN_CA, 0 },
+		{ "no pin, names match", 1, dns1, 1, 0, 0x33, CERT_UNKNOWN_CA, 0 },
+		{ "pin, expired", 0, NULL, 0, 0, 0x22, CERT_EXPIRED, 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		peers[1].names = cases[i].names ? (struct strlist){ namesP, 1 } : (struct strlist){ NULL, 0 };
+		struct tls_peer p = cert(cases[i].st, cases[i].dns, cases[i].ndns, NULL);
+		p.dns_bad = cases[i].dns_bad;
+		memset(p.spki, cases[i].spki, 32);
+		struct peer_result r;
+		peer_match(peers, 2, &p, &r);
+		int got = peer_pinned(&c, &p);
+		if (got != cases[i].want)
+			printf("\n  pin oracle %s: got %d, want %d\n", cases[i].label, got, cases[i].want);
+		CU_ASSERT_EQUAL(got, cases[i].want);
+		/* one decision: the oracle says yes exactly when the session's
+		 * peer match is a pin match */
+		CU_ASSERT_EQUAL(got, r.peer != NULL && r.pin);
+	}
 }
 
 static void test_external(void)
@@ -302,6 +346,7 @@ void register_tests(void)
 	CU_ADD(s, test_external);
 	CU_ADD(s, test_unreadable_names);
 	CU_ADD(s, test_reported_status);
+	CU_ADD(s, test_pin_oracle);
 }
 
 CU_MAIN
