@@ -7,7 +7,9 @@ that cannot be read exactly (an over-long dNSName) match no peer by name
 and never fall back to the CN; a pin match is reported cert=verified
 pin=yes; a peer that lists pins and names needs both, at the handshake on
 require listeners too. The CN is logged and put in Received as its raw
-value, escaped once. Clients: Python ssl, swaks --tls-cert, gnutls-cli."""
+value, escaped once. Outbound, the upstream's certificate must allow
+serverAuth, pinned or not. Clients: Python ssl, swaks --tls-cert,
+gnutls-cli."""
 import hashlib
 import re
 import ssl
@@ -316,7 +318,7 @@ class TwoGateways(GatewayTest):
     """local MTA -> plain loopback listener of gateway A -> mTLS -> gateway B
     (peers_only) -> smtp-sink: byte-exact, and safe failures."""
 
-    def chain(self, a_tls_client, b_peer='name = "partner-mx.test"'):
+    def chain(self, a_tls_client, b_peer='name = "partner-mx.test"', b_cert="upstream"):
         self.sink_ = self.sink()
         self.p_b = free_port()
         conf_b = smtpd_conf(self.pki, self.sink_.port,
@@ -325,8 +327,9 @@ class TwoGateways(GatewayTest):
                             tls_extra='client_ca = "%s/ca.pem"' % self.pki,
                             extra='peer "gateway-a" {\n  %s\n  relay = true\n}\n' % b_peer)
         conf_b = conf_b.replace('"%s/server-ecdsa.pem", "%s/server-rsa.pem"' % (self.pki, self.pki),
-                                '"%s/upstream.pem"' % self.pki).replace(
-            '"%s/server-ecdsa.key", "%s/server-rsa.key"' % (self.pki, self.pki), '"%s/upstream.key"' % self.pki)
+                                '"%s/%s.pem"' % (self.pki, b_cert)).replace(
+            '"%s/server-ecdsa.key", "%s/server-rsa.key"' % (self.pki, self.pki),
+            '"%s/%s.key"' % (self.pki, b_cert))
         conf_b = conf_b.replace('hostname = "mx.test.example"', 'hostname = "mx-b.test.example"')
         self.gw_b = self.gateway(conf_b, [self.p_b], name="gateway-b")
         self.p_a = free_port()
@@ -391,6 +394,37 @@ class TwoGateways(GatewayTest):
         self.assertEqual(code, 250, lines)
         self.assertEqual(len(self.sink_.wait_messages(1)), 1)
 
+    def test_chain_refuses_server_cert_without_server_auth(self):
+        """B presents a certificate whose EKU allows only clientAuth (a
+        relay peer's client certificate, issued by the trusted CA for the
+        name A expects): A refuses it, by chain and by pin alike (RFC 5280
+        §4.2.1.12), and nothing is delivered."""
+        fp = fingerprint(self.pki, "peer")
+        for a_side in ('  ca = "{p}/ca.pem"\n  verify_name = "partner-mx.test"',
+                       '  fingerprint = "{fp}"'):
+            self.chain(('  cert = "{p}/peer.pem"\n  key = "{p}/peer.key"\n' + a_side)
+                       .format(p=self.pki, fp=fp), b_cert="peer")
+            c = self.a_client()
+            self.assertEqual(c.cmd("MAIL FROM:<a@test.example>")[0], 421, a_side)
+            self.gw_a.wait_log(r"server certificate rejected: .*(purpose|serverAuth)")
+            self.assertEqual(self.sink_.messages(), [])
+            for g in (self.gw_a, self.gw_b, self.sink_):
+                g.stop()
+                self.procs.remove(g)
+
+    def test_chain_accepts_server_cert_without_eku(self):
+        """A certificate without any EKU may serve (RFC 5280 §4.2.1.12: no
+        extension, no restriction), by chain and by pin."""
+        fp = fingerprint(self.pki, "noeku")
+        for a_side in ('  ca = "{p}/ca.pem"\n  verify_name = "upstream.test"', '  fingerprint = "{fp}"'):
+            self.chain(('  cert = "{p}/peer.pem"\n  key = "{p}/peer.key"\n' + a_side)
+                       .format(p=self.pki, fp=fp), b_cert="noeku")
+            code, lines = send_message(self.a_client(), message("no eku"), rcpts=("someone@partner.example",))
+            self.assertEqual(code, 250, (a_side, lines))
+            self.assertEqual(len(self.sink_.wait_messages(1)), 1)
+            for g in (self.gw_a, self.gw_b, self.sink_):
+                g.stop()
+                self.procs.remove(g)
 
 
 class EkuAndPostfix(GatewayTest):

@@ -22,6 +22,7 @@
 #     longemail       rfc822Names: one of 302 octets, then alice@example.org
 #     manysans        127 URI SANs, then rfc822Names alice@ and bob@example.org
 #     selfsigned2     self-signed pinned2.test (a peer pins it but names another)
+#   noeku             a server certificate for upstream.test without any EKU
 # Keys are written mode 0600. Existing files are kept (idempotent).
 set -eu
 dir=${1:?usage: mkpki.sh DIR}
@@ -109,14 +110,21 @@ client_cert wildcard ca wildcard.test 'dns_name = "*.partner.test"'
 client_cert cnonly ca cn-only.test ''
 client_cert critext ca partner-mx.test 'dns_name = "partner-mx.test"\nadd_critical_extension = "1.3.6.1.4.1.99999.1 0x0500"'
 
-client_cert weirdcn ca 'Weird \"Q\" = N x' 'dns_name = "weird.test"'
 rep() { awk -v c="$1" -v n="$2" 'BEGIN { while (n-- > 0) printf "%s", c }'; }
 label63=$(rep a 63)
 longname="$label63.$label63.$label63.$label63.$(rep b 44).test"	# 305 octets
+client_cert weirdcn ca 'Weird \"Q\" = N x' 'dns_name = "weird.test"'
 client_cert longdns ca partner-mx.test "dns_name = \"$longname\""
 client_cert longemail ca longemail.test "dns_name = \"longemail.test\"\nemail = \"$(rep x 290)@example.org\"\nemail = \"alice@example.org\""
 client_cert manysans ca manysans.test "$(i=1; while [ $i -le 127 ]; do printf 'uri = "https://u%d.test/"\\n' $i; i=$((i + 1)); done)email = \"alice@example.org\"\nemail = \"bob@example.org\""
 client_cert selfsigned2 self pinned2.test 'dns_name = "pinned2.test"'
+
+if [ ! -f noeku.pem ]; then
+  certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 --outfile noeku.key 2>/dev/null
+  printf 'cn = "upstream.test"\nserial = 200\nexpiration_days = 365\ndns_name = "upstream.test"\nsigning_key\n' > noeku.tmpl
+  certtool --generate-certificate --load-privkey noeku.key --load-ca-certificate ca.pem \
+    --load-ca-privkey ca.key --template noeku.tmpl --outfile noeku.pem 2>/dev/null
+fi
 
 if [ ! -f longchain.pem ]; then
   issuer=ca
