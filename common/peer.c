@@ -49,7 +49,15 @@ bool peer_for_each_dnsid(const struct tls_peer *p, bool (*fn)(void *arg, const c
 				return true;
 		return false;
 	}
-	return p->ncn == 1 && !p->cn_bad && p->cn && strlen(p->cn) == p->cn_len && fn(arg, p->cn);
+	const char *cn = peer_single_cn(p);
+	return cn && fn(arg, cn);
+}
+
+const char *peer_single_cn(const struct tls_peer *p)
+{
+	if (!p || p->ncn != 1 || p->cn_bad || !p->cn || strlen(p->cn) != p->cn_len)
+		return NULL;
+	return p->cn;
 }
 
 struct name_ctx {

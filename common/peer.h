@@ -25,6 +25,13 @@ bool peer_dnsid_match(const char *reference, const char *presented, bool allow_w
  * when fn returns true; returns whether it did. */
 bool peer_for_each_dnsid(const struct tls_peer *p, bool (*fn)(void *arg, const char *name), void *arg);
 
+/* The certificate's CN as one name: its only CN, read exactly, without
+ * NUL; NULL when it has none, several (which one would be meant is
+ * ambiguous, RFC 6125 §6.4.4 / DESIGN.md §6) or one that could not be
+ * read. The DNS-ID fallback and the PROXY v2 SSL_CN (which Dovecot takes
+ * as the login name) use only this. */
+const char *peer_single_cn(const struct tls_peer *p);
+
 struct peer_result {
 	const struct conf_peer *peer;	/* NULL: no match */
 	bool pin;			/* matched by a pin */

@@ -143,9 +143,10 @@ size_t session_proxy_header(struct session *s, enum proxy_out v, unsigned char *
 			t.cert = true;
 			/* "verified" means the chain: a pin-only match counts as
 			 * failed here, and only then is the CN sent (Dovecot
-			 * would take it as the EXTERNAL login name). */
+			 * would take it as the EXTERNAL login name) - and only
+			 * a CN that is the subject's one CN, read exactly. */
 			t.verified = p->status == CERT_VERIFIED;
-			t.cn = p->cn && strlen(p->cn) == p->cn_len ? p->cn : NULL;
+			t.cn = peer_single_cn(p);
 			t.sig_alg = p->sig_alg;
 			t.key_alg = p->key_alg;
 		}

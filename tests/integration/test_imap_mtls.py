@@ -7,8 +7,8 @@ another authzid gets NO. peers_only refuses everyone else with BYE. A
 certificate with an rfc822Name the gateway cannot read exactly (over-long,
 or past the SANs it used to look at) beside alice@example.org is ambiguous,
 never alice. Behind the gateway, the PROXY v2 header carries the CN as its
-raw value for a verified chain, and verify=1 without a CN for a pin-only
-match."""
+raw value for a verified chain with one CN, and verify=1 without a CN for
+a pin-only match."""
 import os
 import re
 import socket
@@ -207,6 +207,13 @@ class ProxyV2Identity(GatewayTest):
         verify, subs = self.header_for("weirdcn")
         self.assertEqual(verify, 0)
         self.assertEqual(subs.get(0x22), b'Weird "Q" = N x')
+
+    def test_no_cn_when_the_subject_has_several(self):
+        """Several CNs: which one names the client is ambiguous (§6), so none
+        is forwarded for Dovecot to log in as."""
+        verify, subs = self.header_for("multicn")
+        self.assertEqual(verify, 0)
+        self.assertNotIn(0x22, subs)
 
     def test_pin_only_is_not_verified_for_dovecot(self):
         """A pin-only match is cert=verified pin=yes in the log, but PROXY

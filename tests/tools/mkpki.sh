@@ -22,6 +22,7 @@
 #     longemail       rfc822Names: one of 302 octets, then alice@example.org
 #     manysans        127 URI SANs, then rfc822Names alice@ and bob@example.org
 #     selfsigned2     self-signed pinned2.test (a peer pins it but names another)
+#     multicn         three CNs (bob.test, alice, multicn.test)
 #   noeku             a server certificate for upstream.test without any EKU
 # Keys are written mode 0600. Existing files are kept (idempotent).
 set -eu
@@ -118,6 +119,7 @@ client_cert longdns ca partner-mx.test "dns_name = \"$longname\""
 client_cert longemail ca longemail.test "dns_name = \"longemail.test\"\nemail = \"$(rep x 290)@example.org\"\nemail = \"alice@example.org\""
 client_cert manysans ca manysans.test "$(i=1; while [ $i -le 127 ]; do printf 'uri = "https://u%d.test/"\\n' $i; i=$((i + 1)); done)email = \"alice@example.org\"\nemail = \"bob@example.org\""
 client_cert selfsigned2 self pinned2.test 'dns_name = "pinned2.test"'
+client_cert multicn ca multicn.test 'dns_name = "multicn.test"\ndn = "CN=alice,CN=bob.test"'
 
 if [ ! -f noeku.pem ]; then
   certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 --outfile noeku.key 2>/dev/null

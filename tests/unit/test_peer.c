@@ -337,6 +337,33 @@ static void test_unreadable_names(void)
 	}
 }
 
+/* The one CN a certificate names (DNS-ID fallback, PROXY v2 SSL_CN). */
+static void test_single_cn(void)
+{
+	static const struct { const char *cn; size_t len; unsigned ncn; bool bad; const char *want; } cases[] = {
+		{ "bob.test", 8, 1, false, "bob.test" },
+		{ "bob.test", 8, 2, false, NULL },		/* which one? */
+		{ "bob.test", 8, 2, true, NULL },
+		{ NULL, 0, 1, true, NULL },			/* unreadable */
+		{ NULL, 0, 0, false, NULL },
+		{ "bob", 5, 1, false, NULL },			/* embedded NUL */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct tls_peer p = cert(CERT_VERIFIED, NULL, 0, cases[i].cn);
+		p.cn_len = cases[i].len;
+		p.ncn = cases[i].ncn;
+		p.cn_bad = cases[i].bad;
+		const char *got = peer_single_cn(&p);
+		if (cases[i].want) {
+			CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+			CU_ASSERT_STRING_EQUAL(got, cases[i].want);
+		} else {
+			CU_ASSERT_PTR_NULL(got);
+		}
+	}
+	CU_ASSERT_PTR_NULL(peer_single_cn(NULL));
+}
+
 void register_tests(void)
 {
 	CU_pSuite s = CU_add_suite("peer", NULL, NULL);
@@ -347,6 +374,7 @@ void register_tests(void)
 	CU_ADD(s, test_unreadable_names);
 	CU_ADD(s, test_reported_status);
 	CU_ADD(s, test_pin_oracle);
+	CU_ADD(s, test_single_cn);
 }
 
 CU_MAIN
