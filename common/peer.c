@@ -105,10 +105,11 @@ void peer_match(const struct conf_peer *peers, size_t npeers, const struct tls_p
 					pin_mismatch = true;
 				continue;
 			}
-			/* A pin tolerates an unknown or self-signed issuer; dates,
-			 * CRL and signature still apply (they rank before
-			 * unknown-ca in the status precedence). */
-			if (p->status != CERT_VERIFIED && p->status != CERT_UNKNOWN_CA)
+			/* A pin tolerates an unknown or self-signed issuer and
+			 * nothing else: dates, CRL and signature rank before
+			 * unknown-ca in the status precedence; what ranks after
+			 * it (the client_eku purpose, ...) is in issuer_only. */
+			if (p->status != CERT_VERIFIED && !(p->status == CERT_UNKNOWN_CA && p->issuer_only))
 				continue;
 			if (P->names.n && !peer_for_each_dnsid(p, peer_name_hit, &nc))
 				continue;

@@ -62,6 +62,10 @@ struct tls_peer {
 	/* The chain's own verification result (client_ca, CRLs, dates). A
 	 * pin never changes it: "verified" here means the chain verified. */
 	enum cert_status status;
+	/* status is unknown-ca and an unknown issuer is the chain's only
+	 * fault: what a pin may tolerate (DESIGN.md §6). unknown-ca ranks
+	 * before bad-usage, insecure-algorithm, ... and would hide them. */
+	bool issuer_only;
 	unsigned char fp[32];	/* SHA-256 of the DER certificate */
 	unsigned char spki[32];	/* SHA-256 of the DER SubjectPublicKeyInfo */
 	/* The first subject CN, the attribute's raw value (RFC 5280

@@ -367,9 +367,17 @@ int tls_evaluate_peer(struct tls_session *s)
 		} else {
 			r = gnutls_certificate_verify_peers2(s->gs, &st);
 		}
+		/* A verification that could not run is invalid, not unknown-ca:
+		 * nothing was checked, so a pin must not tolerate it. */
 		if (r < 0)
-			st = GNUTLS_CERT_INVALID | GNUTLS_CERT_SIGNER_NOT_FOUND;
+			st = GNUTLS_CERT_INVALID;
 		s->peer->status = tls_status_from_gnutls(st);
+		/* The status token shows the first fault only (§6 precedence);
+		 * a pin may tolerate an unknown issuer, but not what ranks
+		 * after it (bad-usage with client_eku = client, an insecure
+		 * algorithm, ...): record whether the issuer is all. */
+		s->peer->issuer_only = (st & GNUTLS_CERT_SIGNER_NOT_FOUND) &&
+				       !(st & ~(unsigned)(GNUTLS_CERT_INVALID | GNUTLS_CERT_SIGNER_NOT_FOUND));
 	}
 	if (s->mode != CLIENT_CERT_REQUIRE || s->peer->status == CERT_VERIFIED)
 		return 0;

@@ -452,6 +452,47 @@ class EkuAndPostfix(GatewayTest):
         gw.wait_log(r"listener=cli .*cert=bad-usage fp=")
         gw.wait_log(r"listener=cli .*cert=verified cn=partner-mx\.test ")
 
+    def test_client_eku_applies_to_pinned_certificates(self):
+        """A pin tolerates an unknown issuer, nothing else (§6): with
+        client_eku = client a pinned self-signed certificate whose EKU is
+        serverAuth only is refused on a require listener and matches no
+        peer on an optional one (its status shows unknown-ca, which ranks
+        first, but bad-usage is behind it). A pinned clientAuth one still
+        gets in."""
+        up = self.sink()
+        p_req, p_opt = free_port(), free_port()
+        eku = 'tls = "eku"\n  client_cert = "%s"'
+        conf = smtpd_conf(self.pki, up.port,
+                          listener("req", p_req, "implicit", eku % "require") +
+                          listener("opt", p_opt, "implicit", eku % "optional"),
+                          extra='tls "eku" {\n  cert = "%s/server-ecdsa.pem"\n  key = "%s/server-ecdsa.key"\n'
+                                '  client_ca = "%s/ca.pem"\n  client_eku = "client"\n}\n'
+                                'peer "pinned-srv" {\n  spki = "%s"\n  relay = true\n}\n'
+                                'peer "pinned" {\n  spki = "%s"\n  relay = true\n}\n'
+                                % (self.pki, self.pki, self.pki, spki_pin(self.pki, "selfsigned-srv"),
+                                   spki_pin(self.pki, "selfsigned")))
+        gw = self.gateway(conf, [p_req, p_opt])
+
+        def hello(port, cert):
+            ctx = client_context()
+            ctx.load_cert_chain("%s/%s.pem" % (self.pki, cert), "%s/%s.key" % (self.pki, cert))
+            try:
+                c = Smtp(port, tls=True, ctx=ctx)
+                line = c.reply()[1][0]
+                c.expect("QUIT", 221)
+                c.closed()
+                return line
+            except (ssl.SSLError, EOFError, ConnectionResetError) as e:
+                return "ERR " + str(e)
+
+        self.assertTrue(hello(p_req, "selfsigned-srv").startswith("ERR "))
+        gw.wait_log(r"listener=req .*result=cert-rejected")
+        self.assertTrue(hello(p_opt, "selfsigned-srv").startswith("220 "))
+        gw.wait_log(r"listener=opt .*cert=unknown-ca fp=sha256:[0-9A-F:]+ peer=none reason=unknown-ca ")
+        self.assertNotIn("peer=pinned-srv", gw.log())
+        self.assertTrue(hello(p_req, "selfsigned").startswith("220 "))
+        gw.wait_log(r"listener=req .*cert=verified pin=yes fp=sha256:[0-9A-F:]+ peer=pinned ")
+
     def test_xclient_login_is_the_peer(self):
         """A relay peer reaches Postfix as XCLIENT LOGIN=<peer name>, which
         Postfix honours (permit_sasl_authenticated) when SASL is enabled."""

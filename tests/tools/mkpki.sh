@@ -24,6 +24,7 @@
 #     selfsigned2     self-signed pinned2.test (a peer pins it but names another)
 #     multicn         three CNs (bob.test, alice, multicn.test)
 #   noeku             a server certificate for upstream.test without any EKU
+#   selfsigned-srv    self-signed pinned-srv.test, EKU serverAuth only
 # Keys are written mode 0600. Existing files are kept (idempotent).
 set -eu
 dir=${1:?usage: mkpki.sh DIR}
@@ -126,6 +127,14 @@ if [ ! -f noeku.pem ]; then
   printf 'cn = "upstream.test"\nserial = 200\nexpiration_days = 365\ndns_name = "upstream.test"\nsigning_key\n' > noeku.tmpl
   certtool --generate-certificate --load-privkey noeku.key --load-ca-certificate ca.pem \
     --load-ca-privkey ca.key --template noeku.tmpl --outfile noeku.pem 2>/dev/null
+fi
+
+if [ ! -f selfsigned-srv.pem ]; then
+  certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 --outfile selfsigned-srv.key 2>/dev/null
+  printf 'cn = "pinned-srv.test"\nserial = 201\nexpiration_days = 365\ndns_name = "pinned-srv.test"\ntls_www_server\nsigning_key\n' \
+    > selfsigned-srv.tmpl
+  certtool --generate-self-signed --load-privkey selfsigned-srv.key --template selfsigned-srv.tmpl \
+    --outfile selfsigned-srv.pem 2>/dev/null
 fi
 
 if [ ! -f longchain.pem ]; then

@@ -52,6 +52,7 @@ static struct tls_peer cert(enum cert_status st, char **dns, size_t ndns, const 
 	struct tls_peer p;
 	memset(&p, 0, sizeof(p));
 	p.status = st;
+	p.issuer_only = st == CERT_UNKNOWN_CA;	/* the usual case: nothing else wrong */
 	p.dns = dns;
 	p.ndns = ndns;
 	p.cn = (char *)cn;
@@ -172,21 +173,25 @@ static void test_pin_oracle(void)
 		size_t ndns, dns_bad;
 		unsigned char spki;
 		enum cert_status st;
+		bool more_faults;	/* unknown-ca hides e.g. bad-usage (client_eku) */
 		int want;
 	} cases[] = {
-		{ "pin only", 0, NULL, 0, 0, 0x22, CERT_UNKNOWN_CA, 1 },
-		{ "pin, names match", 1, dns1, 1, 0, 0x22, CERT_UNKNOWN_CA, 1 },
-		{ "pin, names differ", 1, dns2, 2, 0, 0x22, CERT_UNKNOWN_CA, 0 },
-		{ "pin, no names in cert", 1, NULL, 0, 0, 0x22, CERT_UNKNOWN_CA, 0 },
-		{ "pin, name unreadable", 1, dns1, 1, 1, 0x22, CERT_UNKNOWN_CA, 0 },
-		{ "no pin", 0, dns1, 1, 0, 0x33, CERT_UNKNOWN_CA, 0 },
-		{ "no pin, names match", 1, dns1, 1, 0, 0x33, CERT_UNKNOWN_CA, 0 },
-		{ "pin, expired", 0, NULL, 0, 0, 0x22, CERT_EXPIRED, 0 },
+		{ "pin only", 0, NULL, 0, 0, 0x22, CERT_UNKNOWN_CA, false, 1 },
+		{ "pin, names match", 1, dns1, 1, 0, 0x22, CERT_UNKNOWN_CA, false, 1 },
+		{ "pin, names differ", 1, dns2, 2, 0, 0x22, CERT_UNKNOWN_CA, false, 0 },
+		{ "pin, no names in cert", 1, NULL, 0, 0, 0x22, CERT_UNKNOWN_CA, false, 0 },
+		{ "pin, name unreadable", 1, dns1, 1, 1, 0x22, CERT_UNKNOWN_CA, false, 0 },
+		{ "no pin", 0, dns1, 1, 0, 0x33, CERT_UNKNOWN_CA, false, 0 },
+		{ "no pin, names match", 1, dns1, 1, 0, 0x33, CERT_UNKNOWN_CA, false, 0 },
+		{ "pin, expired", 0, NULL, 0, 0, 0x22, CERT_EXPIRED, false, 0 },
+		{ "pin, more than the issuer wrong", 0, NULL, 0, 0, 0x22, CERT_UNKNOWN_CA, true, 0 },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		peers[1].names = cases[i].names ? (struct strlist){ namesP, 1 } : (struct strlist){ NULL, 0 };
 		struct tls_peer p = cert(cases[i].st, cases[i].dns, cases[i].ndns, NULL);
 		p.dns_bad = cases[i].dns_bad;
+		if (cases[i].more_faults)
+			p.issuer_only = false;
 		memset(p.spki, cases[i].spki, 32);
 		struct peer_result r;
 		peer_match(peers, 2, &p, &r);
