@@ -49,8 +49,9 @@ const char *tls_cert_status_name(enum cert_status st);
 /* Bounds on what is read from a certificate. A value that does not fit
  * is never cut short or skipped silently: it is counted as unreadable
  * (the *_bad fields below), so that the identity decisions in peer.c can
- * fail closed (RFC 6125 §6: a name that cannot be compared exactly must
- * not be replaced by another one). */
+ * fail closed - e.g. RFC 6125 §6.4.4 consults the CN only when there is
+ * no DNS-ID, so a dNSName must not vanish and let the CN stand in, and
+ * an identity field must not lose a second value and look unique. */
 #define TLS_MAX_SANS 32		/* dNSName and rfc822Name SANs kept, each type */
 #define TLS_MAX_SAN_LEN 255	/* octets; RFC 1035 names and §6 identities fit */
 #define TLS_MAX_CN_LEN 1024	/* octets of the first CN, as UTF-8 */
