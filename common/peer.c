@@ -34,15 +34,30 @@ bool peer_dnsid_match(const char *reference, const char *presented, bool allow_w
 	return name_eq(reference, presented, pl);
 }
 
+/* The CN is a DNS-ID only when the certificate has no dNSName SAN at all
+ * (RFC 6125 §6.4.4) - one it has but that could not be read counts as
+ * one - and only when the subject has exactly one CN, read exactly. A
+ * dNSName that could not be read exactly (dns_bad) leaves the set of
+ * DNS-IDs unknown: then there are none, never a partial list or the CN. */
 bool peer_for_each_dnsid(const struct tls_peer *p, bool (*fn)(void *arg, const char *name), void *arg)
 {
+	if (p->dns_bad)
+		return false;
 	if (p->ndns) {
 		for (size_t i = 0; i < p->ndns; i++)
 			if (fn(arg, p->dns[i]))
 				return true;
 		return false;
 	}
-	return p->cn && strlen(p->cn) == p->cn_len && fn(arg, p->cn);	/* CN only without SANs */
+	const char *cn = peer_single_cn(p);
+	return cn && fn(arg, cn);
+}
+
+const char *peer_single_cn(const struct tls_peer *p)
+{
+	if (!p || p->ncn != 1 || p->cn_bad || !p->cn || strlen(p->cn) != p->cn_len)
+		return NULL;
+	return p->cn;
 }
 
 struct name_ctx {
@@ -90,10 +105,11 @@ void peer_match(const struct conf_peer *peers, size_t npeers, const struct tls_p
 					pin_mismatch = true;
 				continue;
 			}
-			/* A pin tolerates an unknown or self-signed issuer; dates,
-			 * CRL and signature still apply (they rank before
-			 * unknown-ca in the status precedence). */
-			if (p->status != CERT_VERIFIED && p->status != CERT_UNKNOWN_CA)
+			/* A pin tolerates an unknown or self-signed issuer and
+			 * nothing else: dates, CRL and signature rank before
+			 * unknown-ca in the status precedence; what ranks after
+			 * it (the client_eku purpose, ...) is in issuer_only. */
+			if (p->status != CERT_VERIFIED && !(p->status == CERT_UNKNOWN_CA && p->issuer_only))
 				continue;
 			if (P->names.n && !peer_for_each_dnsid(p, peer_name_hit, &nc))
 				continue;
@@ -116,25 +132,32 @@ void peer_match(const struct conf_peer *peers, size_t npeers, const struct tls_p
 		out->reason = "no-matching-peer";
 }
 
-int peer_pinned(void *arg, const unsigned char fp[32], const unsigned char spki[32])
+int peer_pinned(void *arg, const struct tls_peer *p)
 {
 	const struct conf *c = arg;
-	struct tls_peer p;
-	memset(&p, 0, sizeof(p));
-	memcpy(p.fp, fp, 32);
-	memcpy(p.spki, spki, 32);
-	for (size_t i = 0; i < c->npeers; i++)
-		if (pin_hit(&c->peers[i], &p))
-			return 1;
-	return 0;
+	struct peer_result r;
+	peer_match(c->peers, c->npeers, p, &r);
+	return r.peer != NULL && r.pin;
 }
 
-static enum ext_map one_value(char *const *v, size_t n, char out[256])
+enum cert_status peer_cert_status(const struct tls_peer *p, bool pin)
 {
-	if (n == 0)
+	if (!p)
+		return CERT_NONE;
+	return pin ? CERT_VERIFIED : p->status;
+}
+
+/* Exactly one value, counting the ones that could not be read (bad): two
+ * values of which one was unreadable are still two (ambiguous), a single
+ * unreadable one is invalid - never a fallback to the readable rest. */
+static enum ext_map one_value(char *const *v, size_t n, size_t bad, char out[256])
+{
+	if (n + bad == 0)
 		return EXT_MAP_MISSING;
-	if (n > 1)
+	if (n + bad > 1)
 		return EXT_MAP_AMBIGUOUS;
+	if (bad)
+		return EXT_MAP_INVALID;
 	size_t l = strlen(v[0]);
 	if (l == 0 || l > 255)
 		return EXT_MAP_INVALID;
@@ -150,20 +173,20 @@ static enum ext_map one_value(char *const *v, size_t n, char out[256])
 enum ext_map peer_external_user(const struct tls_peer *p, enum ext_identity field, char out[256])
 {
 	if (!p || p->status != CERT_VERIFIED)
-		return EXT_MAP_UNVERIFIED;
+		return EXT_MAP_UNVERIFIED;	/* the chain, never a pin */
 	switch (field) {
 	case EXT_ID_EMAIL:
-		return one_value(p->email, p->nemail, out);
+		return one_value(p->email, p->nemail, p->email_bad, out);
 	case EXT_ID_DNS:
-		return one_value(p->dns, p->ndns, out);
+		return one_value(p->dns, p->ndns, p->dns_bad, out);
 	case EXT_ID_CN:
-		if (!p->cn)
+		if (p->ncn == 0 && !p->cn_bad)
 			return EXT_MAP_MISSING;
-		if (strlen(p->cn) != p->cn_len)
-			return EXT_MAP_INVALID;	/* an embedded NUL */
 		if (p->ncn > 1)
 			return EXT_MAP_AMBIGUOUS;
-		return one_value(&p->cn, 1, out);
+		if (p->cn_bad || !p->cn || strlen(p->cn) != p->cn_len)
+			return EXT_MAP_INVALID;	/* unreadable, or an embedded NUL */
+		return one_value(&p->cn, 1, 0, out);
 	}
 	return EXT_MAP_MISSING;
 }

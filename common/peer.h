@@ -20,9 +20,17 @@
 bool peer_dnsid_match(const char *reference, const char *presented, bool allow_wildcard);
 
 /* The DNS-IDs of a certificate: its dNSName SANs, or its CN when it has
- * none. Calls fn for each; stops early when fn returns true; returns
- * whether it did. */
+ * none (and exactly one CN); none at all when a dNSName or the CN it would
+ * fall back to could not be read exactly. Calls fn for each; stops early
+ * when fn returns true; returns whether it did. */
 bool peer_for_each_dnsid(const struct tls_peer *p, bool (*fn)(void *arg, const char *name), void *arg);
+
+/* The certificate's CN as one name: its only CN, read exactly, without
+ * NUL; NULL when it has none, several (which one would be meant is
+ * ambiguous, RFC 6125 §6.4.4 / DESIGN.md §6) or one that could not be
+ * read. The DNS-ID fallback and the PROXY v2 SSL_CN (which Dovecot takes
+ * as the login name) use only this. */
+const char *peer_single_cn(const struct tls_peer *p);
 
 struct peer_result {
 	const struct conf_peer *peer;	/* NULL: no match */
@@ -36,13 +44,23 @@ struct peer_result {
 /* First matching peer in file order; p may be NULL (no certificate). */
 void peer_match(const struct conf_peer *peers, size_t npeers, const struct tls_peer *p,
 		struct peer_result *out);
-/* Whether any peer pins this certificate (the TLS module's pin oracle). */
-int peer_pinned(void *conf, const unsigned char fp[32], const unsigned char spki[32]);
+/* The TLS module's pin oracle on require listeners: whether peer_match
+ * (the same rules, pins and names both when a peer lists both) matches p
+ * to a peer by its pin. conf is the struct conf. */
+int peer_pinned(void *conf, const struct tls_peer *p);
+
+/* The status token to report (session log line, Received header) for p:
+ * "verified" when a pin match made the certificate acceptable (DESIGN.md
+ * §6: logged cert=verified pin=yes), else the chain's own status. Only
+ * for reporting: the chain status (p->status) alone decides EXTERNAL and
+ * PROXY v2 verify/CN, where a pin never counts. */
+enum cert_status peer_cert_status(const struct tls_peer *p, bool pin);
 
 enum ext_map { EXT_MAP_OK, EXT_MAP_MISSING, EXT_MAP_AMBIGUOUS, EXT_MAP_INVALID, EXT_MAP_UNVERIFIED };
 /* The user for AUTHENTICATE EXTERNAL: exactly one value of the field, 1-255
  * bytes, no NUL, control character, space or '*'; only from a
- * chain-verified certificate. */
+ * chain-verified certificate. Values the TLS module could not read count
+ * as values: one of them is invalid, two values ambiguous. */
 enum ext_map peer_external_user(const struct tls_peer *p, enum ext_identity field, char out[256]);
 const char *peer_ext_map_name(enum ext_map m);
 

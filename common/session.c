@@ -65,7 +65,9 @@ void session_log_begin(struct session *s, struct logkv *kv)
 		logkv_raw(kv, "tls", tls_version_name(t));
 		logkv_raw(kv, "cipher", tls_cipher_name(t));
 		const struct tls_peer *p = tls_peer(t);
-		logkv_raw(kv, "cert", tls_cert_status_name(p ? p->status : CERT_NONE));
+		/* cert=verified pin=yes when a pin made it acceptable (§6); the
+		 * CN only for a chain that verified, as in Received (§4.5). */
+		logkv_raw(kv, "cert", tls_cert_status_name(peer_cert_status(p, s->pin)));
 		if (p) {
 			if (s->pin)
 				logkv_raw(kv, "pin", "yes");
@@ -141,9 +143,10 @@ size_t session_proxy_header(struct session *s, enum proxy_out v, unsigned char *
 			t.cert = true;
 			/* "verified" means the chain: a pin-only match counts as
 			 * failed here, and only then is the CN sent (Dovecot
-			 * would take it as the EXTERNAL login name). */
+			 * would take it as the EXTERNAL login name) - and only
+			 * a CN that is the subject's one CN, read exactly. */
 			t.verified = p->status == CERT_VERIFIED;
-			t.cn = p->cn && strlen(p->cn) == p->cn_len ? p->cn : NULL;
+			t.cn = peer_single_cn(p);
 			t.sig_alg = p->sig_alg;
 			t.key_alg = p->key_alg;
 		}

@@ -46,24 +46,48 @@ const char *tls_cert_status_name(enum cert_status st);
 #define TLS_MAX_CHAIN_DEPTH 6
 #define TLS_TICKET_LIFETIME 7200
 
+/* Bounds on what is read from a certificate. A value that does not fit
+ * is never cut short or skipped silently: it is counted as unreadable
+ * (the *_bad fields below), so that the identity decisions in peer.c can
+ * fail closed - e.g. RFC 6125 §6.4.4 consults the CN only when there is
+ * no DNS-ID, so a dNSName must not vanish and let the CN stand in, and
+ * an identity field must not lose a second value and look unique. */
+#define TLS_MAX_SANS 32		/* dNSName and rfc822Name SANs kept, each type */
+#define TLS_MAX_SAN_LEN 255	/* octets; RFC 1035 names and §6 identities fit */
+#define TLS_MAX_CN_LEN 1024	/* octets of the first CN, as UTF-8 */
+
 /* What we know about the peer's certificate; only allocated when one was
- * presented. Names (SANs) are read on demand from the live session. */
+ * presented. These are facts, read once by the TLS module; every decision
+ * (peer match, EXTERNAL identity, status to report) is peer.c's. */
 struct tls_peer {
+	/* The chain's own verification result (client_ca, CRLs, dates). A
+	 * pin never changes it: "verified" here means the chain verified. */
 	enum cert_status status;
+	/* status is unknown-ca and an unknown issuer is the chain's only
+	 * fault: what a pin may tolerate (DESIGN.md §6). unknown-ca ranks
+	 * before bad-usage, insecure-algorithm, ... and would hide them. */
+	bool issuer_only;
 	unsigned char fp[32];	/* SHA-256 of the DER certificate */
 	unsigned char spki[32];	/* SHA-256 of the DER SubjectPublicKeyInfo */
-	char *cn;		/* first subject CN as raw bytes (NUL-terminated), or NULL */
+	/* The first subject CN, the attribute's raw value (RFC 5280
+	 * DirectoryString, BMP/Universal strings as UTF-8; never RFC 4514
+	 * escaped), NUL-terminated; may hold a NUL (then strlen != cn_len).
+	 * NULL when there is none or it could not be read (cn_bad). */
+	char *cn;
 	size_t cn_len;
 	unsigned ncn;		/* how many CNs the subject has */
-	char **dns;		/* dNSName SANs (at most TLS_MAX_SANS, each < 256 bytes) */
+	bool cn_bad;		/* the subject (or its first CN) could not be read exactly */
+	bool names_read;	/* cn/dns/email have been filled in */
+	char **dns;		/* dNSName SANs read exactly (1..TLS_MAX_SAN_LEN octets, no NUL) */
 	size_t ndns;
-	char **email;		/* rfc822Name SANs */
+	size_t dns_bad;		/* dNSName SANs present but not in dns: over-long, NUL-bearing,
+				 * beyond TLS_MAX_SANS; or the SAN extension was unreadable */
+	char **email;		/* rfc822Name SANs, as dns */
 	size_t nemail;
+	size_t email_bad;
 	char sig_alg[32];	/* OpenSSL spelling, e.g. "ecdsa-with-SHA256" (PROXY v2) */
 	char key_alg[16];	/* e.g. "EC256", "RSA2048" */
 };
-
-#define TLS_MAX_SANS 32
 
 struct tls_server;
 struct tls_client;
@@ -76,10 +100,11 @@ const char *tls_lib_version(void);
  * Problems go to d with the section's FILE:LINE. NULL on error. */
 struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d);
 void tls_server_free(struct tls_server **srv);
-/* Installs the pin oracle used on require listeners (see tls_internal.h). */
+/* Installs the pin oracle used on require listeners (see tls_internal.h):
+ * fn says whether the certificate p (status unknown-ca) matches a peer by
+ * its pin under the full peer rules (peer_pinned in peer.c). */
 void tls_server_set_pin_accept(struct tls_server *srv,
-			       int (*fn)(void *arg, const unsigned char fp[32], const unsigned char spki[32]),
-			       void *arg);
+			       int (*fn)(void *arg, const struct tls_peer *p), void *arg);
 
 /* t may be NULL: system trust store, no client certificate. */
 struct tls_client *tls_client_new(const struct conf_tls_client *t, struct diag *d);

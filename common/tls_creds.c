@@ -222,8 +222,7 @@ struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
 	return srv;
 }
 
-void tls_server_set_pin_accept(struct tls_server *srv,
-			       int (*fn)(void *, const unsigned char[32], const unsigned char[32]),
+void tls_server_set_pin_accept(struct tls_server *srv, int (*fn)(void *, const struct tls_peer *),
 			       void *arg)
 {
 	srv->pin_accept = fn;
@@ -265,7 +264,18 @@ static bool pin_match(const struct tls_client *cli, const unsigned char fp[32],
  * matching pin replaces the chain and name checks and no match refuses
  * the upstream; without pins, the chain must verify against `ca` and a
  * dNSName SAN must match verify_name (RFC 6125/7817: DNS-IDs only, the CN
- * is not consulted; a wildcard only as the whole left-most label). */
+ * is not consulted; a wildcard only as the whole left-most label).
+ *
+ * Either way the certificate must be one for a TLS server: RFC 5280
+ * §4.2.1.12 - with an extendedKeyUsage extension a certificate may only
+ * be used for the purposes it lists, so it must list id-kp-serverAuth (or
+ * anyExtendedKeyUsage); without the extension any use is allowed. A pin
+ * says which key it is, the EKU what that key may be used for, so a relay
+ * peer's clientAuth-only certificate never passes for a server, pinned or
+ * not. On the chain path GnuTLS checks it (GNUTLS_DT_KEY_PURPOSE_OID, which
+ * also covers the intermediates); on the pin path the same end-certificate
+ * check GnuTLS applies there (gnutls_x509_crt_check_key_purpose), so both
+ * paths decide alike. An unreadable extension fails. */
 static int client_verify(gnutls_session_t gs)
 {
 	struct tls_session *s = gnutls_session_get_ptr(gs);
@@ -283,22 +293,31 @@ static int client_verify(gnutls_session_t gs)
 		return -1;
 	int ok = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) >= 0 &&
 		 tls_cert_hashes(crt, s->peer->fp, s->peer->spki) == 0;
-	if (ok && !s->peer->dns)
-		tls_read_sans(crt, s->peer);
+	bool server_purpose = ok && gnutls_x509_crt_check_key_purpose(crt, GNUTLS_KP_TLS_WWW_SERVER, 0);
+	if (ok)
+		tls_read_names(crt, s->peer);
 	gnutls_x509_crt_deinit(crt);
 	if (!ok) {
 		tls_set_reason(s, "server certificate rejected: unreadable");
 		return -1;
 	}
 	if (s->cli->npins_fp || s->cli->npins_spki) {
-		if (pin_match(s->cli, s->peer->fp, s->peer->spki))
-			return 0;
-		char fps[120];
-		tls_format_fp(s->peer->fp, fps, sizeof(fps));
-		tls_set_reason(s, "server certificate rejected: matches no pin (fp=%s)", fps);
-		return -1;
+		if (!pin_match(s->cli, s->peer->fp, s->peer->spki)) {
+			char fps[120];
+			tls_format_fp(s->peer->fp, fps, sizeof(fps));
+			tls_set_reason(s, "server certificate rejected: matches no pin (fp=%s)", fps);
+			return -1;
+		}
+		if (!server_purpose) {
+			tls_set_reason(s, "server certificate rejected: pinned, but its extended key "
+					  "usage does not allow a TLS server (serverAuth)");
+			return -1;
+		}
+		return 0;
 	}
-	if (gnutls_certificate_verify_peers2(gs, &st) < 0 || st != 0) {
+	gnutls_typed_vdata_st purpose = { GNUTLS_DT_KEY_PURPOSE_OID,
+					  (unsigned char *)GNUTLS_KP_TLS_WWW_SERVER, 0 };
+	if (gnutls_certificate_verify_peers(gs, &purpose, 1, &st) < 0 || st != 0) {
 		gnutls_datum_t out = { NULL, 0 };
 		gnutls_certificate_verification_status_print(st, GNUTLS_CRT_X509, &out, 0);
 		tls_set_reason(s, "server certificate rejected: %s",
@@ -306,9 +325,17 @@ static int client_verify(gnutls_session_t gs)
 		gnutls_free(out.data);
 		return -1;
 	}
+	/* Only names read exactly are compared; one that could not be read
+	 * (over-long, NUL-bearing, beyond TLS_MAX_SANS) can only fail to
+	 * match, never match as something else, and the CN is never used. */
 	for (size_t i = 0; i < s->peer->ndns; i++)
 		if (s->verify_host[0] && peer_dnsid_match(s->verify_host, s->peer->dns[i], true))
 			return 0;
+	if (s->peer->dns_bad) {
+		tls_set_reason(s, "server certificate rejected: no DNS name in it matches '%s' "
+				  "(%zu unreadable)", s->verify_host, s->peer->dns_bad);
+		return -1;
+	}
 	tls_set_reason(s, "server certificate rejected: no DNS name in it matches '%s'", s->verify_host);
 	return -1;
 }

@@ -4,10 +4,12 @@
  * SHA-256 certificate fingerprint, the SHA-256 SPKI pin and the subject CN,
  * and applies client_cert = require (failing with the matching alert). */
 #include "tls_internal.h"
+#include "strbuf.h"
 #include "xmem.h"
 
 #include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
+#include <gnutls/x509-ext.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,45 +89,183 @@ int tls_cert_hashes(gnutls_x509_crt_t crt, unsigned char fp[32], unsigned char s
 	return rc;
 }
 
+/* ASN.1 universal tags of the DirectoryString choices (RFC 5280 §4.1.2.4)
+ * and of VisibleString, which some old CAs use. */
+enum {
+	ASN1_UTF8STRING = 12, ASN1_PRINTABLESTRING = 19, ASN1_TELETEXSTRING = 20,
+	ASN1_IA5STRING = 22, ASN1_VISIBLESTRING = 26, ASN1_UNIVERSALSTRING = 28,
+	ASN1_BMPSTRING = 30,
+};
+
+static void put_utf8(struct strbuf *b, uint32_t c)
+{
+	char u[4];
+	size_t n;
+	if (c < 0x80) {
+		u[0] = (char)c;
+		n = 1;
+	} else if (c < 0x800) {
+		u[0] = (char)(0xc0 | c >> 6);
+		u[1] = (char)(0x80 | (c & 0x3f));
+		n = 2;
+	} else if (c < 0x10000) {
+		u[0] = (char)(0xe0 | c >> 12);
+		u[1] = (char)(0x80 | (c >> 6 & 0x3f));
+		u[2] = (char)(0x80 | (c & 0x3f));
+		n = 3;
+	} else {
+		u[0] = (char)(0xf0 | c >> 18);
+		u[1] = (char)(0x80 | (c >> 12 & 0x3f));
+		u[2] = (char)(0x80 | (c >> 6 & 0x3f));
+		u[3] = (char)(0x80 | (c & 0x3f));
+		n = 4;
+	}
+	sb_add(b, u, n);
+}
+
+/* A DirectoryString's content octets as UTF-8 bytes into b: the 8-bit
+ * string types as they are (what the CA wrote, byte for byte), BMPString
+ * (UCS-2) and UniversalString (UCS-4) converted. Anything else, or an
+ * invalid code point, is unreadable: returns -1 (so is overflowing b). */
+static int directory_string(unsigned long tag, const unsigned char *v, size_t n, struct strbuf *b)
+{
+	unsigned width;
+	switch (tag) {
+	case ASN1_UTF8STRING: case ASN1_PRINTABLESTRING: case ASN1_TELETEXSTRING:
+	case ASN1_IA5STRING: case ASN1_VISIBLESTRING:
+		sb_add(b, v, n);
+		return sb_ok(b) ? 0 : -1;
+	case ASN1_BMPSTRING: width = 2; break;
+	case ASN1_UNIVERSALSTRING: width = 4; break;
+	default: return -1;
+	}
+	if (n % width)
+		return -1;
+	for (size_t i = 0; i < n; i += width) {
+		uint32_t c = 0;
+		for (unsigned k = 0; k < width; k++)
+			c = c << 8 | v[i + k];
+		if ((c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+			return -1;
+		put_utf8(b, c);
+	}
+	return sb_ok(b) ? 0 : -1;
+}
+
+/* The AVA's OID is a dotted string whose size may count its NUL. */
+static bool oid_is(const gnutls_datum_t *oid, const char *want)
+{
+	size_t n = oid->size;
+	if (n && oid->data[n - 1] == '\0')
+		n--;
+	return n == strlen(want) && memcmp(oid->data, want, n) == 0;
+}
+
+/* Every CN of the subject is counted; the first one's raw value is kept.
+ * The value comes from the attribute itself (gnutls_x509_dn_get_rdn_ava),
+ * not from GnuTLS's RFC 4514 string, whose escaping (\" \, \+ ...) would
+ * otherwise be escaped a second time by every consumer. A subject that
+ * cannot be walked to its end, or a first CN that cannot be decoded or is
+ * longer than TLS_MAX_CN_LEN, leaves cn_bad set: nobody falls back to a
+ * truncated or partial name. */
 static void read_cn(gnutls_x509_crt_t crt, struct tls_peer *p)
 {
-	char buf[1024];
-	size_t sz = sizeof(buf);
-	if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf, &sz) < 0)
+	gnutls_x509_dn_t dn;
+	if (gnutls_x509_crt_get_subject(crt, &dn) < 0) {
+		p->cn_bad = true;
 		return;
-	if (sz >= sizeof(buf))
-		sz = sizeof(buf) - 1;
-	p->cn = xmemdup0(buf, sz);
-	p->cn_len = sz;
-	p->ncn = 1;
-	for (unsigned i = 1; i < 8; i++) {
-		size_t s2 = sizeof(buf);
-		if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, i, 0, buf, &s2) < 0)
-			break;
-		p->ncn++;
+	}
+	for (int irdn = 0;; irdn++) {
+		for (int iava = 0;; iava++) {
+			gnutls_x509_ava_st ava;
+			int r = gnutls_x509_dn_get_rdn_ava(dn, irdn, iava, &ava);
+			if (r == GNUTLS_E_ASN1_ELEMENT_NOT_FOUND && iava > 0)
+				break;		/* next RDN */
+			if (r == GNUTLS_E_ASN1_ELEMENT_NOT_FOUND)
+				return;		/* past the last RDN */
+			if (r < 0) {
+				p->cn_bad = true;
+				return;
+			}
+			if (!oid_is(&ava.oid, GNUTLS_OID_X520_COMMON_NAME))
+				continue;
+			if (p->ncn++ > 0 || p->cn_bad)
+				continue;
+			char buf[TLS_MAX_CN_LEN + 1];
+			struct strbuf b;
+			sb_init(&b, buf, sizeof(buf));
+			if (directory_string(ava.value_tag, ava.value.data, ava.value.size, &b) < 0) {
+				p->cn_bad = true;
+				continue;
+			}
+			p->cn = xmemdup0(sb_str(&b), sb_len(&b));
+			p->cn_len = sb_len(&b);
+		}
 	}
 }
 
-/* dNSName and rfc822Name SANs, bounded in number and size; a value with
- * an embedded NUL is kept truncated-proof by being skipped. */
-void tls_read_sans(gnutls_x509_crt_t crt, struct tls_peer *p)
+static void add_name(char ***list, size_t *n, size_t *bad, const gnutls_datum_t *v)
 {
-	for (unsigned i = 0; i < 4 * TLS_MAX_SANS; i++) {
-		char buf[256];
-		size_t sz = sizeof(buf) - 1;
-		int type = gnutls_x509_crt_get_subject_alt_name(crt, i, buf, &sz, NULL);
-		if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
-			break;
-		if (type < 0 || sz >= sizeof(buf) || memchr(buf, 0, sz))
-			continue;
-		buf[sz] = '\0';
-		char ***list = type == GNUTLS_SAN_DNSNAME ? &p->dns : type == GNUTLS_SAN_RFC822NAME ? &p->email : NULL;
-		size_t *n = type == GNUTLS_SAN_DNSNAME ? &p->ndns : &p->nemail;
-		if (!list || *n >= TLS_MAX_SANS)
-			continue;
-		*list = xreallocarray(*list, *n + 1, sizeof(char *));
-		(*list)[(*n)++] = xstrdup(buf);
+	if (v->size == 0 || v->size > TLS_MAX_SAN_LEN || memchr(v->data, 0, v->size) ||
+	    *n >= TLS_MAX_SANS) {
+		(*bad)++;
+		return;
 	}
+	*list = xreallocarray(*list, *n + 1, sizeof(char *));
+	(*list)[(*n)++] = xmemdup0(v->data, v->size);
+}
+
+/* dNSName and rfc822Name SANs (RFC 5280 §4.2.1.6), every entry of the
+ * extension: exact values into dns/email, the others counted in
+ * dns_bad/email_bad. An extension that cannot be decoded, or a second
+ * one (RFC 5280 §4.2: at most one instance of an extension), counts as an
+ * unreadable name of both types. */
+static void read_sans(gnutls_x509_crt_t crt, struct tls_peer *p)
+{
+	gnutls_datum_t der = { NULL, 0 };
+	gnutls_subject_alt_names_t sans = NULL;
+	unsigned crit = 0;
+	int r = gnutls_x509_crt_get_extension_by_oid2(crt, GNUTLS_X509EXT_OID_SAN, 0, &der, &crit);
+	if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+		return;
+	if (r < 0 || gnutls_subject_alt_names_init(&sans) < 0 ||
+	    gnutls_x509_ext_import_subject_alt_names(&der, sans, 0) < 0)
+		goto unreadable;
+	gnutls_free(der.data);
+	der.data = NULL;
+	if (gnutls_x509_crt_get_extension_by_oid2(crt, GNUTLS_X509EXT_OID_SAN, 1, &der, &crit) !=
+	    GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+		goto unreadable;
+	for (unsigned i = 0;; i++) {
+		unsigned type = 0;
+		gnutls_datum_t v = { NULL, 0 }, oid = { NULL, 0 };
+		r = gnutls_subject_alt_names_get(sans, i, &type, &v, &oid);
+		if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+			break;
+		if (r < 0)
+			goto unreadable;
+		if (type == GNUTLS_SAN_DNSNAME)
+			add_name(&p->dns, &p->ndns, &p->dns_bad, &v);
+		else if (type == GNUTLS_SAN_RFC822NAME)
+			add_name(&p->email, &p->nemail, &p->email_bad, &v);
+	}
+	gnutls_subject_alt_names_deinit(sans);
+	return;
+unreadable:
+	p->dns_bad++;
+	p->email_bad++;
+	gnutls_free(der.data);
+	if (sans)
+		gnutls_subject_alt_names_deinit(sans);
+}
+
+void tls_read_names(gnutls_x509_crt_t crt, struct tls_peer *p)
+{
+	if (p->names_read)
+		return;
+	p->names_read = true;
+	read_cn(crt, p);
+	read_sans(crt, p);
 }
 
 /* The certificate's signature and key algorithms as OpenSSL (and so
@@ -210,9 +350,8 @@ int tls_evaluate_peer(struct tls_session *s)
 		tls_set_reason(s, "client certificate unreadable");
 		return s->mode == CLIENT_CERT_REQUIRE ? -1 : 0;
 	}
-	if (!s->peer->cn) {
-		read_cn(crt, s->peer);
-		tls_read_sans(crt, s->peer);
+	if (!s->peer->names_read) {
+		tls_read_names(crt, s->peer);
 		read_algs(crt, s->peer);
 	}
 	gnutls_x509_crt_deinit(crt);
@@ -228,15 +367,23 @@ int tls_evaluate_peer(struct tls_session *s)
 		} else {
 			r = gnutls_certificate_verify_peers2(s->gs, &st);
 		}
+		/* A verification that could not run is invalid, not unknown-ca:
+		 * nothing was checked, so a pin must not tolerate it. */
 		if (r < 0)
-			st = GNUTLS_CERT_INVALID | GNUTLS_CERT_SIGNER_NOT_FOUND;
+			st = GNUTLS_CERT_INVALID;
 		s->peer->status = tls_status_from_gnutls(st);
+		/* The status token shows the first fault only (§6 precedence);
+		 * a pin may tolerate an unknown issuer, but not what ranks
+		 * after it (bad-usage with client_eku = client, an insecure
+		 * algorithm, ...): record whether the issuer is all. */
+		s->peer->issuer_only = (st & GNUTLS_CERT_SIGNER_NOT_FOUND) &&
+				       !(st & ~(unsigned)(GNUTLS_CERT_INVALID | GNUTLS_CERT_SIGNER_NOT_FOUND));
 	}
 	if (s->mode != CLIENT_CERT_REQUIRE || s->peer->status == CERT_VERIFIED)
 		return 0;
 	/* A pinned peer may use a self-signed or privately issued cert. */
 	if (s->peer->status == CERT_UNKNOWN_CA && s->srv->pin_accept &&
-	    s->srv->pin_accept(s->srv->pin_arg, s->peer->fp, s->peer->spki))
+	    s->srv->pin_accept(s->srv->pin_arg, s->peer))
 		return 0;
 	s->cert_failed = 1;
 	s->alert = alert_for(s->peer->status);

@@ -24,9 +24,12 @@ struct tls_server {
 	bool has_client_ca;
 	char *name;
 	/* Peer pins (DESIGN.md §6): a certificate whose only fault is an
-	 * unknown issuer is accepted on a require listener when this says
-	 * its fingerprint or SPKI is pinned. Set by the daemon; may be NULL. */
-	int (*pin_accept)(void *arg, const unsigned char fp[32], const unsigned char spki[32]);
+	 * unknown issuer is accepted on a require listener when this says a
+	 * peer matches it by its pin - under the same rules as the peer match
+	 * the session makes later (pins and names both, when both are
+	 * listed), so the handshake and the session never disagree. Set by
+	 * the daemon (peer_pinned); may be NULL. */
+	int (*pin_accept)(void *arg, const struct tls_peer *p);
 	void *pin_arg;
 };
 
@@ -68,7 +71,9 @@ void tls_set_reason(struct tls_session *s, const char *fmt, ...)
 int tls_cert_hashes(gnutls_x509_crt_t crt, unsigned char fp[32], unsigned char spki[32]);
 enum cert_status tls_status_from_gnutls(unsigned status);
 void tls_peer_free(struct tls_peer *p);
-/* dNSName and rfc822Name SANs into p (bounded; NUL-bearing values skipped). */
-void tls_read_sans(gnutls_x509_crt_t crt, struct tls_peer *p);
+/* The subject CN(s) and the dNSName and rfc822Name SANs into p, once
+ * (p->names_read). Values are copied exactly or counted as unreadable
+ * (cn_bad, dns_bad, email_bad), never truncated or skipped silently. */
+void tls_read_names(gnutls_x509_crt_t crt, struct tls_peer *p);
 
 #endif

@@ -8,6 +8,7 @@
 #include "b64.h"
 #include "conn.h"
 #include "log.h"
+#include "peer.h"
 #include "proxyproto.h"
 #include "smtp_policy.h"
 #include "smtp_received.h"
@@ -341,7 +342,7 @@ static void send_received(struct smtp_session *ss)
 	in.proto = smtp_received_proto(ss->esmtp, t != NULL, ss->authed, ss->utf8);
 	if (t) {
 		in.suite = tls_cipher_name(t);
-		in.cert_status = tls_cert_status_name(peer ? peer->status : CERT_NONE);
+		in.cert_status = tls_cert_status_name(peer_cert_status(peer, ss->s.pin));
 		if (peer && peer->status == CERT_VERIFIED && peer->cn) {
 			in.cn = peer->cn;
 			in.cn_len = peer->cn_len;

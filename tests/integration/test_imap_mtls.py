@@ -3,10 +3,26 @@ Dovecot with a master user: AUTH=EXTERNAL is offered only when a verified
 certificate names exactly one user; AUTHENTICATE EXTERNAL (empty or
 matching authzid, SASL-IR or continuation) logs that user in through the
 master user; a certificate that maps to nobody, an unverified one, or
-another authzid gets NO. peers_only refuses everyone else with BYE."""
+another authzid gets NO. peers_only refuses everyone else with BYE. A
+certificate with an rfc822Name the gateway cannot read exactly (over-long,
+or past the SANs it used to look at) beside alice@example.org is ambiguous,
+never alice. Behind the gateway, the PROXY v2 header carries the CN as its
+raw value for a verified chain with one CN, and verify=1 without a CN for
+a pin-only match."""
 import os
+import re
+import socket
+import struct
+import subprocess
+import threading
 
 from mgtest import (GatewayTest, Imap, client_context, free_port, imapd_conf, listener, main)
+
+
+def spki_pin(pki, name):
+    out = subprocess.run(["certtool", "-i", "--infile", "%s/%s.pem" % (pki, name)],
+                         capture_output=True, text=True).stdout
+    return re.search(r"pin-sha256[:=]\"?([A-Za-z0-9+/]+=*)", out).group(1)
 
 
 class ImapExternal(GatewayTest):
@@ -68,6 +84,21 @@ class ImapExternal(GatewayTest):
             # PLAIN still works for a real user.
             self.assertRegex(c.cmd("b", "LOGIN bob pw")[-1], r"^b OK ", cert)
 
+    def test_unreadable_email_is_no_identity(self):
+        """longemail: a 302-octet rfc822Name, then alice@example.org;
+        manysans: 127 URIs, then alice@ and bob@example.org. Each has two
+        rfc822Names, so EXTERNAL is ambiguous: not offered, refused, and
+        Dovecot never sees alice."""
+        for cert in ("longemail", "manysans"):
+            c, greeting = self.client(cert)
+            self.assertTrue(greeting.startswith("* OK [CAPABILITY "), (cert, greeting))
+            self.assertNotIn("AUTH=EXTERNAL", greeting, cert)
+            self.assertRegex(c.cmd("a", "AUTHENTICATE EXTERNAL =")[-1], r"^a NO \[AUTHENTICATIONFAILED\]", cert)
+            c.cmd("b", "LOGOUT")
+        self.gw.wait_log(r"identity=ambiguous")
+        self.assertNotIn("identity=ok", self.gw.log())
+        self.assertNotIn("alice@example.org", self.dc.log())
+
     def test_peers_only(self):
         for cert in (None, "stranger", "foreign"):
             c, greeting = self.client(cert, self.p_po)
@@ -84,6 +115,113 @@ class ImapExternal(GatewayTest):
         r = subprocess.run([IMAPD, "-t", "-c", self.gw.conf_path], capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 1)
         self.assertRegex(r.stderr, r"master_password_file: secret file '.*master\.pw' is readable by others")
+
+
+class ProxyCapture:
+    """A fake upstream that records the PROXY v2 header of each connection,
+    greets, and closes after the first command (the login then fails; the
+    header is what is looked at)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.headers = []
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(10)
+                try:
+                    head = self.read(conn, 16)
+                    body = self.read(conn, struct.unpack("!H", head[14:16])[0])
+                    self.headers.append(head + body)
+                    conn.sendall(b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] fake\r\n")
+                    conn.recv(1024)
+                except OSError:
+                    pass
+
+    @staticmethod
+    def read(conn, n):
+        out = b""
+        while len(out) < n:
+            chunk = conn.recv(n - len(out))
+            if not chunk:
+                raise OSError("closed")
+            out += chunk
+        return out
+
+    def stop(self):
+        self.sock.close()
+
+    @staticmethod
+    def ssl_tlv(header):
+        """(verify, {subtype: value}) of PP2_TYPE_SSL."""
+        tlvs = header[16 + 12:]      # after the IPv4 addresses and ports
+        while tlvs:
+            t, l = tlvs[0], struct.unpack("!H", tlvs[1:3])[0]
+            v, tlvs = tlvs[3:3 + l], tlvs[3 + l:]
+            if t == 0x20:
+                verify = struct.unpack("!I", v[1:5])[0]
+                subs, rest = {}, v[5:]
+                while rest:
+                    st, sl = rest[0], struct.unpack("!H", rest[1:3])[0]
+                    subs[st] = rest[3:3 + sl]
+                    rest = rest[3 + sl:]
+                return verify, subs
+        return None, {}
+
+
+class ProxyV2Identity(GatewayTest):
+    def setUp(self):
+        super().setUp()
+        self.cap = ProxyCapture()
+        self.addCleanup(self.cap.stop)
+        self.p = free_port()
+        conf = imapd_conf(self.pki, self.cap.port,
+                          listener("imaps", self.p, "implicit", 'client_cert = "optional"'),
+                          upstream_extra='forward_id = false\n  proxy_protocol = "v2"',
+                          tls_extra='client_ca = "%s/ca.pem"' % self.pki,
+                          extra='peer "pinned" {\n  spki = "%s"\n}\n' % spki_pin(self.pki, "selfsigned"))
+        self.gw = self.imap_gateway(conf, [self.p])
+
+    def header_for(self, cert):
+        ctx = client_context()
+        ctx.load_cert_chain("%s/%s.pem" % (self.pki, cert), "%s/%s.key" % (self.pki, cert))
+        c = Imap(self.p, tls=True, ctx=ctx)
+        c.line()
+        n = len(self.cap.headers)
+        self.assertRegex(c.cmd("a", "LOGIN bob pw")[-1], r"^a NO ")
+        c.cmd("b", "LOGOUT")
+        self.assertEqual(len(self.cap.headers), n + 1)
+        return ProxyCapture.ssl_tlv(self.cap.headers[-1])
+
+    def test_cn_is_the_raw_value(self):
+        verify, subs = self.header_for("weirdcn")
+        self.assertEqual(verify, 0)
+        self.assertEqual(subs.get(0x22), b'Weird "Q" = N x')
+
+    def test_no_cn_when_the_subject_has_several(self):
+        """Several CNs: which one names the client is ambiguous (§6), so none
+        is forwarded for Dovecot to log in as."""
+        verify, subs = self.header_for("multicn")
+        self.assertEqual(verify, 0)
+        self.assertNotIn(0x22, subs)
+
+    def test_pin_only_is_not_verified_for_dovecot(self):
+        """A pin-only match is cert=verified pin=yes in the log, but PROXY
+        v2 says verify=1 and sends no CN (Dovecot would log in as it)."""
+        verify, subs = self.header_for("selfsigned")
+        self.assertEqual(verify, 1)
+        self.assertNotIn(0x22, subs)
+        self.gw.wait_log(r"listener=imaps .*cert=verified pin=yes fp=sha256:[0-9A-F:]+ peer=pinned ")
 
 
 if __name__ == "__main__":

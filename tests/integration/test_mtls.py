@@ -2,8 +2,14 @@
 none, peer, stranger, foreign CA, expired, not yet valid, revoked (CRL),
 self-signed but pinned, wildcard, CN-only - against optional, require and
 peers_only listeners, with the status the gateway records, the alert a
-refused client gets, and whether it may relay. Clients: Python ssl,
-swaks --tls-cert, gnutls-cli."""
+refused client gets, and whether it may relay. Certificates with names
+that cannot be read exactly (an over-long dNSName) match no peer by name
+and never fall back to the CN; a pin match is reported cert=verified
+pin=yes; a peer that lists pins and names needs both, at the handshake on
+require listeners too. The CN is logged and put in Received as its raw
+value, escaped once. Outbound, the upstream's certificate must allow
+serverAuth, pinned or not. Clients: Python ssl, swaks --tls-cert,
+gnutls-cli."""
 import hashlib
 import re
 import ssl
@@ -49,7 +55,13 @@ peer "renewed" {{
   name = "stranger.test"
   fingerprint = "sha256:{zeros}"
 }}
-""".format(spki=spki_pin(self.pki, "selfsigned"), zeros="00" * 32)
+peer "pinned-named" {{
+  fingerprint = "{fp2}"
+  name = "someone-else.test"
+  relay = true
+}}
+""".format(spki=spki_pin(self.pki, "selfsigned"), zeros="00" * 32,
+           fp2=fingerprint(self.pki, "selfsigned2"))
         conf = smtpd_conf(self.pki, self.up.port,
                           listener("opt", self.p_opt, "implicit", 'client_cert = "optional"') +
                           listener("req", self.p_req, "implicit", 'client_cert = "require"') +
@@ -90,9 +102,11 @@ peer "renewed" {{
             "expired": ("expired", "none", "expired"),
             "notyet": ("not-yet-valid", "none", "not-yet-valid"),
             "revoked": ("revoked", "none", "revoked"),
-            "selfsigned": ("unknown-ca", "pinned", None),
+            "selfsigned": ("verified", "pinned", None),     # pin=yes: §6
             "wildcard": ("verified", "none", "no-matching-peer"),
             "cnonly": ("verified", "cnonly", None),
+            "longdns": ("verified", "none", "no-matching-peer"),    # no CN fallback
+            "selfsigned2": ("unknown-ca", "none", "unknown-ca"),    # pin, but not its names
         }
         for cert, expect in want.items():
             self.gw.stop()
@@ -182,8 +196,84 @@ peer "renewed" {{
         c.expect("QUIT", 221)
         m = self.up.wait_messages(2)
         flat = m[-1].message.replace(b"\n\t", b" ")
-        self.assertIn(b"(client certificate: unknown-ca, peer=pinned)", flat)
-        self.gw.wait_log(r"cert=unknown-ca pin=yes fp=sha256:")
+        self.assertIn(b"(client certificate: verified, peer=pinned)", flat)
+        self.gw.wait_log(r"cert=verified pin=yes fp=sha256:[0-9A-F:]+ peer=pinned helo=pinned\.test")
+
+    def relay_one(self, cert, helo, subject, rcpt="someone@elsewhere.example"):
+        """One message from cert on the optional listener; the reply code,
+        and the upstream's copy with its Received folds undone."""
+        c, g = self.greet(self.p_opt, cert)
+        self.assertTrue(g.startswith("220 "), (cert, g))
+        c.expect("EHLO " + helo, 250)
+        c.expect("MAIL FROM:<a@test.example>", 250)
+        code, _ = c.cmd("RCPT TO:<%s>" % rcpt)
+        if code == 250:
+            c.expect("DATA", 354)
+            c.send(message(subject) + b".\r\n")
+            c.reply()
+        c.expect("QUIT", 221)
+        c.closed()
+        return code
+
+    def received_for(self, subject):
+        for m in self.up.wait_messages(1):
+            if b"Subject: " + subject.encode() in m.message:
+                return m.message.split(b"\nFrom: ")[0].replace(b"\n\t", b" ")
+        self.fail("no message %r upstream" % subject)
+
+    def test_overlong_dnsname_matches_no_peer(self):
+        """A dNSName that cannot be read exactly (305 octets) is not dropped:
+        the certificate has a dNSName, so its CN (partner-mx.test) is no
+        DNS-ID, and it matches no peer by name - no relay, and peers_only
+        refuses it."""
+        self.assertEqual(self.relay_one("longdns", "partner-mx.test", "longdns"), 554)
+        self.gw.wait_log(r"listener=opt .*cert=verified cn=partner-mx\.test fp=sha256:[0-9A-F:]+ "
+                         r"peer=none reason=no-matching-peer helo=partner-mx\.test")
+        self.assertNotRegex(self.gw.log(), r"cn=partner-mx\.test fp=\S+ peer=partner helo=partner-mx")
+        c, g = self.greet(self.p_po, "longdns")
+        self.assertEqual(g, "554 5.7.1 Certificate not accepted")
+        c.expect("QUIT", 221)
+
+    def test_pinned_peer_needs_its_names_on_require(self):
+        """peer "pinned-named" pins selfsigned2 but names someone-else.test,
+        which it does not carry: no peer matches it and its chain does not
+        verify, so a require listener refuses it in the handshake with the
+        §6 alert - the pin oracle applies peer_match's rule."""
+        c, g = self.greet(self.p_req, "selfsigned2")
+        self.assertTrue(g.startswith("ERR "), g)
+        self.assertIn("UNKNOWN_CA", g.upper().replace(" ", "_"), g)
+        self.gw.wait_log(r"tls-failed session=\S+ client=127\.0\.0\.1 "
+                         r"reason=\"client certificate rejected: unknown-ca\"")
+        self.gw.wait_log(r"listener=req client=\S+ .*result=cert-rejected")
+        self.assertNotRegex(self.gw.log(), r"listener=req .*cert=unknown-ca .*peer=none")
+        # The certificate a peer pins without names still gets in.
+        c, g = self.greet(self.p_req, "selfsigned")
+        self.assertTrue(g.startswith("220 "), g)
+        c.expect("QUIT", 221)
+        self.gw.wait_log(r"listener=req .*cert=verified pin=yes fp=sha256:[0-9A-F:]+ peer=pinned .*result=quit")
+
+    def test_pin_match_reported_verified(self):
+        """A self-signed certificate accepted by its pin is cert=verified
+        pin=yes in the log and "verified" in Received (§6), with no CN (its
+        chain did not verify)."""
+        self.assertEqual(self.relay_one("selfsigned", "pinned.test", "pin-status"), 250)
+        rec = self.received_for("pin-status")
+        self.assertIn(b"(client certificate: verified, peer=pinned)", rec)
+        self.assertNotIn(b"unknown-ca", rec)
+        self.assertNotIn(b"CN=", rec)
+        line = self.gw.wait_log(r"listener=opt .* cert=\S+ .*helo=pinned\.test .*").group(0)
+        self.assertRegex(line, r" cert=verified pin=yes fp=sha256:[0-9A-F:]+ peer=pinned ")
+        self.assertNotIn(" cn=", line)
+
+    def test_cn_raw_value_escaped_once(self):
+        """The CN is the attribute's raw value, escaped once for each
+        consumer: the log quotes it per §7, Received writes it per §4.5
+        (quotes and '=' are printable and stay)."""
+        self.assertEqual(self.relay_one("weirdcn", "weird.test", "weird-cn", rcpt="user@example.org"), 250)
+        rec = self.received_for("weird-cn")
+        self.assertIn(b'(client certificate: verified, CN=Weird "Q" = N x)', rec)
+        self.gw.wait_log(r'listener=opt .* cert=verified cn="Weird \\"Q\\" = N x" fp=sha256:')
+        self.assertNotIn('\\\\', self.gw.log())     # no doubled backslash anywhere
 
     def test_swaks_and_gnutls_cli(self):
         need("swaks", "gnutls-cli")
@@ -228,7 +318,7 @@ class TwoGateways(GatewayTest):
     """local MTA -> plain loopback listener of gateway A -> mTLS -> gateway B
     (peers_only) -> smtp-sink: byte-exact, and safe failures."""
 
-    def chain(self, a_tls_client, b_peer='name = "partner-mx.test"'):
+    def chain(self, a_tls_client, b_peer='name = "partner-mx.test"', b_cert="upstream"):
         self.sink_ = self.sink()
         self.p_b = free_port()
         conf_b = smtpd_conf(self.pki, self.sink_.port,
@@ -237,8 +327,9 @@ class TwoGateways(GatewayTest):
                             tls_extra='client_ca = "%s/ca.pem"' % self.pki,
                             extra='peer "gateway-a" {\n  %s\n  relay = true\n}\n' % b_peer)
         conf_b = conf_b.replace('"%s/server-ecdsa.pem", "%s/server-rsa.pem"' % (self.pki, self.pki),
-                                '"%s/upstream.pem"' % self.pki).replace(
-            '"%s/server-ecdsa.key", "%s/server-rsa.key"' % (self.pki, self.pki), '"%s/upstream.key"' % self.pki)
+                                '"%s/%s.pem"' % (self.pki, b_cert)).replace(
+            '"%s/server-ecdsa.key", "%s/server-rsa.key"' % (self.pki, self.pki),
+            '"%s/%s.key"' % (self.pki, b_cert))
         conf_b = conf_b.replace('hostname = "mx.test.example"', 'hostname = "mx-b.test.example"')
         self.gw_b = self.gateway(conf_b, [self.p_b], name="gateway-b")
         self.p_a = free_port()
@@ -303,6 +394,37 @@ class TwoGateways(GatewayTest):
         self.assertEqual(code, 250, lines)
         self.assertEqual(len(self.sink_.wait_messages(1)), 1)
 
+    def test_chain_refuses_server_cert_without_server_auth(self):
+        """B presents a certificate whose EKU allows only clientAuth (a
+        relay peer's client certificate, issued by the trusted CA for the
+        name A expects): A refuses it, by chain and by pin alike (RFC 5280
+        §4.2.1.12), and nothing is delivered."""
+        fp = fingerprint(self.pki, "peer")
+        for a_side in ('  ca = "{p}/ca.pem"\n  verify_name = "partner-mx.test"',
+                       '  fingerprint = "{fp}"'):
+            self.chain(('  cert = "{p}/peer.pem"\n  key = "{p}/peer.key"\n' + a_side)
+                       .format(p=self.pki, fp=fp), b_cert="peer")
+            c = self.a_client()
+            self.assertEqual(c.cmd("MAIL FROM:<a@test.example>")[0], 421, a_side)
+            self.gw_a.wait_log(r"server certificate rejected: .*(purpose|serverAuth)")
+            self.assertEqual(self.sink_.messages(), [])
+            for g in (self.gw_a, self.gw_b, self.sink_):
+                g.stop()
+                self.procs.remove(g)
+
+    def test_chain_accepts_server_cert_without_eku(self):
+        """A certificate without any EKU may serve (RFC 5280 §4.2.1.12: no
+        extension, no restriction), by chain and by pin."""
+        fp = fingerprint(self.pki, "noeku")
+        for a_side in ('  ca = "{p}/ca.pem"\n  verify_name = "upstream.test"', '  fingerprint = "{fp}"'):
+            self.chain(('  cert = "{p}/peer.pem"\n  key = "{p}/peer.key"\n' + a_side)
+                       .format(p=self.pki, fp=fp), b_cert="noeku")
+            code, lines = send_message(self.a_client(), message("no eku"), rcpts=("someone@partner.example",))
+            self.assertEqual(code, 250, (a_side, lines))
+            self.assertEqual(len(self.sink_.wait_messages(1)), 1)
+            for g in (self.gw_a, self.gw_b, self.sink_):
+                g.stop()
+                self.procs.remove(g)
 
 
 class EkuAndPostfix(GatewayTest):
@@ -329,6 +451,47 @@ class EkuAndPostfix(GatewayTest):
         gw.wait_log(r"listener=any .*cert=verified cn=upstream\.test ")
         gw.wait_log(r"listener=cli .*cert=bad-usage fp=")
         gw.wait_log(r"listener=cli .*cert=verified cn=partner-mx\.test ")
+
+    def test_client_eku_applies_to_pinned_certificates(self):
+        """A pin tolerates an unknown issuer, nothing else (§6): with
+        client_eku = client a pinned self-signed certificate whose EKU is
+        serverAuth only is refused on a require listener and matches no
+        peer on an optional one (its status shows unknown-ca, which ranks
+        first, but bad-usage is behind it). A pinned clientAuth one still
+        gets in."""
+        up = self.sink()
+        p_req, p_opt = free_port(), free_port()
+        eku = 'tls = "eku"\n  client_cert = "%s"'
+        conf = smtpd_conf(self.pki, up.port,
+                          listener("req", p_req, "implicit", eku % "require") +
+                          listener("opt", p_opt, "implicit", eku % "optional"),
+                          extra='tls "eku" {\n  cert = "%s/server-ecdsa.pem"\n  key = "%s/server-ecdsa.key"\n'
+                                '  client_ca = "%s/ca.pem"\n  client_eku = "client"\n}\n'
+                                'peer "pinned-srv" {\n  spki = "%s"\n  relay = true\n}\n'
+                                'peer "pinned" {\n  spki = "%s"\n  relay = true\n}\n'
+                                % (self.pki, self.pki, self.pki, spki_pin(self.pki, "selfsigned-srv"),
+                                   spki_pin(self.pki, "selfsigned")))
+        gw = self.gateway(conf, [p_req, p_opt])
+
+        def hello(port, cert):
+            ctx = client_context()
+            ctx.load_cert_chain("%s/%s.pem" % (self.pki, cert), "%s/%s.key" % (self.pki, cert))
+            try:
+                c = Smtp(port, tls=True, ctx=ctx)
+                line = c.reply()[1][0]
+                c.expect("QUIT", 221)
+                c.closed()
+                return line
+            except (ssl.SSLError, EOFError, ConnectionResetError) as e:
+                return "ERR " + str(e)
+
+        self.assertTrue(hello(p_req, "selfsigned-srv").startswith("ERR "))
+        gw.wait_log(r"listener=req .*result=cert-rejected")
+        self.assertTrue(hello(p_opt, "selfsigned-srv").startswith("220 "))
+        gw.wait_log(r"listener=opt .*cert=unknown-ca fp=sha256:[0-9A-F:]+ peer=none reason=unknown-ca ")
+        self.assertNotIn("peer=pinned-srv", gw.log())
+        self.assertTrue(hello(p_req, "selfsigned").startswith("220 "))
+        gw.wait_log(r"listener=req .*cert=verified pin=yes fp=sha256:[0-9A-F:]+ peer=pinned ")
 
     def test_xclient_login_is_the_peer(self):
         """A relay peer reaches Postfix as XCLIENT LOGIN=<peer name>, which

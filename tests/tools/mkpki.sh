@@ -17,6 +17,14 @@
 #     cnonly          no SAN at all, CN=cn-only.test
 #     critext         partner-mx.test with an unknown critical extension
 #     longchain       partner-mx.test under 7 intermediate CAs (chain file)
+#     weirdcn         CN 'Weird "Q" = N x' (quotes and '=' in the raw value)
+#     longdns         CN partner-mx.test, its only dNSName 305 octets long
+#     longemail       rfc822Names: one of 302 octets, then alice@example.org
+#     manysans        127 URI SANs, then rfc822Names alice@ and bob@example.org
+#     selfsigned2     self-signed pinned2.test (a peer pins it but names another)
+#     multicn         three CNs (bob.test, alice, multicn.test)
+#   noeku             a server certificate for upstream.test without any EKU
+#   selfsigned-srv    self-signed pinned-srv.test, EKU serverAuth only
 # Keys are written mode 0600. Existing files are kept (idempotent).
 set -eu
 dir=${1:?usage: mkpki.sh DIR}
@@ -103,6 +111,31 @@ client_cert selfsigned self pinned.test 'dns_name = "pinned.test"'
 client_cert wildcard ca wildcard.test 'dns_name = "*.partner.test"'
 client_cert cnonly ca cn-only.test ''
 client_cert critext ca partner-mx.test 'dns_name = "partner-mx.test"\nadd_critical_extension = "1.3.6.1.4.1.99999.1 0x0500"'
+
+rep() { awk -v c="$1" -v n="$2" 'BEGIN { while (n-- > 0) printf "%s", c }'; }
+label63=$(rep a 63)
+longname="$label63.$label63.$label63.$label63.$(rep b 44).test"	# 305 octets
+client_cert weirdcn ca 'Weird \"Q\" = N x' 'dns_name = "weird.test"'
+client_cert longdns ca partner-mx.test "dns_name = \"$longname\""
+client_cert longemail ca longemail.test "dns_name = \"longemail.test\"\nemail = \"$(rep x 290)@example.org\"\nemail = \"alice@example.org\""
+client_cert manysans ca manysans.test "$(i=1; while [ $i -le 127 ]; do printf 'uri = "https://u%d.test/"\\n' $i; i=$((i + 1)); done)email = \"alice@example.org\"\nemail = \"bob@example.org\""
+client_cert selfsigned2 self pinned2.test 'dns_name = "pinned2.test"'
+client_cert multicn ca multicn.test 'dns_name = "multicn.test"\ndn = "CN=alice,CN=bob.test"'
+
+if [ ! -f noeku.pem ]; then
+  certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 --outfile noeku.key 2>/dev/null
+  printf 'cn = "upstream.test"\nserial = 200\nexpiration_days = 365\ndns_name = "upstream.test"\nsigning_key\n' > noeku.tmpl
+  certtool --generate-certificate --load-privkey noeku.key --load-ca-certificate ca.pem \
+    --load-ca-privkey ca.key --template noeku.tmpl --outfile noeku.pem 2>/dev/null
+fi
+
+if [ ! -f selfsigned-srv.pem ]; then
+  certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 --outfile selfsigned-srv.key 2>/dev/null
+  printf 'cn = "pinned-srv.test"\nserial = 201\nexpiration_days = 365\ndns_name = "pinned-srv.test"\ntls_www_server\nsigning_key\n' \
+    > selfsigned-srv.tmpl
+  certtool --generate-self-signed --load-privkey selfsigned-srv.key --template selfsigned-srv.tmpl \
+    --outfile selfsigned-srv.pem 2>/dev/null
+fi
 
 if [ ! -f longchain.pem ]; then
   issuer=ca
