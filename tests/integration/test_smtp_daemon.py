@@ -46,6 +46,24 @@ class Daemon(GatewayTest):
         self.assertRegex(r.stderr, r"bad\.conf:\d+: key: cannot read '/nonexistent/key\.pem'")
         self.assertNotIn("configuration ok", r.stdout)
 
+    def test_check_reports_each_file_problem_once(self):
+        """-t checks files and then loads TLS credentials; a missing CRL (or
+        CA, OCSP response) is still one line, at the key's FILE:LINE."""
+        p = free_port()
+        conf = self.conf(listener("smtps", p, "implicit"),
+                         tls_extra='crl = "/nonexistent/crl.pem"\n'
+                                   '  client_ca = "/nonexistent/ca.pem"\n'
+                                   '  ocsp_staple = "/nonexistent/ocsp.der"')
+        lines = conf.splitlines()
+        r = run("-t", "-c", self.tmp.file("once.conf", conf))
+        self.assertEqual(r.returncode, 1)
+        for key, path in (("crl", "/nonexistent/crl.pem"), ("client_ca", "/nonexistent/ca.pem"),
+                          ("ocsp_staple", "/nonexistent/ocsp.der")):
+            n = 1 + next(i for i, l in enumerate(lines) if l.strip().startswith(key + " ="))
+            about = [l for l in r.stderr.splitlines() if path in l]
+            self.assertEqual(about, ["%s:%d: %s: cannot read '%s': No such file or directory"
+                                     % (self.tmp.file("once.conf"), n, key, path)], r.stderr)
+
     def test_sample_config(self):
         """etc/mailgate/smtpd.conf, with certificates where it expects them,
         passes -t: the sample documents real keys only."""

@@ -1,12 +1,14 @@
 /* test_conf: configuration parsing and validation - good files give typed
  * values and defaults; bad files give FILE:LINE: message for each problem
  * (unknown keys, bad values, cross-field rules of DESIGN.md §3, include()
- * relative to the config's folder, secret-file permissions); pins parse in
- * every accepted format. */
+ * relative to the config's folder, secret-file permissions), each problem
+ * once even when the file checks and the TLS loader both meet it; pins
+ * parse in every accepted format. */
 #include "conf.h"
 #include "conf_value.h"
 #include "cu_main.h"
 #include "diag.h"
+#include "tls.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,6 +261,100 @@ static void test_files(void)
 	diag_free(&d);
 }
 
+/* Lines of d that contain needle. */
+static int count_lines(const struct diag *d, const char *needle)
+{
+	int n = 0;
+	for (size_t i = 0; i < d->n; i++)
+		if (strstr(d->lines[i], needle))
+			n++;
+	return n;
+}
+
+static void test_diag_once(void)
+{
+	struct diag d;
+	diag_init(&d);
+	diag_error(&d, "a.conf", 3, "crl: cannot read '%s'", "x");
+	diag_error(&d, "a.conf", 3, "crl: cannot read '%s'", "x");
+	diag_error(&d, "a.conf", 4, "crl: cannot read '%s'", "x");	/* another line */
+	diag_warn(&d, "a.conf", 3, "crl: cannot read '%s'", "x");	/* a warning is not the error */
+	diag_warn(&d, "a.conf", 3, "crl: cannot read '%s'", "x");
+	CU_ASSERT_EQUAL(d.n, 3);
+	CU_ASSERT_STRING_EQUAL(d.lines[0], "a.conf:3: crl: cannot read 'x'");
+	CU_ASSERT_STRING_EQUAL(d.lines[1], "a.conf:4: crl: cannot read 'x'");
+	CU_ASSERT_STRING_EQUAL(d.lines[2], "a.conf:3: warning: crl: cannot read 'x'");
+	/* Reports are counted, repeats included: a step sees its own failure. */
+	CU_ASSERT_EQUAL(d.errors, 3);
+	CU_ASSERT_EQUAL(d.warnings, 2);
+	diag_free(&d);
+}
+
+/* -t runs conf_check_files() and then the TLS loader over the same files:
+ * a missing or unusable file is still reported once, at its FILE:LINE. */
+static void test_file_problems_once(void)
+{
+	struct diag d;
+	char want[600];
+	write_file("short.key", "0123456789", 0600);		/* ticket_key of 10 bytes */
+	write_file("open.key", "x", 0644);			/* readable by others */
+	write_file("bad-crl.pem", "not a CRL\n", 0644);
+	struct conf *c = load("once.conf",
+			      "hostname = \"mx.example.org\"\n"			/* 1 */
+			      "tls \"default\" {\n"					/* 2 */
+			      "  cert = { \"missing-cert.pem\", \"missing-cert.pem\" }\n"	/* 3 */
+			      "  key = { \"missing.key\", \"open.key\" }\n"		/* 4 */
+			      "  crl = { \"missing-crl.pem\", \"bad-crl.pem\" }\n"	/* 5 */
+			      "  client_ca = \"missing-ca.pem\"\n"			/* 6 */
+			      "  ocsp_staple = \"missing.ocsp\"\n"			/* 7 */
+			      "  ticket_key = \"short.key\"\n"				/* 8 */
+			      "}\n"							/* 9 */
+			      "tls_client \"out\" {\n"					/* 10 */
+			      "  cert = \"missing-client.pem\"\n"			/* 11 */
+			      "  key = \"missing-client.key\"\n"			/* 12 */
+			      "  ca = \"missing-client-ca.pem\"\n"			/* 13 */
+			      "  verify_name = \"mx.partner.example\"\n"		/* 14 */
+			      "}\n"
+			      "upstream \"u\" { address = \"127.0.0.1:25\" }\n"
+			      "listener \"l\" { address = \"127.0.0.1:465\" }\n",
+			      DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	conf_check_files(c, &d);
+	tls_check_conf(c, &d);
+	static const struct {
+		const char *file;
+		int line;
+		const char *text;
+	} want_once[] = {
+		{ "missing-cert.pem", 3, "cert: cannot read" },
+		{ "missing.key", 4, "key: cannot read" },
+		{ "open.key", 4, "key: secret file" },
+		{ "missing-crl.pem", 5, "crl: cannot read" },
+		{ "bad-crl.pem", 5, "crl: '" },
+		{ "missing-ca.pem", 6, "client_ca: cannot read" },
+		{ "missing.ocsp", 7, "ocsp_staple: cannot read" },
+		{ "short.key", 8, "ticket_key: '" },
+		{ "missing-client.pem", 11, "cert: cannot read" },
+		{ "missing-client.key", 12, "key: cannot read" },
+		{ "missing-client-ca.pem", 13, "ca: cannot read" },
+	};
+	for (size_t i = 0; i < sizeof(want_once) / sizeof(want_once[0]); i++) {
+		snprintf(want, sizeof(want), "%s/%s'", tmpdir, want_once[i].file);
+		int n = count_lines(&d, want);
+		if (n != 1) {
+			fprintf(stderr, "\n'%s' reported %d times; got:\n", want_once[i].file, n);
+			for (size_t j = 0; j < d.n; j++)
+				fprintf(stderr, "  %s\n", d.lines[j]);
+		}
+		CU_ASSERT_EQUAL(n, 1);
+		CU_ASSERT(has(&d, "once.conf", want_once[i].line, want_once[i].text));
+	}
+	/* Every line is about one of those files: nothing else, nothing twice. */
+	CU_ASSERT_EQUAL(d.n, sizeof(want_once) / sizeof(want_once[0]));
+	conf_free(&c);
+	diag_free(&d);
+}
+
 static void test_pins(void)
 {
 	unsigned char out[32], want[32];
@@ -292,6 +388,7 @@ static void test_pins(void)
 
 static int setup(void)
 {
+	tls_global_init();
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/mg-test-conf-XXXXXX");
 	return mkdtemp(tmpdir) ? 0 : -1;
 }
@@ -313,6 +410,8 @@ void register_tests(void)
 	CU_ADD(s, test_warnings);
 	CU_ADD(s, test_include);
 	CU_ADD(s, test_files);
+	CU_ADD(s, test_diag_once);
+	CU_ADD(s, test_file_problems_once);
 	CU_ADD(s, test_pins);
 }
 
