@@ -3,8 +3,10 @@
  * (unknown keys, bad values, cross-field rules of DESIGN.md §3, include()
  * relative to the config's folder, secret-file permissions), each problem
  * once even when the file checks and the TLS loader both meet it; pins
- * parse in every accepted format. */
+ * parse in every accepted format. Comments: the stripper blanks exactly
+ * what libconfuse's lexer takes as comments (table). */
 #include "conf.h"
+#include "conf_strip.h"
 #include "conf_value.h"
 #include "cu_main.h"
 #include "diag.h"
@@ -355,6 +357,143 @@ static void test_file_problems_once(void)
 	diag_free(&d);
 }
 
+/* ---- comments ---- */
+
+#define STRIP_OUT_MAX 256
+
+static const struct {
+	const char *in, *out;	/* same length: comments become spaces */
+	int open_comment;	/* line of an unterminated block comment */
+	int open_string;	/* line of an unterminated string */
+} strip_cases[] = {
+	{ "", "", 0, 0 },
+	{ "x = 1\n", "x = 1\n", 0, 0 },
+	/* every comment form, newlines kept */
+	{ "# c\nx = 1\n", "   \nx = 1\n", 0, 0 },
+	{ "### c\n#\n", "     \n \n", 0, 0 },
+	{ "x = 1 # c\ny = 2", "x = 1    \ny = 2", 0, 0 },
+	{ "x = 1# c", "x = 1   ", 0, 0 },
+	{ "// c\nx\n", "    \nx\n", 0, 0 },
+	{ "x = 1 //c", "x = 1    ", 0, 0 },
+	{ "///c", "    ", 0, 0 },
+	{ "/* a */ x = 1", "        x = 1", 0, 0 },
+	{ "/* a\n b\n*/x", "    \n  \n  x", 0, 0 },
+	{ "/**/x /***/y /* * / */z", "    x      y          z", 0, 0 },
+	{ "/*/ still */x", "            x", 0, 0 },
+	{ "/* # // */x # /* y\nz */", "          x       \nz */", 0, 0 },
+	/* '#', '//' and block openers inside quoted strings are data */
+	{ "a = \"x#y\" # c", "a = \"x#y\"    ", 0, 0 },
+	{ "a = \"http://h/*p*/\"//c", "a = \"http://h/*p*/\"   ", 0, 0 },
+	{ "a = '#'#c", "a = '#'  ", 0, 0 },
+	{ "a = '//' '/*'", "a = '//' '/*'", 0, 0 },
+	/* escaped quotes do not end a string; an escaped backslash does not
+	 * escape the quote after it */
+	{ "a = \"x\\\"#y\" #c", "a = \"x\\\"#y\"   ", 0, 0 },
+	{ "a = \"x\\\\\" #c", "a = \"x\\\\\"   ", 0, 0 },
+	{ "a = 'it\\'s #1' #c", "a = 'it\\'s #1'   ", 0, 0 },
+	{ "a = \"l1\\\n#l2\" #c", "a = \"l1\\\n#l2\"   ", 0, 0 },
+	{ "a = \"two\nlines # in\" #c\nb", "a = \"two\nlines # in\"   \nb", 0, 0 },
+	/* ${VAR} runs to the next '}', quotes and '#' included */
+	{ "a = ${X#y} #c", "a = ${X#y}   ", 0, 0 },
+	{ "a = \"${A#\"b} #\" #c", "a = \"${A#\"b} #\"   ", 0, 0 },
+	{ "a = ${ #c", "a = ${   ", 0, 0 },
+	{ "a = x${y} #c", "a = x${y}   ", 0, 0 },
+	/* inside an unquoted word '//' and '/' '*' are not comments ... */
+	{ "path = /usr//lib #c", "path = /usr//lib   ", 0, 0 },
+	{ "a = b/*c*/ d", "a = b/*c*/ d", 0, 0 },
+	{ "a = b*/c", "a = b*/c", 0, 0 },
+	/* ... but '#' always is */
+	{ "a = b#c", "a = b  ", 0, 0 },
+	/* a comment inside a list (libconfuse issue #150) */
+	{ "d = {\n  \"a.example\",  # primary\n  \"b.example\" // backup\n}\n",
+	  "d = {\n  \"a.example\",           \n  \"b.example\"          \n}\n", 0, 0 },
+	{ "d = { \"a\", /* b, */ \"c\" }", "d = { \"a\",          \"c\" }", 0, 0 },
+	/* CRLF files: a '\r' inside a comment is blanked, the '\n' stays */
+	{ "# c\r\nx = 1\r\n", "    \nx = 1\r\n", 0, 0 },
+	{ "x = 1 /* c\r\n */\r\n", "x = 1      \n   \r\n", 0, 0 },
+	/* unterminated: a string is left alone, a block comment is blanked to
+	 * the end; the first line of either is reported */
+	{ "a = \"x # y\n# z\n", "a = \"x # y\n# z\n", 0, 1 },
+	{ "a = 'x # y", "a = 'x # y", 0, 1 },
+	{ "a = \"x\\", "a = \"x\\", 0, 1 },
+	{ "a\n\nb /* c\nd", "a\n\nb     \n ", 3, 0 },
+	{ "/*", "  ", 1, 0 },
+	{ "/*/", "   ", 1, 0 },
+	{ "a /* b */ /* c", "a             ", 1, 0 },
+	{ "a = 1\nb = \"x\n\n", "a = 1\nb = \"x\n\n", 0, 2 },
+	{ "# \"\nb = 'x", "   \nb = 'x", 0, 2 },
+};
+
+/* Properties every output has, whatever the input: same length, every
+ * newline kept, every other byte kept or blanked, and nothing left to
+ * strip (a second pass changes nothing). */
+static int strip_invariants(const char *in, size_t len, const char *out,
+			    const struct conf_strip_result *first)
+{
+	char again[STRIP_OUT_MAX];
+	struct conf_strip_result r;
+	for (size_t i = 0; i < len; i++) {
+		if ((in[i] == '\n') != (out[i] == '\n'))
+			return 0;
+		if (out[i] != in[i] && out[i] != ' ')
+			return 0;
+	}
+	conf_strip_comments(out, len, again, &r);
+	return memcmp(again, out, len) == 0 && r.open_comment_line == 0 &&
+	       r.open_string_line == first->open_string_line;
+}
+
+static void test_strip_table(void)
+{
+	for (size_t i = 0; i < sizeof(strip_cases) / sizeof(strip_cases[0]); i++) {
+		const char *in = strip_cases[i].in;
+		size_t len = strlen(in);
+		char out[STRIP_OUT_MAX], inplace[STRIP_OUT_MAX];
+		struct conf_strip_result r;
+		if (len >= sizeof(out) || strlen(strip_cases[i].out) != len)
+			fprintf(stderr, "\ncase %zu: expected output of another length\n", i);
+		CU_ASSERT_FATAL(len < sizeof(out) && strlen(strip_cases[i].out) == len);
+		/* whole, into another buffer */
+		memset(out, '?', sizeof(out));
+		conf_strip_comments(in, len, out, &r);
+		out[len] = '\0';
+		if (strcmp(out, strip_cases[i].out) != 0 || r.open_comment_line != strip_cases[i].open_comment ||
+		    r.open_string_line != strip_cases[i].open_string)
+			fprintf(stderr, "\ncase %zu: got \"%s\" (open comment %d, string %d)\n", i, out,
+				r.open_comment_line, r.open_string_line);
+		CU_ASSERT_STRING_EQUAL(out, strip_cases[i].out);
+		CU_ASSERT_EQUAL(r.open_comment_line, strip_cases[i].open_comment);
+		CU_ASSERT_EQUAL(r.open_string_line, strip_cases[i].open_string);
+		CU_ASSERT(strip_invariants(in, len, out, &r));
+		/* whole, in place */
+		memcpy(inplace, in, len + 1);
+		conf_strip_comments(inplace, len, inplace, &r);
+		CU_ASSERT_STRING_EQUAL(inplace, strip_cases[i].out);
+		/* cut after every byte: exactly len bytes written, the same
+		 * invariants (ASan checks that no byte past the cut is read) */
+		for (size_t k = 0; k < len; k++) {
+			char *cut = malloc(k + 1), *cout = malloc(k + 2);
+			memcpy(cut, in, k);
+			cout[k] = '!';
+			conf_strip_comments(cut, k, cout, &r);
+			CU_ASSERT_EQUAL(cout[k], '!');
+			CU_ASSERT(strip_invariants(cut, k, cout, &r));
+			free(cut);
+			free(cout);
+		}
+	}
+}
+
+/* NUL is an ordinary byte to the stripper (conf.c refuses it itself). */
+static void test_strip_nul(void)
+{
+	const char in[] = { 'a', '\0', '#', 'b', '\n', '"', '\0', '#', '"' };
+	char out[sizeof(in)];
+	struct conf_strip_result r;
+	conf_strip_comments(in, sizeof(in), out, &r);
+	CU_ASSERT(memcmp(out, (const char[]){ 'a', '\0', ' ', ' ', '\n', '"', '\0', '#', '"' }, sizeof(in)) == 0);
+}
+
 static void test_pins(void)
 {
 	unsigned char out[32], want[32];
@@ -413,6 +552,10 @@ void register_tests(void)
 	CU_ADD(s, test_diag_once);
 	CU_ADD(s, test_file_problems_once);
 	CU_ADD(s, test_pins);
+
+	CU_pSuite st = CU_add_suite("conf_strip", NULL, NULL);
+	CU_ADD(st, test_strip_table);
+	CU_ADD(st, test_strip_nul);
 }
 
 CU_MAIN
