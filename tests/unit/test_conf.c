@@ -4,7 +4,9 @@
  * relative to the config's folder, secret-file permissions), each problem
  * once even when the file checks and the TLS loader both meet it; pins
  * parse in every accepted format. Comments: the stripper blanks exactly
- * what libconfuse's lexer takes as comments (table). */
+ * what libconfuse's lexer takes as comments (table), and FILE:LINE stays
+ * right after every comment form, in the main file and in include()d
+ * files, with comments inside lists. */
 #include "conf.h"
 #include "conf_strip.h"
 #include "conf_value.h"
@@ -494,6 +496,180 @@ static void test_strip_nul(void)
 	CU_ASSERT(memcmp(out, (const char[]){ 'a', '\0', ' ', ' ', '\n', '"', '\0', '#', '"' }, sizeof(in)) == 0);
 }
 
+/* A bad key right after each comment form is reported at its own line. */
+static void test_lines_after_comments(void)
+{
+	static const struct {
+		const char *text;
+		int line;
+	} cases[] = {
+		{ "# one\n# two\nmax_mesage_size = 1\n", 3 },
+		{ "hostname = \"mx.example.org\" # trailing\n\nmax_mesage_size = 1\n", 3 },
+		{ "// one\n//two\n\n\nmax_mesage_size = 1\n", 5 },
+		{ "/* one */\n/* two\n three */\nmax_mesage_size = 1\n", 4 },
+		{ "/* a */ /* b */ # c\nmax_mesage_size = 1\n", 2 },
+		{ "# c\r\n# d\r\nmax_mesage_size = 1\r\n", 3 },
+		{ "accept_domains = {\n  \"a.example\",  # primary\n  \"b.example\"\n}\n"
+		  "# more\nmax_mesage_size = 1\n", 6 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct diag d;
+		struct conf *c = load("lines.conf", cases[i].text, DAEMON_SMTPD, &d);
+		CU_ASSERT_PTR_NULL(c);
+		CU_ASSERT(has(&d, "lines.conf", cases[i].line, "no such option 'max_mesage_size'"));
+		CU_ASSERT_EQUAL(d.n, 1);
+		conf_free(&c);
+		diag_free(&d);
+	}
+}
+
+/* Value errors found after parsing (where_of) name the right line too. */
+static void test_value_lines_after_comments(void)
+{
+	struct diag d;
+	struct conf *c = load("vlines.conf", "# head\n"			/* 1 */
+			      "# head\n"					/* 2 */
+			      BASE						/* 3-10 */
+			      "/* a listener\n"				/* 11 */
+			      "   on loopback */\n"				/* 12 */
+			      "listener \"l\" {  # the local one\n"		/* 13 */
+			      "  address = \"127.0.0.1:26\" // here\n"		/* 14 */
+			      "  tls_mode = \"sometimes\" # bad\n"		/* 15 */
+			      "}\n"						/* 16 */
+			      "max_line = 10  # too small\n",			/* 17 */
+			      DAEMON_SMTPD, &d);
+	CU_ASSERT(has(&d, "vlines.conf", 15, "tls_mode: bad value 'sometimes'"));
+	CU_ASSERT(has(&d, "vlines.conf", 17, "max_line: 10 out of range"));
+	CU_ASSERT_EQUAL(d.errors, 2);
+	conf_free(&c);
+	diag_free(&d);
+}
+
+/* Comments inside lists parse, and the values are the list's. */
+static void test_comment_in_list(void)
+{
+	struct diag d;
+	struct conf *c = load("list.conf", BASE
+			      "accept_domains = {\n"
+			      "  \"a.example\",  # primary\n"
+			      "  // nothing here\n"
+			      "  \"b.example\"   /* backup */\n"
+			      "}\n"
+			      "auth_mechanisms = { \"PLAIN\", # \"LOGIN\",\n \"XOAUTH2\" }\n"
+			      "listener \"l\" {\n  address = \"127.0.0.1:26\"\n  tls_mode = \"none\"\n}\n",
+			      DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(d.errors, 0);
+	CU_ASSERT_EQUAL_FATAL(c->accept_domains.n, 2);
+	CU_ASSERT_STRING_EQUAL(c->accept_domains.v[0], "a.example");
+	CU_ASSERT_STRING_EQUAL(c->accept_domains.v[1], "b.example");
+	CU_ASSERT_EQUAL_FATAL(c->auth_mechanisms.n, 2);
+	CU_ASSERT_STRING_EQUAL(c->auth_mechanisms.v[1], "XOAUTH2");
+	conf_free(&c);
+	diag_free(&d);
+}
+
+/* include(): the included file is cleaned too; its errors name it as
+ * written in include() with its own lines, and the including file's
+ * lines are still right after the include. */
+static void test_include_comments(void)
+{
+	struct diag d;
+	char path[512];
+	write_file("inc-c.conf", "# included\n"				/* 1 */
+		   "/* a block\n   comment */\n"				/* 2-3 */
+		   "accept_domains = { \"a.example\", # first\n"		/* 4 */
+		   "                   \"b.example\" }\n"			/* 5 */
+		   "max_recipients = 50  # too few\n"				/* 6 */
+		   "listener \"inc\" {  // in the include\n"			/* 7 */
+		   "  address = \"127.0.0.1:27\"\n"				/* 8 */
+		   "  tls_mode = \"none\"\n"					/* 9 */
+		   "  max_per_ip = 0 # bad\n"					/* 10 */
+		   "}\n", 0644);
+	struct conf *c = load("main-c.conf", "# main\n"			/* 1 */
+			      "# main\n"					/* 2 */
+			      "include(\"inc-c.conf\")  # the include\n"	/* 3 */
+			      "# after\n"					/* 4 */
+			      BASE						/* 5-12 */
+			      "max_line = 10 # bad\n",				/* 13 */
+			      DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NOT_NULL(c);
+	snprintf(path, sizeof(path), "inc-c.conf:6: max_recipients: 50 is below 100");
+	CU_ASSERT(count_lines(&d, path) == 1);
+	CU_ASSERT(count_lines(&d, "inc-c.conf:10: max_per_ip: 0 out of range") == 1);
+	CU_ASSERT(has(&d, "main-c.conf", 13, "max_line: 10 out of range"));
+	CU_ASSERT_EQUAL(d.errors, 3);
+	if (c) {
+		CU_ASSERT_EQUAL(c->accept_domains.n, 2);
+		CU_ASSERT_EQUAL(c->nlisteners, 1);
+	}
+	if (d.errors != 3)
+		for (size_t i = 0; i < d.n; i++)
+			fprintf(stderr, "  got: %s\n", d.lines[i]);
+	conf_free(&c);
+	diag_free(&d);
+
+	/* A parse error after comments in a nested include. */
+	write_file("inc-n2.conf", "# deep\n\n/* x */\nbogus = 1\n", 0644);
+	write_file("inc-n1.conf", "# n1\ninclude(\"inc-n2.conf\")\n", 0644);
+	c = load("main-n.conf", "# m\ninclude(\"inc-n1.conf\")\n", DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NULL(c);
+	CU_ASSERT(count_lines(&d, "inc-n2.conf:4: no such option 'bogus'") == 1);
+	CU_ASSERT_EQUAL(d.n, 1);
+	diag_free(&d);
+
+	/* A file that includes itself stops at the nesting limit. */
+	write_file("inc-loop.conf", "# again\ninclude(\"inc-loop.conf\")\n", 0644);
+	c = load("main-loop.conf", "include(\"inc-loop.conf\")\n", DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NULL(c);
+	CU_ASSERT(count_lines(&d, "inc-loop.conf:2: include(\"inc-loop.conf\"): nested more than") == 1);
+	CU_ASSERT_EQUAL(d.n, 1);
+	diag_free(&d);
+
+	/* A missing include is reported at the include() line. */
+	c = load("main-m.conf", "# m\n# m\ninclude(\"nowhere.conf\")\n", DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NULL(c);
+	CU_ASSERT(has(&d, "main-m.conf", 3, "include(\"nowhere.conf\"): cannot read"));
+	diag_free(&d);
+}
+
+/* What libconfuse would have dropped silently is an error now. */
+static void test_unterminated_and_nul(void)
+{
+	struct diag d;
+	struct conf *c = load("open.conf", BASE "listener \"l\" {\n  address = \"127.0.0.1:26\"\n"
+			      "  tls_mode = \"none\"\n}\n/* disabled:\nmax_line = 10\n", DAEMON_SMTPD, &d);
+	CU_ASSERT(has(&d, "open.conf", 13, "unterminated /* comment"));
+	CU_ASSERT_EQUAL(d.errors, 1);
+	conf_free(&c);
+	diag_free(&d);
+
+	/* A "..." string left open would swallow the rest of the file. */
+	c = load("openstr.conf", "# x\nhostname = \"mx.example.org\nmax_line = 10\n", DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NULL(c);
+	CU_ASSERT(has(&d, "openstr.conf", 2, "unterminated string"));
+	CU_ASSERT_EQUAL(d.n, 1);
+	diag_free(&d);
+	write_file("inc-open.conf", "# x\n\nhostname = \"mx.example.org\n", 0644);
+	c = load("main-open.conf", "include(\"inc-open.conf\")\nmax_line = 10\n", DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NULL(c);
+	CU_ASSERT(count_lines(&d, "inc-open.conf:3: unterminated string") == 1);
+	CU_ASSERT_EQUAL(d.n, 1);
+	diag_free(&d);
+
+	char path[512];
+	snprintf(path, sizeof(path), "%s/nul.conf", tmpdir);
+	FILE *f = fopen(path, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fwrite("# x\nhostname = \"a\0b\"\n", 1, 22, f);
+	fclose(f);
+	diag_init(&d);
+	c = conf_load(path, DAEMON_SMTPD, &d);
+	CU_ASSERT_PTR_NULL(c);
+	CU_ASSERT(has(&d, "nul.conf", 2, "NUL byte"));
+	diag_free(&d);
+}
+
 static void test_pins(void)
 {
 	unsigned char out[32], want[32];
@@ -552,6 +728,11 @@ void register_tests(void)
 	CU_ADD(s, test_diag_once);
 	CU_ADD(s, test_file_problems_once);
 	CU_ADD(s, test_pins);
+	CU_ADD(s, test_lines_after_comments);
+	CU_ADD(s, test_value_lines_after_comments);
+	CU_ADD(s, test_comment_in_list);
+	CU_ADD(s, test_include_comments);
+	CU_ADD(s, test_unterminated_and_nul);
 
 	CU_pSuite st = CU_add_suite("conf_strip", NULL, NULL);
 	CU_ADD(st, test_strip_table);
