@@ -2,8 +2,22 @@
  * conversion of the parsed tree into struct conf, and the structural and
  * cross-field rules of DESIGN.md §3. All problems are collected in a diag
  * as FILE:LINE: message. Key locations come from a validate callback that
- * libconfuse calls while parsing each option. */
+ * libconfuse calls while parsing each option.
+ *
+ * libconfuse never reads a configuration file itself: we read each one
+ * (the main file and every include()) and hand it the text with its
+ * comments blanked (conf_strip.h: libconfuse 3.3 miscounts lines after
+ * comments and refuses comments inside lists), through cfg_parse_fp() on
+ * an in-memory stream. An include() is parsed the same way, into the same
+ * tree, from inside the include function - nested exactly like the
+ * default values libconfuse itself parses while a section is being read -
+ * with cfg->filename set to the name given in include() and the including
+ * file's name and line restored afterwards. libconfuse's own include stack
+ * is never used: it is not unwound when an included file has an error
+ * (stale entries, leaked lexer buffers), and it would report the resolved
+ * path rather than the name the user wrote. */
 #include "conf.h"
+#include "conf_strip.h"
 #include "conf_value.h"
 #include "domain.h"
 #include "log.h"
@@ -11,6 +25,7 @@
 
 #include <confuse.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,18 +49,16 @@ struct keyloc {
 	struct conf_where where;
 };
 
-struct alias {
-	char *resolved;
-	const char *given;	/* interned */
-};
+/* Bytes in one configuration file; include() nesting (a loop ends here). */
+#define CONF_FILE_MAX (16u << 20)
+#define CONF_INCLUDE_DEPTH_MAX 8
 
 struct parse_ctx {
 	struct conf *conf;
 	struct diag *diag;
 	struct keyloc *locs;
 	size_t nlocs, caplocs;
-	struct alias *aliases;
-	size_t naliases;
+	int include_depth;
 };
 
 static struct parse_ctx *pctx;	/* config parsing is single-threaded */
@@ -60,15 +73,12 @@ static const char *intern(struct conf *c, const char *s)
 	return c->files_.v[c->files_.n++];
 }
 
-/* The file name as the user wrote it (command line or include()). */
+/* The file name as the user wrote it: libconfuse reports what we set as
+ * cfg->filename - the path given on the command line or the argument of
+ * include() - and copies it into each section it opens. */
 static const char *given_name(const char *libname)
 {
-	if (!libname)
-		return pctx->conf->path;
-	for (size_t i = 0; i < pctx->naliases; i++)
-		if (strcmp(pctx->aliases[i].resolved, libname) == 0)
-			return pctx->aliases[i].given;
-	return intern(pctx->conf, libname);
+	return libname ? intern(pctx->conf, libname) : pctx->conf->path;
 }
 
 static struct keyloc *find_loc(const cfg_t *sec, const char *opt)
@@ -148,7 +158,121 @@ static void warn_at(struct conf_where w, const char *fmt, ...)
 	diag_warn(pctx->diag, w.file, w.line, "%s", msg);
 }
 
-/* include("x.conf"): relative to the folder of the main configuration. */
+/* ---- reading files: every configuration file goes through here ---- */
+
+/* Reads a whole file (at most CONF_FILE_MAX bytes) into a NUL-terminated
+ * buffer. Returns 0, or -1 with errno set. */
+static int read_text(const char *path, char **out, size_t *outlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	size_t len = 0, cap = 4096;
+	char *buf = xmalloc(cap + 1);
+	for (;;) {
+		if (len == cap) {
+			if (cap >= CONF_FILE_MAX) {
+				free(buf);
+				close(fd);
+				errno = EFBIG;
+				return -1;
+			}
+			cap = cap * 2 > CONF_FILE_MAX ? CONF_FILE_MAX : cap * 2;
+			buf = xreallocarray(buf, cap + 1, 1);
+		}
+		ssize_t n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			free(buf);
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	*out = buf;
+	*outlen = len;
+	return 0;
+}
+
+/* Blanks the comments of a file's text in place (conf_strip.h). A NUL
+ * byte is refused: libconfuse would end the text there and silently drop
+ * the rest. So is a string left open at the end: a "..." one would
+ * silently swallow the rest of the file. An unterminated block comment is
+ * reported (it would silently hide the rest) but the text still parsed.
+ * Returns -1 if the text must not be parsed. */
+static int clean_text(const char *given, char *text, size_t len)
+{
+	const char *nul = memchr(text, '\0', len);
+	if (nul) {
+		int line = 1;
+		for (const char *p = text; p < nul; p++)
+			line += *p == '\n';
+		diag_error(pctx->diag, given, line, "NUL byte: a configuration file is text");
+		return -1;
+	}
+	struct conf_strip_result r;
+	conf_strip_comments(text, len, text, &r);
+	if (r.open_comment_line)
+		diag_error(pctx->diag, given, r.open_comment_line,
+			   "unterminated /* comment: it would hide the rest of the file");
+	if (r.open_string_line) {
+		diag_error(pctx->diag, given, r.open_string_line,
+			   "unterminated string: its quote is never closed");
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads, cleans and parses one file into cfg, reporting problems as
+ * given:LINE: the main file (included = false) or an include()d one, in
+ * which case the including file's name and line are restored afterwards.
+ * Returns 0 or -1 (problems reported). */
+static int parse_file(cfg_t *cfg, const char *resolved, const char *given, bool included)
+{
+	char *text;
+	size_t len;
+	if (read_text(resolved, &text, &len) < 0) {
+		if (included)
+			cfg_error(cfg, "include(\"%s\"): cannot read '%s': %s", given, resolved,
+				  strerror(errno));
+		else
+			diag_error(pctx->diag, given, 0, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	int rc = clean_text(given, text, len) == 0 ? 0 : -1;
+	if (rc == 0 && len > 0) {
+		FILE *fp = fmemopen(text, len, "r");
+		if (!fp) {
+			diag_error(pctx->diag, given, 0, "cannot read: %s", strerror(errno));
+			rc = -1;
+		} else {
+			char *saved_name = cfg->filename;
+			int saved_line = cfg->line;
+			cfg->filename = xstrdup(given);	/* cfg_free() frees it */
+			rc = cfg_parse_fp(cfg, fp) == CFG_SUCCESS ? 0 : -1;
+			fclose(fp);
+			if (included) {
+				free(cfg->filename);
+				cfg->filename = saved_name;
+				cfg->line = saved_line;
+			} else {
+				free(saved_name);
+			}
+		}
+	}
+	free(text);
+	return rc;
+}
+
+/* include("x.conf"): relative to the folder of the main configuration;
+ * parsed into the same tree, its problems named "x.conf":LINE. */
 static int conf_include(cfg_t *cfg, cfg_opt_t *opt, int argc, const char **argv)
 {
 	if (argc != 1) {
@@ -156,6 +280,11 @@ static int conf_include(cfg_t *cfg, cfg_opt_t *opt, int argc, const char **argv)
 		return 1;
 	}
 	const char *given = argv[0];
+	if (pctx->include_depth >= CONF_INCLUDE_DEPTH_MAX) {
+		cfg_error(cfg, "include(\"%s\"): nested more than %d deep (does a file include itself?)",
+			  given, CONF_INCLUDE_DEPTH_MAX);
+		return 1;
+	}
 	char *resolved;
 	if (given[0] == '/' || !pctx->conf->dir[0]) {
 		resolved = xstrdup(given);
@@ -164,12 +293,11 @@ static int conf_include(cfg_t *cfg, cfg_opt_t *opt, int argc, const char **argv)
 		resolved = xmalloc(n);
 		snprintf(resolved, n, "%s/%s", pctx->conf->dir, given);
 	}
-	pctx->aliases = xreallocarray(pctx->aliases, pctx->naliases + 1, sizeof(*pctx->aliases));
-	pctx->aliases[pctx->naliases].resolved = resolved;
-	pctx->aliases[pctx->naliases].given = intern(pctx->conf, given);
-	pctx->naliases++;
-	const char *args[1] = { resolved };
-	return cfg_include(cfg, opt, 1, args);
+	pctx->include_depth++;
+	int rc = parse_file(cfg, resolved, given, true);
+	pctx->include_depth--;
+	free(resolved);
+	return rc < 0 ? 1 : 0;
 }
 
 /* ---- option tables ---- */
@@ -826,23 +954,13 @@ struct conf *conf_load(const char *path, enum daemon_kind kind, struct diag *d)
 	cfg_t *cfg = cfg_init(opts, CFGF_NONE);
 	cfg_set_error_function(cfg, conf_errfunc);
 	int parsed = 0;
-	FILE *fp = fopen(path, "r");
-	if (!fp) {
-		diag_error(d, path, 0, "cannot open: %s", strerror(errno));
-	} else {
-		fclose(fp);
-		int rc = cfg_parse(cfg, path);
-		if (rc == CFG_SUCCESS) {
-			convert(cfg, c);
-			parsed = 1;
-		}
-		else if (d->errors == errors_before)
-			diag_error(d, path, 0, "cannot parse");
+	if (parse_file(cfg, path, c->path, false) == 0) {
+		convert(cfg, c);
+		parsed = 1;
+	} else if (d->errors == errors_before) {
+		diag_error(d, path, 0, "cannot parse");
 	}
 	cfg_free(cfg);
-	for (size_t i = 0; i < ctx.naliases; i++)
-		free(ctx.aliases[i].resolved);
-	free(ctx.aliases);
 	free(ctx.locs);
 	pctx = NULL;
 	if (!parsed) {

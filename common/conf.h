@@ -193,6 +193,18 @@ void conf_free(struct conf **c);
  * secret-file permissions (others: error, group: warning). */
 void conf_check_files(const struct conf *c, struct diag *d);
 
+/* One file named by key at w: it must be a readable regular file; a
+ * secret one must not be readable by others (error) nor by the group
+ * (warning). "" and pkcs11: URLs pass. Returns -1 after reporting an
+ * error, else 0. conf_check_files() and the TLS loader both use it, with
+ * the same words, so a problem both meet is printed once (diag.h). */
+int conf_check_file(struct diag *d, struct conf_where w, const char *key, const char *path, int secret);
+
+/* ticket_key: conf_check_file() as a secret, and exactly
+ * TLS_TICKET_KEY_FILE_LEN bytes. Returns -1 after reporting an error. */
+#define TLS_TICKET_KEY_FILE_LEN 64
+int conf_check_ticket_key(struct diag *d, struct conf_where w, const char *path);
+
 const struct conf_tls *conf_find_tls(const struct conf *c, const char *name);
 const struct conf_upstream *conf_find_upstream(const struct conf *c, const char *name);
 const char *conf_lib_version(void);

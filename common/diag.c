@@ -1,4 +1,4 @@
-/* diag: an append-only list of formatted diagnostic lines. */
+/* diag: an append-only list of distinct formatted diagnostic lines. */
 #include "diag.h"
 #include "xmem.h"
 
@@ -32,6 +32,11 @@ static void add(struct diag *d, const char *file, int line, const char *kind,
 		snprintf(out, sizeof(out), "%s: %s%s", file, kind, msg);
 	else
 		snprintf(out, sizeof(out), "%s%s", kind, msg);
+	/* The same problem met twice (conf_check_files() and the TLS loader
+	 * both check a file, a list names one file twice) is shown once. */
+	for (size_t i = 0; i < d->n; i++)
+		if (strcmp(d->lines[i], out) == 0)
+			return;
 	if (d->n == d->cap) {
 		d->cap = d->cap ? d->cap * 2 : 8;
 		d->lines = xreallocarray(d->lines, d->cap, sizeof(*d->lines));

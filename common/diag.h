@@ -8,6 +8,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 
+/* lines holds each distinct line once, in the order first reported: a
+ * problem reported again (the same FILE:LINE: message) is not repeated.
+ * errors and warnings count reports, repeats included, so a step can tell
+ * that it failed by comparing d->errors before and after it. */
 struct diag {
 	char **lines;
 	size_t n, cap;

@@ -48,6 +48,15 @@ static void free_alpn(gnutls_datum_t *v, unsigned n)
 	free(v);
 }
 
+/* Whether a file can be read at all, checked (and any problem reported)
+ * with conf_check_files()'s own words before GnuTLS reads it: a problem
+ * both of them meet is then printed once (diag.h), and GnuTLS errors below
+ * are about contents only. */
+static bool usable(struct diag *d, struct conf_where w, const char *key, const char *path, int secret)
+{
+	return conf_check_file(d, w, key, path, secret) == 0;
+}
+
 /* Dates of the leaf certificate in a PEM chain file. */
 static void check_cert_dates(struct diag *d, struct conf_where w, const char *path)
 {
@@ -55,7 +64,7 @@ static void check_cert_dates(struct diag *d, struct conf_where w, const char *pa
 	gnutls_x509_crt_t *crts = NULL;
 	unsigned n = 0;
 	if (gnutls_load_file(path, &data) < 0)
-		return;	/* reported by conf_check_files */
+		return;	/* reported by usable() */
 	if (gnutls_x509_crt_list_import2(&crts, &n, &data, GNUTLS_X509_FMT_PEM, 0) < 0 || n == 0) {
 		diag_error(d, w.file, w.line, "cert: '%s' holds no PEM certificate", path);
 		gnutls_free(data.data);
@@ -167,10 +176,14 @@ struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
 	srv->name = xstrdup(t->name);
 	gnutls_certificate_allocate_credentials(&srv->cred);
 	for (size_t i = 0; i < t->cert.n && i < t->key.n; i++) {
+		bool cert_ok = usable(d, t->cert_where, "cert", t->cert.v[i], 0);
+		bool key_ok = usable(d, t->key_where, "key", t->key.v[i], 1);
+		if (!cert_ok || !key_ok)
+			continue;
 		check_cert_dates(d, t->cert_where, t->cert.v[i]);
 		load_pair(srv->cred, d, t->cert_where, t->key_where, t->cert.v[i], t->key.v[i]);
 	}
-	if (t->client_ca[0]) {
+	if (t->client_ca[0] && usable(d, t->client_ca_where, "client_ca", t->client_ca, 0)) {
 		int r = gnutls_certificate_set_x509_trust_file(srv->cred, t->client_ca, GNUTLS_X509_FMT_PEM);
 		if (r <= 0)
 			diag_error(d, t->client_ca_where.file, t->client_ca_where.line,
@@ -179,6 +192,8 @@ struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
 		srv->has_client_ca = r > 0;
 	}
 	for (size_t i = 0; i < t->crl.n; i++) {
+		if (!usable(d, t->crl_where, "crl", t->crl.v[i], 0))
+			continue;
 		int r = gnutls_certificate_set_x509_crl_file(srv->cred, t->crl.v[i], GNUTLS_X509_FMT_PEM);
 		if (r < 0)
 			diag_error(d, t->crl_where.file, t->crl_where.line, "crl: '%s': %s", t->crl.v[i],
@@ -186,7 +201,7 @@ struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
 		else
 			check_crl_dates(d, t->crl_where, t->crl.v[i]);
 	}
-	if (t->ocsp_staple[0] && t->cert.n) {
+	if (t->ocsp_staple[0] && t->cert.n && usable(d, t->ocsp_where, "ocsp_staple", t->ocsp_staple, 0)) {
 		int r = gnutls_certificate_set_ocsp_status_request_file(srv->cred, t->ocsp_staple, 0);
 		if (r < 0)
 			diag_error(d, t->ocsp_where.file, t->ocsp_where.line, "ocsp_staple: '%s': %s",
@@ -200,10 +215,12 @@ struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
 		srv->prio = NULL;
 	}
 	if (t->ticket_key[0]) {
-		if (load_ticket_master(t->ticket_key, master) < 0 &&
-		    !diag_contains(d, "ticket_key:"))
+		memset(master, 0, sizeof(master));
+		if (conf_check_ticket_key(d, t->ticket_where, t->ticket_key) == 0 &&
+		    load_ticket_master(t->ticket_key, master) < 0)
 			diag_error(d, t->ticket_where.file, t->ticket_where.line,
-				   "ticket_key: '%s' must hold exactly 64 bytes", t->ticket_key);
+				   "ticket_key: cannot read %d bytes from '%s'", TLS_TICKET_KEY_FILE_LEN,
+				   t->ticket_key);
 	} else {
 		tls_ticket_master_init();
 		memcpy(master, ticket_master, sizeof(master));
@@ -347,16 +364,22 @@ struct tls_client *tls_client_new(const struct conf_tls_client *t, struct diag *
 	struct tls_client *cli = xcalloc(1, sizeof(*cli));
 	gnutls_certificate_allocate_credentials(&cli->cred);
 	if (t && t->ca[0]) {
-		int r = gnutls_certificate_set_x509_trust_file(cli->cred, t->ca, GNUTLS_X509_FMT_PEM);
-		if (r <= 0)
-			diag_error(d, t->ca_where.file, t->ca_where.line, "ca: '%s': %s", t->ca,
-				   r == 0 ? "no certificates found" : gnutls_strerror(r));
+		if (usable(d, t->ca_where, "ca", t->ca, 0)) {
+			int r = gnutls_certificate_set_x509_trust_file(cli->cred, t->ca, GNUTLS_X509_FMT_PEM);
+			if (r <= 0)
+				diag_error(d, t->ca_where.file, t->ca_where.line, "ca: '%s': %s", t->ca,
+					   r == 0 ? "no certificates found" : gnutls_strerror(r));
+		}
 	} else {
 		gnutls_certificate_set_x509_system_trust(cli->cred);
 	}
 	if (t && t->cert[0] && t->key[0]) {
-		check_cert_dates(d, t->cert_where, t->cert);
-		load_pair(cli->cred, d, t->cert_where, t->key_where, t->cert, t->key);
+		bool cert_ok = usable(d, t->cert_where, "cert", t->cert, 0);
+		bool key_ok = usable(d, t->key_where, "key", t->key, 1);
+		if (cert_ok && key_ok) {
+			check_cert_dates(d, t->cert_where, t->cert);
+			load_pair(cli->cred, d, t->cert_where, t->key_where, t->cert, t->key);
+		}
 	}
 	gnutls_certificate_set_verify_limits(cli->cred, 16384, TLS_MAX_CHAIN_DEPTH);
 	const char *prio = t ? t->priority : CONF_TLS_PRIORITY;

@@ -46,22 +46,116 @@ class Daemon(GatewayTest):
         self.assertRegex(r.stderr, r"bad\.conf:\d+: key: cannot read '/nonexistent/key\.pem'")
         self.assertNotIn("configuration ok", r.stdout)
 
+    def test_check_reports_each_file_problem_once(self):
+        """-t checks files and then loads TLS credentials; a missing CRL (or
+        CA, OCSP response) is still one line, at the key's FILE:LINE."""
+        p = free_port()
+        conf = self.conf(listener("smtps", p, "implicit"),
+                         tls_extra='crl = "/nonexistent/crl.pem"\n'
+                                   '  client_ca = "/nonexistent/ca.pem"\n'
+                                   '  ocsp_staple = "/nonexistent/ocsp.der"')
+        lines = conf.splitlines()
+        r = run("-t", "-c", self.tmp.file("once.conf", conf))
+        self.assertEqual(r.returncode, 1)
+        for key, path in (("crl", "/nonexistent/crl.pem"), ("client_ca", "/nonexistent/ca.pem"),
+                          ("ocsp_staple", "/nonexistent/ocsp.der")):
+            n = 1 + next(i for i, l in enumerate(lines) if l.strip().startswith(key + " ="))
+            about = [l for l in r.stderr.splitlines() if path in l]
+            self.assertEqual(about, ["%s:%d: %s: cannot read '%s': No such file or directory"
+                                     % (self.tmp.file("once.conf"), n, key, path)], r.stderr)
+
+    def sample(self):
+        """etc/mailgate/smtpd.conf's text, with certificates in the temp
+        folder where it expects them."""
+        import shutil
+        from mgtest import SRCDIR
+        if not os.path.isdir(self.tmp.file("certs")):
+            os.makedirs(self.tmp.file("certs"))
+            os.makedirs(self.tmp.file("private"))
+            for src, dst in (("server-ecdsa.pem", "certs/mx-ecdsa.pem"), ("server-rsa.pem", "certs/mx-rsa.pem"),
+                             ("server-ecdsa.key", "private/mx-ecdsa.key"),
+                             ("server-rsa.key", "private/mx-rsa.key")):
+                shutil.copy(os.path.join(self.pki, src), self.tmp.file(dst))
+                os.chmod(self.tmp.file(dst), 0o600 if dst.endswith(".key") else 0o644)
+        with open(os.path.join(SRCDIR, "etc", "mailgate", "smtpd.conf")) as f:
+            return f.read()
+
     def test_sample_config(self):
         """etc/mailgate/smtpd.conf, with certificates where it expects them,
         passes -t: the sample documents real keys only."""
-        import shutil
-        from mgtest import SRCDIR
-        os.makedirs(self.tmp.file("certs"))
-        os.makedirs(self.tmp.file("private"))
-        for src, dst in (("server-ecdsa.pem", "certs/mx-ecdsa.pem"), ("server-rsa.pem", "certs/mx-rsa.pem"),
-                         ("server-ecdsa.key", "private/mx-ecdsa.key"), ("server-rsa.key", "private/mx-rsa.key")):
-            shutil.copy(os.path.join(self.pki, src), self.tmp.file(dst))
-            os.chmod(self.tmp.file(dst), 0o600 if dst.endswith(".key") else 0o644)
-        with open(os.path.join(SRCDIR, "etc", "mailgate", "smtpd.conf")) as f:
-            sample = f.read()
+        sample = self.sample()
         r = run("-t", "-c", self.tmp.file("smtpd.conf", sample))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, "configuration ok\n")
+
+    def test_sample_config_error_lines(self):
+        """The sample is full of comments: a typo put at line N of a copy is
+        reported at copy:N, wherever N is (libconfuse 3.3 alone counts every
+        comment line twice)."""
+        lines = self.sample().splitlines(keepends=True)
+        # Right after each top-level comment line, and at the very end.
+        spots = [i + 2 for i, l in enumerate(lines) if l.startswith("#")] + [len(lines) + 1]
+        self.assertGreater(len(spots), 10)
+        for n in spots:
+            copy = self.tmp.file("copy%d.conf" % n,
+                                 "".join(lines[:n - 1] + ["max_mesage_size = 1\n"] + lines[n - 1:]))
+            r = run("-t", "-c", copy)
+            self.assertEqual((r.returncode, r.stderr), (1, "%s:%d: no such option 'max_mesage_size'\n"
+                                                        % (copy, n)))
+        # A bad value in the sample's own max_line line, found after parsing.
+        n = 1 + next(i for i, l in enumerate(lines) if l.startswith("max_line "))
+        lines[n - 1] = "max_line = 10     # too small\n"
+        copy = self.tmp.file("value.conf", "".join(lines))
+        r = run("-t", "-c", copy)
+        self.assertEqual((r.returncode, r.stderr),
+                         (1, "%s:%d: max_line: 10 out of range (512-65536)\n" % (copy, n)))
+
+    def test_sample_config_include_with_comments(self):
+        """An include()d file is read the same way: errors in it name it as
+        written in include(), at its own lines, after comments of every
+        form and a comment inside a list."""
+        lines = self.sample().splitlines(keepends=True)
+        n = 1 + next(i for i, l in enumerate(lines) if l.startswith('# include("peers.conf")'))
+        lines.insert(n, 'include("extra.conf")   # more settings\n')
+        main = self.tmp.file("main.conf", "".join(lines))
+        self.tmp.file("extra.conf",
+                      "# extra settings\n"                       # 1
+                      "/* a block\n"                             # 2
+                      "   comment */\n"                          # 3
+                      "accept_domains = {      # replaced\n"     # 4
+                      '    "example.org",      # primary\n'      # 5
+                      '    "example.net"       // secondary\n'   # 6
+                      "}\n"                                      # 7
+                      'tls "extra" {           # one more\n'     # 8
+                      '    cert = "certs/mx-ecdsa.pem"\n'        # 9
+                      '    key  = "private/mx-ecdsa.key"\n'      # 10
+                      '    client_cert = "sometimes"  # bad\n'   # 11
+                      "}\n")
+        r = run("-t", "-c", main)
+        self.assertEqual((r.returncode, r.stderr),
+                         (1, "extra.conf:11: client_cert: bad value 'sometimes' "
+                             "(expected none | optional | require)\n"))
+        # A parse error there, and the comment inside the list still parses.
+        self.tmp.file("extra.conf", "# extra\n// extra\naccept_domains = {\n"
+                                    '  "example.org",  # primary\n  "example.net"\n}\nbogus = 1\n')
+        r = run("-t", "-c", main)
+        self.assertEqual((r.returncode, r.stderr), (1, "extra.conf:7: no such option 'bogus'\n"))
+        # Fixed: the whole configuration is fine.
+        self.tmp.file("extra.conf", "# extra\naccept_domains = {\n"
+                                    '  "example.org",  # primary\n  "example.net"  /* 2nd */\n}\n')
+        r = run("-t", "-c", main)
+        self.assertEqual((r.returncode, r.stdout), (0, "configuration ok\n"), r.stderr)
+
+    def test_comment_inside_list(self):
+        """libconfuse 3.3 refuses a comment inside a list (upstream issue
+        #150); mailgate accepts it."""
+        sample = self.sample()
+        self.assertIn('accept_domains    = { "example.org", ".example.org" }', sample)
+        conf = sample.replace('accept_domains    = { "example.org", ".example.org" }',
+                              'accept_domains = {\n  "example.org",   # the domain\n'
+                              '  ".example.org"   # and its subdomains\n}')
+        r = run("-t", "-c", self.tmp.file("list.conf", conf))
+        self.assertEqual((r.returncode, r.stdout), (0, "configuration ok\n"), r.stderr)
 
     def test_imapd_sample_config_and_version(self):
         import shutil
@@ -86,10 +180,11 @@ class Daemon(GatewayTest):
                            text=True, timeout=30)
         self.assertEqual(r.returncode, 1)
         self.assertIn("user_map:3: no upstream section \"nowhere\"", r.stderr)
-        # smtpd keys are unknown to imapd.
+        # smtpd keys are unknown to imapd; the line is right after the
+        # sample's comments.
         r = subprocess.run([IMAPD, "-t", "-c", self.tmp.file("imapd3.conf", sample + "max_recipients = 100\n")],
                            capture_output=True, text=True, timeout=30)
-        self.assertRegex(r.stderr, r"imapd3\.conf:\d+: no such option 'max_recipients'")
+        self.assertIn("imapd3.conf:%d: no such option 'max_recipients'" % (sample.count("\n") + 1), r.stderr)
 
     def test_check_key_mismatch_and_permissions(self):
         p = free_port()
