@@ -3,7 +3,8 @@
 # builds mailgate out of tree with -Werror (or with ASan+UBSan) and runs
 # the whole test suite: CUnit unit tests, fuzz-corpus replays and the
 # integration tests against real Postfix, Dovecot, smtp-sink, swaks,
-# gnutls-cli, Python smtplib/imaplib and mbsync on 127.0.0.1 high ports.
+# gnutls-cli, Python smtplib/imaplib and mbsync on 127.0.0.1 high ports,
+# then a testssl.sh scan of the default TLS configuration.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 sh "$top/tests/tools/install-deps.sh"
@@ -26,5 +27,10 @@ if ! make -j"$(nproc)" check; then
     tail -n 80 "$f" >&2
   done
   exit 1
+fi
+# The default TLS configuration as a scanner sees it (not a property of
+# the build flags: scanned once, in the -Werror build).
+if [ "${1:-}" != "--sanitizers" ] && [ "${MG_SKIP_TESTSSL:-}" != 1 ]; then
+  sh "$top/tests/tls/testssl.sh" "$build"
 fi
 echo "run-all: all tests passed ($flags)"

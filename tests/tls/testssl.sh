@@ -68,7 +68,7 @@ pids="$pids $!"
 sleep 1
 scan() {  # name, testssl arguments...
   name=$1; shift
-  testssl --quiet --color 0 --warnings off --severity LOW -p -s -f -P -U \
+  testssl --quiet --color 0 --warnings off -p -s -f -P -U \
     --jsonfile "$tmp/$name.json" "$@" > "$tmp/$name.out" 2>&1 || true
 }
 scan smtps "127.0.0.1:$p_smtps" &
@@ -93,10 +93,8 @@ for name in ("smtps", "starttls", "imaps"):
         bad += 1
         continue
     ids = {f["id"] for f in findings}
-    if not ({"cipherlist_AVERAGE", "LUCKY13"} <= ids | {"cipherlist_AVERAGE", "LUCKY13"}) or len(ids) < 5:
-        pass
-    scanned = [f for f in findings if f["id"].startswith(("cipherlist_", "TLS1_2", "TLS1_3", "FS"))]
-    if not scanned:
+    # The scan must have reached what it is here for.
+    if not {"cipherlist_AVERAGE", "TLS1_3", "FS", "LUCKY13"} <= ids:
         print("%s: the scan did not reach the cipher checks:" % name)
         print(open("%s/%s.out" % (sys.argv[1], name)).read()[-3000:])
         bad += 1
@@ -105,6 +103,7 @@ for name in ("smtps", "starttls", "imaps"):
                 and not f["id"].startswith("scanProblem"):
             print("%s: %s %s: %s" % (name, f["severity"], f["id"], f.get("finding")))
             bad += 1
-    print("%s: %d findings checked, %s" % (name, len(findings), "ok" if not bad else "see above"))
+    print("%s: %d findings checked" % (name, len(findings)))
+print("testssl: %s" % ("no finding of severity LOW or above" if not bad else "%d problem(s)" % bad))
 sys.exit(1 if bad else 0)
 EOP
