@@ -440,6 +440,7 @@ ROWS = [
     ("lat_ecdsa", "first reply after the handshake, one connection, p50 / p99 (SMTPS, ECDSA)", "lower"),
     ("lat_resumed", "… (SMTPS, ECDSA, resumed sessions)", "lower"),
     ("lat_rsa", "… (SMTPS, RSA)", "lower"),
+    ("lat_quickack", "… (SMTPS, ECDSA, client ACKs at once: TCP_QUICKACK, a diagnostic)", "lower"),
     ("lat_starttls", "… (SMTP after STARTTLS → EHLO reply, ECDSA)", "lower"),
     ("lat_imaps", "… (IMAPS greeting, ECDSA)", "lower"),
 ]
@@ -507,19 +508,21 @@ def col_name(s):
 
 
 def details(runs):
-    hdr = ("%-9s %-13s %8s %9s %7s %7s %7s %6s %9s %9s %9s %9s" %
-           ("server", "test", "sessions", "per s", "srv cpu", "client", "cl.core", "errors",
+    hdr = ("%-9s %-13s %8s %9s %7s %7s %7s %8s %6s %9s %9s %9s %9s" %
+           ("server", "test", "sessions", "per s", "srv cpu", "client", "cl.core", "cl.µs/s", "errors",
             "1st byte", "reply p50", "p90", "p99"))
     out = [hdr, "-" * len(hdr)]
     for (server, test), r in runs:
         fr = r.get("first_reply_ms", {"n": 0})
         fb = r.get("first_byte_ms", {"n": 0})
         share = r.get("server_core_share")
-        out.append("%-9s %-13s %8d %9.1f %7s %6.0f%% %6s %6d %9s %9s %9s %9s%s" % (
+        n = r.get("sessions", 0)
+        out.append("%-9s %-13s %8d %9.1f %7s %6.0f%% %7s %8s %6d %9s %9s %9s %9s%s" % (
             server, test, r.get("sessions", 0), r.get("sessions_per_s", 0),
             "%.0f%%" % (share * 100) if share is not None and share == share else "-",
             r.get("cpu_share", 0) * 100,
             "%.0f%%" % (r["pinned_cpu_busy"] * 100) if r.get("pinned_cpu_busy", -1) >= 0 else "-",
+            "%.0f" % (r["cpu_s"] / n * 1e6) if n and "cpu_s" in r else "-",
             r.get("errors", 0),
             fmt_ms(fb["p50"]) if fb["n"] else "-",
             fmt_ms(fr["p50"]) if fr["n"] else "-", fmt_ms(fr["p90"]) if fr["n"] else "-",
@@ -594,7 +597,7 @@ def main():
         ap.error("the table compares mailgate: keep it in --servers")
     if not os.access(LOADGEN, os.X_OK):
         sys.exit("bench: %s not built (make tests/bench/loadgen)" % LOADGEN)
-    json_path = a.json or os.path.join(mgtest.SRCDIR, "tests", "bench", "last-run.json")
+    json_path = os.path.normpath(a.json or os.path.join(mgtest.SRCDIR, "tests", "bench", "last-run.json"))
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -639,6 +642,8 @@ def main():
                         record(name, "idle", "idle", idle)
                         record(name, "latency", "lat_ecdsa", bench_latency(srv, port, a))
                         record(name, "lat resumed", "lat_resumed", bench_latency(srv, port, a, ["--resume"]))
+                        # with no delayed ACK from the client a server's Nagle wait cannot last
+                        record(name, "lat quickack", "lat_quickack", bench_latency(srv, port, a, ["--quickack"]))
                         if "smtp-starttls" in srv.ports:
                             record(name, "lat starttls", "lat_starttls",
                                    bench_latency(srv, srv.ports["smtp-starttls"], a, ["--starttls"]))
@@ -680,7 +685,9 @@ def main():
           " ‡: the server's core was under 90 %% busy (neither side saturated: the machine is busy"
           " or the sessions wait on something); nan: under %d CPU ticks, too short to measure"
           % int(MIN_CPU * TICK))
-    print("\nruns:\n" + details(runs))
+    print("\nruns (srv cpu: the server's core busy with it; client: loadgen's share of its core; cl.core: that\n"
+          "core busy with anything; cl.µs/s: loadgen CPU per session; 1st byte / reply: ms after the handshake):\n"
+          + details(runs))
     prev = None
     if os.path.exists(json_path):
         try:

@@ -186,11 +186,13 @@ __attribute__((format(printf, 3, 4))) static void note_error(struct sess *s, enu
 {
 	s->err = e;
 	if (!s->t->first_error[0]) {
+		/* (as in the product, snprintf's return value is never used) */
+		char *b = s->t->first_error;
 		va_list ap;
 		va_start(ap, fmt);
-		int n = snprintf(s->t->first_error, sizeof(s->t->first_error), "%s: ", err_names[e]);
-		if (n > 0 && (size_t)n < sizeof(s->t->first_error))
-			vsnprintf(s->t->first_error + n, sizeof(s->t->first_error) - (size_t)n, fmt, ap);
+		snprintf(b, sizeof(s->t->first_error), "%s: ", err_names[e]);
+		size_t n = strlen(b);
+		vsnprintf(b + n, sizeof(s->t->first_error) - n, fmt, ap);
 		va_end(ap);
 	}
 }
@@ -211,9 +213,9 @@ static char *fmt_line(const char *fmt, ...)
 	char buf[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(buf))
+	if (strlen(buf) >= sizeof(buf) - 1)	/* arguments are limited to 255 octets */
 		die("command line too long");
 	char *p = strdup(buf);
 	if (!p || nowned >= MAX_ACTS)
@@ -1222,6 +1224,10 @@ static void parse_args(int argc, char **argv)
 		O.duration = 10;
 	if ((O.cert == NULL) != (O.key == NULL))
 		die("--cert and --key go together");
+	const char *args[] = { O.user, O.pass, O.mailbox, O.ehlo, O.from, O.rcpt };
+	for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++)
+		if (strlen(args[i]) > 255 || strpbrk(args[i], "\r\n"))
+			die("'%.40s...': protocol arguments are one line of at most 255 octets", args[i]);
 	for (unsigned i = 0; O.user[i]; i++)
 		if (O.user[i] == '"' || O.user[i] == '\\' || (unsigned char)O.user[i] < 32)
 			die("--user: no quotes, backslashes or controls");
