@@ -430,19 +430,21 @@ def bench_idle(srv, port, a):
 
 # ---- report ----
 
-ROWS = [
-    ("full_cpu", "server CPU per full ECDSA-P256 session", "lower"),
-    ("resumed_cpu", "server CPU per resumed session", "lower"),
-    ("rsa_rate", "RSA-2048 full sessions/s, one core", "higher"),
-    ("data", "DATA, 1 MiB messages: MB per server CPU-second", "higher"),
-    ("fetch", "IMAP FETCH 10 MiB: MB per server CPU-second", "higher"),
-    ("idle", "RSS per idle TLS session (%s held)", "lower"),
-    ("lat_ecdsa", "first reply after the handshake, one connection, p50 / p99 (SMTPS, ECDSA)", "lower"),
-    ("lat_resumed", "… (SMTPS, ECDSA, resumed sessions)", "lower"),
-    ("lat_rsa", "… (SMTPS, RSA)", "lower"),
-    ("lat_quickack", "… (SMTPS, ECDSA, client ACKs at once: TCP_QUICKACK, a diagnostic)", "lower"),
-    ("lat_starttls", "… (SMTP after STARTTLS → EHLO reply, ECDSA)", "lower"),
-    ("lat_imaps", "… (IMAPS greeting, ECDSA)", "lower"),
+ROWS = [    # key, table label, lower/higher is better, short name
+    ("full_cpu", "server CPU per full ECDSA-P256 session", "lower", "CPU per full ECDSA session"),
+    ("resumed_cpu", "server CPU per resumed session", "lower", "CPU per resumed session"),
+    ("rsa_rate", "RSA-2048 full sessions/s, one core", "higher", "RSA-2048 sessions/s"),
+    ("data", "DATA, 1 MiB messages: MB per server CPU-second", "higher", "DATA MB per CPU-second"),
+    ("fetch", "IMAP FETCH 10 MiB: MB per server CPU-second", "higher", "FETCH MB per CPU-second"),
+    ("idle", "RSS per idle TLS session (%s held)", "lower", "RSS per idle session"),
+    ("lat_ecdsa", "first reply after the handshake, one connection, p50 / p99 (SMTPS, ECDSA)", "lower",
+     "first reply p50, SMTPS ECDSA"),
+    ("lat_resumed", "… (SMTPS, ECDSA, resumed sessions)", "lower", "first reply p50, resumed"),
+    ("lat_rsa", "… (SMTPS, RSA)", "lower", "first reply p50, SMTPS RSA"),
+    ("lat_quickack", "… (SMTPS, ECDSA, client ACKs at once: TCP_QUICKACK, a diagnostic)", "lower",
+     "first reply p50, client quickack"),
+    ("lat_starttls", "… (SMTP after STARTTLS → EHLO reply, ECDSA)", "lower", "first reply p50, STARTTLS"),
+    ("lat_imaps", "… (IMAPS greeting, ECDSA)", "lower", "first reply p50, IMAPS"),
 ]
 
 
@@ -486,7 +488,7 @@ def fmt_ms(v):
 def table(results, a, servers):
     out = ["| per session | " + " | ".join(col_name(s) for s in servers) + " |",
            "|---|" + "---:|" * len(servers)]
-    for key, label, better in ROWS:
+    for key, label, better, _ in ROWS:
         if "%s" in label:
             label = label % "{:,}".format(a.idle)
         cells, base = [], NAN
@@ -534,7 +536,7 @@ def details(runs):
 def compare(prev, results, servers):
     """mailgate's figures against the previous run's."""
     lines = []
-    for key, label, better in ROWS:
+    for key, label, better, short in ROWS:
         old = prev.get("results", {}).get("mailgate", {}).get(key)
         new = results.get("mailgate", {}).get(key)
         if old is None or new is None:
@@ -542,7 +544,7 @@ def compare(prev, results, servers):
         _, vo = fmt_cell(key, old)
         _, vn = fmt_cell(key, new)
         if vo == vo and vn == vn and vo > 0:
-            lines.append("  %-45s %.2f× the previous run (%s is better)" % (label.split(",")[0][:45], vn / vo, better))
+            lines.append("  %-34s %.2f× the previous run (%s is better)" % (short, vn / vo, better))
     return "\n".join(lines)
 
 
