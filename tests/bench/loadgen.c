@@ -370,6 +370,8 @@ static ssize_t rd(struct sess *s, char *buf, size_t cap)
 		if (r == GNUTLS_E_PULL_ERROR) {
 			int e = errno;
 			note_error(s, errno_kind(e), "read: %s", strerror(e));
+		} else if (r == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+			note_error(s, E_TLS, "read: alert %s", gnutls_alert_get_name(gnutls_alert_get(s->gs)));
 		} else {
 			note_error(s, E_TLS, "read: %s", gnutls_strerror((int)r));
 		}
