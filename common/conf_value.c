@@ -44,7 +44,11 @@ static int parse_hex_pin(const char *s, unsigned char out[32])
 
 int conf_parse_pin(const char *s, unsigned char out[32], int allow_b64, const char **err)
 {
-	if (strncasecmp(s, "sha256:", 7) == 0)
+	/* "pin-sha256:BASE64" is what certtool -i / --key-info prints; "sha256//"
+	 * is the HPKP / curl spelling; "sha256:" prefixes hex. */
+	if (allow_b64 && strncasecmp(s, "pin-sha256:", 11) == 0)
+		s += 11;
+	else if (strncasecmp(s, "sha256:", 7) == 0)
 		s += 7;
 	else if (strncasecmp(s, "sha256//", 8) == 0)
 		s += 8;

@@ -15,6 +15,7 @@ import re
 import ssl
 import subprocess
 
+import mgtest
 from mgtest import (GatewayTest, Smtp, client_context, free_port, listener, main, message, need,
                     send_message, smtpd_conf)
 
@@ -516,6 +517,45 @@ class EkuAndPostfix(GatewayTest):
         code, lines = send_message(c, message("peer relay"), rcpts=("someone@remote.example",))
         self.assertEqual(code, 250, lines)
         pf.wait_log(r"client=unknown\[127\.0\.0\.13\], sasl_method=XCLIENT, sasl_username=partner")
+
+
+class ReadmePinRecipe(GatewayTest):
+    """The README's pin recipe, run as written there (certtool 3.7's own
+    output pasted into spki / fingerprint), identifies a self-signed peer."""
+
+    def recipe(self):
+        import os
+        from mgtest import SRCDIR
+        with open(os.path.join(SRCDIR, "README")) as f:
+            cmds = [l.strip() for l in f if l.strip().startswith("certtool ") and "relay-client.pem" in l]
+        self.assertEqual(len(cmds), 2, cmds)
+        return cmds
+
+    def test_recipe_as_written(self):
+        need("certtool")
+        up = self.sink()
+        outs = []
+        for cmd in self.recipe():
+            cmd = cmd.replace("relay-client.pem", "%s/selfsigned.pem" % self.pki)
+            r = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, (cmd, r.stderr))
+            outs.append(r.stdout.strip())
+        self.assertTrue(outs[0].startswith("pin-sha256:"), outs)
+        ctx = client_context()
+        ctx.load_cert_chain("%s/selfsigned.pem" % self.pki, "%s/selfsigned.key" % self.pki)
+        for key, value in (("spki", outs[0]), ("fingerprint", outs[1])):
+            p = free_port()
+            conf = smtpd_conf(self.pki, up.port,
+                              listener("po", p, "implicit", 'client_cert = "require"\n  peers_only = true'),
+                              extra='peer "by-%s" {\n  %s = "%s"\n}\n' % (key, key, value))
+            r = subprocess.run([mgtest.SMTPD, "-t", "-c", self.tmp.file("check-%s.conf" % key, conf)],
+                               capture_output=True, text=True)
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "configuration ok"), r.stderr)
+            gw = self.gateway(conf, [p])
+            c = Smtp(p, tls=True, ctx=ctx)
+            self.assertEqual(c.reply()[0], 220)
+            c.expect("QUIT", 221)
+            gw.wait_log(r"cert=verified pin=yes .*peer=by-%s" % key)
 
 
 if __name__ == "__main__":

@@ -695,6 +695,13 @@ static void test_pins(void)
 	CU_ASSERT_EQUAL(conf_parse_pin(b64ok, out, 1, &err), 0);
 	CU_ASSERT(memcmp(out, want, 32) == 0);
 	CU_ASSERT_EQUAL(conf_parse_pin(b64ok, out, 0, &err), -1);
+	/* certtool's own spelling, as its -i / --key-info output prints it */
+	unsigned char again[32];
+	char certtool[64] = "pin-sha256:";
+	strcat(certtool, b64ok);
+	CU_ASSERT_EQUAL(conf_parse_pin(certtool, again, 1, &err), 0);
+	CU_ASSERT_EQUAL(memcmp(out, again, 32), 0);
+	CU_ASSERT_EQUAL(conf_parse_pin(certtool, again, 0, &err), -1);	/* fingerprints are hex */
 	CU_ASSERT_EQUAL(conf_parse_pin("sha256:AB", out, 1, &err), -1);
 	CU_ASSERT_EQUAL(conf_parse_pin("", out, 1, &err), -1);
 	hex[63] = 'g';
