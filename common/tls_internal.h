@@ -51,8 +51,10 @@ struct tls_session {
 	uint8_t send_pending;
 	uint8_t cert_failed;
 	uint8_t bye_sent;
+	uint8_t peer_fin;	/* the peer's TCP FIN was read (transport_pull) */
 	uint8_t alert;		/* alert to send when the handshake fails, 0 = none */
 	gnutls_session_t gs;
+	int fd;
 	struct tls_server *srv;
 	struct tls_client *cli;
 	struct tls_peer *peer;
