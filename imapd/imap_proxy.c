@@ -83,6 +83,12 @@ void imap_proxy_client_event(struct imap_session *is, int ev)
 		idle_timeout(is);
 		return;
 	case CONN_EV_EOF:
+		/* The client half-closed (everything it sent has been relayed):
+		 * pass its FIN on, as a TCP proxy does, and keep relaying the
+		 * upstream's answers until the upstream closes or timeout_idle. */
+		is->client_eof = 1;
+		conn_shutdown_write(is->up);
+		return;
 	case CONN_EV_ERROR:
 	case CONN_EV_HANDSHAKE:
 		imap_close(is, ev == CONN_EV_ERROR ? "error" : "ok");
@@ -103,6 +109,8 @@ void imap_proxy_start(struct imap_session *is)
 	/* Client bytes held during the login go first, then anything the
 	 * upstream already sent after its OK. */
 	relay(is->s.conn, is->up, is, true);
+	if (is->client_eof)	/* half-closed during the login */
+		conn_shutdown_write(is->up);
 	if (conn_in_len(is->up))
 		conn_kick(is->up);
 }

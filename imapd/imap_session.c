@@ -192,6 +192,10 @@ void imap_process(struct imap_session *is)
 	}
 out:
 	conn_uncork(c);
+	/* Half-closed: every complete command was answered; what is left
+	 * can never complete. Close once the replies have gone. */
+	if (is->client_eof && (is->state == IS_PREAUTH || is->state == IS_SASL))
+		imap_close(is, NULL);
 }
 
 static void greet(struct imap_session *is)
@@ -288,6 +292,17 @@ static void client_cb(struct conn *c, enum conn_event ev, void *arg)
 		}
 		return;
 	case CONN_EV_EOF:
+		/* A half-close (shutdown of the client's write side): the
+		 * commands before it were delivered with CONN_EV_READ and still
+		 * get their replies, a login in flight its outcome (and then the
+		 * commands held during it); imap_process() closes after that. */
+		is->client_eof = 1;
+		if (is->state == IS_LOGIN)
+			return;	/* login_done() carries on */
+		if (is->state == IS_PREAUTH || is->state == IS_SASL) {
+			imap_process(is);
+			return;
+		}
 		imap_free(is);
 		return;
 	case CONN_EV_ERROR:

@@ -48,7 +48,8 @@ struct imap_session {
 	struct conn *up;		/* upstream connection after login */
 	struct mg_timer *deadline;	/* timeout_preauth */
 	char up_addr[300];
-	unsigned compress : 1, up_bol : 1, logged_in : 1, sasl_external : 1;
+	unsigned compress : 1, up_bol : 1, logged_in : 1, sasl_external : 1,
+	    client_eof : 1;		/* the client half-closed: it sends nothing more */
 	uint8_t ext;			/* enum ext_map of the client certificate */
 	char ext_user[256];		/* the user it names when ext == EXT_MAP_OK */
 };
