@@ -12,7 +12,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 static void relay(struct conn *from, struct conn *to, struct imap_session *is, bool from_client)
 {
@@ -20,13 +19,8 @@ static void relay(struct conn *from, struct conn *to, struct imap_session *is, b
 	if (!n)
 		return;
 	const char *p = conn_in_data(from);
-	if (from_client && !is->compress) {
-		/* Once COMPRESS has gone by, the stream is no longer ours to
-		 * write into. A false positive only costs the BYE. */
-		for (size_t i = 0; i + 8 <= n && !is->compress; i++)
-			if ((p[i] == 'C' || p[i] == 'c') && !strncasecmp(p + i, "COMPRESS", 8))
-				is->compress = 1;
-	}
+	if (from_client)	/* once COMPRESS has gone by, the stream is not ours */
+		imap_watch_feed(&is->watch, p, n);
 	if (!from_client)
 		is->up_bol = p[n - 1] == '\n';
 	conn_write(to, p, n);
@@ -39,7 +33,7 @@ static void relay(struct conn *from, struct conn *to, struct imap_session *is, b
 
 static void idle_timeout(struct imap_session *is)
 {
-	if (!is->compress && is->up_bol)
+	if (!is->watch.compress && is->up_bol)
 		conn_write(is->s.conn, "* BYE Autologout; idle for too long\r\n", 37);
 	imap_close(is, "timeout");
 }
@@ -102,6 +96,7 @@ void imap_proxy_start(struct imap_session *is)
 	imap_enter(is, IS_PROXY);
 	mg_timer_stop(&is->deadline);	/* logged in: no more pre-auth deadline */
 	is->up_bol = 1;
+	imap_watch_init(&is->watch);	/* the next client byte starts a command */
 	conn_set_cb(is->up, up_cb, is);
 	conn_set_timeout(is->up, idle);
 	conn_set_timeout(is->s.conn, idle);

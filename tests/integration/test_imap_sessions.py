@@ -109,6 +109,26 @@ class Sessions(GatewayTest):
         data = c.sock.recv(4096)          # the stream is compressed: no BYE of ours
         self.assertEqual(data, b"")
 
+    def test_compress_split_across_reads_still_seen(self):
+        """COMPRESS arriving in two reads (two TLS records, a pause between)
+        is still seen: the gateway never writes its plain BYE into the
+        compressed stream."""
+        self.start(extra="timeout_idle = 2",
+                   dovecot_extra="protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n")
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        c.cmd("a", "LOGIN alice secret")
+        c.send("b comp")
+        time.sleep(0.5)              # the gateway reads and relays the first piece alone
+        c.send("ress deflate\r\n")
+        self.assertEqual(c.until_tagged("b")[-1][:4], "b OK")
+        # The upstream stream sits at a line end ("b OK ...\r\n"), so only
+        # knowing about COMPRESS keeps the gateway from writing its BYE.
+        c.sock.settimeout(6)
+        data = c.sock.recv(4096)          # idle timeout: nothing of ours, just the close
+        self.assertEqual(data, b"")
+        self.gw.wait_log(r"user=alice .*result=timeout")
+
     def test_preauth_deadline(self):
         self.start(extra="timeout_preauth = 2")
         c = Imap(self.p_imaps, tls=True)
