@@ -44,7 +44,8 @@ struct conn {
 	unsigned reading : 1, eof : 1, eof_delivered : 1, failed : 1, fail_delivered : 1,
 	    handshaking : 1, hs_want_write : 1, read_wants_write : 1, write_wants_read : 1,
 	    want_drained : 1, tls_ready : 1, kicked : 1, corked : 1,
-	    shut_wr : 1 /* conn_shutdown_write() asked */, wr_closed : 1 /* and done */;
+	    shut_wr : 1 /* conn_shutdown_write() asked */, wr_closed : 1 /* and done */,
+	    sensitive : 1;
 };
 
 static struct ev_loop *loop;
@@ -591,6 +592,15 @@ void conn_notify_drained(struct conn *c)
 		ev_feed_event(loop, &c->wio, EV_WRITE);	/* see conn_io */
 }
 
+void conn_set_sensitive(struct conn *c, bool on)
+{
+	c->sensitive = on;
+	buf_set_wipe(&c->in, on);
+	buf_set_wipe(&c->out, on);
+	if (c->tls)
+		tls_set_wipe(c->tls, on);
+}
+
 void conn_shutdown_write(struct conn *c)
 {
 	c->shut_wr = 1;
@@ -602,6 +612,7 @@ void conn_shutdown_write(struct conn *c)
 void conn_start_tls(struct conn *c, struct tls_session *s)
 {
 	c->tls = s;
+	tls_set_wipe(s, c->sensitive);
 	c->handshaking = 1;
 	c->hs_want_write = 0;
 	buf_clear(&c->in);

@@ -182,11 +182,26 @@ struct tls_session *tls_session_client(struct tls_client *cli, int fd, const cha
 	return s;
 }
 
+static void drop_held(struct tls_session *s)
+{
+	gnutls_datum_t d;
+	if (!s->held)
+		return;
+	if (s->wipe) {
+		gnutls_packet_get(s->held, &d, NULL);
+		explicit_bzero(d.data, d.size);
+	}
+	gnutls_packet_deinit(s->held);
+	s->held = NULL;
+	s->held_off = 0;
+}
+
 void tls_session_free(struct tls_session **sp)
 {
 	struct tls_session *s = *sp;
 	if (!s)
 		return;
+	drop_held(s);
 	gnutls_deinit(s->gs);
 	tls_peer_free(s->peer);
 	free(s->reason_owned);
@@ -264,10 +279,52 @@ int tls_handshake(struct tls_session *s)
 	return TLS_OK;
 }
 
+void tls_set_wipe(struct tls_session *s, bool on)
+{
+	if (s->wipe && !on && s->held) {	/* what was handed out of it */
+		gnutls_datum_t d;
+		gnutls_packet_get(s->held, &d, NULL);
+		explicit_bzero(d.data, s->held_off);
+	}
+	s->wipe = on;
+}
+
+/* Copies from the held record; drops (wipes) it once handed out whole. */
+static ssize_t take_held(struct tls_session *s, void *buf, size_t len)
+{
+	gnutls_datum_t d;
+	gnutls_packet_get(s->held, &d, NULL);
+	size_t n = d.size - s->held_off;
+	if (n > len)
+		n = len;
+	memcpy(buf, d.data + s->held_off, n);
+	s->held_off += n;
+	if (s->held_off >= d.size)
+		drop_held(s);
+	return (ssize_t)n;
+}
+
+/* One record's plaintext as a packet, so that it can be wiped. */
+static ssize_t recv_wiped(struct tls_session *s, void *buf, size_t len)
+{
+	gnutls_packet_t p = NULL;
+	ssize_t r = gnutls_record_recv_packet(s->gs, &p);
+	if (r <= 0 || !p) {
+		if (p)
+			gnutls_packet_deinit(p);
+		return r;
+	}
+	s->held = p;
+	s->held_off = 0;
+	return take_held(s, buf, len);
+}
+
 ssize_t tls_recv(struct tls_session *s, void *buf, size_t len)
 {
+	if (s->held)
+		return take_held(s, buf, len);
 	for (;;) {
-		ssize_t r = gnutls_record_recv(s->gs, buf, len);
+		ssize_t r = s->wipe ? recv_wiped(s, buf, len) : gnutls_record_recv(s->gs, buf, len);
 		if (r > 0)
 			return r;
 		if (r == 0)
@@ -317,7 +374,13 @@ ssize_t tls_send(struct tls_session *s, const void *buf, size_t len)
 
 size_t tls_pending(struct tls_session *s)
 {
-	return gnutls_record_check_pending(s->gs);
+	size_t held = 0;
+	if (s->held) {
+		gnutls_datum_t d;
+		gnutls_packet_get(s->held, &d, NULL);
+		held = d.size - s->held_off;
+	}
+	return held + gnutls_record_check_pending(s->gs);
 }
 
 int tls_bye(struct tls_session *s)

@@ -68,8 +68,7 @@ static void login_done(void *owner, enum login_event ev, const char *data, size_
 		is->up = imap_login_take_conn(is->login);
 		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
 		imap_login_free(&is->login);
-		memset(is->cred, 0, sizeof(*is->cred));
-		XFREE(is->cred);
+		imap_drop_credentials(is);
 		is->logged_in = 1;
 		imap_proxy_start(is);
 		conn_uncork(c);
@@ -80,7 +79,7 @@ static void login_done(void *owner, enum login_event ev, const char *data, size_
 		conn_write(c, data, len);
 		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
 		imap_login_free(&is->login);	/* a retry reconnects */
-		XFREE(is->cred);
+		imap_drop_credentials(is);
 		is->auth_failures++;
 		session_log_auth_failed(&is->s, is->user, is->mech);
 		imap_enter(is, IS_PREAUTH);
@@ -95,7 +94,7 @@ static void login_done(void *owner, enum login_event ev, const char *data, size_
 	case LOGIN_UNAVAILABLE:
 		log_warn("session %s: upstream unavailable: %s", is->s.id, why ? why : "?");
 		imap_login_free(&is->login);
-		XFREE(is->cred);
+		imap_drop_credentials(is);
 		imap_reply(is, "%s NO [UNAVAILABLE] Upstream server unavailable, try again later", is->tag);
 		is->s.result = "upstream-failed";
 		imap_enter(is, IS_PREAUTH);
@@ -131,8 +130,7 @@ static void start_login(struct imap_session *is, const char *tag, const char *me
 		/* Without its header the upstream would take the gateway for
 		 * the client: fail closed (sized to fit, so cannot happen). */
 		log_error("session %s: the PROXY header does not fit", is->s.id);
-		memset(is->cred, 0, sizeof(*is->cred));
-		XFREE(is->cred);
+		imap_drop_credentials(is);
 		imap_reply(is, "%s NO [UNAVAILABLE] Upstream server unavailable, try again later", is->tag);
 		return;
 	}
@@ -163,11 +161,12 @@ static void cmd_login(struct imap_session *is, const struct imap_cmd *cmd)
 	memset(&cred, 0, sizeof(cred));
 	if (!copy_field(cred.authcid, sizeof(cred.authcid), &cmd->args[0]) ||
 	    !copy_field(cred.passwd, sizeof(cred.passwd), &cmd->args[1])) {
+		explicit_bzero(&cred, sizeof(cred));
 		imap_reply(is, "%s NO [AUTHENTICATIONFAILED] Authentication failed", cmd->tag);
 		return;
 	}
 	start_login(is, cmd->tag, "LOGIN", &cred);
-	memset(&cred, 0, sizeof(cred));
+	explicit_bzero(&cred, sizeof(cred));	/* a plain memset of a dying local may be elided */
 }
 
 /* A base64 SASL PLAIN response, from SASL-IR or the continuation. */
@@ -183,11 +182,12 @@ static void plain_response(struct imap_session *is, const char *tag, const char 
 		return;
 	}
 	if (sasl_plain_decode(b64, len, &cred) < 0) {
+		explicit_bzero(&cred, sizeof(cred));
 		imap_reply(is, "%s NO [AUTHENTICATIONFAILED] Malformed PLAIN response", tag);
 		return;
 	}
 	start_login(is, tag, "PLAIN", &cred);
-	memset(&cred, 0, sizeof(cred));
+	explicit_bzero(&cred, sizeof(cred));
 }
 
 /* EXTERNAL (RFC 4422 App. A): an empty response, or an authzid byte-equal
@@ -219,7 +219,7 @@ static void external_response(struct imap_session *is, const char *tag, const ch
 	snprintf(cred.authcid, sizeof(cred.authcid), "%s", imap_conf(is)->master_user);
 	snprintf(cred.passwd, sizeof(cred.passwd), "%s", is->srv->master_password);
 	start_login(is, tag, "EXTERNAL", &cred);
-	memset(&cred, 0, sizeof(cred));
+	explicit_bzero(&cred, sizeof(cred));	/* the master password */
 }
 
 static void cmd_authenticate(struct imap_session *is, const struct imap_cmd *cmd)

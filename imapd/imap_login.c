@@ -150,7 +150,7 @@ static char *plain_blob(const struct sasl_plain *c)
 	raw[a + 1 + u] = 0;
 	memcpy(raw + a + u + 2, c->passwd, p);
 	char *b64 = b64_encode(raw, a + u + p + 2);
-	memset(raw, 0, sizeof(raw));
+	explicit_bzero(raw, sizeof(raw));
 	return b64;
 }
 
@@ -166,7 +166,7 @@ static void send_login(struct imap_login *l)
 			send_cmd(l, "AUTHENTICATE PLAIN\r\n");
 			enter(l, LS_AUTH_CONT);
 		}
-		memset(b64, 0, strlen(b64));
+		explicit_bzero(b64, strlen(b64));
 		free(b64);
 		return;
 	}
@@ -281,7 +281,7 @@ static void on_response(struct imap_login *l, const char *resp, size_t len)
 			char *b64 = plain_blob(&l->cred);
 			conn_write(l->conn, b64, strlen(b64));
 			conn_write(l->conn, "\r\n", 2);
-			memset(b64, 0, strlen(b64));
+			explicit_bzero(b64, strlen(b64));
 			free(b64);
 			enter(l, LS_AUTH);
 			return;
@@ -409,6 +409,7 @@ static void dial_cb(void *arg, int fd, int index, const char *err)
 	l->index = index;
 	l->have_caps = 0;
 	l->conn = conn_new(fd, IMAP_RESP_MAX + 1024, conn_cb_login, l);
+	conn_set_sensitive(l->conn, true);	/* our AUTHENTICATE / LOGIN may queue */
 	conn_read_start(l->conn);
 	if (l->p.pp_len)	/* before anything else, TLS included */
 		conn_write(l->conn, l->pp, l->p.pp_len);
@@ -442,6 +443,7 @@ struct conn *imap_login_take_conn(struct imap_login *l)
 {
 	struct conn *c = l->conn;
 	l->conn = NULL;
+	conn_set_sensitive(c, false);	/* logged in: the relay's bytes are the user's */
 	return c;
 }
 
@@ -452,7 +454,7 @@ void imap_login_free(struct imap_login **lp)
 		return;
 	upstream_dial_free(&l->dial);
 	conn_free(&l->conn);
-	memset(&l->cred, 0, sizeof(l->cred));
+	explicit_bzero(&l->cred, sizeof(l->cred));
 	l->magic = 0;
 	free(l);
 	*lp = NULL;

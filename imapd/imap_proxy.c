@@ -97,6 +97,7 @@ void imap_proxy_start(struct imap_session *is)
 	mg_timer_stop(&is->deadline);	/* logged in: no more pre-auth deadline */
 	is->up_bol = 1;
 	imap_watch_init(&is->watch);	/* the next client byte starts a command */
+	conn_set_sensitive(is->s.conn, false);	/* the login line is wiped from it */
 	conn_set_cb(is->up, up_cb, is);
 	conn_set_timeout(is->up, idle);
 	conn_set_timeout(is->s.conn, idle);

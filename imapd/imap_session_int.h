@@ -63,6 +63,9 @@ void imap_reply(struct imap_session *is, const char *fmt, ...) __attribute__((fo
  * "* BYE Too many invalid commands" and close. */
 void imap_bad(struct imap_session *is, const char *tag, const char *text);
 void imap_close(struct imap_session *is, const char *result);
+/* Wipes and frees is->cred: every path that lets go of the client's
+ * credentials (login outcome, close, free) goes through here. */
+void imap_drop_credentials(struct imap_session *is);
 void imap_process(struct imap_session *is);
 bool imap_secure(const struct imap_session *is);
 const struct conf *imap_conf(const struct imap_session *is);

@@ -224,6 +224,39 @@ def stop_by_pidfile(pidfile, timeout=10):
         pass
 
 
+def memory_find(pid, needle, max_region=1 << 30):
+    """The writable mappings of process pid whose bytes contain needle, as
+    (mapping name, address) pairs - for tests that secrets are wiped.
+    Mappings over max_region (sanitizer shadow memory) are skipped."""
+    hits, maps = [], []
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                maps.append([line.split(), 0])
+            elif line.startswith("Rss:"):
+                maps[-1][1] = int(line.split()[1])
+    with open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for parts, rss in maps:
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if not parts[1].startswith("rw") or hi - lo > max_region or not rss:
+                continue    # read-only, shadow memory, or never touched
+            pos, tail = lo, b""
+            while pos < hi:
+                n = min(1 << 20, hi - pos)
+                try:
+                    mem.seek(pos)
+                    chunk = mem.read(n)
+                except OSError:
+                    chunk = b""
+                i = (tail + chunk).find(needle)
+                if i >= 0:
+                    hits.append((parts[5] if len(parts) > 5 else "[anon]", hex(pos - len(tail) + i)))
+                    break
+                tail = chunk[-(len(needle) - 1):] if chunk else b""
+                pos += n
+    return hits
+
+
 class LogFile:
     """log() and wait_log() over a server's log file (self.logfile)."""
 

@@ -2,11 +2,14 @@
 injection, oversize literals (BAD and close, never a "+"), overlong lines,
 bad tags (never echoed), the BAD budget, max_auth_failures, garbage
 instead of a TLS handshake; none of it crashes the worker or leaves an
-upstream session behind."""
+upstream session behind. A client's password is wiped from the gateway's
+memory once its login has ended, whatever the outcome."""
+import base64
+import secrets
 import socket
 import time
 
-from mgtest import (GatewayTest, Imap, free_port, imapd_conf, listener, main)
+from mgtest import (GatewayTest, Imap, free_port, imapd_conf, listener, main, memory_find)
 
 
 class ImapSecurity(GatewayTest):
@@ -106,6 +109,78 @@ class ImapSecurity(GatewayTest):
         time.sleep(0.3)
         self.assertEqual(c.cmd("z", "NOOP")[-1], "z OK NOOP completed")
         self.assertIsNone(self.gw.proc.p.poll())
+
+
+
+class PasswordWiped(GatewayTest):
+    """After a login ends - upstream NO, upstream unavailable, or OK - no
+    copy of the client's password is left anywhere in the gateway's
+    writable memory (heap, stack, static data): each form of login sends a
+    fresh random password, and the test reads /proc/PID/mem."""
+
+    def setUp(self):
+        super().setUp()
+        self.good = "Ok" + secrets.token_hex(12)
+        self.dc_port = free_port()
+        self.dc = self.dovecot(imap_port=self.dc_port, users={"alice": "secret", "carol": self.good})
+        self.p_imaps = free_port()
+        self.gw = self.imap_gateway(imapd_conf(self.pki, self.dc_port, listener("imaps", self.p_imaps, "implicit"),
+                                               extra="max_auth_failures = 10"), [self.p_imaps])
+        self.source = 20
+
+    def login(self, form, user, pw):
+        """One login attempt in the given form; returns (client, tagged reply).
+        Each attempt comes from its own address (Dovecot delays repeated
+        failures from one address)."""
+        self.source += 1
+        c = Imap(self.p_imaps, tls=True, source="127.0.0.%d" % self.source, timeout=30)
+        c.line()
+        blob = base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode()).decode()
+        if form == "plain-ir":
+            c.send("a AUTHENTICATE PLAIN %s\r\n" % blob)
+        elif form == "plain-continuation":
+            c.send("a AUTHENTICATE PLAIN\r\n")
+            self.assertEqual(c.line(), "+ ")
+            c.send(blob + "\r\n")
+        elif form == "login-atom":
+            c.send("a LOGIN %s %s\r\n" % (user, pw))
+        elif form == "login-quoted":
+            c.send('a LOGIN "%s" "%s"\r\n' % (user, pw))
+        else:
+            c.send("a LOGIN %s {%d+}\r\n%s\r\n" % (user, len(pw), pw))
+        reply = c.until_tagged("a")[-1]
+        # The login's end is handled before the next command is read.
+        self.assertRegex(c.cmd("z", "NOOP")[-1], r"^z (OK|BAD)")
+        return c, reply
+
+    def assert_wiped(self, pw, what):
+        self.assertEqual(memory_find(self.gw.proc.pid, pw.encode()), [], what)
+
+    FORMS = ("plain-ir", "plain-continuation", "login-atom", "login-quoted", "login-literal")
+
+    def test_after_upstream_no(self):
+        for form in self.FORMS:
+            pw = "No" + secrets.token_hex(12)
+            c, reply = self.login(form, "alice", pw)
+            self.assertRegex(reply, r"^a NO \[AUTHENTICATIONFAILED\]", form)
+            self.assert_wiped(pw, form)
+            c.close()
+
+    def test_after_login_ok(self):
+        for form in self.FORMS:
+            c, reply = self.login(form, "carol", self.good)
+            self.assertRegex(reply, r"^a OK ", form)
+            self.assert_wiped(self.good, form)
+            c.close()
+
+    def test_after_upstream_unavailable(self):
+        self.dc.stop()
+        for form in self.FORMS:
+            pw = "Un" + secrets.token_hex(12)
+            c, reply = self.login(form, "alice", pw)
+            self.assertRegex(reply, r"^a NO \[UNAVAILABLE\]", form)
+            self.assert_wiped(pw, form)
+            c.close()
 
 
 if __name__ == "__main__":
