@@ -251,5 +251,42 @@ class Failover(GatewayTest):
                 self.gw.wait_log(r"imap upstream two 127\.0\.0\.1:%d: %s" % (bad.port, why))
 
 
+
+class NoPlainUpstream(GatewayTest):
+    """An upstream without AUTH=PLAIN (Dovecot with auth_mechanisms =
+    login): a login with an authorization identity cannot be passed on, and
+    the gateway answers the NO itself - a whole line, CRLF included, with
+    the next command's reply on a line of its own. A plain LOGIN goes up
+    as LOGIN with literals and Dovecot's answer comes back intact."""
+
+    def setUp(self):
+        super().setUp()
+        self.dc_port = free_port()
+        self.dc = self.dovecot(imap_port=self.dc_port, users={"alice": "secret"},
+                               extra="auth_mechanisms = login\n")
+        self.p_imaps = free_port()
+        self.gw = self.imap_gateway(imapd_conf(self.pki, self.dc_port, listener("imaps", self.p_imaps, "implicit"),
+                                               extra="max_auth_failures = 5"), [self.p_imaps])
+
+    def test_authzid_refused_with_a_whole_line(self):
+        import base64
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        blob = base64.b64encode(b"bob\0alice\0secret").decode()
+        c.send("a AUTHENTICATE PLAIN %s\r\nb NOOP\r\n" % blob)
+        self.assertEqual(c.line(), "a NO [AUTHENTICATIONFAILED] Upstream cannot log in as another user")
+        self.assertEqual(c.line(), "b OK NOOP completed")
+        self.assertEqual(c.cmd("c", "NOOP"), ["c OK NOOP completed"])
+        self.gw.wait_log(r"auth-failed session=\S+ client=127\.0\.0\.1 user=bob mech=PLAIN")
+
+    def test_login_literals_answer_intact(self):
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        c.send("a LOGIN alice secret\r\nb NOOP\r\n")
+        self.assertEqual(c.line(), "a NO [ALERT] Unsupported authentication mechanism.")
+        self.assertEqual(c.line(), "b OK NOOP completed")
+        self.gw.wait_log(r"imap upstream dovecot: login-literal1 -> login-literal2")
+
+
 if __name__ == "__main__":
     main()

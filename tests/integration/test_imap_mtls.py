@@ -86,5 +86,31 @@ class ImapExternal(GatewayTest):
         self.assertRegex(r.stderr, r"master_password_file: secret file '.*master\.pw' is readable by others")
 
 
+
+class ExternalNoPlainUpstream(GatewayTest):
+    """EXTERNAL logs in through the master user, which needs an
+    authorization identity; an upstream without AUTH=PLAIN cannot take one,
+    so the gateway answers NO itself: a whole line, CRLF included, and the
+    next command's reply on a line of its own."""
+
+    def test_external_refused_with_a_whole_line(self):
+        self.dc_port = free_port()
+        self.dc = self.dovecot(imap_port=self.dc_port, users={"alice@example.org": "secret"},
+                               master_users={"gatewaymaster": "m4ster"}, extra="auth_mechanisms = login\n")
+        pwfile = self.tmp.file("master.pw", "m4ster\n", mode=0o600)
+        self.p_imaps = free_port()
+        conf = imapd_conf(self.pki, self.dc_port, listener("imaps", self.p_imaps, "implicit", 'client_cert = "optional"'),
+                          tls_extra='client_ca = "%s/ca.pem"' % self.pki,
+                          extra='master_user = "gatewaymaster"\nmaster_password_file = "%s"\n' % pwfile)
+        self.gw = self.imap_gateway(conf, [self.p_imaps])
+        ctx = client_context()
+        ctx.load_cert_chain("%s/peer.pem" % self.pki, "%s/peer.key" % self.pki)
+        c = Imap(self.p_imaps, tls=True, ctx=ctx)
+        self.assertIn("AUTH=EXTERNAL", c.line())
+        c.send("a AUTHENTICATE EXTERNAL =\r\nb NOOP\r\n")
+        self.assertEqual(c.line(), "a NO [AUTHENTICATIONFAILED] Upstream cannot log in as another user")
+        self.assertEqual(c.line(), "b OK NOOP completed")
+
+
 if __name__ == "__main__":
     main()
