@@ -48,6 +48,42 @@ static bool is_string(const struct imap_arg *a)
 	return a->type == IMAP_ARG_ATOM || a->type == IMAP_ARG_STRING;
 }
 
+/* Who tried, for auth-failed and the session line (user may be NULL:
+ * not known, e.g. a PLAIN blob that does not parse). */
+static void note_attempt(struct imap_session *is, const char *user, const char *mech)
+{
+	if (user && user != is->user) {
+		free(is->user);
+		is->user = xstrdup(user);
+	}
+	if (mech != is->mech)
+		snprintf(is->mech, sizeof(is->mech), "%s", mech);
+}
+
+/* Every refused login - the upstream's NO or the gateway's own refusal
+ * (malformed PLAIN, a NUL or over-long field, EXTERNAL refused, the
+ * master user) - logs auth-failed and counts toward max_auth_failures
+ * (DESIGN.md §5.2, §7), so none of them is a free guess; the one reaching
+ * the limit is followed by BYE and close. The NO itself is sent first. */
+static void auth_failed(struct imap_session *is, const char *user, const char *mech)
+{
+	note_attempt(is, user, mech);
+	is->auth_failures++;
+	session_log_auth_failed(&is->s, user, mech);
+	if (is->auth_failures >= (unsigned)imap_conf(is)->max_auth_failures) {
+		imap_reply(is, "* BYE Too many authentication failures");
+		imap_close(is, "auth-failures");
+	}
+}
+
+/* The gateway's own refusal of a login. */
+static void refuse_login(struct imap_session *is, const char *tag, const char *user, const char *mech,
+			 const char *text)
+{
+	imap_reply(is, "%s NO [AUTHENTICATIONFAILED] %s", tag, text);
+	auth_failed(is, user, mech);
+}
+
 /* The login finished one way or the other (from the login's callback). */
 static void login_done(void *owner, enum login_event ev, const char *data, size_t len, const char *why)
 {
@@ -80,14 +116,10 @@ static void login_done(void *owner, enum login_event ev, const char *data, size_
 		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
 		imap_login_free(&is->login);	/* a retry reconnects */
 		imap_drop_credentials(is);
-		is->auth_failures++;
-		session_log_auth_failed(&is->s, is->user, is->mech);
 		imap_enter(is, IS_PREAUTH);
-		if (is->auth_failures >= (unsigned)imap_conf(is)->max_auth_failures) {
-			imap_reply(is, "* BYE Too many authentication failures");
-			imap_close(is, "auth-failures");
+		auth_failed(is, is->user, is->mech);
+		if (is->state == IS_CLOSING)
 			return;
-		}
 		imap_process(is);	/* bytes held during the login */
 		conn_uncork(c);
 		return;
@@ -111,9 +143,7 @@ static void start_login(struct imap_session *is, const char *tag, const char *me
 	struct login_params p;
 	if (tag != is->tag)	/* the SASL continuation passes is->tag itself */
 		snprintf(is->tag, sizeof(is->tag), "%s", tag);
-	snprintf(is->mech, sizeof(is->mech), "%s", mech);
-	free(is->user);
-	is->user = xstrdup(who);
+	note_attempt(is, who, mech);
 	is->cred = xmalloc(sizeof(*is->cred));
 	*is->cred = *cred;
 	memset(&p, 0, sizeof(p));
@@ -159,10 +189,11 @@ static void cmd_login(struct imap_session *is, const struct imap_cmd *cmd)
 		return;
 	}
 	memset(&cred, 0, sizeof(cred));
-	if (!copy_field(cred.authcid, sizeof(cred.authcid), &cmd->args[0]) ||
-	    !copy_field(cred.passwd, sizeof(cred.passwd), &cmd->args[1])) {
+	bool named = copy_field(cred.authcid, sizeof(cred.authcid), &cmd->args[0]);
+	if (!named || !copy_field(cred.passwd, sizeof(cred.passwd), &cmd->args[1])) {
+		/* A NUL or an over-long field: no upstream would take it. */
+		refuse_login(is, cmd->tag, named ? cred.authcid : NULL, "LOGIN", "Authentication failed");
 		explicit_bzero(&cred, sizeof(cred));
-		imap_reply(is, "%s NO [AUTHENTICATIONFAILED] Authentication failed", cmd->tag);
 		return;
 	}
 	start_login(is, cmd->tag, "LOGIN", &cred);
@@ -183,7 +214,7 @@ static void plain_response(struct imap_session *is, const char *tag, const char 
 	}
 	if (sasl_plain_decode(b64, len, &cred) < 0) {
 		explicit_bzero(&cred, sizeof(cred));
-		imap_reply(is, "%s NO [AUTHENTICATIONFAILED] Malformed PLAIN response", tag);
+		refuse_login(is, tag, NULL, "PLAIN", "Malformed PLAIN response");
 		return;
 	}
 	start_login(is, tag, "PLAIN", &cred);
@@ -207,11 +238,7 @@ static void external_response(struct imap_session *is, const char *tag, const ch
 	bool same = alen == 0 || (alen == strlen(is->ext_user) && memcmp(authzid, is->ext_user, alen) == 0);
 	free(authzid);
 	if (!same) {
-		free(is->user);
-		is->user = xstrdup(is->ext_user);
-		snprintf(is->mech, sizeof(is->mech), "EXTERNAL");
-		session_log_auth_failed(&is->s, is->ext_user, "EXTERNAL");
-		imap_reply(is, "%s NO [AUTHENTICATIONFAILED] Authorization identity not allowed", tag);
+		refuse_login(is, tag, is->ext_user, "EXTERNAL", "Authorization identity not allowed");
 		return;
 	}
 	memset(&cred, 0, sizeof(cred));
@@ -250,7 +277,7 @@ static void cmd_authenticate(struct imap_session *is, const struct imap_cmd *cmd
 		if (!external_offered(is)) {
 			log_info("session %s: EXTERNAL refused: identity=%s", is->s.id,
 				 imap_conf(is)->master_user[0] ? peer_ext_map_name(is->ext) : "no-master-user");
-			imap_reply(is, "%s NO [AUTHENTICATIONFAILED] No certificate identity", cmd->tag);
+			refuse_login(is, cmd->tag, NULL, "EXTERNAL", "No certificate identity");
 			return;
 		}
 		if (cmd->nargs == 2) {

@@ -59,6 +59,17 @@ class ImapExternal(GatewayTest):
         lines = c.cmd("a", "AUTHENTICATE EXTERNAL " + base64.b64encode(b"bob").decode())
         self.assertRegex(lines[-1], r"^a NO \[AUTHENTICATIONFAILED\]")
         self.assertNotIn("user=<bob>", self.dc.log())
+        # Each refusal counts toward max_auth_failures (3 by default).
+        self.assertRegex(c.cmd("b", "AUTHENTICATE EXTERNAL " + base64.b64encode(b"carol").decode())[-1],
+                         r"^b NO \[AUTHENTICATIONFAILED\]")
+        c.send("c AUTHENTICATE EXTERNAL\r\n")
+        self.assertEqual(c.line(), "+ ")
+        c.send(base64.b64encode(b"ALICE@example.org").decode() + "\r\n")   # byte-equal or nothing
+        self.assertRegex(c.line(), r"^c NO \[AUTHENTICATIONFAILED\]")
+        self.assertEqual(c.line(), "* BYE Too many authentication failures")
+        self.assertTrue(c.closed())
+        self.gw.wait_log(r"(?s)(?:auth-failed session=\S+ client=127\.0\.0\.1 user=alice@example\.org "
+                         r"mech=EXTERNAL\n.*){3}.*user=alice@example\.org .*result=auth-failures")
 
     def test_no_mapping_no_external(self):
         for cert in (None, "cnonly", "foreign", "expired"):

@@ -5,6 +5,7 @@ instead of a TLS handshake; none of it crashes the worker or leaves an
 upstream session behind. A client's password is wiped from the gateway's
 memory once its login has ended, whatever the outcome."""
 import base64
+import re
 import secrets
 import socket
 import time
@@ -79,6 +80,31 @@ class ImapSecurity(GatewayTest):
         self.assertEqual(c.line(), "* BYE Too many authentication failures")
         self.assertTrue(c.closed())
         self.gw.wait_log(r"result=auth-failures")
+
+    def test_every_refused_login_counts(self):
+        """Logins the gateway refuses itself - a malformed PLAIN blob, a NUL
+        or an over-long field - count toward max_auth_failures (2 here)
+        exactly like a wrong password, and log auth-failed."""
+        blob = base64.b64encode(b"alice\0secret").decode()          # one NUL: malformed
+        kinds = (("malformed PLAIN", "AUTHENTICATE PLAIN " + blob, None, "PLAIN"),
+                 ("NUL in the password", "LOGIN alice {7+}\r\nsec\0ret", "alice", "LOGIN"),
+                 ("over-long password", 'LOGIN alice "%s"' % ("p" * 1100), "alice", "LOGIN"),
+                 ("over-long name", 'LOGIN "%s" secret' % ("u" * 300), None, "LOGIN"))
+        for label, command, user, mech in kinds:
+            with self.subTest(kind=label):
+                c = Imap(self.p_imaps, tls=True)
+                c.line()
+                self.assertRegex(c.cmd("a", command)[-1], r"^a NO \[AUTHENTICATIONFAILED\] ")
+                c.send("b %s\r\n" % command)
+                self.assertRegex(c.line(), r"^b NO \[AUTHENTICATIONFAILED\] ")
+                self.assertEqual(c.line(), "* BYE Too many authentication failures")
+                self.assertTrue(c.closed())
+        log = self.gw.wait_log(r"(?s)(?:result=auth-failures.*){4}").string
+        self.assertEqual(len(re.findall(r"auth-failed session=\S+ client=127\.0\.0\.1 user=alice mech=LOGIN\n",
+                                        log)), 4)
+        self.assertEqual(len(re.findall(r"auth-failed session=\S+ client=127\.0\.0\.1 mech=(PLAIN|LOGIN)\n",
+                                        log)), 4)
+        self.assertNotIn("Login: user=<alice>", self.dc.log())
 
     def test_held_bytes_after_failed_login_are_commands(self):
         c = Imap(self.p_imaps, tls=True)
