@@ -11,6 +11,7 @@
 #include "strbuf.h"
 #include "xmem.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,25 @@ static void refuse_login(struct imap_session *is, const char *tag, const char *u
 {
 	imap_reply(is, "%s NO [AUTHENTICATIONFAILED] %s", tag, text);
 	auth_failed(is, user, mech);
+}
+
+/* DESIGN.md §5.2: nobody logs in as master_user from outside, or its
+ * password is open to guessing from the Internet. Case-insensitive, as
+ * upstreams usually compare names; and also the upstream's own way of
+ * naming a master login inside the user name, "user*master" (Dovecot's
+ * auth_master_user_separator): the name ending in master_user after a
+ * byte that user names do not use as such (not a letter, digit, '.',
+ * '-', '_', '@' or '+'). */
+static bool is_master_user(const struct imap_session *is, const char *name)
+{
+	const char *m = imap_conf(is)->master_user;
+	size_t nl = strlen(name), ml = strlen(m);
+	if (!ml || nl < ml || strcasecmp(name + nl - ml, m) != 0)
+		return false;
+	if (nl == ml)
+		return true;
+	unsigned char sep = (unsigned char)name[nl - ml - 1];
+	return !isalnum(sep) && !strchr(".-_@+", sep);
 }
 
 /* The login finished one way or the other (from the login's callback). */
@@ -196,6 +216,13 @@ static void cmd_login(struct imap_session *is, const struct imap_cmd *cmd)
 		explicit_bzero(&cred, sizeof(cred));
 		return;
 	}
+	if (is_master_user(is, cred.authcid)) {
+		/* Like a wrong password (Dovecot's words), and no upstream hears of it. */
+		log_info("session %s: LOGIN as the master user refused", is->s.id);
+		refuse_login(is, cmd->tag, cred.authcid, "LOGIN", "Authentication failed.");
+		explicit_bzero(&cred, sizeof(cred));
+		return;
+	}
 	start_login(is, cmd->tag, "LOGIN", &cred);
 	explicit_bzero(&cred, sizeof(cred));	/* a plain memset of a dying local may be elided */
 }
@@ -215,6 +242,12 @@ static void plain_response(struct imap_session *is, const char *tag, const char 
 	if (sasl_plain_decode(b64, len, &cred) < 0) {
 		explicit_bzero(&cred, sizeof(cred));
 		refuse_login(is, tag, NULL, "PLAIN", "Malformed PLAIN response");
+		return;
+	}
+	if (is_master_user(is, cred.authcid)) {
+		log_info("session %s: PLAIN as the master user refused", is->s.id);
+		refuse_login(is, tag, cred.authcid, "PLAIN", "Authentication failed.");
+		explicit_bzero(&cred, sizeof(cred));
 		return;
 	}
 	start_login(is, tag, "PLAIN", &cred);

@@ -138,6 +138,52 @@ class ImapSecurity(GatewayTest):
 
 
 
+class MasterUser(GatewayTest):
+    """DESIGN.md §5.2: the master user (EXTERNAL's way in) is never a login
+    name from outside, or its password would be open to guessing: a LOGIN
+    name or PLAIN authcid equal to it in any case - or naming it the way
+    Dovecot's auth_master_user_separator does, "user*master" - is refused
+    like a wrong password, never reaches the upstream, and counts toward
+    max_auth_failures."""
+
+    def setUp(self):
+        super().setUp()
+        self.dc_port = free_port()
+        self.dc = self.dovecot(imap_port=self.dc_port, users={"alice": "secret", "it-gatewaymaster": "pw"},
+                               master_users={"gatewaymaster": "m4ster"})
+        pwfile = self.tmp.file("master.pw", "m4ster\n", mode=0o600)
+        self.p_imaps = free_port()
+        self.gw = self.imap_gateway(imapd_conf(self.pki, self.dc_port, listener("imaps", self.p_imaps, "implicit"),
+                                               extra='master_user = "gatewaymaster"\nmaster_password_file = "%s"\n'
+                                                     "max_auth_failures = 2" % pwfile), [self.p_imaps])
+
+    def test_master_user_refused_and_counted(self):
+        b64 = lambda raw: base64.b64encode(raw).decode()
+        attempts = (("PLAIN authcid", "AUTHENTICATE PLAIN " + b64(b"alice\0gatewaymaster\0m4ster"), "PLAIN"),
+                    ("LOGIN, other case", "LOGIN GatewayMaster m4ster", "LOGIN"),
+                    ("LOGIN user*master", 'LOGIN "alice*gatewaymaster" m4ster', "LOGIN"),
+                    ("PLAIN user*master", "AUTHENTICATE PLAIN " + b64(b"\0alice*GATEWAYMASTER\0m4ster"), "PLAIN"))
+        for label, command, mech in attempts:
+            with self.subTest(attempt=label):
+                c = Imap(self.p_imaps, tls=True)
+                c.line()
+                self.assertEqual(c.cmd("a", command), ["a NO [AUTHENTICATIONFAILED] Authentication failed."])
+                c.send("b %s\r\n" % command)
+                self.assertEqual(c.line(), "b NO [AUTHENTICATIONFAILED] Authentication failed.")
+                self.assertEqual(c.line(), "* BYE Too many authentication failures")
+                self.assertTrue(c.closed())
+                self.gw.wait_log(r"auth-failed session=\S+ client=127\.0\.0\.1 user=\S*(?i:gatewaymaster) "
+                                 r"mech=%s" % mech)
+        log = self.gw.wait_log(r"(?s)(?:result=auth-failures.*){4}").string
+        self.assertNotIn("dial -> greeting", log)          # no upstream ever heard of them
+        self.assertNotIn("Login: user=<alice>", self.dc.log())
+        # Real users are not affected, a name merely ending in it included.
+        for user, pw in (("alice", "secret"), ("it-gatewaymaster", "pw")):
+            c = Imap(self.p_imaps, tls=True)
+            c.line()
+            self.assertRegex(c.cmd("a", "LOGIN %s %s" % (user, pw))[-1], r"^a OK ")
+
+
 class PasswordWiped(GatewayTest):
     """After a login ends - upstream NO, upstream unavailable, or OK - no
     copy of the client's password is left anywhere in the gateway's
