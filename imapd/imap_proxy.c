@@ -34,7 +34,7 @@ static void relay(struct conn *from, struct conn *to, struct imap_session *is, b
 static void idle_timeout(struct imap_session *is)
 {
 	if (!is->watch.compress && is->up_bol)
-		conn_write(is->s.conn, "* BYE Autologout; idle for too long\r\n", 37);
+		imap_reply(is, "* BYE Autologout; idle for too long");	/* no hand-counted length */
 	imap_close(is, "timeout");
 }
 
