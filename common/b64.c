@@ -39,6 +39,7 @@ int b64_decode(const char *s, size_t len, unsigned char **out, size_t *outlen)
 		return -1;
 	*out = (unsigned char *)xmemdup0(res.data, res.size);
 	*outlen = res.size;
+	gnutls_memset(res.data, 0, res.size);	/* decoded SASL: may be a password */
 	gnutls_free(res.data);
 	return 0;
 }
@@ -53,6 +54,7 @@ char *b64_encode(const void *p, size_t len)
 	if (gnutls_base64_encode2(&in, &res) < 0)
 		return xstrdup("");
 	char *s = xmemdup0(res.data, res.size);
+	gnutls_memset(res.data, 0, res.size);	/* a PLAIN blob, as good as the password */
 	gnutls_free(res.data);
 	return s;
 }

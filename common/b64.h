@@ -8,7 +8,9 @@
 /* 1 if s[0..len) is non-empty, canonical padded base64. */
 int b64_valid(const char *s, size_t len);
 /* Decodes into a fresh buffer (NUL-terminated for convenience; *outlen
- * excludes it). Returns 0, or -1 when the input is not valid base64. */
+ * excludes it). Returns 0, or -1 when the input is not valid base64.
+ * SASL payloads carry passwords: both functions wipe GnuTLS's buffer
+ * before freeing it; the caller wipes the result it owns. */
 int b64_decode(const char *s, size_t len, unsigned char **out, size_t *outlen);
 /* Encodes into a fresh NUL-terminated string. */
 char *b64_encode(const void *in, size_t len);

@@ -5,6 +5,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A bigger block for b->len unread bytes; the old one wiped when asked. */
+static void grow(struct buf *b, size_t cap)
+{
+	if (!b->wipe) {
+		b->data = xreallocarray(b->data, cap, 1);
+		return;
+	}
+	char *n = xmalloc(cap);
+	if (b->len)
+		memcpy(n, b->data, b->len);	/* already compacted to offset 0 */
+	if (b->data)
+		explicit_bzero(b->data, b->cap);
+	free(b->data);
+	b->data = n;
+}
+
 char *buf_reserve(struct buf *b, size_t want, size_t *avail)
 {
 	if (b->cap - b->off - b->len < want) {
@@ -19,7 +35,7 @@ char *buf_reserve(struct buf *b, size_t want, size_t *avail)
 				memmove(b->data, b->data + b->off, b->len);
 				b->off = 0;
 			}
-			b->data = xreallocarray(b->data, cap, 1);
+			grow(b, cap);
 			b->cap = cap;
 		}
 	}
@@ -54,9 +70,20 @@ void buf_consume(struct buf *b, size_t n)
 
 void buf_clear(struct buf *b)
 {
+	if (b->wipe && b->data)
+		explicit_bzero(b->data, b->cap);
 	free(b->data);
 	b->data = NULL;
 	b->off = b->len = b->cap = 0;
+}
+
+void buf_set_wipe(struct buf *b, bool on)
+{
+	if (b->wipe && !on && b->data) {
+		explicit_bzero(b->data, b->off);
+		explicit_bzero(b->data + b->off + b->len, b->cap - b->off - b->len);
+	}
+	b->wipe = on;
 }
 
 long buf_find_lf(const struct buf *b, size_t from)

@@ -4,6 +4,7 @@
 #ifndef MG_BUF_H
 #define MG_BUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct buf {
@@ -11,6 +12,7 @@ struct buf {
 	size_t off;		/* start of unread bytes */
 	size_t len;		/* unread bytes */
 	size_t cap;
+	bool wipe;		/* may hold secrets: wiped whenever storage is let go */
 };
 
 static inline size_t buf_len(const struct buf *b) { return b->len; }
@@ -23,6 +25,10 @@ void buf_commit(struct buf *b, size_t n);
 void buf_append(struct buf *b, const void *p, size_t n);
 void buf_consume(struct buf *b, size_t n);	/* frees the storage when empty */
 void buf_clear(struct buf *b);
+/* With on, storage is wiped before it is freed or moved by a growth (a
+ * login's credentials pass through). Turning it off wipes what the queue
+ * no longer holds (consumed bytes, room), keeping only the unread bytes. */
+void buf_set_wipe(struct buf *b, bool on);
 /* Index of the first LF at or after from, or -1. */
 long buf_find_lf(const struct buf *b, size_t from);
 

@@ -43,7 +43,9 @@ struct conn {
 	const char *err;
 	unsigned reading : 1, eof : 1, eof_delivered : 1, failed : 1, fail_delivered : 1,
 	    handshaking : 1, hs_want_write : 1, read_wants_write : 1, write_wants_read : 1,
-	    want_drained : 1, tls_ready : 1, kicked : 1, corked : 1;
+	    want_drained : 1, tls_ready : 1, kicked : 1, corked : 1,
+	    shut_wr : 1 /* conn_shutdown_write() asked */, wr_closed : 1 /* and done */,
+	    sensitive : 1;
 };
 
 static struct ev_loop *loop;
@@ -133,7 +135,8 @@ static void conn_arm(struct conn *c)
 		r = (c->reading && !c->eof && c->in.len < c->in_max && !c->read_wants_write) ||
 		    c->write_wants_read;
 		w = (c->out.len && !c->write_wants_read) || c->read_wants_write ||
-		    (c->want_drained && !c->out.len);
+		    (c->want_drained && !c->out.len) ||
+		    (c->shut_wr && !c->wr_closed && !c->write_wants_read);
 	}
 	set_watcher(&c->rio, r);
 	set_watcher(&c->wio, w);
@@ -325,6 +328,18 @@ static void fail(struct conn *c, const char *why)
 	}
 }
 
+/* The half-close, once the output queue is empty (conn_shutdown_write). */
+static void shut_write_step(struct conn *c)
+{
+	if (!c->shut_wr || c->wr_closed || c->out.len || c->failed || c->handshaking)
+		return;
+	if (c->tls && c->tls_ready && tls_bye(c->tls) == TLS_WANT_WRITE)
+		return;	/* the write watcher brings us back */
+	c->wr_closed = 1;
+	if (shutdown(c->fd, SHUT_WR) < 0 && errno != ENOTCONN)
+		fail(c, strerror(errno));
+}
+
 /* Writes queued output until the socket would block. No callbacks. */
 static void flush(struct conn *c)
 {
@@ -357,6 +372,7 @@ static void flush(struct conn *c)
 		c->bytes_out += (uint64_t)r;
 		touch(c);
 	}
+	shut_write_step(c);
 }
 
 /* Reads while there is room. Returns the number of bytes queued. */
@@ -528,7 +544,7 @@ static size_t write_direct(struct conn *c, const char *p, size_t n)
 
 void conn_write(struct conn *c, const void *p, size_t n)
 {
-	if (c->failed || !n)
+	if (c->failed || c->shut_wr || !n)
 		return;
 	if (!c->out.len && !c->corked && !c->handshaking && !c->write_wants_read &&
 	    !ev_is_active(&c->wio)) {
@@ -576,9 +592,27 @@ void conn_notify_drained(struct conn *c)
 		ev_feed_event(loop, &c->wio, EV_WRITE);	/* see conn_io */
 }
 
+void conn_set_sensitive(struct conn *c, bool on)
+{
+	c->sensitive = on;
+	buf_set_wipe(&c->in, on);
+	buf_set_wipe(&c->out, on);
+	if (c->tls)
+		tls_set_wipe(c->tls, on);
+}
+
+void conn_shutdown_write(struct conn *c)
+{
+	c->shut_wr = 1;
+	if (!c->corked && !ev_is_active(&c->wio) && !c->write_wants_read)
+		flush(c);	/* nothing queued: at once */
+	conn_arm(c);
+}
+
 void conn_start_tls(struct conn *c, struct tls_session *s)
 {
 	c->tls = s;
+	tls_set_wipe(s, c->sensitive);
 	c->handshaking = 1;
 	c->hs_want_write = 0;
 	buf_clear(&c->in);

@@ -71,6 +71,20 @@ void conn_uncork(struct conn *c);
  * owner that closes mid-handshake is told it may free the conn. */
 void conn_notify_drained(struct conn *c);
 
+/* Sensitive: credentials may pass through (a login); both queues are
+ * wiped whenever their storage is freed or moved, turning it off wipes
+ * everything but the bytes still queued, and TLS wipes each received
+ * record's plaintext (tls_set_wipe). Off by default (the relay of a
+ * logged-in session is not worth the cycles). */
+void conn_set_sensitive(struct conn *c, bool on);
+
+/* Half-close: ends our sending direction once everything queued has
+ * gone - TLS close_notify when TLS is up, then shutdown(SHUT_WR) - as a
+ * TCP proxy passes on its client's FIN. Reading goes on: the peer's
+ * remaining output still arrives, then its EOF. Later conn_write()s are
+ * dropped. No event of its own; the usual ones keep coming. */
+void conn_shutdown_write(struct conn *c);
+
 /* Starts a TLS handshake on the conn, taking ownership of s. The input
  * queue must be empty (STARTTLS discards pipelined bytes first). */
 void conn_start_tls(struct conn *c, struct tls_session *s);

@@ -1,6 +1,8 @@
 /* tls: per-connection sessions over non-blocking sockets.
  *
- * GnuTLS is driven directly on the fd (gnutls_transport_set_int). Every
+ * GnuTLS is driven directly on the fd: it sends with its own functions,
+ * and receives through transport_pull(), which keeps a TCP half-close by
+ * the peer from invalidating the session (see there). Every
  * call maps GNUTLS_E_AGAIN / INTERRUPTED to TLS_WANT_READ or WANT_WRITE
  * using gnutls_record_get_direction(); an interrupted record_send is
  * resumed with (NULL, 0) as the GnuTLS manual requires. Decrypted bytes can
@@ -13,10 +15,13 @@
 #include "xmem.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 void tls_global_init(void)
 {
@@ -82,6 +87,43 @@ static int client_hello_hook(gnutls_session_t gs, unsigned htype, unsigned when,
 	return 0;
 }
 
+/* The receiving half of the transport. A TCP FIN from the peer is noted
+ * and reported to GnuTLS as "no data yet": to GnuTLS an EOF without
+ * close_notify is a fatal error that invalidates the session, and after
+ * that it refuses to send - so a peer that shuts down its write side
+ * after its last commands (a half-close, as any TCP client may do) would
+ * never get their replies. tls_recv() turns the note into TLS_CLOSED, a
+ * handshake cut short fails (see starved()). */
+static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
+{
+	struct tls_session *s = ptr;
+	ssize_t r = recv(s->fd, buf, len, 0);
+	if (r == 0 && len) {
+		s->peer_fin = 1;
+		errno = EAGAIN;
+		return -1;
+	}
+	return r;
+}
+
+/* GnuTLS's default would take the transport pointer for an fd. */
+static int transport_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms)
+{
+	struct tls_session *s = ptr;
+	struct pollfd p = { .fd = s->fd, .events = POLLIN };
+	if (s->peer_fin)
+		return 1;	/* readable: the EOF */
+	return poll(&p, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
+}
+
+static void set_transport(struct tls_session *s, int fd)
+{
+	s->fd = fd;
+	gnutls_transport_set_ptr2(s->gs, s, (gnutls_transport_ptr_t)(intptr_t)fd);
+	gnutls_transport_set_pull_function(s->gs, transport_pull);
+	gnutls_transport_set_pull_timeout_function(s->gs, transport_pull_timeout);
+}
+
 struct tls_session *tls_session_server(struct tls_server *srv, int fd, enum client_cert_mode mode)
 {
 	struct tls_session *s = xcalloc(1, sizeof(*s));
@@ -108,7 +150,7 @@ struct tls_session *tls_session_server(struct tls_server *srv, int fd, enum clie
 		gnutls_handshake_set_hook_function(s->gs, GNUTLS_HANDSHAKE_CLIENT_HELLO,
 						   GNUTLS_HOOK_PRE, client_hello_hook);
 	}
-	gnutls_transport_set_int(s->gs, fd);
+	set_transport(s, fd);
 	return s;
 }
 
@@ -136,8 +178,22 @@ struct tls_session *tls_session_client(struct tls_client *cli, int fd, const cha
 	s->verify_host = xstrdup(name && domain_normalize(name, strlen(name), ref, sizeof(ref)) == 0 ? ref : "");
 	if (cli->nalpn)
 		gnutls_alpn_set_protocols(s->gs, cli->alpn, cli->nalpn, 0);
-	gnutls_transport_set_int(s->gs, fd);
+	set_transport(s, fd);
 	return s;
+}
+
+static void drop_held(struct tls_session *s)
+{
+	gnutls_datum_t d;
+	if (!s->held)
+		return;
+	if (s->wipe) {
+		gnutls_packet_get(s->held, &d, NULL);
+		explicit_bzero(d.data, d.size);
+	}
+	gnutls_packet_deinit(s->held);
+	s->held = NULL;
+	s->held_off = 0;
 }
 
 void tls_session_free(struct tls_session **sp)
@@ -145,6 +201,7 @@ void tls_session_free(struct tls_session **sp)
 	struct tls_session *s = *sp;
 	if (!s)
 		return;
+	drop_held(s);
 	gnutls_deinit(s->gs);
 	tls_peer_free(s->peer);
 	free(s->reason_owned);
@@ -157,6 +214,13 @@ void tls_session_free(struct tls_session **sp)
 static int want(struct tls_session *s)
 {
 	return gnutls_record_get_direction(s->gs) ? TLS_WANT_WRITE : TLS_WANT_READ;
+}
+
+/* After GNUTLS_E_AGAIN: GnuTLS waits for bytes the peer will never send
+ * (its FIN has been read), so waiting would only spin on a readable fd. */
+static bool starved(struct tls_session *s)
+{
+	return s->peer_fin && !gnutls_record_get_direction(s->gs);
 }
 
 /* GnuTLS leaves alerting to the application when a handshake fails:
@@ -177,6 +241,10 @@ int tls_handshake(struct tls_session *s)
 		int r = gnutls_handshake(s->gs);
 		if (r == GNUTLS_E_SUCCESS)
 			break;
+		if ((r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) && starved(s)) {
+			tls_set_reason(s, "%s", gnutls_strerror(GNUTLS_E_PREMATURE_TERMINATION));
+			return TLS_FAILED;
+		}
 		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
 			return want(s);
 		if (!gnutls_error_is_fatal(r))
@@ -211,15 +279,59 @@ int tls_handshake(struct tls_session *s)
 	return TLS_OK;
 }
 
+void tls_set_wipe(struct tls_session *s, bool on)
+{
+	if (s->wipe && !on && s->held) {	/* what was handed out of it */
+		gnutls_datum_t d;
+		gnutls_packet_get(s->held, &d, NULL);
+		explicit_bzero(d.data, s->held_off);
+	}
+	s->wipe = on;
+}
+
+/* Copies from the held record; drops (wipes) it once handed out whole. */
+static ssize_t take_held(struct tls_session *s, void *buf, size_t len)
+{
+	gnutls_datum_t d;
+	gnutls_packet_get(s->held, &d, NULL);
+	size_t n = d.size - s->held_off;
+	if (n > len)
+		n = len;
+	memcpy(buf, d.data + s->held_off, n);
+	s->held_off += n;
+	if (s->held_off >= d.size)
+		drop_held(s);
+	return (ssize_t)n;
+}
+
+/* One record's plaintext as a packet, so that it can be wiped. */
+static ssize_t recv_wiped(struct tls_session *s, void *buf, size_t len)
+{
+	gnutls_packet_t p = NULL;
+	ssize_t r = gnutls_record_recv_packet(s->gs, &p);
+	if (r <= 0 || !p) {
+		if (p)
+			gnutls_packet_deinit(p);
+		return r;
+	}
+	s->held = p;
+	s->held_off = 0;
+	return take_held(s, buf, len);
+}
+
 ssize_t tls_recv(struct tls_session *s, void *buf, size_t len)
 {
+	if (s->held)
+		return take_held(s, buf, len);
 	for (;;) {
-		ssize_t r = gnutls_record_recv(s->gs, buf, len);
+		ssize_t r = s->wipe ? recv_wiped(s, buf, len) : gnutls_record_recv(s->gs, buf, len);
 		if (r > 0)
 			return r;
 		if (r == 0)
 			return TLS_CLOSED;
-		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+		if ((r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) && starved(s))
+			r = GNUTLS_E_PREMATURE_TERMINATION;	/* the FIN, at a record boundary or not */
+		else if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
 			return want(s);
 		if (r == GNUTLS_E_PREMATURE_TERMINATION) {
 			tls_set_reason(s, "connection closed without close_notify");
@@ -248,6 +360,10 @@ ssize_t tls_send(struct tls_session *s, const void *buf, size_t len)
 		s->send_pending = 0;
 		return r;
 	}
+	if ((r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) && starved(s)) {
+		tls_set_reason(s, "%s", gnutls_strerror(GNUTLS_E_PREMATURE_TERMINATION));
+		return TLS_FAILED;
+	}
 	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
 		s->send_pending = 1;
 		return want(s);
@@ -258,15 +374,24 @@ ssize_t tls_send(struct tls_session *s, const void *buf, size_t len)
 
 size_t tls_pending(struct tls_session *s)
 {
-	return gnutls_record_check_pending(s->gs);
+	size_t held = 0;
+	if (s->held) {
+		gnutls_datum_t d;
+		gnutls_packet_get(s->held, &d, NULL);
+		held = d.size - s->held_off;
+	}
+	return held + gnutls_record_check_pending(s->gs);
 }
 
-void tls_bye(struct tls_session *s)
+int tls_bye(struct tls_session *s)
 {
 	if (s->bye_sent)
-		return;
+		return TLS_OK;
+	int r = gnutls_bye(s->gs, GNUTLS_SHUT_WR);
+	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+		return TLS_WANT_WRITE;	/* the alert is held: call again */
 	s->bye_sent = 1;
-	gnutls_bye(s->gs, GNUTLS_SHUT_WR);
+	return r < 0 ? TLS_FAILED : TLS_OK;
 }
 
 const char *tls_reason(const struct tls_session *s)

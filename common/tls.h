@@ -133,8 +133,17 @@ ssize_t tls_recv(struct tls_session *s, void *buf, size_t len);
 ssize_t tls_send(struct tls_session *s, const void *buf, size_t len);
 /* Decrypted bytes buffered inside GnuTLS (they never wake the event loop). */
 size_t tls_pending(struct tls_session *s);
-/* Sends close_notify once, without blocking; best effort. */
-void tls_bye(struct tls_session *s);
+/* With on, each received record is taken from GnuTLS whole and its
+ * plaintext wiped once handed out (GnuTLS frees its record buffers
+ * unwiped, and a login's password would linger there). Costs a wipe per
+ * record: meant for the pre-login phase only. Turning it off wipes what
+ * was already handed out of a record still held. */
+void tls_set_wipe(struct tls_session *s, bool on);
+/* Sends close_notify once, without blocking: TLS_OK once it went (or
+ * failed for good: TLS_FAILED), TLS_WANT_WRITE when the socket had no
+ * room - call again when it is writable. Receiving may go on after it
+ * (TLS 1.3 half-close; the peer's remaining data, then its EOF). */
+int tls_bye(struct tls_session *s);
 
 /* Why the last call failed (static string or owned by the session). */
 const char *tls_reason(const struct tls_session *s);

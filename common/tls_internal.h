@@ -54,8 +54,13 @@ struct tls_session {
 	uint8_t send_pending;
 	uint8_t cert_failed;
 	uint8_t bye_sent;
+	uint8_t peer_fin;	/* the peer's TCP FIN was read (transport_pull) */
+	uint8_t wipe;		/* tls_set_wipe(): received plaintext may be secret */
 	uint8_t alert;		/* alert to send when the handshake fails, 0 = none */
 	gnutls_session_t gs;
+	int fd;
+	gnutls_packet_t held;	/* wipe: the record being handed out */
+	size_t held_off;	/* bytes of it already handed out */
 	struct tls_server *srv;
 	struct tls_client *cli;
 	struct tls_peer *peer;

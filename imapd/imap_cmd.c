@@ -11,6 +11,7 @@
 #include "strbuf.h"
 #include "xmem.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,61 @@ static bool is_string(const struct imap_arg *a)
 	return a->type == IMAP_ARG_ATOM || a->type == IMAP_ARG_STRING;
 }
 
+/* Who tried, for auth-failed and the session line (user may be NULL:
+ * not known, e.g. a PLAIN blob that does not parse). */
+static void note_attempt(struct imap_session *is, const char *user, const char *mech)
+{
+	if (user && user != is->user) {
+		free(is->user);
+		is->user = xstrdup(user);
+	}
+	if (mech != is->mech)
+		snprintf(is->mech, sizeof(is->mech), "%s", mech);
+}
+
+/* Every refused login - the upstream's NO or the gateway's own refusal
+ * (malformed PLAIN, a NUL or over-long field, EXTERNAL refused, the
+ * master user) - logs auth-failed and counts toward max_auth_failures
+ * (DESIGN.md §5.2, §7), so none of them is a free guess; the one reaching
+ * the limit is followed by BYE and close. The NO itself is sent first. */
+static void auth_failed(struct imap_session *is, const char *user, const char *mech)
+{
+	note_attempt(is, user, mech);
+	is->auth_failures++;
+	session_log_auth_failed(&is->s, user, mech);
+	if (is->auth_failures >= (unsigned)imap_conf(is)->max_auth_failures) {
+		imap_reply(is, "* BYE Too many authentication failures");
+		imap_close(is, "auth-failures");
+	}
+}
+
+/* The gateway's own refusal of a login. */
+static void refuse_login(struct imap_session *is, const char *tag, const char *user, const char *mech,
+			 const char *text)
+{
+	imap_reply(is, "%s NO [AUTHENTICATIONFAILED] %s", tag, text);
+	auth_failed(is, user, mech);
+}
+
+/* DESIGN.md §5.2: nobody logs in as master_user from outside, or its
+ * password is open to guessing from the Internet. Case-insensitive, as
+ * upstreams usually compare names; and also the upstream's own way of
+ * naming a master login inside the user name, "user*master" (Dovecot's
+ * auth_master_user_separator): the name ending in master_user after a
+ * byte that user names do not use as such (not a letter, digit, '.',
+ * '-', '_', '@' or '+'). */
+static bool is_master_user(const struct imap_session *is, const char *name)
+{
+	const char *m = imap_conf(is)->master_user;
+	size_t nl = strlen(name), ml = strlen(m);
+	if (!ml || nl < ml || strcasecmp(name + nl - ml, m) != 0)
+		return false;
+	if (nl == ml)
+		return true;
+	unsigned char sep = (unsigned char)name[nl - ml - 1];
+	return !isalnum(sep) && !strchr(".-_@+", sep);
+}
+
 /* The login finished one way or the other (from the login's callback). */
 static void login_done(void *owner, enum login_event ev, const char *data, size_t len, const char *why)
 {
@@ -68,8 +124,7 @@ static void login_done(void *owner, enum login_event ev, const char *data, size_
 		is->up = imap_login_take_conn(is->login);
 		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
 		imap_login_free(&is->login);
-		memset(is->cred, 0, sizeof(*is->cred));
-		XFREE(is->cred);
+		imap_drop_credentials(is);
 		is->logged_in = 1;
 		imap_proxy_start(is);
 		conn_uncork(c);
@@ -80,22 +135,18 @@ static void login_done(void *owner, enum login_event ev, const char *data, size_
 		conn_write(c, data, len);
 		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
 		imap_login_free(&is->login);	/* a retry reconnects */
-		XFREE(is->cred);
-		is->auth_failures++;
-		session_log_auth_failed(&is->s, is->user, is->mech);
+		imap_drop_credentials(is);
 		imap_enter(is, IS_PREAUTH);
-		if (is->auth_failures >= (unsigned)imap_conf(is)->max_auth_failures) {
-			imap_reply(is, "* BYE Too many authentication failures");
-			imap_close(is, "auth-failures");
+		auth_failed(is, is->user, is->mech);
+		if (is->state == IS_CLOSING)
 			return;
-		}
 		imap_process(is);	/* bytes held during the login */
 		conn_uncork(c);
 		return;
 	case LOGIN_UNAVAILABLE:
 		log_warn("session %s: upstream unavailable: %s", is->s.id, why ? why : "?");
 		imap_login_free(&is->login);
-		XFREE(is->cred);
+		imap_drop_credentials(is);
 		imap_reply(is, "%s NO [UNAVAILABLE] Upstream server unavailable, try again later", is->tag);
 		is->s.result = "upstream-failed";
 		imap_enter(is, IS_PREAUTH);
@@ -112,9 +163,7 @@ static void start_login(struct imap_session *is, const char *tag, const char *me
 	struct login_params p;
 	if (tag != is->tag)	/* the SASL continuation passes is->tag itself */
 		snprintf(is->tag, sizeof(is->tag), "%s", tag);
-	snprintf(is->mech, sizeof(is->mech), "%s", mech);
-	free(is->user);
-	is->user = xstrdup(who);
+	note_attempt(is, who, mech);
 	is->cred = xmalloc(sizeof(*is->cred));
 	*is->cred = *cred;
 	memset(&p, 0, sizeof(p));
@@ -131,8 +180,7 @@ static void start_login(struct imap_session *is, const char *tag, const char *me
 		/* Without its header the upstream would take the gateway for
 		 * the client: fail closed (sized to fit, so cannot happen). */
 		log_error("session %s: the PROXY header does not fit", is->s.id);
-		memset(is->cred, 0, sizeof(*is->cred));
-		XFREE(is->cred);
+		imap_drop_credentials(is);
 		imap_reply(is, "%s NO [UNAVAILABLE] Upstream server unavailable, try again later", is->tag);
 		return;
 	}
@@ -161,13 +209,22 @@ static void cmd_login(struct imap_session *is, const struct imap_cmd *cmd)
 		return;
 	}
 	memset(&cred, 0, sizeof(cred));
-	if (!copy_field(cred.authcid, sizeof(cred.authcid), &cmd->args[0]) ||
-	    !copy_field(cred.passwd, sizeof(cred.passwd), &cmd->args[1])) {
-		imap_reply(is, "%s NO [AUTHENTICATIONFAILED] Authentication failed", cmd->tag);
+	bool named = copy_field(cred.authcid, sizeof(cred.authcid), &cmd->args[0]);
+	if (!named || !copy_field(cred.passwd, sizeof(cred.passwd), &cmd->args[1])) {
+		/* A NUL or an over-long field: no upstream would take it. */
+		refuse_login(is, cmd->tag, named ? cred.authcid : NULL, "LOGIN", "Authentication failed");
+		explicit_bzero(&cred, sizeof(cred));
+		return;
+	}
+	if (is_master_user(is, cred.authcid)) {
+		/* Like a wrong password (Dovecot's words), and no upstream hears of it. */
+		log_info("session %s: LOGIN as the master user refused", is->s.id);
+		refuse_login(is, cmd->tag, cred.authcid, "LOGIN", "Authentication failed.");
+		explicit_bzero(&cred, sizeof(cred));
 		return;
 	}
 	start_login(is, cmd->tag, "LOGIN", &cred);
-	memset(&cred, 0, sizeof(cred));
+	explicit_bzero(&cred, sizeof(cred));	/* a plain memset of a dying local may be elided */
 }
 
 /* A base64 SASL PLAIN response, from SASL-IR or the continuation. */
@@ -183,11 +240,18 @@ static void plain_response(struct imap_session *is, const char *tag, const char 
 		return;
 	}
 	if (sasl_plain_decode(b64, len, &cred) < 0) {
-		imap_reply(is, "%s NO [AUTHENTICATIONFAILED] Malformed PLAIN response", tag);
+		explicit_bzero(&cred, sizeof(cred));
+		refuse_login(is, tag, NULL, "PLAIN", "Malformed PLAIN response");
+		return;
+	}
+	if (is_master_user(is, cred.authcid)) {
+		log_info("session %s: PLAIN as the master user refused", is->s.id);
+		refuse_login(is, tag, cred.authcid, "PLAIN", "Authentication failed.");
+		explicit_bzero(&cred, sizeof(cred));
 		return;
 	}
 	start_login(is, tag, "PLAIN", &cred);
-	memset(&cred, 0, sizeof(cred));
+	explicit_bzero(&cred, sizeof(cred));
 }
 
 /* EXTERNAL (RFC 4422 App. A): an empty response, or an authzid byte-equal
@@ -207,11 +271,7 @@ static void external_response(struct imap_session *is, const char *tag, const ch
 	bool same = alen == 0 || (alen == strlen(is->ext_user) && memcmp(authzid, is->ext_user, alen) == 0);
 	free(authzid);
 	if (!same) {
-		free(is->user);
-		is->user = xstrdup(is->ext_user);
-		snprintf(is->mech, sizeof(is->mech), "EXTERNAL");
-		session_log_auth_failed(&is->s, is->ext_user, "EXTERNAL");
-		imap_reply(is, "%s NO [AUTHENTICATIONFAILED] Authorization identity not allowed", tag);
+		refuse_login(is, tag, is->ext_user, "EXTERNAL", "Authorization identity not allowed");
 		return;
 	}
 	memset(&cred, 0, sizeof(cred));
@@ -219,7 +279,7 @@ static void external_response(struct imap_session *is, const char *tag, const ch
 	snprintf(cred.authcid, sizeof(cred.authcid), "%s", imap_conf(is)->master_user);
 	snprintf(cred.passwd, sizeof(cred.passwd), "%s", is->srv->master_password);
 	start_login(is, tag, "EXTERNAL", &cred);
-	memset(&cred, 0, sizeof(cred));
+	explicit_bzero(&cred, sizeof(cred));	/* the master password */
 }
 
 static void cmd_authenticate(struct imap_session *is, const struct imap_cmd *cmd)
@@ -250,7 +310,7 @@ static void cmd_authenticate(struct imap_session *is, const struct imap_cmd *cmd
 		if (!external_offered(is)) {
 			log_info("session %s: EXTERNAL refused: identity=%s", is->s.id,
 				 imap_conf(is)->master_user[0] ? peer_ext_map_name(is->ext) : "no-master-user");
-			imap_reply(is, "%s NO [AUTHENTICATIONFAILED] No certificate identity", cmd->tag);
+			refuse_login(is, cmd->tag, NULL, "EXTERNAL", "No certificate identity");
 			return;
 		}
 		if (cmd->nargs == 2) {

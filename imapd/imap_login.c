@@ -116,6 +116,19 @@ static void failover(struct imap_login *l, const char *why)
 	upstream_dial_next(l->dial, why);
 }
 
+/* Any upstream failure: before our login command went out it is the
+ * server's, and the next address is tried (DESIGN.md §3); after it the
+ * login is over (the client's credentials may have been seen). */
+static void upstream_failed(struct imap_login *l, const char *why)
+{
+	if (before_auth(l->st)) {
+		failover(l, why);
+		return;
+	}
+	conn_free(&l->conn);
+	unavailable(l, why);
+}
+
 static void note_caps(struct imap_login *l, const char *caps, size_t len)
 {
 	if (len >= sizeof(l->caps))
@@ -150,7 +163,7 @@ static char *plain_blob(const struct sasl_plain *c)
 	raw[a + 1 + u] = 0;
 	memcpy(raw + a + u + 2, c->passwd, p);
 	char *b64 = b64_encode(raw, a + u + p + 2);
-	memset(raw, 0, sizeof(raw));
+	explicit_bzero(raw, sizeof(raw));
 	return b64;
 }
 
@@ -166,7 +179,7 @@ static void send_login(struct imap_login *l)
 			send_cmd(l, "AUTHENTICATE PLAIN\r\n");
 			enter(l, LS_AUTH_CONT);
 		}
-		memset(b64, 0, strlen(b64));
+		explicit_bzero(b64, strlen(b64));
 		free(b64);
 		return;
 	}
@@ -215,8 +228,7 @@ static void on_greeting(struct imap_login *l, const struct imap_resp *r)
 	if (r->status == IMAP_ST_PREAUTH) {
 		log_error("imap upstream %s %s: configuration error: the upstream greets with PREAUTH "
 			  "(it must ask for a login)", l->p.cu->name, l->p.cu->addrs[l->index].text);
-		conn_free(&l->conn);
-		unavailable(l, "upstream sent PREAUTH");
+		failover(l, "upstream sent PREAUTH");	/* not * OK: the next address */
 		return;
 	}
 	if (r->code_len > 11 && strncasecmp(r->code, "CAPABILITY ", 11) == 0)
@@ -244,12 +256,7 @@ static void on_response(struct imap_login *l, const char *resp, size_t len)
 	if (ll && resp[ll - 1] == '\r')
 		ll--;
 	if (imap_resp_parse(resp, ll, &r) < 0) {
-		if (before_auth(l->st)) {
-			failover(l, "malformed response");
-			return;
-		}
-		conn_free(&l->conn);
-		unavailable(l, "malformed response from upstream");
+		upstream_failed(l, "malformed response from upstream");
 		return;
 	}
 	if (l->st == LS_GREETING) {
@@ -259,12 +266,7 @@ static void on_response(struct imap_login *l, const char *resp, size_t len)
 	bool mine = r.tag && r.tag_len == strlen(l->tag) && memcmp(r.tag, l->tag, r.tag_len) == 0;
 	if (r.untagged) {
 		if (r.status == IMAP_ST_BYE) {
-			if (before_auth(l->st))
-				failover(l, "upstream said BYE");
-			else {
-				conn_free(&l->conn);
-				unavailable(l, "upstream said BYE");
-			}
+			upstream_failed(l, "upstream said BYE");
 			return;
 		}
 		if (r.rest_len > 11 && strncasecmp(r.rest, "CAPABILITY ", 11) == 0)
@@ -281,7 +283,7 @@ static void on_response(struct imap_login *l, const char *resp, size_t len)
 			char *b64 = plain_blob(&l->cred);
 			conn_write(l->conn, b64, strlen(b64));
 			conn_write(l->conn, "\r\n", 2);
-			memset(b64, 0, strlen(b64));
+			explicit_bzero(b64, strlen(b64));
 			free(b64);
 			enter(l, LS_AUTH);
 			return;
@@ -305,8 +307,7 @@ static void on_response(struct imap_login *l, const char *resp, size_t len)
 		default:
 			break;
 		}
-		conn_free(&l->conn);
-		unavailable(l, "unexpected continuation from upstream");
+		upstream_failed(l, "unexpected continuation from upstream");
 		return;
 	}
 	if (!mine)
@@ -358,9 +359,8 @@ static void conn_cb_login(struct conn *c, enum conn_event ev, void *arg)
 		long n = imap_resp_length(conn_in_data(c), conn_in_len(c));
 		if (n == 0)
 			return;
-		if (n < 0) {
-			conn_free(&l->conn);
-			unavailable(l, "oversized response from upstream");
+		if (n < 0) {	/* over IMAP_RESP_MAX, a greeting included */
+			upstream_failed(l, "oversized response from upstream");
 			return;
 		}
 		char *copy = xmemdup0(conn_in_data(c), (size_t)n);
@@ -386,12 +386,7 @@ static void conn_cb_login(struct conn *c, enum conn_event ev, void *arg)
 		char why[300];
 		snprintf(why, sizeof(why), "%s", ev == CONN_EV_TIMEOUT ? "timeout"
 					   : ev == CONN_EV_EOF ? "connection closed" : conn_error(c));
-		if (before_auth(l->st)) {
-			failover(l, why);
-			return;
-		}
-		conn_free(&l->conn);
-		unavailable(l, why);
+		upstream_failed(l, why);
 		return;
 	}
 	}
@@ -409,6 +404,7 @@ static void dial_cb(void *arg, int fd, int index, const char *err)
 	l->index = index;
 	l->have_caps = 0;
 	l->conn = conn_new(fd, IMAP_RESP_MAX + 1024, conn_cb_login, l);
+	conn_set_sensitive(l->conn, true);	/* our AUTHENTICATE / LOGIN may queue */
 	conn_read_start(l->conn);
 	if (l->p.pp_len)	/* before anything else, TLS included */
 		conn_write(l->conn, l->pp, l->p.pp_len);
@@ -442,6 +438,7 @@ struct conn *imap_login_take_conn(struct imap_login *l)
 {
 	struct conn *c = l->conn;
 	l->conn = NULL;
+	conn_set_sensitive(c, false);	/* logged in: the relay's bytes are the user's */
 	return c;
 }
 
@@ -452,7 +449,7 @@ void imap_login_free(struct imap_login **lp)
 		return;
 	upstream_dial_free(&l->dial);
 	conn_free(&l->conn);
-	memset(&l->cred, 0, sizeof(l->cred));
+	explicit_bzero(&l->cred, sizeof(l->cred));
 	l->magic = 0;
 	free(l);
 	*lp = NULL;

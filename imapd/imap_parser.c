@@ -302,7 +302,7 @@ int sasl_plain_decode(const char *b64, size_t len, struct sasl_plain *out)
 	if (b64_decode(b64, len, &raw, &rawlen) < 0)
 		return -1;
 	int rc = sasl_plain_parse(raw, rawlen, out);
-	memset(raw, 0, rawlen);	/* the password */
+	explicit_bzero(raw, rawlen);	/* the password; memset before free may be elided */
 	free(raw);
 	return rc;
 }

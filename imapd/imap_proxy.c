@@ -12,7 +12,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 static void relay(struct conn *from, struct conn *to, struct imap_session *is, bool from_client)
 {
@@ -20,13 +19,8 @@ static void relay(struct conn *from, struct conn *to, struct imap_session *is, b
 	if (!n)
 		return;
 	const char *p = conn_in_data(from);
-	if (from_client && !is->compress) {
-		/* Once COMPRESS has gone by, the stream is no longer ours to
-		 * write into. A false positive only costs the BYE. */
-		for (size_t i = 0; i + 8 <= n && !is->compress; i++)
-			if ((p[i] == 'C' || p[i] == 'c') && !strncasecmp(p + i, "COMPRESS", 8))
-				is->compress = 1;
-	}
+	if (from_client)	/* once COMPRESS has gone by, the stream is not ours */
+		imap_watch_feed(&is->watch, p, n);
 	if (!from_client)
 		is->up_bol = p[n - 1] == '\n';
 	conn_write(to, p, n);
@@ -39,8 +33,8 @@ static void relay(struct conn *from, struct conn *to, struct imap_session *is, b
 
 static void idle_timeout(struct imap_session *is)
 {
-	if (!is->compress && is->up_bol)
-		conn_write(is->s.conn, "* BYE Autologout; idle for too long\r\n", 37);
+	if (!is->watch.compress && is->up_bol)
+		imap_reply(is, "* BYE Autologout; idle for too long");	/* no hand-counted length */
 	imap_close(is, "timeout");
 }
 
@@ -83,6 +77,12 @@ void imap_proxy_client_event(struct imap_session *is, int ev)
 		idle_timeout(is);
 		return;
 	case CONN_EV_EOF:
+		/* The client half-closed (everything it sent has been relayed):
+		 * pass its FIN on, as a TCP proxy does, and keep relaying the
+		 * upstream's answers until the upstream closes or timeout_idle. */
+		is->client_eof = 1;
+		conn_shutdown_write(is->up);
+		return;
 	case CONN_EV_ERROR:
 	case CONN_EV_HANDSHAKE:
 		imap_close(is, ev == CONN_EV_ERROR ? "error" : "ok");
@@ -96,6 +96,8 @@ void imap_proxy_start(struct imap_session *is)
 	imap_enter(is, IS_PROXY);
 	mg_timer_stop(&is->deadline);	/* logged in: no more pre-auth deadline */
 	is->up_bol = 1;
+	imap_watch_init(&is->watch);	/* the next client byte starts a command */
+	conn_set_sensitive(is->s.conn, false);	/* the login line is wiped from it */
 	conn_set_cb(is->up, up_cb, is);
 	conn_set_timeout(is->up, idle);
 	conn_set_timeout(is->s.conn, idle);
@@ -103,6 +105,8 @@ void imap_proxy_start(struct imap_session *is)
 	/* Client bytes held during the login go first, then anything the
 	 * upstream already sent after its OK. */
 	relay(is->s.conn, is->up, is, true);
+	if (is->client_eof)	/* half-closed during the login */
+		conn_shutdown_write(is->up);
 	if (conn_in_len(is->up))
 		conn_kick(is->up);
 }

@@ -45,16 +45,18 @@ static void load_user_map(struct imap_server *srv, const struct conf *c, struct 
 static void load_master_password(struct imap_server *srv, const struct conf *c, struct diag *d)
 {
 	FILE *f = fopen(c->master_password_file, "r");
-	char line[1024];
+	char line[1024], iobuf[BUFSIZ];	/* stdio would free its buffer unwiped */
 	if (!f) {
 		diag_error(d, c->master_password_where.file, c->master_password_where.line,
 			   "master_password_file: cannot read '%s': %s", c->master_password_file,
 			   strerror(errno));
 		return;
 	}
+	setvbuf(f, iobuf, _IOFBF, sizeof(iobuf));
 	if (!fgets(line, sizeof(line), f))
 		line[0] = '\0';
 	fclose(f);
+	explicit_bzero(iobuf, sizeof(iobuf));
 	size_t n = strlen(line);
 	if (n && line[n - 1] == '\n')	/* one CR/LF stripped */
 		line[--n] = '\0';
@@ -64,7 +66,7 @@ static void load_master_password(struct imap_server *srv, const struct conf *c, 
 		diag_error(d, c->master_password_where.file, c->master_password_where.line,
 			   "master_password_file: '%s' is empty", c->master_password_file);
 	srv->master_password = xstrdup(line);
-	memset(line, 0, sizeof(line));
+	explicit_bzero(line, sizeof(line));
 }
 
 struct imap_server *imap_server_new(const struct conf *c, struct diag *d)
@@ -95,7 +97,7 @@ void imap_server_free(struct imap_server **sp)
 		free(srv->routes[i].user);
 	free(srv->routes);
 	if (srv->master_password) {
-		memset(srv->master_password, 0, strlen(srv->master_password));
+		explicit_bzero(srv->master_password, strlen(srv->master_password));
 		free(srv->master_password);
 	}
 	server_fini(&srv->base);

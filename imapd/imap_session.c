@@ -76,10 +76,10 @@ void imap_bad(struct imap_session *is, const char *tag, const char *text)
 	}
 }
 
-static void drop_credentials(struct imap_session *is)
+void imap_drop_credentials(struct imap_session *is)
 {
 	if (is->cred) {
-		memset(is->cred, 0, sizeof(*is->cred));
+		explicit_bzero(is->cred, sizeof(*is->cred));	/* memset before free may be elided */
 		XFREE(is->cred);
 	}
 }
@@ -95,7 +95,7 @@ static void imap_free(struct imap_session *is)
 	session_log_end(&is->s, &kv);
 	imap_login_free(&is->login);
 	conn_free(&is->up);
-	drop_credentials(is);
+	imap_drop_credentials(is);
 	mg_timer_stop(&is->deadline);
 	server_unlink(&is->srv->base, &is->s);
 	conn_free(&is->s.conn);
@@ -112,7 +112,7 @@ void imap_close(struct imap_session *is, const char *result)
 		is->s.result = result;
 	imap_login_free(&is->login);
 	conn_free(&is->up);	/* close_notify to the upstream */
-	drop_credentials(is);
+	imap_drop_credentials(is);
 	mg_timer_stop(&is->deadline);
 	imap_enter(is, IS_CLOSING);
 	conn_read_stop(is->s.conn);
@@ -132,6 +132,10 @@ void imap_process(struct imap_session *is)
 
 	conn_cork(c);
 	while (is->state == IS_PREAUTH || is->state == IS_SASL) {
+		/* The last command's unescaped quoted strings (a LOGIN password)
+		 * stay in the static arena until wiped. */
+		explicit_bzero(cmd.arena, cmd.arena_used);
+		cmd.arena_used = 0;
 		if (is->state == IS_SASL) {
 			size_t end = conn_in_line_end(c);
 			if (!end) {
@@ -144,7 +148,7 @@ void imap_process(struct imap_session *is)
 			char *line = xmemdup0(conn_in_data(c), end);
 			conn_in_consume(c, end);
 			imap_cmd_sasl_line(is, line, end);
-			memset(line, 0, end);
+			explicit_bzero(line, end);	/* a PLAIN response */
 			free(line);
 			continue;
 		}
@@ -191,7 +195,13 @@ void imap_process(struct imap_session *is)
 		}
 	}
 out:
+	explicit_bzero(cmd.arena, cmd.arena_used);
+	cmd.arena_used = 0;
 	conn_uncork(c);
+	/* Half-closed: every complete command was answered; what is left
+	 * can never complete. Close once the replies have gone. */
+	if (is->client_eof && (is->state == IS_PREAUTH || is->state == IS_SASL))
+		imap_close(is, NULL);
 }
 
 static void greet(struct imap_session *is)
@@ -288,6 +298,17 @@ static void client_cb(struct conn *c, enum conn_event ev, void *arg)
 		}
 		return;
 	case CONN_EV_EOF:
+		/* A half-close (shutdown of the client's write side): the
+		 * commands before it were delivered with CONN_EV_READ and still
+		 * get their replies, a login in flight its outcome (and then the
+		 * commands held during it); imap_process() closes after that. */
+		is->client_eof = 1;
+		if (is->state == IS_LOGIN)
+			return;	/* login_done() carries on */
+		if (is->state == IS_PREAUTH || is->state == IS_SASL) {
+			imap_process(is);
+			return;
+		}
 		imap_free(is);
 		return;
 	case CONN_EV_ERROR:
@@ -332,6 +353,7 @@ void imap_session_start(struct imap_server *srv, const struct conf_listener *l, 
 	session_init(&is->s, l, peer, local);
 	size_t in_max = IMAP_LINE_MAX + 2 * (size_t)c->max_literal + 1024;
 	is->s.conn = conn_new(fd, in_max, client_cb, is);
+	conn_set_sensitive(is->s.conn, true);	/* LOGIN and PLAIN: until logged in */
 	is->s.hooks = &imap_hooks;
 	server_link(&srv->base, &is->s);
 	is->deadline = mg_timer_start(c->timeout_preauth, 0, preauth_deadline, is);

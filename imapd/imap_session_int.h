@@ -10,6 +10,7 @@
 #include "imap_login.h"
 #include "imap_parser.h"
 #include "imap_session.h"
+#include "imap_watch.h"
 #include "session.h"
 
 struct mg_timer;
@@ -48,7 +49,9 @@ struct imap_session {
 	struct conn *up;		/* upstream connection after login */
 	struct mg_timer *deadline;	/* timeout_preauth */
 	char up_addr[300];
-	unsigned compress : 1, up_bol : 1, logged_in : 1, sasl_external : 1;
+	struct imap_watch watch;	/* client->upstream after login: COMPRESS seen? */
+	unsigned up_bol : 1, logged_in : 1, sasl_external : 1,
+	    client_eof : 1;		/* the client half-closed: it sends nothing more */
 	uint8_t ext;			/* enum ext_map of the client certificate */
 	char ext_user[256];		/* the user it names when ext == EXT_MAP_OK */
 };
@@ -60,6 +63,9 @@ void imap_reply(struct imap_session *is, const char *fmt, ...) __attribute__((fo
  * "* BYE Too many invalid commands" and close. */
 void imap_bad(struct imap_session *is, const char *tag, const char *text);
 void imap_close(struct imap_session *is, const char *result);
+/* Wipes and frees is->cred: every path that lets go of the client's
+ * credentials (login outcome, close, free) goes through here. */
+void imap_drop_credentials(struct imap_session *is);
 void imap_process(struct imap_session *is);
 bool imap_secure(const struct imap_session *is);
 const struct conf *imap_conf(const struct imap_session *is);

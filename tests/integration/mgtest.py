@@ -224,6 +224,39 @@ def stop_by_pidfile(pidfile, timeout=10):
         pass
 
 
+def memory_find(pid, needle, max_region=1 << 30):
+    """The writable mappings of process pid whose bytes contain needle, as
+    (mapping name, address) pairs - for tests that secrets are wiped.
+    Mappings over max_region (sanitizer shadow memory) are skipped."""
+    hits, maps = [], []
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                maps.append([line.split(), 0])
+            elif line.startswith("Rss:"):
+                maps[-1][1] = int(line.split()[1])
+    with open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for parts, rss in maps:
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if not parts[1].startswith("rw") or hi - lo > max_region or not rss:
+                continue    # read-only, shadow memory, or never touched
+            pos, tail = lo, b""
+            while pos < hi:
+                n = min(1 << 20, hi - pos)
+                try:
+                    mem.seek(pos)
+                    chunk = mem.read(n)
+                except OSError:
+                    chunk = b""
+                i = (tail + chunk).find(needle)
+                if i >= 0:
+                    hits.append((parts[5] if len(parts) > 5 else "[anon]", hex(pos - len(tail) + i)))
+                    break
+                tail = chunk[-(len(needle) - 1):] if chunk else b""
+                pos += n
+    return hits
+
+
 class LogFile:
     """log() and wait_log() over a server's log file (self.logfile)."""
 
@@ -328,6 +361,20 @@ class LineClient:
         except socket.timeout:
             return False
 
+    def half_close(self):
+        """TCP half-close of a plain connection: we send nothing more, the
+        replies still arrive (BioTls does this under TLS)."""
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def read_to_end(self):
+        """Everything that arrives until the server closes."""
+        out, self.buf = self.buf, b""
+        while True:
+            data = self.sock.recv(65536)
+            if not data:
+                return out
+            out += data
+
     def close(self):
         try:
             self.sock.close()
@@ -353,6 +400,97 @@ class Imap(LineClient):
     def cmd(self, tag, text):
         self.send("%s %s\r\n" % (tag, text))
         return self.until_tagged(tag)
+
+
+class BioTls:
+    """A TLS client over memory BIOs on a raw socket, so a test controls the
+    TCP connection underneath: a half-close is shutdown(SHUT_WR) of the
+    socket, with or without a close_notify first, and the replies are still
+    read and decrypted afterwards (an ssl.SSLSocket cannot do either)."""
+
+    def __init__(self, port, ctx=None, host="127.0.0.1", timeout=10, server_hostname="localhost"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = (ctx or client_context()).wrap_bio(self.incoming, self.outgoing,
+                                                       server_hostname=server_hostname)
+        self.buf = b""
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._pump()
+        self._flush()
+
+    def _flush(self):
+        data = self.outgoing.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _pump(self):
+        """One read from the socket into the TLS object; False at TCP EOF."""
+        self._flush()
+        data = self.sock.recv(65536)
+        if not data:
+            self.incoming.write_eof()
+            return False
+        self.incoming.write(data)
+        return True
+
+    def send(self, data):
+        self.tls.write(data.encode() if isinstance(data, str) else data)
+        self._flush()
+
+    def _read(self):
+        """Decrypted bytes, b"" at the end of the stream (close_notify or EOF)."""
+        while True:
+            try:
+                return self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                if not self._pump():
+                    try:
+                        return self.tls.read(65536)
+                    except (ssl.SSLEOFError, ssl.SSLWantReadError):
+                        return b""
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+    def line(self):
+        while b"\n" not in self.buf:
+            data = self._read()
+            if not data:
+                raise EOFError("connection closed; pending %r" % self.buf)
+            self.buf += data
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.rstrip(b"\r").decode("utf-8", "replace")
+
+    def half_close(self, close_notify=False):
+        """Ends our sending side: TCP FIN, after a close_notify if asked."""
+        if close_notify:
+            try:
+                self.tls.unwrap()
+            except ssl.SSLWantReadError:
+                pass
+            self._flush()
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def read_to_end(self):
+        """Everything that arrives until the server closes."""
+        out, self.buf = self.buf, b""
+        while True:
+            data = self._read()
+            if not data:
+                return out
+            out += data
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __del__(self):
+        self.close()
 
 
 class SmtpReplyError(Exception):

@@ -1,9 +1,12 @@
 """mailgate-imapd in front of a real Dovecot (private instance: passwd-file
 users, maildir, login_trusted_networks 127.0.0.0/8): Python imaplib over
 IMAP4_SSL and STARTTLS, raw clients for literals and hostile input,
-Dovecot's log for forwarded client addresses."""
+Dovecot's log for forwarded client addresses; failover past an upstream
+address that misbehaves before the login command went out."""
 import imaplib
+import socket
 import ssl
+import threading
 import time
 
 from mgtest import (GatewayTest, Imap, client_context, free_port, imapd_conf, listener, main)
@@ -124,10 +127,6 @@ class WithDovecot(GatewayTest):
         self.dc.wait_log(r"Login: user=<alice>, method=PLAIN, rip=127\.0\.0\.5, lip=127\.0\.0\.1")
 
 
-if __name__ == "__main__":
-    main()
-
-
 class UpstreamTls(GatewayTest):
     """The link from the gateway to Dovecot over TLS, verified by name."""
 
@@ -163,3 +162,131 @@ class UpstreamTls(GatewayTest):
         self.assertEqual(self.login()[:19], "a NO [UNAVAILABLE] ")
         self.gw.wait_log(r"server certificate rejected")
         self.assertNotIn("user=<alice>", self.dc.log())
+
+
+class BadUpstream:
+    """A fake IMAP server that fails the gateway before its login command:
+    mode says how (set it before each attempt); connections are served
+    one at a time, each until the gateway hangs up."""
+
+    def __init__(self):
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.port = self.srv.getsockname()[1]
+        self.mode = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        self.srv.settimeout(0.2)
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.srv.accept()
+            except socket.timeout:
+                continue
+            try:
+                self.handle(conn)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def handle(self, conn):
+        conn.settimeout(10)
+        big = b"x" * 70000              # over the gateway's IMAP_RESP_MAX (64 KiB)
+        if self.mode == "oversized-greeting":
+            conn.sendall(b"* OK " + big + b"\r\n")
+        elif self.mode == "preauth-greeting":
+            conn.sendall(b"* PREAUTH [CAPABILITY IMAP4rev1 AUTH=PLAIN] logged in already\r\n")
+        else:
+            conn.sendall(b"* OK fake server ready\r\n")
+            line = b""
+            while not line.endswith(b"\n"):
+                line += conn.recv(1)
+            tag = line.split(b" ")[0]
+            if self.mode == "oversized-capability":
+                conn.sendall(b"* CAPABILITY IMAP4rev1 " + big + b"\r\n" + tag + b" OK done\r\n")
+            elif self.mode == "continuation":
+                conn.sendall(b"+ what now\r\n")
+        while conn.recv(65536):         # until the gateway hangs up
+            pass
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(5)
+        self.srv.close()
+
+
+class Failover(GatewayTest):
+    """DESIGN.md §3: anything wrong before our login command went out - a
+    greeting other than * OK (PREAUTH, oversized), an oversized or
+    unexpected response to CAPABILITY - moves on to the next address; the
+    client just logs in."""
+
+    def test_next_address_after_failure_before_login(self):
+        bad = BadUpstream()
+        self.addCleanup(bad.stop)
+        self.dc_port = free_port()
+        self.dc = self.dovecot(imap_port=self.dc_port, users={"alice": "secret"})
+        self.p_imaps = free_port()
+        conf = imapd_conf(self.pki, self.dc_port,
+                          listener("imaps", self.p_imaps, "implicit", 'upstream = "two"'),
+                          extra='upstream "two" {\n  address = { "127.0.0.1:%d", "127.0.0.1:%d" }\n}\n'
+                                % (bad.port, self.dc_port))
+        self.gw = self.imap_gateway(conf, [self.p_imaps])
+        for mode, why in (("oversized-greeting", "oversized response from upstream"),
+                          ("preauth-greeting", "upstream sent PREAUTH"),
+                          ("oversized-capability", "oversized response from upstream"),
+                          ("continuation", "unexpected continuation from upstream")):
+            with self.subTest(mode=mode):
+                bad.mode = mode
+                c = Imap(self.p_imaps, tls=True)
+                c.line()
+                self.assertRegex(c.cmd("a", "LOGIN alice secret")[-1], r"^a OK \[CAPABILITY ")
+                self.assertRegex(c.cmd("b", "SELECT INBOX")[-1], r"^b OK ")
+                c.close()
+                self.gw.wait_log(r"imap upstream two 127\.0\.0\.1:%d: %s" % (bad.port, why))
+
+
+
+class NoPlainUpstream(GatewayTest):
+    """An upstream without AUTH=PLAIN (Dovecot with auth_mechanisms =
+    login): a login with an authorization identity cannot be passed on, and
+    the gateway answers the NO itself - a whole line, CRLF included, with
+    the next command's reply on a line of its own. A plain LOGIN goes up
+    as LOGIN with literals and Dovecot's answer comes back intact."""
+
+    def setUp(self):
+        super().setUp()
+        self.dc_port = free_port()
+        self.dc = self.dovecot(imap_port=self.dc_port, users={"alice": "secret"},
+                               extra="auth_mechanisms = login\n")
+        self.p_imaps = free_port()
+        self.gw = self.imap_gateway(imapd_conf(self.pki, self.dc_port, listener("imaps", self.p_imaps, "implicit"),
+                                               extra="max_auth_failures = 5"), [self.p_imaps])
+
+    def test_authzid_refused_with_a_whole_line(self):
+        import base64
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        blob = base64.b64encode(b"bob\0alice\0secret").decode()
+        c.send("a AUTHENTICATE PLAIN %s\r\nb NOOP\r\n" % blob)
+        self.assertEqual(c.line(), "a NO [AUTHENTICATIONFAILED] Upstream cannot log in as another user")
+        self.assertEqual(c.line(), "b OK NOOP completed")
+        self.assertEqual(c.cmd("c", "NOOP"), ["c OK NOOP completed"])
+        self.gw.wait_log(r"auth-failed session=\S+ client=127\.0\.0\.1 user=bob mech=PLAIN")
+
+    def test_login_literals_answer_intact(self):
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        c.send("a LOGIN alice secret\r\nb NOOP\r\n")
+        self.assertEqual(c.line(), "a NO [ALERT] Unsupported authentication mechanism.")
+        self.assertEqual(c.line(), "b OK NOOP completed")
+        self.gw.wait_log(r"imap upstream dovecot: login-literal1 -> login-literal2")
+
+
+if __name__ == "__main__":
+    main()

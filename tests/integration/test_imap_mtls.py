@@ -75,6 +75,17 @@ class ImapExternal(GatewayTest):
         lines = c.cmd("a", "AUTHENTICATE EXTERNAL " + base64.b64encode(b"bob").decode())
         self.assertRegex(lines[-1], r"^a NO \[AUTHENTICATIONFAILED\]")
         self.assertNotIn("user=<bob>", self.dc.log())
+        # Each refusal counts toward max_auth_failures (3 by default).
+        self.assertRegex(c.cmd("b", "AUTHENTICATE EXTERNAL " + base64.b64encode(b"carol").decode())[-1],
+                         r"^b NO \[AUTHENTICATIONFAILED\]")
+        c.send("c AUTHENTICATE EXTERNAL\r\n")
+        self.assertEqual(c.line(), "+ ")
+        c.send(base64.b64encode(b"ALICE@example.org").decode() + "\r\n")   # byte-equal or nothing
+        self.assertRegex(c.line(), r"^c NO \[AUTHENTICATIONFAILED\]")
+        self.assertEqual(c.line(), "* BYE Too many authentication failures")
+        self.assertTrue(c.closed())
+        self.gw.wait_log(r"(?s)(?:auth-failed session=\S+ client=127\.0\.0\.1 user=alice@example\.org "
+                         r"mech=EXTERNAL\n.*){3}.*user=alice@example\.org .*result=auth-failures")
 
     def test_no_mapping_no_external(self):
         for cert in (None, "cnonly", "foreign", "expired"):
@@ -222,6 +233,30 @@ class ProxyV2Identity(GatewayTest):
         self.assertEqual(verify, 1)
         self.assertNotIn(0x22, subs)
         self.gw.wait_log(r"listener=imaps .*cert=verified pin=yes fp=sha256:[0-9A-F:]+ peer=pinned ")
+
+class ExternalNoPlainUpstream(GatewayTest):
+    """EXTERNAL logs in through the master user, which needs an
+    authorization identity; an upstream without AUTH=PLAIN cannot take one,
+    so the gateway answers NO itself: a whole line, CRLF included, and the
+    next command's reply on a line of its own."""
+
+    def test_external_refused_with_a_whole_line(self):
+        self.dc_port = free_port()
+        self.dc = self.dovecot(imap_port=self.dc_port, users={"alice@example.org": "secret"},
+                               master_users={"gatewaymaster": "m4ster"}, extra="auth_mechanisms = login\n")
+        pwfile = self.tmp.file("master.pw", "m4ster\n", mode=0o600)
+        self.p_imaps = free_port()
+        conf = imapd_conf(self.pki, self.dc_port, listener("imaps", self.p_imaps, "implicit", 'client_cert = "optional"'),
+                          tls_extra='client_ca = "%s/ca.pem"' % self.pki,
+                          extra='master_user = "gatewaymaster"\nmaster_password_file = "%s"\n' % pwfile)
+        self.gw = self.imap_gateway(conf, [self.p_imaps])
+        ctx = client_context()
+        ctx.load_cert_chain("%s/peer.pem" % self.pki, "%s/peer.key" % self.pki)
+        c = Imap(self.p_imaps, tls=True, ctx=ctx)
+        self.assertIn("AUTH=EXTERNAL", c.line())
+        c.send("a AUTHENTICATE EXTERNAL =\r\nb NOOP\r\n")
+        self.assertEqual(c.line(), "a NO [AUTHENTICATIONFAILED] Upstream cannot log in as another user")
+        self.assertEqual(c.line(), "b OK NOOP completed")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ message appended from a second session, COMPRESS=DEFLATE passing through,
 timeout_idle's "* BYE Autologout", 200 concurrent sessions, mbsync syncing
 a mailbox, user_map routing to a second Dovecot, and upstream failures
 (down: NO [UNAVAILABLE]; a PREAUTH greeting from a real Dovecot imap
-process: a configuration error)."""
+process: a configuration error). A client's half-close (its FIN, over
+plain TCP or under TLS with or without close_notify) before, during and
+after login still gets every reply to what it sent."""
 import imaplib
 import os
 import shutil
@@ -14,7 +16,8 @@ import threading
 import time
 import zlib
 
-from mgtest import (GatewayTest, Imap, client_context, free_port, imapd_conf, listener, main, need)
+from mgtest import (BioTls, GatewayTest, Imap, client_context, free_port, imapd_conf, listener, main,
+                    need)
 
 
 class Sessions(GatewayTest):
@@ -105,6 +108,26 @@ class Sessions(GatewayTest):
         c.sock.settimeout(6)
         data = c.sock.recv(4096)          # the stream is compressed: no BYE of ours
         self.assertEqual(data, b"")
+
+    def test_compress_split_across_reads_still_seen(self):
+        """COMPRESS arriving in two reads (two TLS records, a pause between)
+        is still seen: the gateway never writes its plain BYE into the
+        compressed stream."""
+        self.start(extra="timeout_idle = 2",
+                   dovecot_extra="protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n")
+        c = Imap(self.p_imaps, tls=True)
+        c.line()
+        c.cmd("a", "LOGIN alice secret")
+        c.send("b comp")
+        time.sleep(0.5)              # the gateway reads and relays the first piece alone
+        c.send("ress deflate\r\n")
+        self.assertEqual(c.until_tagged("b")[-1][:4], "b OK")
+        # The upstream stream sits at a line end ("b OK ...\r\n"), so only
+        # knowing about COMPRESS keeps the gateway from writing its BYE.
+        c.sock.settimeout(6)
+        data = c.sock.recv(4096)          # idle timeout: nothing of ours, just the close
+        self.assertEqual(data, b"")
+        self.gw.wait_log(r"user=alice .*result=timeout")
 
     def test_preauth_deadline(self):
         self.start(extra="timeout_preauth = 2")
@@ -258,6 +281,99 @@ SyncState *
             stop.set()
             th.join(2)
             srv.close()
+
+
+
+class HalfClose(GatewayTest):
+    """A client that sends its commands and then shuts down its write side
+    (a TCP half-close, what `printf ... | nc -N` and many scripts do) gets
+    the replies to everything it sent before the gateway closes."""
+
+    def setUp(self):
+        super().setUp()
+        self.dc_port = free_port()
+        self.dc = self.dovecot(imap_port=self.dc_port, users={"alice": "secret"})
+        self.p_imaps, self.p_plain = free_port(), free_port()
+        self.gw = self.imap_gateway(imapd_conf(self.pki, self.dc_port,
+                                               listener("imaps", self.p_imaps, "implicit") +
+                                               listener("plain", self.p_plain, "none")),
+                                    [self.p_imaps, self.p_plain])
+
+    def clients(self):
+        """(label, connect) for plain TCP, TLS cut by a bare FIN, and TLS
+        closed with close_notify then FIN; connect() returns a client past
+        the greeting whose half_close() ends its sending side."""
+        def plain():
+            c = Imap(self.p_plain)
+            c.line()
+            return c
+
+        def tls(close_notify):
+            def connect():
+                c = BioTls(self.p_imaps)
+                c.line()
+                half = c.half_close
+                c.half_close = lambda: half(close_notify=close_notify)
+                return c
+            return connect
+        return (("plain", plain), ("tls-fin", tls(False)), ("tls-close-notify", tls(True)))
+
+    def test_before_login_pipelined_commands_answered(self):
+        for label, connect in self.clients():
+            c = connect()
+            c.send("a NOOP\r\nb CAPABILITY\r\nc ID NIL\r\nd NOO")   # d never completes
+            c.half_close()
+            got = c.read_to_end().decode().split("\r\n")
+            caps = "IMAP4rev1 SASL-IR ID LITERAL+ AUTH=PLAIN"
+            self.assertEqual(got, ["a OK NOOP completed", "* CAPABILITY " + caps, "b OK Capability completed",
+                                   "* ID NIL", "c OK ID completed", ""], label)
+        self.gw.wait_log(r"(?s)(?:session=\S+ listener=(?:imaps|plain) .*result=ok\n.*){3}")
+
+    def test_during_login_outcome_and_held_commands_answered(self):
+        for label, connect in self.clients():
+            c = connect()
+            c.send("a LOGIN alice wrong\r\nb NOOP\r\n")
+            c.half_close()
+            got = c.read_to_end().decode().split("\r\n")
+            self.assertRegex(got[0], r"^a NO \[AUTHENTICATIONFAILED\]", label)
+            self.assertEqual(got[1:], ["b OK NOOP completed", ""], label)
+            c = connect()
+            c.send("a LOGIN alice secret\r\nb SELECT INBOX\r\nc LOGOUT\r\n")
+            c.half_close()
+            got = c.read_to_end().decode().split("\r\n")
+            self.assertRegex(got[0], r"^a OK \[CAPABILITY IMAP4rev1 ", label)
+            self.assertTrue(any(l.startswith("b OK [READ-WRITE]") for l in got), (label, got))
+            self.assertEqual(got[-3], "* BYE Logging out", (label, got))
+            self.assertRegex(got[-2], r"^c OK Logout completed", (label, got))
+            self.assertEqual(got[-1], "", (label, got))
+
+    def test_after_login_answer_in_flight_delivered(self):
+        import imaplib
+        body = b"\r\n".join(b"%07d " % i + b"x" * 68 for i in range(12000))   # about 900 KiB
+        msg = b"From: a@test.example\r\nSubject: big\r\n\r\n" + body + b"\r\n"
+        m = imaplib.IMAP4("127.0.0.1", self.dc_port, timeout=30)
+        m.login("alice", "secret")
+        self.assertEqual(m.append("INBOX", None, None, msg)[0], "OK")
+        m.logout()
+        for label, connect in self.clients():
+            c = connect()
+            c.send("a LOGIN alice secret\r\n")
+            while not c.line().startswith("a OK "):
+                pass
+            c.send("b SELECT INBOX\r\n")
+            while not c.line().startswith("b OK "):
+                pass
+            # No LOGOUT: only the FIN passed on tells Dovecot we are done.
+            c.send("c FETCH 1 BODY.PEEK[]\r\n")
+            c.half_close()
+            got = c.read_to_end()
+            head = b"* 1 FETCH (BODY[] {%d}\r\n" % len(msg)
+            self.assertTrue(got.startswith(head), (label, got[:100]))
+            self.assertEqual(got[len(head):len(head) + len(msg)], msg, label)
+            self.assertRegex(got[len(head) + len(msg):].decode(), r"^\)\r\nc OK Fetch completed.*\r\n$", label)
+        # Dovecot saw each client's end as its own FIN, after the FETCH.
+        self.dc.wait_log(r"(?s)(?:imap\(alice\).*Disconnected: Connection closed \(FETCH finished.*){3}")
+        self.gw.wait_log(r"(?s)(?:listener=(?:imaps|plain) .*user=alice .*result=ok\n.*){3}")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,12 @@
  * with escapes, synchronising and non-synchronising literals split across
  * reads at every offset (a "+" is asked for exactly once per synchronising
  * literal, never for {n+}), lists, overlong lines, oversize and
- * unterminated literals, bad tags (never echoed) - and SASL PLAIN. */
+ * unterminated literals, bad tags (never echoed) - SASL PLAIN, and the
+ * COMPRESS watcher of the relay (imap_watch), fed whole, byte by byte and
+ * split at every point. */
 #include "cu_main.h"
 #include "imap_parser.h"
+#include "imap_watch.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -157,6 +160,82 @@ static void test_sasl_plain(void)
 	CU_ASSERT_EQUAL(sasl_plain_parse((const unsigned char *)"\0u\0p", 4, &sp), 0);
 }
 
+/* The relay's COMPRESS watcher: what it must see (every command whose
+ * name is COMPRESS, in any case, after any tag and line ending) and what
+ * it may ignore. */
+static const struct {
+	const char *label, *in;
+	bool want;
+} watch_cases[] = {
+	{ "plain", "a COMPRESS DEFLATE\r\n", true },
+	{ "lower case", "a1 compress deflate\r\n", true },
+	{ "mixed case, no argument yet", "x CoMpReSs", true },
+	{ "after other commands", "a NOOP\r\nb SELECT INBOX\r\nc COMPRESS DEFLATE\r\n", true },
+	{ "LF-only line ends", "a NOOP\nb COMPRESS DEFLATE\n", true },
+	{ "after an empty line", "\r\n\r\nt COMPRESS DEFLATE\r\n", true },
+	{ "odd tag", "*]x! COMPRESS DEFLATE\r\n", true },
+	{ "two spaces (superset)", "a  COMPRESS DEFLATE\r\n", true },
+	{ "literal data that looks like one (false positive)",
+	  "a APPEND INBOX {24}\r\nb COMPRESS DEFLATE\r\n\r\n", true },
+	{ "name only as an argument", "a NOOP COMPRESS\r\n", false },
+	{ "no tag", "COMPRESS DEFLATE\r\n", false },
+	{ "another command", "a COMPRESSED\r\n", true },	/* a prefix: false positive, fine */
+	{ "name cut by a line end", "a COMPRES\r\nS DEFLATE\r\n", false },
+	{ "CR inside the tag", "a\rb COMPRESS\r\n", false },
+	{ "in a search string", "a SEARCH TEXT \"x COMPRESS\"\r\n", false },
+	{ "IDLE DONE", "a IDLE\r\nDONE\r\n", false },
+	{ "empty", "", false },
+};
+
+static bool watch_split(const char *in, size_t len, size_t cut1, size_t cut2)
+{
+	struct imap_watch w;
+	imap_watch_init(&w);
+	imap_watch_feed(&w, in, cut1);
+	imap_watch_feed(&w, in + cut1, cut2 - cut1);
+	return imap_watch_feed(&w, in + cut2, len - cut2);
+}
+
+static void test_watch_compress(void)
+{
+	for (size_t i = 0; i < sizeof(watch_cases) / sizeof(watch_cases[0]); i++) {
+		const char *in = watch_cases[i].in;
+		size_t len = strlen(in);
+		struct imap_watch w;
+		bool got;
+		imap_watch_init(&w);
+		got = imap_watch_feed(&w, in, len);
+		if (got != watch_cases[i].want)
+			fprintf(stderr, "%s: whole: got %d, want %d\n", watch_cases[i].label, got,
+				watch_cases[i].want);
+		CU_ASSERT_EQUAL(got, watch_cases[i].want);
+		imap_watch_init(&w);
+		for (size_t j = 0; j < len; j++)
+			imap_watch_feed(&w, in + j, 1);
+		CU_ASSERT_EQUAL(imap_watch_feed(&w, "", 0), watch_cases[i].want);
+		for (size_t a = 0; a <= len; a++)
+			for (size_t b = a; b <= len; b++) {
+				got = watch_split(in, len, a, b);
+				if (got != watch_cases[i].want)
+					fprintf(stderr, "%s: split at %zu, %zu: got %d\n", watch_cases[i].label,
+						a, b, got);
+				CU_ASSERT_EQUAL(got, watch_cases[i].want);
+			}
+	}
+}
+
+/* Latched: once seen, later bytes change nothing (they are compressed). */
+static void test_watch_latch(void)
+{
+	struct imap_watch w;
+	imap_watch_init(&w);
+	static const char a[] = "a LOGIN x y\r\nb COMP", b[] = "RESS DEFLATE\r\n", z[] = "\x78\x9c\n\n";
+	CU_ASSERT_FALSE(imap_watch_feed(&w, a, sizeof(a) - 1));
+	CU_ASSERT_TRUE(imap_watch_feed(&w, b, sizeof(b) - 1));
+	CU_ASSERT_TRUE(imap_watch_feed(&w, z, sizeof(z)));	/* with its NUL */
+	CU_ASSERT_TRUE(w.compress);
+}
+
 void register_tests(void)
 {
 	CU_pSuite s = CU_add_suite("imap_parser", NULL, NULL);
@@ -165,6 +244,8 @@ void register_tests(void)
 	CU_ADD(s, test_limits);
 	CU_ADD(s, test_bad);
 	CU_ADD(s, test_sasl_plain);
+	CU_ADD(s, test_watch_compress);
+	CU_ADD(s, test_watch_latch);
 }
 
 CU_MAIN
