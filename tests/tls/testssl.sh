@@ -94,7 +94,7 @@ for name in ("smtps", "starttls", "imaps"):
         continue
     ids = {f["id"] for f in findings}
     # The scan must have reached what it is here for.
-    if not {"cipherlist_AVERAGE", "TLS1_3", "FS", "LUCKY13"} <= ids:
+    if not {"cipherlist_AVERAGE", "TLS1_3", "PFS", "LUCKY13"} <= ids:
         print("%s: the scan did not reach the cipher checks:" % name)
         print(open("%s/%s.out" % (sys.argv[1], name)).read()[-3000:])
         bad += 1
