@@ -3,16 +3,15 @@
  * smtp_accept); EINTR, EAGAIN and ECONNABORTED are ignored. */
 #include "listener.h"
 #include "log.h"
+#include "sysio.h"
 #include "xmem.h"
 
 #include <errno.h>
 #include <ev.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #define ACCEPT_BATCH 64
 
@@ -27,17 +26,17 @@ struct listener_watch {
 int listener_bind(const struct mg_addr *a, const char **err)
 {
 	int one = 1;
-	int fd = socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = sysio_socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		*err = strerror(errno);
 		return -1;
 	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	sysio_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (a->u.sa.sa_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, &a->u.sa, a->len) < 0 || listen(fd, 511) < 0) {
+		sysio_setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (sysio_bind(fd, &a->u.sa, a->len) < 0 || sysio_listen(fd, 511) < 0) {
 		*err = strerror(errno);
-		close(fd);
+		sysio_close(fd);
 		return -1;
 	}
 	return fd;
@@ -49,7 +48,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_storage ss, ls;
 		socklen_t sl = sizeof(ss), ll = sizeof(ls);
-		int fd = accept4(w->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = sysio_accept4(w->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE) {
 				log_warn("accept: %s; pausing the listener for 1 s", strerror(errno));
@@ -61,7 +60,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 		}
 		struct mg_addr peer, local;
 		addr_from_sockaddr(&peer, (struct sockaddr *)&ss, sl);
-		if (getsockname(fd, (struct sockaddr *)&ls, &ll) == 0)
+		if (sysio_getsockname(fd, (struct sockaddr *)&ls, &ll) == 0)
 			addr_from_sockaddr(&local, (struct sockaddr *)&ls, ll);
 		else
 			memset(&local, 0, sizeof(local));

@@ -4,13 +4,13 @@
 #include "proxyin.h"
 #include "log.h"
 #include "proxyproto.h"
+#include "sysio.h"
 #include "xmem.h"
 
 #include <errno.h>
 #include <ev.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 struct proxyin {
 	ev_io io;
@@ -31,7 +31,7 @@ static void finish(struct proxyin *p, bool ok, const char *why)
 		char ip[64];
 		addr_ip_str(&p->peer, ip, sizeof(ip));
 		log_info("listener \"%s\": PROXY header from %s refused: %s", p->l->name, ip, why);
-		close(p->fd);
+		sysio_close(p->fd);
 		free(p);
 		return;
 	}
@@ -46,7 +46,7 @@ static void finish(struct proxyin *p, bool ok, const char *why)
 static void try_read(struct proxyin *p)
 {
 	unsigned char buf[PP_V2_MAX];
-	ssize_t n = recv(p->fd, buf, sizeof(buf), MSG_PEEK);
+	ssize_t n = sysio_recv(p->fd, buf, sizeof(buf), MSG_PEEK);
 	if (n == 0) {
 		finish(p, false, "closed before the header");
 		return;
@@ -72,7 +72,7 @@ static void try_read(struct proxyin *p)
 	}
 	size_t got = 0;
 	while (got < used) {	/* the peeked bytes are there: consume exactly them */
-		ssize_t r = recv(p->fd, buf, used - got, 0);
+		ssize_t r = sysio_recv(p->fd, buf, used - got, 0);
 		if (r <= 0) {
 			finish(p, false, "read error");
 			return;

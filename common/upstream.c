@@ -3,6 +3,7 @@
  * address. Completion is reported from a libev callback. */
 #include "upstream.h"
 #include "log.h"
+#include "sysio.h"
 #include "xmem.h"
 
 #include <errno.h>
@@ -11,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 struct upstream_dial {
 	const struct conf_upstream *u;
@@ -33,7 +33,7 @@ static void dial_fail(struct upstream_dial *d, const char *why)
 	snprintf(d->err, sizeof(d->err), "%s: %s", d->u->addrs[d->index].text, why);
 	log_debug("upstream %s: %s", d->u->name, d->err);
 	if (d->fd >= 0) {
-		close(d->fd);
+		sysio_close(d->fd);
 		d->fd = -1;
 	}
 	ev_io_stop(EV_DEFAULT, &d->io);
@@ -46,7 +46,7 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	struct upstream_dial *d = w->data;
 	int soerr = 0;
 	socklen_t sl = sizeof(soerr);
-	if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+	if (sysio_getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
 		soerr = errno;
 	if (soerr) {
 		dial_fail(d, strerror(soerr));
@@ -75,14 +75,14 @@ static void try_from(struct upstream_dial *d, int index)
 	for (; index <= d->last; index++) {
 		const struct mg_addr *a = &d->u->addrs[index].addr;
 		d->index = index;
-		d->fd = socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		d->fd = sysio_socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (d->fd < 0) {
 			snprintf(d->err, sizeof(d->err), "%s: %s", d->u->addrs[index].text, strerror(errno));
 			continue;
 		}
-		if (connect(d->fd, &a->u.sa, a->len) < 0 && errno != EINPROGRESS) {
+		if (sysio_connect(d->fd, &a->u.sa, a->len) < 0 && errno != EINPROGRESS) {
 			snprintf(d->err, sizeof(d->err), "%s: %s", d->u->addrs[index].text, strerror(errno));
-			close(d->fd);
+			sysio_close(d->fd);
 			d->fd = -1;
 			continue;
 		}
@@ -135,7 +135,7 @@ void upstream_dial_free(struct upstream_dial **dp)
 	ev_io_stop(EV_DEFAULT, &d->io);
 	ev_timer_stop(EV_DEFAULT, &d->timer);
 	if (d->fd >= 0)
-		close(d->fd);
+		sysio_close(d->fd);
 	free(d);
 	*dp = NULL;
 }
