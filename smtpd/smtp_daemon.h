@@ -1,0 +1,11 @@
+/* smtp_daemon: mailgate-smtpd's plug-in for the shared daemon start-up
+ * (common/daemon.h). main.c hands it to daemon_main(); the session
+ * fuzzer drives the same table without a main(). */
+#ifndef MG_SMTP_DAEMON_H
+#define MG_SMTP_DAEMON_H
+
+#include "daemon.h"
+
+extern const struct daemon_ops smtpd_ops;
+
+#endif
