@@ -60,6 +60,9 @@ bool sim_advance(void);
 void sim_advance_by(double secs);
 unsigned sim_active_watchers(void);	/* io + timer + signal watchers started */
 unsigned sim_pending_events(void);
+/* Called when callbacks keep running without any I/O (a busy loop); it may
+ * abort. Without a handler a busy loop is fatal (sim_fail). */
+void sim_set_busy_handler(void (*fn)(void));
 /* Called after every watcher callback (invariant checks). */
 void sim_set_after_callback(void (*fn)(void *arg), void *arg);
 /* Feeds a signal to started ev_signal watchers. */
@@ -115,7 +118,8 @@ struct sim_sock *sim_sock_by_fd(int fd);	/* NULL if unknown */
 unsigned sim_open_fds(void);
 
 /* Peer actions. */
-void sim_peer_send(struct sim_sock *s, const void *p, size_t n);
+/* false when the bytes cannot go anywhere (closed, FIN sent, not connected). */
+bool sim_peer_send(struct sim_sock *s, const void *p, size_t n);
 void sim_peer_shutdown(struct sim_sock *s);	/* FIN; keeps reading */
 void sim_peer_close(struct sim_sock *s);	/* FIN and stops reading */
 void sim_peer_reset(struct sim_sock *s);	/* RST */
@@ -128,6 +132,7 @@ void sim_set_dial_policy(enum sim_dial_policy p);	/* for the next dials; default
 /* ---- internal between sim_net.c, sim_ev.c and sim_tls.c ---- */
 int sim_net_ready(int fd, int events);		/* EV_READ | EV_WRITE subset ready now */
 bool sim_net_autodrain(void);			/* peers read; true if a window opened */
+uint64_t sim_net_progress(void);		/* grows with every byte moved, fd opened or closed */
 ssize_t sim_net_raw_recv(struct sim_sock *s, void *buf, size_t len);
 ssize_t sim_net_raw_send(struct sim_sock *s, const void *buf, size_t len);
 void sim_net_attach_tls(struct sim_sock *s, struct sim_tls_state *t, bool client);

@@ -32,7 +32,7 @@ struct sim_sock {
 	struct sockaddr_storage dest;
 	socklen_t destlen;
 	bool gw_closed, gw_shut;
-	bool peer_fin, peer_gone, peer_reset, reset_told;
+	bool peer_fin, peer_gone, peer_reset, reset_told, eof_told, rst_told;
 	unsigned char *rx;	/* peer -> gateway, unread */
 	size_t rx_off, rx_len, rx_cap;
 	size_t tx_len;		/* gateway -> peer, unread by the peer */
@@ -49,6 +49,7 @@ static struct {
 	struct sim_sock **byfd;
 	size_t nfd, capfd;
 	unsigned open;
+	uint64_t progress;
 	enum sim_dial_policy policy;
 	struct sim_net_hooks hooks;
 } net;
@@ -105,6 +106,7 @@ static struct sim_sock *new_sock(enum sim_sock_kind kind)
 		net.first = s;
 	net.last = s;
 	net.open++;
+	net.progress++;
 	return s;
 }
 
@@ -161,7 +163,14 @@ bool sim_net_autodrain(void)
 			s->tx_len = 0;
 			any = true;
 		}
+	if (any)
+		net.progress++;
 	return any;
+}
+
+uint64_t sim_net_progress(void)
+{
+	return net.progress;
 }
 
 /* ---- raw I/O (also used by sim_tls) ---- */
@@ -173,6 +182,9 @@ static ssize_t do_recv(struct sim_sock *s, void *buf, size_t len, bool peek)
 		return -1;
 	}
 	if (s->peer_reset) {
+		if (!s->rst_told)
+			net.progress++;
+		s->rst_told = true;
 		errno = ECONNRESET;
 		return -1;
 	}
@@ -180,6 +192,7 @@ static ssize_t do_recv(struct sim_sock *s, void *buf, size_t len, bool peek)
 		size_t n = len < s->rx_len ? len : s->rx_len;
 		memcpy(buf, s->rx + s->rx_off, n);
 		if (!peek) {
+			net.progress++;
 			s->rx_off += n;
 			s->rx_len -= n;
 			if (!s->rx_len)
@@ -187,8 +200,12 @@ static ssize_t do_recv(struct sim_sock *s, void *buf, size_t len, bool peek)
 		}
 		return (ssize_t)n;
 	}
-	if (s->peer_fin)
+	if (s->peer_fin) {
+		if (!s->eof_told)
+			net.progress++;	/* the first EOF read is news; a spin on it is not */
+		s->eof_told = true;
 		return 0;
+	}
 	errno = EAGAIN;
 	return -1;
 }
@@ -234,6 +251,7 @@ ssize_t sim_net_raw_send(struct sim_sock *s, const void *buf, size_t len)
 		s->tx_len += n;
 	}
 	s->written += n;
+	net.progress++;
 	if (net.hooks.gw_wrote)
 		net.hooks.gw_wrote(net.hooks.arg, s, buf, n);
 	return (ssize_t)n;
@@ -279,6 +297,7 @@ int sysio_close(int fd)
 	struct sim_sock *s = open_fd(fd, "close");
 	s->gw_closed = s->gw_shut = true;
 	net.open--;
+	net.progress++;
 	if (net.hooks.closed)
 		net.hooks.closed(net.hooks.arg, s);
 	return 0;
@@ -462,11 +481,11 @@ unsigned sim_open_fds(void)
 	return net.open;
 }
 
-void sim_peer_send(struct sim_sock *s, const void *p, size_t n)
+bool sim_peer_send(struct sim_sock *s, const void *p, size_t n)
 {
 	check(s);
 	if (!n || s->gw_closed || s->peer_fin || s->peer_reset || s->conn != SIM_CONN_OK)
-		return;	/* nowhere to go (a real peer would get an error) */
+		return false;	/* nowhere to go (a real peer would get an error) */
 	if (s->rx_off + s->rx_len + n > s->rx_cap) {
 		if (s->rx_off) {
 			memmove(s->rx, s->rx + s->rx_off, s->rx_len);
@@ -485,6 +504,7 @@ void sim_peer_send(struct sim_sock *s, const void *p, size_t n)
 	memcpy(s->rx + s->rx_off + s->rx_len, p, n);
 	s->rx_len += n;
 	s->peer_sent += n;
+	return true;
 }
 
 void sim_peer_shutdown(struct sim_sock *s)

@@ -1,0 +1,552 @@
+/* fuzz_imap_session: whole mailgate-imapd sessions in the simulated world
+ * (session_harness.h gives the input format and the generic invariants).
+ * IMAP invariants checked here:
+ *
+ *  client stream   before login every response the gateway writes is
+ *                  made of lines ending in CRLF (no bare CR or LF, no NUL,
+ *                  literals announced with {n} skipped), and the stream is
+ *                  at a response boundary when the login completes or the
+ *                  session ends;
+ *  upstream stream a PROXY header first when configured; then only the
+ *                  gateway's own commands, tagged M<n> - CAPABILITY,
+ *                  STARTTLS, ID (with forward_id), AUTHENTICATE PLAIN
+ *                  with base64, LOGIN with synchronising literals - each
+ *                  line ending in CRLF (client bytes are never spliced into
+ *                  a command line); nothing but CAPABILITY / STARTTLS
+ *                  before TLS on a TLS upstream (credentials never in
+ *                  clear); no login as master_user except an EXTERNAL one
+ *                  whose authzid is the user the verified client
+ *                  certificate names (DESIGN.md §5.2, §6); no literal data
+ *                  before the upstream's "+". After the upstream's OK to
+ *                  the login, bytes are relayed and not checked. */
+#include "b64.h"
+#include "imap_daemon.h"
+#include "imap_resp.h"
+#include "imap_session_int.h"
+#include "proxyproto.h"
+#include "session_harness.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* ---- configuration variants ---- */
+
+#define COMMON \
+	"hostname = \"imap.test.example\"\n" \
+	"tls \"default\" { cert = \"mx.pem\" key = \"mx.key\" }\n" \
+	"tls \"mtls\" { cert = \"mx.pem\" key = \"mx.key\" client_ca = \"ca.pem\" client_cert = \"optional\" }\n" \
+	"tls_client \"up\" { verify_name = \"imap.up.example\" }\n" \
+	"peer \"partner\" { name = \"mx2.partner.example\" }\n" \
+	"peer \"pinned\" { fingerprint = \"sha256:" PIN64 "\" }\n"
+#define PIN64 "5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E5E"
+#define MASTER "master_user = \"master\"\nmaster_password_file = \"master.pw\"\n"
+
+static const char *const configs[] = {
+	/* 0: IMAPS, plain upstream with ID forwarding */
+	COMMON
+	"upstream \"dovecot\" { address = \"127.0.0.1:10143\" forward_id = true }\n"
+	"listener \"imaps\" { address = \"192.0.2.1:993\" tls_mode = \"implicit\" }\n",
+	/* 1: STARTTLS, optional certs, EXTERNAL by email; STARTTLS upstream, PROXY v1, small literals */
+	COMMON MASTER
+	"external_identity = \"email\"\nmax_literal = 256\n"
+	"upstream \"dovecot\" { address = \"127.0.0.1:10143\" tls = \"starttls\" tls_client = \"up\"\n"
+	"  proxy_protocol = \"v1\" forward_id = false }\n"
+	"listener \"imap\" { address = \"192.0.2.1:143\" tls_mode = \"starttls\" tls = \"mtls\" }\n",
+	/* 2: loopback plain, user_map routing, implicit TLS upstream with PROXY v2 */
+	COMMON
+	"user_map = \"users.map\"\nmax_auth_failures = 2\nmax_errors = 3\n"
+	"upstream \"dovecot\" { address = \"127.0.0.1:10993\" tls = \"implicit\" tls_client = \"up\"\n"
+	"  proxy_protocol = \"v2\" }\n"
+	"upstream \"other\" { address = { \"127.0.0.1:20143\", \"127.0.0.1:20144\" } connect_timeout = 3 }\n"
+	"listener \"local\" { address = \"127.0.0.1:10144\" tls_mode = \"none\" upstream = \"dovecot\" }\n",
+	/* 3: certificates required, peers only, EXTERNAL by DNS name */
+	COMMON MASTER
+	"external_identity = \"dns\"\n"
+	"upstream \"dovecot\" { address = \"127.0.0.1:10143\" }\n"
+	"listener \"mtls\" { address = \"192.0.2.1:993\" tls_mode = \"implicit\" tls = \"mtls\"\n"
+	"  client_cert = \"require\" peers_only = true }\n",
+	/* 4: EXTERNAL by CN, short timeouts, two connections at most */
+	COMMON MASTER
+	"external_identity = \"cn\"\ntimeout_preauth = 10\ntimeout_idle = 60\nshutdown_timeout = 5\n"
+	"upstream \"dovecot\" { address = \"127.0.0.1:10143\" forward_id = true timeout_reply = 20 }\n"
+	"listener \"imaps\" { address = \"192.0.2.1:993\" tls_mode = \"implicit\" tls = \"mtls\"\n"
+	"  max_connections = 2 }\n",
+	/* 5: behind a load balancer (PROXY header in), STARTTLS upstream */
+	COMMON
+	"timeout_handshake = 5\n"
+	"upstream \"dovecot\" { address = \"127.0.0.1:10143\" tls = \"starttls\" tls_client = \"up\" }\n"
+	"listener \"lb\" { address = \"127.0.0.1:10145\" tls_mode = \"none\" proxy_protocol = true\n"
+	"  trusted_proxies = { \"127.0.0.1\", \"192.0.2.10\", \"2001:db8::10\" } }\n",
+};
+
+static const char *const files[] = {
+	"master.pw", "s3cret-master\n",
+	"users.map", "# user upstream\nbob other\nalice dovecot\n",
+};
+
+/* ---- a line walker with IMAP literals ({n} / {n+} at a line's end) ---- */
+
+struct walker {
+	size_t lit;		/* literal bytes still to skip */
+	bool mid;		/* inside a line (or right after a literal) */
+	int prev;		/* previous byte of the line, -1 at its start */
+	char tail[16];		/* the line's last bytes, for "{n}" */
+	size_t ntail;
+	char line[1024];	/* the first bytes of the current line */
+	size_t nline;
+	bool nonsync;		/* the literal just announced was {n+} */
+	bool used;		/* line[] was handed out: start afresh */
+};
+
+/* The literal a finished line announces (its text before CRLF in tail). */
+static size_t announced(struct walker *w, bool *is_lit)
+{
+	size_t e = w->ntail, n = 0, mult = 1, digits = 0;
+	*is_lit = false;
+	w->nonsync = false;
+	if (!e || w->tail[e - 1] != '}')
+		return 0;
+	e--;
+	if (e && w->tail[e - 1] == '+') {
+		w->nonsync = true;
+		e--;
+	}
+	while (e && w->tail[e - 1] >= '0' && w->tail[e - 1] <= '9' && digits < 9) {
+		n += (size_t)(w->tail[e - 1] - '0') * mult;
+		mult *= 10;
+		e--;
+		digits++;
+	}
+	if (!digits || !e || w->tail[e - 1] != '{')
+		return 0;
+	*is_lit = true;
+	return n;
+}
+
+enum walk { W_BYTE, W_LINE, W_LITERAL_BYTE };
+
+/* Feeds one byte; W_LINE when a line ended (w->line holds its start). */
+static enum walk walk(struct walker *w, unsigned char ch, const char *who, const char *id)
+{
+	if (w->lit) {
+		w->lit--;
+		return W_LITERAL_BYTE;
+	}
+	if (w->used) {
+		w->used = false;
+		w->nline = 0;
+		w->line[0] = '\0';
+	}
+	w->mid = true;
+	if (ch == '\n') {
+		HX_CHECK(w->prev == '\r', id, "%s: a line ending in a bare LF: %.60s", who, w->line);
+		if (w->ntail && w->tail[w->ntail - 1] == '\r')
+			w->ntail--;
+		if (w->nline && w->line[w->nline - 1] == '\r')
+			w->line[--w->nline] = '\0';
+		w->used = true;
+		bool is_lit;
+		size_t n = announced(w, &is_lit);
+		w->prev = -1;
+		w->ntail = 0;
+		if (is_lit) {
+			w->lit = n;
+			w->mid = true;	/* the response goes on after the literal */
+		} else {
+			w->mid = false;
+		}
+		return W_LINE;
+	}
+	HX_CHECK(w->prev != '\r', id, "%s: a bare CR inside a line: %.60s", who, w->line);
+	HX_CHECK(ch != '\0', "imap-nul", "%s: NUL inside a line: %.60s", who, w->line);
+	if (w->nline + 1 < sizeof(w->line)) {
+		w->line[w->nline++] = (char)ch;
+		w->line[w->nline] = '\0';
+	}
+	if (w->ntail == sizeof(w->tail)) {
+		memmove(w->tail, w->tail + 1, sizeof(w->tail) - 1);
+		w->ntail--;
+	}
+	w->tail[w->ntail++] = (char)ch;
+	w->prev = ch;
+	return W_BYTE;
+}
+
+static bool at_boundary(const struct walker *w)
+{
+	return !w->lit && !w->mid;
+}
+
+/* ---- client stream ---- */
+
+struct client_state {
+	struct walker w;
+	uint64_t seen;		/* bytes of output so far */
+	bool boundary_checked;
+};
+
+static void client_new(struct hx_client *c)
+{
+	struct client_state *cs = calloc(1, sizeof(*cs));
+	if (!cs)
+		abort();
+	cs->w.prev = -1;
+	c->proto = cs;
+}
+
+static void check_boundary(struct hx_client *c, const char *when)
+{
+	struct client_state *cs = c->proto;
+	HX_CHECK(at_boundary(&cs->w), "imap-crlf", "client %d: %s in the middle of a response line: %.60s",
+		 c->index, when, cs->w.line);
+}
+
+static void client_out(struct hx_client *c, const unsigned char *p, size_t n)
+{
+	struct client_state *cs = c->proto;
+	char who[32];
+	snprintf(who, sizeof(who), "client %d (pre-login)", c->index);
+	for (size_t i = 0; i < n; i++, cs->seen++) {
+		if (c->login_seen && cs->seen >= c->boundary) {
+			if (!cs->boundary_checked) {
+				cs->boundary_checked = true;
+				check_boundary(c, "login completed");
+			}
+			continue;	/* relayed after login */
+		}
+		walk(&cs->w, p[i], who, "imap-crlf");
+	}
+}
+
+static void client_end(struct hx_client *c)
+{
+	struct client_state *cs = c->proto;
+	if (!c->login_seen || cs->seen < c->boundary)
+		check_boundary(c, "the gateway closed");
+}
+
+/* ---- upstream stream ---- */
+
+struct up_state {
+	bool pp_done;
+	unsigned char pp[PP_V2_MAX];
+	size_t pplen;
+	struct walker w;	/* gateway -> upstream */
+	bool relay;		/* the upstream accepted our login: raw relay */
+	char login_tag[16];	/* our login command's tag, once sent */
+	bool plain_no_ir;	/* AUTHENTICATE PLAIN without SASL-IR: a data line follows */
+	int lit_stage;		/* LOGIN: 1 user literal announced, 2 password announced */
+	size_t lit_len;
+	char lit[300];		/* the literal being sent (the user name) */
+	size_t nlit;
+	bool lit_first;		/* a literal was announced, none of it sent yet */
+	unsigned conts;		/* "+" continuations the upstream sent */
+	unsigned conts_used;
+	/* upstream -> gateway mirror: complete responses */
+	char *rbuf;
+	size_t rlen, rcap;
+};
+
+static void up_new(struct hx_up *u)
+{
+	struct up_state *st = calloc(1, sizeof(*st));
+	if (!st)
+		abort();
+	st->pp_done = u->cu->proxy_protocol == PROXY_OUT_OFF;
+	st->w.prev = -1;
+	u->proto = st;
+}
+
+static void free_up(void *p)
+{
+	struct up_state *st = p;
+	if (st)
+		free(st->rbuf);
+	free(p);
+}
+
+static void up_in(struct hx_up *u, const unsigned char *p, size_t n)
+{
+	struct up_state *st = u->proto;
+	struct imap_resp r;
+	if (st->relay)
+		return;
+	if (st->rlen + n > st->rcap) {
+		size_t cap = st->rcap ? st->rcap : 1024;
+		while (cap < st->rlen + n)
+			cap *= 2;
+		st->rbuf = realloc(st->rbuf, cap);
+		if (!st->rbuf)
+			abort();
+		st->rcap = cap;
+	}
+	memcpy(st->rbuf + st->rlen, p, n);
+	st->rlen += n;
+	size_t pos = 0;
+	for (;;) {
+		long len = imap_resp_length(st->rbuf + pos, st->rlen - pos);
+		if (len <= 0)
+			break;
+		const char *line = st->rbuf + pos;
+		const char *lf = memchr(line, '\n', (size_t)len);
+		size_t ll = lf ? (size_t)(lf - line) : (size_t)len;
+		if (ll && line[ll - 1] == '\r')
+			ll--;
+		if (imap_resp_parse(line, ll, &r) == 0) {
+			if (r.continuation)
+				st->conts++;
+			/* Our login accepted: from here on the bytes are the user's. */
+			if (st->login_tag[0] && r.tag && r.tag_len == strlen(st->login_tag) &&
+			    !memcmp(r.tag, st->login_tag, r.tag_len) && r.status == IMAP_ST_OK)
+				st->relay = true;
+			/* Answered either way: a new login has a new tag. */
+			if (st->login_tag[0] && r.tag && r.tag_len == strlen(st->login_tag) &&
+			    !memcmp(r.tag, st->login_tag, r.tag_len) && r.status != IMAP_ST_OK)
+				st->login_tag[0] = '\0';
+		}
+		pos += (size_t)len;
+		if (st->relay)
+			break;
+	}
+	memmove(st->rbuf, st->rbuf + pos, st->rlen - pos);
+	st->rlen -= pos;
+}
+
+static void up_tls(struct hx_up *u)
+{
+	struct up_state *st = u->proto;
+	st->rlen = 0;	/* what came before the handshake is gone */
+	st->conts = st->conts_used = 0;
+	HX_CHECK(at_boundary(&st->w), "upstream-cmd", "TLS started towards %s in the middle of a command",
+		 u->cu->name);
+}
+
+/* A verified client certificate of this world names `user` for EXTERNAL. */
+static bool external_allowed(const char *user)
+{
+	char mapped[256];
+	for (int i = 0; i < hx.nclients; i++) {
+		struct hx_client *c = &hx.clients[i];
+		if (c->tls_ok && c->cert_status == CERT_VERIFIED &&
+		    hx_external_user(c->ident, c->cert_status, hx.conf->external_identity, mapped) &&
+		    !strcmp(mapped, user))
+			return true;
+	}
+	return false;
+}
+
+static void check_plain(struct hx_up *u, const char *b64, size_t len)
+{
+	unsigned char *raw = NULL;
+	size_t rawlen = 0;
+	if (b64_decode(b64, len, &raw, &rawlen) < 0) {
+		hx_violation("upstream-cmd", "AUTHENTICATE PLAIN with invalid base64 sent to %s", u->cu->name);
+		return;
+	}
+	const unsigned char *z1 = memchr(raw, 0, rawlen);
+	const unsigned char *z2 = z1 ? memchr(z1 + 1, 0, rawlen - (size_t)(z1 + 1 - raw)) : NULL;
+	HX_CHECK(z1 && z2, "upstream-cmd", "a PLAIN response without two NULs sent to %s", u->cu->name);
+	if (z1 && z2 && hx.conf->master_user[0]) {
+		char authzid[300], authcid[300];
+		snprintf(authzid, sizeof(authzid), "%.*s", (int)(z1 - raw), (const char *)raw);
+		snprintf(authcid, sizeof(authcid), "%.*s", (int)(z2 - z1 - 1), (const char *)z1 + 1);
+		if (!strcasecmp(authcid, hx.conf->master_user))
+			HX_CHECK(authzid[0] && external_allowed(authzid), "master-user",
+				 "login as master_user \"%s\" for \"%s\", which no verified client certificate names",
+				 authcid, authzid);
+	}
+	memset(raw, 0, rawlen);
+	free(raw);
+}
+
+static bool tag_ok(const char *l, size_t *taglen)
+{
+	size_t i = 1;
+	if (l[0] != 'M')
+		return false;
+	while (l[i] >= '0' && l[i] <= '9')
+		i++;
+	*taglen = i;
+	return i > 1 && l[i] == ' ';
+}
+
+static bool b64_text(const char *s)
+{
+	size_t n = strlen(s);
+	return n && b64_valid(s, n);
+}
+
+/* One finished command line of the gateway (its first 1023 bytes). */
+static void up_line(struct hx_up *u, const char *l)
+{
+	struct up_state *st = u->proto;
+	size_t tl;
+	bool pre_tls = u->cu->tls != TLS_MODE_NONE && !u->tls_up;
+	if (st->lit_stage == 1) {
+		/* After the user literal: " {n}" announcing the password. */
+		st->lit_stage = 2;
+		return;
+	}
+	if (st->lit_stage == 2) {
+		HX_CHECK(l[0] == '\0', "upstream-cmd", "bytes after the LOGIN password sent to %s", u->cu->name);
+		st->lit_stage = 0;
+		return;
+	}
+	if (st->plain_no_ir) {
+		st->plain_no_ir = false;
+		HX_CHECK(b64_text(l), "upstream-cmd", "a PLAIN continuation that is not base64 sent to %s",
+			 u->cu->name);
+		if (b64_text(l))
+			check_plain(u, l, strlen(l));
+		return;
+	}
+	if (!tag_ok(l, &tl)) {
+		hx_violation("upstream-cmd", "an untagged or foreign line sent to %s: %.60s", u->cu->name, l);
+		return;
+	}
+	const char *cmd = l + tl + 1;
+	HX_CHECK(!pre_tls || (u->cu->tls == TLS_MODE_STARTTLS &&
+			      (!strcmp(cmd, "CAPABILITY") || !strcmp(cmd, "STARTTLS"))),
+		 "cleartext", "%.60s sent to %s before TLS", l, u->cu->name);
+	if (!strcmp(cmd, "CAPABILITY") || !strcmp(cmd, "STARTTLS"))
+		return;
+	if (!strncmp(cmd, "ID (", 4)) {
+		HX_CHECK(u->cu->forward_id, "upstream-cmd", "ID sent to %s, which has forward_id = false",
+			 u->cu->name);
+		HX_CHECK(!strncmp(cmd, "ID (\"x-originating-ip\" \"", 24) && cmd[strlen(cmd) - 1] == ')',
+			 "upstream-cmd", "a malformed ID sent to %s: %.80s", u->cu->name, cmd);
+		return;
+	}
+	snprintf(st->login_tag, sizeof(st->login_tag), "%.*s", (int)tl, l);
+	if (!strcmp(cmd, "AUTHENTICATE PLAIN")) {
+		st->plain_no_ir = true;
+		return;
+	}
+	if (!strncmp(cmd, "AUTHENTICATE PLAIN ", 19)) {
+		HX_CHECK(b64_text(cmd + 19), "upstream-cmd", "AUTHENTICATE PLAIN with a non-base64 argument sent "
+			 "to %s", u->cu->name);
+		if (b64_text(cmd + 19))
+			check_plain(u, cmd + 19, strlen(cmd + 19));
+		return;
+	}
+	if (!strncmp(cmd, "LOGIN {", 7) && cmd[strlen(cmd) - 1] == '}' && !st->w.nonsync) {
+		st->lit_stage = 1;
+		st->nlit = 0;
+		return;
+	}
+	st->login_tag[0] = '\0';
+	hx_violation("upstream-cmd", "an unexpected command sent to %s: %.60s", u->cu->name, l);
+}
+
+static void proxy_header(struct hx_up *u, const unsigned char *p, size_t n, size_t *used)
+{
+	struct up_state *st = u->proto;
+	struct pp_info info;
+	size_t take = n < sizeof(st->pp) - st->pplen ? n : sizeof(st->pp) - st->pplen, consumed = 0;
+	memcpy(st->pp + st->pplen, p, take);
+	st->pplen += take;
+	enum pp_rc rc = pp_parse(st->pp, st->pplen, &info, &consumed);
+	*used = n;
+	if (rc == PP_MORE && st->pplen < sizeof(st->pp))
+		return;
+	st->pp_done = true;
+	HX_CHECK(rc == PP_OK, "proxy-out", "the PROXY header sent to %s does not parse", u->cu->name);
+	if (rc != PP_OK)
+		return;
+	HX_CHECK((u->cu->proxy_protocol == PROXY_OUT_V1) == (st->pp[0] == 'P'), "proxy-out",
+		 "PROXY header version differs from proxy_protocol of %s", u->cu->name);
+	size_t before = st->pplen - take;
+	*used = consumed > before ? consumed - before : 0;
+}
+
+static void up_out(struct hx_up *u, const unsigned char *p, size_t n)
+{
+	struct up_state *st = u->proto;
+	char who[64];
+	if (!st->pp_done) {
+		size_t used = 0;
+		proxy_header(u, p, n, &used);
+		p += used;
+		n -= used;
+	}
+	snprintf(who, sizeof(who), "upstream %s", u->cu->name);
+	for (size_t i = 0; i < n && !st->relay; i++) {
+		if (st->w.lit && st->lit_first) {
+			st->lit_first = false;
+			/* A synchronising literal waits for the server's "+". */
+			if (!st->w.nonsync)
+				HX_CHECK(st->conts > st->conts_used++, "upstream-cmd",
+					 "literal data sent to %s before its \"+\" continuation", u->cu->name);
+		}
+		enum walk r = walk(&st->w, p[i], who, "upstream-cmd");
+		if (r == W_LITERAL_BYTE) {
+			if (st->lit_stage == 1 && st->nlit + 1 < sizeof(st->lit))
+				st->lit[st->nlit++] = (char)p[i];
+			if (!st->w.lit && st->lit_stage == 1) {
+				st->lit[st->nlit] = '\0';
+				HX_CHECK(!hx.conf->master_user[0] || strcasecmp(st->lit, hx.conf->master_user),
+					 "master-user", "LOGIN as master_user \"%s\" sent to %s", st->lit, u->cu->name);
+				st->nlit = 0;
+			}
+			continue;
+		}
+		if (r == W_LINE) {
+			up_line(u, st->w.line);
+			st->lit_first = st->w.lit > 0;
+		}
+	}
+}
+
+static void up_end(struct hx_up *u)
+{
+}
+
+/* ---- sessions ---- */
+
+static struct imap_session *is_of(const struct session *s)
+{
+	struct imap_session *is = (struct imap_session *)((char *)s - offsetof(struct imap_session, s));
+	if (is->magic != IMAP_SESSION_MAGIC)
+		sim_fail("a session in the server list is no live imap_session");
+	return is;
+}
+
+static bool closing(const struct session *s)
+{
+	return is_of(s)->state == IS_CLOSING;
+}
+
+static bool logged_in(const struct session *s)
+{
+	return is_of(s)->logged_in;
+}
+
+static const struct hx_proto imap_proto = {
+	.name = "imap_session",
+	.ops = &imapd_ops,
+	.configs = configs,
+	.nconfigs = sizeof(configs) / sizeof(configs[0]),
+	.files = files,
+	.nfiles = sizeof(files) / sizeof(files[0]) / 2,
+	.closing = closing,
+	.logged_in = logged_in,
+	.client_new = client_new,
+	.client_out = client_out,
+	.client_end = client_end,
+	.up_new = up_new,
+	.up_out = up_out,
+	.up_in = up_in,
+	.up_tls = up_tls,
+	.up_end = up_end,
+	.free_up = free_up,
+};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	return hx_run(&imap_proto, data, size);
+}
