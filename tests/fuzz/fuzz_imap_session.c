@@ -101,6 +101,7 @@ struct walker {
 	size_t nline;
 	bool nonsync;		/* the literal just announced was {n+} */
 	bool used;		/* line[] was handed out: start afresh */
+	bool relayed_text_ok;	/* NUL may appear (upstream text relayed) */
 };
 
 /* The literal a finished line announces (its text before CRLF in tail). */
@@ -163,7 +164,9 @@ static enum walk walk(struct walker *w, unsigned char ch, const char *who, const
 		return W_LINE;
 	}
 	HX_CHECK(w->prev != '\r', id, "%s: a bare CR inside a line: %.60s", who, w->line);
-	HX_CHECK(ch != '\0', "imap-nul", "%s: NUL inside a line: %.60s", who, w->line);
+	/* The gateway's own commands never hold NUL; relayed upstream text
+	 * is the upstream's (DESIGN.md §5 sets no rule on it). */
+	HX_CHECK(ch != '\0' || w->relayed_text_ok, id, "%s: NUL inside a line: %.60s", who, w->line);
 	if (w->nline + 1 < sizeof(w->line)) {
 		w->line[w->nline++] = (char)ch;
 		w->line[w->nline] = '\0';
@@ -196,6 +199,7 @@ static void client_new(struct hx_client *c)
 	if (!cs)
 		abort();
 	cs->w.prev = -1;
+	cs->w.relayed_text_ok = true;
 	c->proto = cs;
 }
 

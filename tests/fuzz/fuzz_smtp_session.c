@@ -15,9 +15,12 @@
  *                  §4.5.3.1 (local part 64, domain 255, path 256);
  *                  nothing after QUIT; message data (after a 354 to DATA)
  *                  without bare CR or LF, ended by CRLF.CRLF;
- *  accounting      the messages the gateway counts as delivered never
- *                  outnumber the final dots the upstream answered 2xx
- *                  (replies are paired with commands in order, as the
+ *  conversation    each reply answers one client line, in order (see the
+ *                  model below); QUIT is answered 221;
+ *  accounting      neither the messages the gateway counts as delivered
+ *                  nor the final dots clients saw answered 2xx outnumber
+ *                  the final dots the upstream answered 2xx (upstream
+ *                  replies are paired with commands in order, as the
  *                  gateway itself does - one outstanding at a time). */
 #include "proxyproto.h"
 #include "session_harness.h"
@@ -96,20 +99,140 @@ static const char *const configs[] = {
 	"  auth = false }\n",
 };
 
-/* ---- client stream: reply lines ---- */
+/* ---- client stream: reply lines, and the conversation they answer ----
+ *
+ * The model pairs each complete reply with the client line it answers, in
+ * order, as the gateway must (pipelining keeps the order): the greeting
+ * first; in DATA (after a 354) the reply goes to the final dot; in an AUTH
+ * exchange (after a 334) to the SASL line; after STARTTLS's 220 the lines
+ * pipelined behind it are gone; an overlong partial line is one line.
+ * A 421 may come at any time and ends the model (the gateway closes).
+ * Checked: every reply answers a line; QUIT gets 221; the final dots the
+ * client saw accepted never outnumber those the upstream accepted. */
+
+#define MODEL_LINES 1024
+
+enum mode { M_CMD, M_DATA, M_AUTH };
+
+struct cline {
+	size_t len;
+	char head[12];		/* the line's first bytes */
+};
 
 struct client_state {
 	int st;			/* 0-2 digits, 3 separator, 4 text, 5 after CR */
 	int code, line_code;
 	bool more;		/* the last line was "ddd-" */
 	char sep;
+	/* the conversation model */
+	struct cline q[MODEL_LINES];
+	unsigned qh, qt;	/* queued complete lines: [qh, qt) */
+	struct cline part;	/* the line being sent */
+	bool skip_rest;		/* the tail of an overlong line already answered */
+	enum mode mode;
+	bool greeted, done, lost;
+	unsigned dots_2xx;
 };
+
+static unsigned client_dots_2xx;	/* over the whole world */
 
 static void client_new(struct hx_client *c)
 {
 	c->proto = calloc(1, sizeof(struct client_state));
 	if (!c->proto)
 		abort();
+}
+
+static void client_in(struct hx_client *c, const unsigned char *p, size_t n)
+{
+	struct client_state *cs = c->proto;
+	for (size_t i = 0; i < n; i++) {
+		if (cs->skip_rest) {
+			cs->skip_rest = p[i] != '\n';
+			continue;
+		}
+		if (cs->part.len < sizeof(cs->part.head))
+			cs->part.head[cs->part.len] = (char)p[i];
+		cs->part.len++;
+		if (p[i] != '\n')
+			continue;
+		if (cs->qt - cs->qh == MODEL_LINES)
+			cs->lost = true;	/* too much to follow: stop judging */
+		else
+			cs->q[cs->qt++ % MODEL_LINES] = cs->part;
+		memset(&cs->part, 0, sizeof(cs->part));
+	}
+}
+
+static bool line_is(const struct cline *l, const char *word)
+{
+	size_t n = strlen(word);
+	return l->len == n + 2 && !strncasecmp(l->head, word, n) && l->head[n] == '\r';
+}
+
+static bool pop_line(struct client_state *cs, struct cline *l)
+{
+	if (cs->qh != cs->qt) {
+		*l = cs->q[cs->qh++ % MODEL_LINES];
+		return true;
+	}
+	/* "500 Line too long" comes before the line's end. */
+	if (cs->part.len > (size_t)hx.conf->max_line + 2) {
+		*l = cs->part;
+		memset(&cs->part, 0, sizeof(cs->part));
+		cs->skip_rest = true;
+		return true;
+	}
+	return false;
+}
+
+static void model_reply(struct hx_client *c, int code)
+{
+	struct client_state *cs = c->proto;
+	struct cline l;
+	if (cs->lost || cs->done)
+		return;
+	if (!cs->greeted) {
+		cs->greeted = true;
+		cs->done = code == 421;
+		return;
+	}
+	if (code == 421) {
+		cs->done = true;	/* the gateway is closing */
+		return;
+	}
+	if (cs->mode == M_DATA) {
+		bool dot = false;
+		while (!dot && pop_line(cs, &l))
+			dot = l.len == 3 && l.head[0] == '.' && l.head[1] == '\r';
+		HX_CHECK(dot, "reply-pairing", "client %d: reply %d during DATA before the final dot", c->index,
+			 code);
+		if (dot && code >= 200 && code < 300)
+			client_dots_2xx++;
+		cs->mode = M_CMD;
+		return;
+	}
+	if (!pop_line(cs, &l)) {
+		hx_violation("reply-pairing", "client %d: reply %d answers no command", c->index, code);
+		cs->lost = true;
+		return;
+	}
+	if (cs->mode == M_AUTH) {
+		if (code != 334)
+			cs->mode = M_CMD;
+		return;
+	}
+	if (line_is(&l, "QUIT")) {
+		HX_CHECK(code == 221, "quit", "client %d: QUIT answered %d, not 221", c->index, code);
+		cs->done = true;
+	} else if (line_is(&l, "DATA") && code == 354) {
+		cs->mode = M_DATA;
+	} else if (l.len > 5 && !strncasecmp(l.head, "AUTH ", 5) && code == 334) {
+		cs->mode = M_AUTH;
+	} else if (line_is(&l, "STARTTLS") && code == 220) {
+		cs->qh = cs->qt;	/* pipelined lines are discarded */
+		memset(&cs->part, 0, sizeof(cs->part));
+	}
 }
 
 static void client_out(struct hx_client *c, const unsigned char *p, size_t n)
@@ -148,6 +271,8 @@ static void client_out(struct hx_client *c, const unsigned char *p, size_t n)
 			HX_CHECK(ch == '\n', "reply-format", "client %d: bare CR inside reply text", c->index);
 			cs->more = cs->sep == '-';
 			cs->st = 0;
+			if (!cs->more)
+				model_reply(c, cs->code);
 			break;
 		}
 	}
@@ -232,6 +357,41 @@ static void account(struct up_state *st)
 	}
 }
 
+/* RFC 5321 §4.2 on its own terms (no line-count limit): 1 and the size
+ * and line count of a complete well-formed reply, 0 incomplete, -1 not a
+ * reply. Lines up to SMTP_REPLY_MAX_LINE, as the gateway allows. */
+static int rfc_reply(const char *b, size_t len, size_t *total, size_t *nlines)
+{
+	size_t pos = 0;
+	int code = -1;
+	*nlines = 0;
+	for (;;) {
+		const char *lf = memchr(b + pos, '\n', len - pos);
+		if (!lf)
+			return 0;
+		size_t end = (size_t)(lf - b), ll = end - pos;
+		if (ll && b[end - 1] == '\r')
+			ll--;
+		const char *l = b + pos;
+		if (ll < 3 || ll > SMTP_REPLY_MAX_LINE || l[0] < '2' || l[0] > '5' || l[1] < '0' || l[1] > '9' ||
+		    l[2] < '0' || l[2] > '9' || (ll > 3 && l[3] != ' ' && l[3] != '-'))
+			return -1;
+		int c = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
+		if (code >= 0 && c != code)
+			return -1;
+		code = c;
+		for (size_t i = 4; i < ll; i++)
+			if (l[i] == '\r' || l[i] == '\0')
+				return -1;
+		(*nlines)++;
+		pos = end + 1;
+		if (ll == 3 || l[3] == ' ') {
+			*total = pos;
+			return 1;
+		}
+	}
+}
+
 static void up_in(struct hx_up *u, const unsigned char *p, size_t n)
 {
 	struct up_state *st = u->proto;
@@ -252,6 +412,12 @@ static void up_in(struct hx_up *u, const unsigned char *p, size_t n)
 	size_t pos = 0;
 	for (;;) {
 		int rv = smtp_reply_parse(st->rbuf + pos, st->rlen - pos, &r);
+		if (rv < 0) {
+			size_t total = 0, nl = 0;
+			HX_CHECK(rfc_reply(st->rbuf + pos, st->rlen - pos, &total, &nl) != 1 || total > 65536,
+				 "reply-limit", "a well-formed %zu-line, %zu-byte reply from %s counts as malformed",
+				 nl, total, u->cu->name);
+		}
 		if (rv < 0 || st->nreplies == MAX_PAIRS) {
 			st->dead = true;
 			break;
@@ -519,7 +685,10 @@ static void world_end(void)
 	HX_CHECK(total <= dots_2xx, "delivered",
 		 "the gateway counts %lu delivered message(s), the upstream accepted %u final dot(s)", total,
 		 dots_2xx);
-	dots_2xx = 0;
+	HX_CHECK(client_dots_2xx <= dots_2xx, "delivered",
+		 "clients were told %u message(s) were accepted, the upstream accepted %u final dot(s)",
+		 client_dots_2xx, dots_2xx);
+	dots_2xx = client_dots_2xx = 0;
 	memset(delivered, 0, sizeof(delivered));
 }
 
@@ -530,6 +699,7 @@ static const struct hx_proto smtp_proto = {
 	.nconfigs = sizeof(configs) / sizeof(configs[0]),
 	.closing = closing,
 	.client_new = client_new,
+	.client_in = client_in,
 	.client_out = client_out,
 	.client_end = client_end,
 	.up_new = up_new,
@@ -544,7 +714,7 @@ static const struct hx_proto smtp_proto = {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	dots_2xx = 0;
+	dots_2xx = client_dots_2xx = 0;
 	memset(delivered, 0, sizeof(delivered));
 	return hx_run(&smtp_proto, data, size);
 }

@@ -18,6 +18,8 @@
 #include "rdns.h"
 #include "server.h"
 
+#include <ev.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -481,6 +483,29 @@ static void peer_send_up(struct hx_up *u, const unsigned char *p, size_t n)
 	}
 }
 
+/* At rest: the gateway must not sit on bytes an upstream sent while
+ * nothing else holds it up - no socket it waits to write to (the other
+ * side's back-pressure), no connect in progress. Such bytes would wait
+ * for a timeout (e.g. a reply the parser cannot finish in a full input
+ * buffer). */
+static void check_stall(void)
+{
+	for (int i = 0; i < hx.nclients; i++)
+		if (sim_sock_open(hx.clients[i].sock) && sim_sock_watched(hx.clients[i].sock, EV_WRITE))
+			return;
+	for (int i = 0; i < hx.nups; i++)
+		if (sim_sock_open(hx.ups[i].sock) && sim_sock_watched(hx.ups[i].sock, EV_WRITE))
+			return;
+	for (int i = 0; i < hx.nups; i++) {
+		struct sim_sock *s = hx.ups[i].sock;
+		if (!sim_sock_open(s) || sim_sock_gw_shut(s) || sim_sock_connect_state(s) != SIM_CONN_OK ||
+		    !sim_sock_unread(s) || sim_tls_pending(s) || sim_sock_watched(s, EV_READ))
+			continue;
+		hx_violation("stalled-input", "upstream connection %d: %zu byte(s) unread and nobody reading, "
+			     "though no output is held up", i, sim_sock_unread(s));
+	}
+}
+
 /* ---- the operations ---- */
 
 struct input {
@@ -568,8 +593,11 @@ static void op(struct input *in)
 	case 'C':
 	case 'c':
 		n = o == 'C' ? line(in, &p) : chunk(in, &p);
-		if (c && sim_peer_send(c->sock, p, n))
+		if (c && sim_peer_send(c->sock, p, n)) {
 			trace("client>gw", c->index, p, n);
+			if (hx.proto->client_in)
+				hx.proto->client_in(c, p, n);
+		}
 		break;
 	case 'U':
 		n = line(in, &p);
@@ -616,6 +644,7 @@ static void op(struct input *in)
 		return;	/* padding, or a byte the mutator made up */
 	}
 	sim_run_until_idle();
+	check_stall();
 }
 
 /* ---- the end of a scenario ---- */
@@ -627,10 +656,13 @@ static bool all_over(void)
 
 static void finish(void)
 {
+	int steps = 0;
 	sim_run_until_idle();
-	for (int i = 0; i < MAX_END_STEPS && !all_over(); i++)
+	for (; steps < MAX_END_STEPS && !all_over(); steps++)
 		if (!sim_advance())
 			break;
+	if (getenv("MG_SIM_STEPS"))
+		dprintf(2, "end: %d clock steps to +%.1f s\n", steps, sim_now() - 1700000000.0);
 	if (hx.base->nsessions)
 		sim_fail("%u session(s) never ended (clock run to +%.0f s)", hx.base->nsessions,
 			 sim_now() - 1700000000.0);

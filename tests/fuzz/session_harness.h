@@ -82,6 +82,7 @@ struct hx_proto {
 	bool (*logged_in)(const struct session *s);	/* NULL: no such thing */
 	/* Stream checks: bytes the gateway wrote, bytes the peer sent, ends. */
 	void (*client_new)(struct hx_client *c);
+	void (*client_in)(struct hx_client *c, const unsigned char *p, size_t n);	/* the client sent */
 	void (*client_out)(struct hx_client *c, const unsigned char *p, size_t n);
 	void (*client_end)(struct hx_client *c);
 	void (*up_new)(struct hx_up *u);

@@ -58,9 +58,9 @@ struct tls_session {
 	bool cert_failed, bye_sent, wipe;
 	const char *reason;
 	char sni[256], alpn[64];
-	unsigned char in[RECORD_MAX];	/* decrypted, not yet returned */
+	unsigned char *in;	/* decrypted, not yet returned (RECORD_MAX, on first use) */
 	size_t in_off, in_len;
-	unsigned char out[RECORD_MAX];	/* the record being sent */
+	unsigned char *out;	/* the record being sent (RECORD_MAX, on first use) */
 	size_t out_len, out_off;
 	bool out_pending;
 };
@@ -241,6 +241,8 @@ void tls_session_free(struct tls_session **sp)
 	if (sim_net_tls(s->sock) == &s->st)
 		sim_net_detach_tls(s->sock);
 	peer_free(s->peer);
+	free(s->in);
+	free(s->out);
 	memset(s, 0, sizeof(*s));
 	free(s);
 	live_sessions--;
@@ -369,6 +371,8 @@ ssize_t tls_recv(struct tls_session *s, void *buf, size_t len)
 	if (!len)
 		sim_fail("tls_recv with an empty buffer");
 	if (!s->in_len) {
+		if (!s->in && !(s->in = malloc(RECORD_MAX)))
+			abort();
 		ssize_t r = sim_net_raw_recv(s->sock, s->in, record_size);
 		if (r == 0) {
 			s->reason = "connection closed without close_notify";
@@ -404,6 +408,8 @@ ssize_t tls_send(struct tls_session *s, const void *buf, size_t len)
 	} else {
 		if (!len)
 			sim_fail("tls_send with nothing to send");
+		if (!s->out && !(s->out = malloc(RECORD_MAX)))
+			abort();
 		s->out_len = len < RECORD_MAX ? len : RECORD_MAX;
 		memcpy(s->out, buf, s->out_len);
 		s->out_off = 0;
