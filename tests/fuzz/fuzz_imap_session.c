@@ -18,8 +18,12 @@
  *                  whose authzid is the user the verified client
  *                  certificate names (DESIGN.md §5.2, §6); no literal data
  *                  before the upstream's "+". After the upstream's OK to
- *                  the login, bytes are relayed and not checked. */
+ *                  the login, the bytes are the user's;
+ *  relay           after login the client gets exactly the upstream's
+ *                  bytes from the end of its login OK on, plus at most an
+ *                  autologout BYE at a line boundary of them (§5.3). */
 #include "b64.h"
+#include "conn.h"
 #include "imap_daemon.h"
 #include "imap_resp.h"
 #include "imap_session_int.h"
@@ -191,7 +195,15 @@ struct client_state {
 	struct walker w;
 	uint64_t seen;		/* bytes of output so far */
 	bool boundary_checked;
+	/* after login: the upstream relayed from, and where in its bytes */
+	struct hx_up *up;
+	size_t e_pos, e_start;
+	size_t bye;		/* bytes of the autologout BYE written */
+	bool mismatch;
 };
+
+static const char autologout[] = "* BYE Autologout; idle for too long\r\n";
+static bool upstream_byte(struct hx_up *u, size_t pos, unsigned char *ch);
 
 static void client_new(struct hx_client *c)
 {
@@ -210,6 +222,33 @@ static void check_boundary(struct hx_client *c, const char *when)
 		 c->index, when, cs->w.line);
 }
 
+/* DESIGN.md §5.3: after login the client gets the upstream's bytes,
+ * untouched and in order, and nothing else but a "* BYE Autologout" at a
+ * line boundary of them. */
+static void relayed(struct hx_client *c, unsigned char ch)
+{
+	struct client_state *cs = c->proto;
+	unsigned char want;
+	if (!cs->up || cs->mismatch)
+		return;
+	if (!cs->bye && upstream_byte(cs->up, cs->e_pos, &want) && want == ch) {
+		cs->e_pos++;
+		return;
+	}
+	if (!cs->bye) {
+		bool bol = cs->e_pos == cs->e_start || (upstream_byte(cs->up, cs->e_pos - 1, &want) && want == '\n');
+		HX_CHECK(bol, "relay", "client %d: after login, a byte %#x the upstream did not send, inside "
+			 "a line of the upstream's", c->index, ch);
+	}
+	if (cs->bye < sizeof(autologout) - 1 && autologout[cs->bye] == (char)ch) {
+		cs->bye++;
+		return;
+	}
+	hx_violation("relay", "client %d: after login, byte %#x is neither the upstream's (offset %zu) nor "
+		     "the autologout BYE", c->index, ch, cs->e_pos);
+	cs->mismatch = true;
+}
+
 static void client_out(struct hx_client *c, const unsigned char *p, size_t n)
 {
 	struct client_state *cs = c->proto;
@@ -221,7 +260,8 @@ static void client_out(struct hx_client *c, const unsigned char *p, size_t n)
 				cs->boundary_checked = true;
 				check_boundary(c, "login completed");
 			}
-			continue;	/* relayed after login */
+			relayed(c, p[i]);
+			continue;
 		}
 		walk(&cs->w, p[i], who, "imap-crlf");
 	}
@@ -251,10 +291,23 @@ struct up_state {
 	bool lit_first;		/* a literal was announced, none of it sent yet */
 	unsigned conts;		/* "+" continuations the upstream sent */
 	unsigned conts_used;
-	/* upstream -> gateway mirror: complete responses */
-	char *rbuf;
-	size_t rlen, rcap;
+	/* upstream -> gateway: every byte (the relay check reads it), and
+	 * the tags of the OKs seen (the login's OK ends our commands) */
+	char *log;
+	size_t loglen, logcap;
+	size_t parsed;		/* log offset the response parser reached */
+	char oks[64][16];
+	unsigned noks;
 };
+
+static bool upstream_byte(struct hx_up *u, size_t pos, unsigned char *ch)
+{
+	struct up_state *st = u->proto;
+	if (pos >= st->loglen)
+		return false;
+	*ch = (unsigned char)st->log[pos];
+	return true;
+}
 
 static void up_new(struct hx_up *u)
 {
@@ -270,7 +323,7 @@ static void free_up(void *p)
 {
 	struct up_state *st = p;
 	if (st)
-		free(st->rbuf);
+		free(st->log);
 	free(p);
 }
 
@@ -278,25 +331,22 @@ static void up_in(struct hx_up *u, const unsigned char *p, size_t n)
 {
 	struct up_state *st = u->proto;
 	struct imap_resp r;
-	if (st->relay)
-		return;
-	if (st->rlen + n > st->rcap) {
-		size_t cap = st->rcap ? st->rcap : 1024;
-		while (cap < st->rlen + n)
+	if (st->loglen + n > st->logcap) {
+		size_t cap = st->logcap ? st->logcap : 1024;
+		while (cap < st->loglen + n)
 			cap *= 2;
-		st->rbuf = realloc(st->rbuf, cap);
-		if (!st->rbuf)
+		st->log = realloc(st->log, cap);
+		if (!st->log)
 			abort();
-		st->rcap = cap;
+		st->logcap = cap;
 	}
-	memcpy(st->rbuf + st->rlen, p, n);
-	st->rlen += n;
-	size_t pos = 0;
+	memcpy(st->log + st->loglen, p, n);
+	st->loglen += n;
 	for (;;) {
-		long len = imap_resp_length(st->rbuf + pos, st->rlen - pos);
+		long len = imap_resp_length(st->log + st->parsed, st->loglen - st->parsed);
 		if (len <= 0)
 			break;
-		const char *line = st->rbuf + pos;
+		const char *line = st->log + st->parsed;
 		const char *lf = memchr(line, '\n', (size_t)len);
 		size_t ll = lf ? (size_t)(lf - line) : (size_t)len;
 		if (ll && line[ll - 1] == '\r')
@@ -304,27 +354,32 @@ static void up_in(struct hx_up *u, const unsigned char *p, size_t n)
 		if (imap_resp_parse(line, ll, &r) == 0) {
 			if (r.continuation)
 				st->conts++;
-			/* Our login accepted: from here on the bytes are the user's. */
-			if (st->login_tag[0] && r.tag && r.tag_len == strlen(st->login_tag) &&
-			    !memcmp(r.tag, st->login_tag, r.tag_len) && r.status == IMAP_ST_OK)
-				st->relay = true;
-			/* Answered either way: a new login has a new tag. */
-			if (st->login_tag[0] && r.tag && r.tag_len == strlen(st->login_tag) &&
-			    !memcmp(r.tag, st->login_tag, r.tag_len) && r.status != IMAP_ST_OK)
-				st->login_tag[0] = '\0';
+			if (r.tag && r.status == IMAP_ST_OK && r.tag_len < sizeof(st->oks[0]) &&
+			    st->noks < sizeof(st->oks) / sizeof(st->oks[0])) {
+				memcpy(st->oks[st->noks], r.tag, r.tag_len);
+				st->oks[st->noks++][r.tag_len] = '\0';
+			}
 		}
-		pos += (size_t)len;
-		if (st->relay)
-			break;
+		st->parsed += (size_t)len;
 	}
-	memmove(st->rbuf, st->rbuf + pos, st->rlen - pos);
-	st->rlen -= pos;
+}
+
+/* Whether the gateway may be relaying by now: an OK for our login tag has
+ * arrived (a superset of what the gateway accepts - never a false alarm). */
+static bool login_accepted(struct up_state *st)
+{
+	if (!st->relay && st->login_tag[0])
+		for (unsigned i = 0; i < st->noks; i++)
+			if (!strcmp(st->oks[i], st->login_tag))
+				st->relay = true;
+	return st->relay;
 }
 
 static void up_tls(struct hx_up *u)
 {
 	struct up_state *st = u->proto;
-	st->rlen = 0;	/* what came before the handshake is gone */
+	st->parsed = st->loglen;	/* what came before the handshake is gone */
+	st->noks = 0;
 	st->conts = st->conts_used = 0;
 	HX_CHECK(at_boundary(&st->w), "upstream-cmd", "TLS started towards %s in the middle of a command",
 		 u->cu->name);
@@ -479,7 +534,7 @@ static void up_out(struct hx_up *u, const unsigned char *p, size_t n)
 		n -= used;
 	}
 	snprintf(who, sizeof(who), "upstream %s", u->cu->name);
-	for (size_t i = 0; i < n && !st->relay; i++) {
+	for (size_t i = 0; i < n && !login_accepted(st); i++) {
 		if (st->w.lit && st->lit_first) {
 			st->lit_first = false;
 			/* A synchronising literal waits for the server's "+". */
@@ -530,6 +585,27 @@ static bool logged_in(const struct session *s)
 	return is_of(s)->logged_in;
 }
 
+/* At login: which upstream connection the session relays, and from which
+ * of its bytes on (those the gateway read but did not consume yet come
+ * first). */
+static void session_seen(const struct session *s, struct hx_client *c)
+{
+	struct imap_session *is = is_of(s);
+	struct client_state *cs = c->proto;
+	if (!is->logged_in || cs->up || !is->up)
+		return;
+	for (int i = 0; i < hx.nups; i++) {
+		struct hx_up *u = &hx.ups[i];
+		if (!sim_sock_open(u->sock) || sim_sock_fd(u->sock) != conn_fd(is->up))
+			continue;
+		size_t read = (size_t)(sim_sock_peer_sent(u->sock) - sim_sock_unread(u->sock));
+		cs->up = u;
+		cs->e_start = cs->e_pos = read - conn_in_len(is->up);
+		return;
+	}
+	sim_fail("client %d: logged in over a connection that is no upstream socket", c->index);
+}
+
 static const struct hx_proto imap_proto = {
 	.name = "imap_session",
 	.ops = &imapd_ops,
@@ -539,6 +615,7 @@ static const struct hx_proto imap_proto = {
 	.nfiles = sizeof(files) / sizeof(files[0]) / 2,
 	.closing = closing,
 	.logged_in = logged_in,
+	.session_seen = session_seen,
 	.client_new = client_new,
 	.client_out = client_out,
 	.client_end = client_end,

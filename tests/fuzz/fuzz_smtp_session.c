@@ -213,7 +213,9 @@ static void model_reply(struct hx_client *c, int code)
 		return;
 	}
 	if (!pop_line(cs, &l)) {
-		hx_violation("reply-pairing", "client %d: reply %d answers no command", c->index, code);
+		/* DESIGN.md §4.4: an upstream lost between commands is 421. */
+		hx_violation(code == 451 ? "unsolicited-451" : "reply-pairing",
+			     "client %d: reply %d answers no command", c->index, code);
 		cs->lost = true;
 		return;
 	}
