@@ -218,8 +218,8 @@ static void client_new(struct hx_client *c)
 static void check_boundary(struct hx_client *c, const char *when)
 {
 	struct client_state *cs = c->proto;
-	HX_CHECK(at_boundary(&cs->w), "imap-crlf", "client %d: %s in the middle of a response line: %.60s",
-		 c->index, when, cs->w.line);
+	HX_CHECK(at_boundary(&cs->w), "imap-crlf", "client %d: %s in the middle of a response line "
+		 "(byte %llu of its output): %.60s", c->index, when, (unsigned long long)cs->seen, cs->w.line);
 }
 
 /* DESIGN.md §5.3: after login the client gets the upstream's bytes,

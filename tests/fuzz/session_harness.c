@@ -400,13 +400,16 @@ static void after_callback(void *arg)
 				     c->index, s->id);
 			c->closing_seen = false;	/* ignored: follow it from here */
 		}
+		/* Everything the gateway wrote or still holds queued for c. */
+		uint64_t total = sim_sock_written(c->sock) + conn_out_len(s->conn) -
+				 sim_tls_unsent_written(c->sock);
 		if (closing && !c->closing_seen) {
 			c->closing_seen = true;
-			c->allowed = sim_sock_written(c->sock) + conn_out_len(s->conn);
+			c->allowed = total;
 		}
 		if (hx.proto->logged_in && !c->login_seen && hx.proto->logged_in(s)) {
 			c->login_seen = true;
-			c->boundary = sim_sock_written(c->sock) + conn_out_len(s->conn);
+			c->boundary = total;
 		}
 		if (hx.proto->session_seen)
 			hx.proto->session_seen(s, c);

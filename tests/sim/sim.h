@@ -165,6 +165,10 @@ bool sim_tls_pending(const struct sim_sock *s);
  * caller's buffer cannot hold stays pending inside the session (the
  * tls_pending() trap). Default 16384. */
 void sim_tls_set_record(size_t n);
+/* Bytes of an interrupted tls_send record already on the wire: the caller
+ * still holds them queued (it retries with the same bytes), so "written
+ * plus queued" counts them twice. */
+size_t sim_tls_unsent_written(const struct sim_sock *s);
 unsigned sim_tls_live_sessions(void);
 unsigned sim_tls_live_servers(void);	/* tls_server + tls_client objects */
 

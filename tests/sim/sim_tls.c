@@ -106,6 +106,12 @@ static struct tls_session *of_sock(const struct sim_sock *sock)
 	return S(t->owner);
 }
 
+size_t sim_tls_unsent_written(const struct sim_sock *sock)
+{
+	struct tls_session *s = of_sock(sock);
+	return s && s->out_pending ? s->out_off : 0;
+}
+
 /* ---- objects ---- */
 
 void tls_global_init(void)
