@@ -71,10 +71,12 @@ static const char *const configs[] = {
 	"  connect_timeout = 5 }\n"
 	"listener \"relay\" { address = \"192.0.2.1:465\" tls_mode = \"implicit\" tls = \"mtls\"\n"
 	"  peers_only = true auth = false }\n",
-	/* 4: port-25 style MX: STARTTLS optional, small limits, rDNS, STARTTLS upstream with PROXY v2 */
+	/* 4: port-25 style MX: STARTTLS optional, small limits, rDNS, more SASL mechanisms,
+	 * STARTTLS upstream with PROXY v2 */
 	COMMON
 	"reverse_dns = true\n"
 	"max_recipients = 100\nmax_message_size = 2048\nmax_line = 512\nreceived_header = false\n"
+	"auth_mechanisms = { \"PLAIN\", \"LOGIN\", \"EXTERNAL\", \"CRAM-MD5\" }\n"
 	"upstream \"postfix\" { address = \"127.0.0.1:10025\" xclient = true tls = \"starttls\"\n"
 	"  tls_client = \"up\" proxy_protocol = \"v2\" timeout_reply = 60 }\n"
 	"listener \"mx\" { address = \"192.0.2.1:2525\" tls_mode = \"starttls\" require_tls = false\n"

@@ -277,6 +277,14 @@ def smtp_seeds():
     s.C("X" * 600, "QUIT")
     out["mx-bare-lf-and-long-line"] = s
 
+    ext = ["8BITMIME", "AUTH PLAIN LOGIN EXTERNAL CRAM-MD5", "XCLIENT NAME ADDR PORT PROTO HELO LOGIN"]
+    s = probe(Seed(4), ext, tls="starttls").C("EHLO laptop.example", "STARTTLS").T(VERIFIED, ID_CLIENT)
+    s.C("EHLO laptop.example", "AUTH EXTERNAL =").rdns(0)
+    upstream(s, ext, tls="starttls").U("235 2.7.0 Authenticated")
+    s.C("MAIL FROM:<alice@example.org>").U("250 Ok").C("RCPT TO:<x@remote.example>").U("250 Ok")
+    s.C("AUTH CRAM-MD5", "QUIT").U("221 Bye")
+    out["mx-starttls-auth-external"] = s
+
     # 5: client certificates required; at most two connections.
     s = probe(Seed(5)).T(UNKNOWN_CA, ID_PINNED).C("EHLO pinned.example", "MAIL FROM:<a@x.example>")
     upstream(s, xclient_lines=3).U("250 2.1.0 Ok").C("RCPT TO:<b@remote.example>").U("250 2.1.5 Ok")
