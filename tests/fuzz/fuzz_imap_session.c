@@ -598,7 +598,8 @@ static void session_seen(const struct session *s, struct hx_client *c)
 		struct hx_up *u = &hx.ups[i];
 		if (!sim_sock_open(u->sock) || sim_sock_fd(u->sock) != conn_fd(is->up))
 			continue;
-		size_t read = (size_t)(sim_sock_peer_sent(u->sock) - sim_sock_unread(u->sock));
+		size_t read = (size_t)(sim_sock_peer_sent(u->sock) - sim_sock_unread(u->sock)) -
+			      sim_tls_held(u->sock);
 		cs->up = u;
 		cs->e_start = cs->e_pos = read - conn_in_len(is->up);
 		return;

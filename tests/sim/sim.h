@@ -169,6 +169,9 @@ void sim_tls_set_record(size_t n);
  * still holds them queued (it retries with the same bytes), so "written
  * plus queued" counts them twice. */
 size_t sim_tls_unsent_written(const struct sim_sock *s);
+/* Bytes taken from the socket into the TLS session, not yet returned by
+ * tls_recv (what tls_pending() reports). */
+size_t sim_tls_held(const struct sim_sock *s);
 unsigned sim_tls_live_sessions(void);
 unsigned sim_tls_live_servers(void);	/* tls_server + tls_client objects */
 

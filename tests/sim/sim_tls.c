@@ -106,6 +106,12 @@ static struct tls_session *of_sock(const struct sim_sock *sock)
 	return S(t->owner);
 }
 
+size_t sim_tls_held(const struct sim_sock *sock)
+{
+	struct tls_session *s = of_sock(sock);
+	return s ? s->in_len : 0;
+}
+
 size_t sim_tls_unsent_written(const struct sim_sock *sock)
 {
 	struct tls_session *s = of_sock(sock);
