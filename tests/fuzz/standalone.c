@@ -56,7 +56,7 @@ static int run_file(const char *path)
 		return replay(path);
 	}
 	if (pid == 0)
-		_exit(replay(path));
+		exit(replay(path));	/* exit: LeakSanitizer and coverage run at exit */
 	int st = 0;
 	if (waitpid(pid, &st, 0) < 0) {
 		perror("waitpid");
