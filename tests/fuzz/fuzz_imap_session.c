@@ -21,7 +21,9 @@
  *                  the login, the bytes are the user's;
  *  relay           after login the client gets exactly the upstream's
  *                  bytes from the end of its login OK on, plus at most an
- *                  autologout BYE at a line boundary of them (§5.3). */
+ *                  autologout BYE at a line boundary of them, and the
+ *                  upstream gets exactly the client's bytes from the end of
+ *                  its login command on (§5.3). */
 #include "b64.h"
 #include "conn.h"
 #include "imap_daemon.h"
@@ -200,9 +202,35 @@ struct client_state {
 	size_t e_pos, e_start;
 	size_t bye;		/* bytes of the autologout BYE written */
 	bool mismatch;
+	/* the other way: what the client sent, and where its relay starts */
+	unsigned char *clog;
+	size_t clen, ccap;
+	size_t c_start;
+	bool c_known;
 };
 
 static const char autologout[] = "* BYE Autologout; idle for too long\r\n";
+
+static void append(unsigned char **buf, size_t *len, size_t *cap, const unsigned char *p, size_t n)
+{
+	if (*len + n > *cap) {
+		size_t c = *cap ? *cap : 1024;
+		while (c < *len + n)
+			c *= 2;
+		*buf = realloc(*buf, c);
+		if (!*buf)
+			abort();
+		*cap = c;
+	}
+	memcpy(*buf + *len, p, n);
+	*len += n;
+}
+
+static void client_in(struct hx_client *c, const unsigned char *p, size_t n)
+{
+	struct client_state *cs = c->proto;
+	append(&cs->clog, &cs->clen, &cs->ccap, p, n);
+}
 static bool upstream_byte(struct hx_up *u, size_t pos, unsigned char *ch);
 
 static void client_new(struct hx_client *c)
@@ -213,6 +241,14 @@ static void client_new(struct hx_client *c)
 	cs->w.prev = -1;
 	cs->w.relayed_text_ok = true;
 	c->proto = cs;
+}
+
+static void free_client(void *p)
+{
+	struct client_state *cs = p;
+	if (cs)
+		free(cs->clog);
+	free(p);
 }
 
 static void check_boundary(struct hx_client *c, const char *when)
@@ -289,6 +325,12 @@ struct up_state {
 	char lit[300];		/* the literal being sent (the user name) */
 	size_t nlit;
 	bool lit_first;		/* a literal was announced, none of it sent yet */
+	bool login_sent;	/* our login command is complete: the rest is relay */
+	uint64_t out;		/* bytes the gateway wrote so far */
+	uint64_t u0;		/* ... when the login command was complete */
+	unsigned char *rlog;	/* what it wrote after that */
+	size_t rlen, rcap, rchecked;
+	struct hx_client *owner;	/* the client logged in over it */
 	unsigned conts;		/* "+" continuations the upstream sent */
 	unsigned conts_used;
 	/* upstream -> gateway: every byte (the relay check reads it), and
@@ -299,6 +341,30 @@ struct up_state {
 	char oks[64][16];
 	unsigned noks;
 };
+
+/* DESIGN.md §5.3, the other way: after login the upstream gets exactly the
+ * client's bytes from the end of its login command on (those held during
+ * the login first). */
+static void check_up_relay(struct hx_up *u)
+{
+	struct up_state *st = u->proto;
+	struct hx_client *c = st->owner;
+	if (!c)
+		return;
+	struct client_state *cs = c->proto;
+	if (!cs->c_known)
+		return;
+	for (; st->rchecked < st->rlen; st->rchecked++) {
+		size_t k = cs->c_start + st->rchecked;
+		if (k >= cs->clen || cs->clog[k] != st->rlog[st->rchecked]) {
+			hx_violation("relay", "client %d: after login, upstream byte %zu (%#x) is not the client's "
+				     "byte %zu", c->index, st->rchecked, st->rlog[st->rchecked], k);
+			st->rchecked = st->rlen;
+			st->owner = NULL;
+			return;
+		}
+	}
+}
 
 static bool upstream_byte(struct hx_up *u, size_t pos, unsigned char *ch)
 {
@@ -322,8 +388,10 @@ static void up_new(struct hx_up *u)
 static void free_up(void *p)
 {
 	struct up_state *st = p;
-	if (st)
+	if (st) {
 		free(st->log);
+		free(st->rlog);
+	}
 	free(p);
 }
 
@@ -454,10 +522,12 @@ static void up_line(struct hx_up *u, const char *l)
 	if (st->lit_stage == 2) {
 		HX_CHECK(l[0] == '\0', "upstream-cmd", "bytes after the LOGIN password sent to %s", u->cu->name);
 		st->lit_stage = 0;
+		st->login_sent = true;
 		return;
 	}
 	if (st->plain_no_ir) {
 		st->plain_no_ir = false;
+		st->login_sent = true;
 		HX_CHECK(b64_text(l), "upstream-cmd", "a PLAIN continuation that is not base64 sent to %s",
 			 u->cu->name);
 		if (b64_text(l))
@@ -487,6 +557,7 @@ static void up_line(struct hx_up *u, const char *l)
 		return;
 	}
 	if (!strncmp(cmd, "AUTHENTICATE PLAIN ", 19)) {
+		st->login_sent = true;
 		HX_CHECK(b64_text(cmd + 19), "upstream-cmd", "AUTHENTICATE PLAIN with a non-base64 argument sent "
 			 "to %s", u->cu->name);
 		if (b64_text(cmd + 19))
@@ -532,9 +603,21 @@ static void up_out(struct hx_up *u, const unsigned char *p, size_t n)
 		proxy_header(u, p, n, &used);
 		p += used;
 		n -= used;
+		st->out += used;
 	}
 	snprintf(who, sizeof(who), "upstream %s", u->cu->name);
-	for (size_t i = 0; i < n && !login_accepted(st); i++) {
+	for (size_t i = 0; i < n; i++, st->out++) {
+		if (st->login_sent) {
+			/* Nothing but the user's bytes, and only after the OK. */
+			HX_CHECK(login_accepted(st), "upstream-cmd", "bytes sent to %s after the login command, "
+				 "before its OK", u->cu->name);
+			if (!st->rlen)
+				st->u0 = st->out;
+			append(&st->rlog, &st->rlen, &st->rcap, p + i, n - i);
+			st->out += n - i;
+			check_up_relay(u);
+			return;
+		}
 		if (st->w.lit && st->lit_first) {
 			st->lit_first = false;
 			/* A synchronising literal waits for the server's "+". */
@@ -600,8 +683,22 @@ static void session_seen(const struct session *s, struct hx_client *c)
 			continue;
 		size_t read = (size_t)(sim_sock_peer_sent(u->sock) - sim_sock_unread(u->sock)) -
 			      sim_tls_held(u->sock);
+		struct up_state *st = u->proto;
 		cs->up = u;
 		cs->e_start = cs->e_pos = read - conn_in_len(is->up);
+		/* The client's side: what the pre-auth loop consumed, less what
+		 * was relayed as held bytes within this very callback. */
+		uint64_t consumed = sim_sock_peer_sent(c->sock) - sim_sock_unread(c->sock) -
+				    sim_tls_held(c->sock) - conn_in_len(s->conn);
+		uint64_t up_total = sim_sock_written(u->sock) + conn_out_len(is->up) -
+				    sim_tls_unsent_written(u->sock);
+		uint64_t held = st->login_sent && up_total > st->u0 && st->rlen ? up_total - st->u0 : 0;
+		if (st->login_sent && !st->rlen)
+			held = up_total - st->out;	/* all held bytes still queued */
+		cs->c_start = (size_t)(consumed - held);
+		cs->c_known = true;
+		st->owner = c;
+		check_up_relay(u);
 		return;
 	}
 	sim_fail("client %d: logged in over a connection that is no upstream socket", c->index);
@@ -618,7 +715,9 @@ static const struct hx_proto imap_proto = {
 	.logged_in = logged_in,
 	.session_seen = session_seen,
 	.client_new = client_new,
+	.client_in = client_in,
 	.client_out = client_out,
+	.free_client = free_client,
 	.client_end = client_end,
 	.up_new = up_new,
 	.up_out = up_out,

@@ -711,10 +711,9 @@ static void finish(void)
 static void free_world(void)
 {
 	for (int i = 0; i < hx.nclients; i++)
-		free(hx.clients[i].proto);
+		(hx.proto->free_client ? hx.proto->free_client : free)(hx.clients[i].proto);
 	for (int i = 0; i < hx.nups; i++)
-		if (hx.proto->free_up)
-			hx.proto->free_up(hx.ups[i].proto);
+		(hx.proto->free_up ? hx.proto->free_up : free)(hx.ups[i].proto);
 }
 
 int hx_run(const struct hx_proto *p, const uint8_t *data, size_t size)

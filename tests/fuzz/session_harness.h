@@ -93,7 +93,8 @@ struct hx_proto {
 	/* Each live session after every callback (its client is c). */
 	void (*session_seen)(const struct session *s, struct hx_client *c);
 	void (*world_end)(void);		/* after every session ended */
-	void (*free_up)(void *proto);		/* an upstream's state (clients': free()) */
+	void (*free_up)(void *proto);		/* an upstream's state (default: free()) */
+	void (*free_client)(void *proto);	/* a client's state (default: free()) */
 };
 
 /* The world being run (read-only for the protocol checks). */
