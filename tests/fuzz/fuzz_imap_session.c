@@ -103,8 +103,9 @@ struct walker {
 	int prev;		/* previous byte of the line, -1 at its start */
 	char tail[16];		/* the line's last bytes, for "{n}" */
 	size_t ntail;
-	char line[1024];	/* the first bytes of the current line */
+	char line[8300];	/* the current line (command lines are at most 2 KiB) */
 	size_t nline;
+	bool truncated;		/* it did not fit in line[] */
 	bool nonsync;		/* the literal just announced was {n+} */
 	bool used;		/* line[] was handed out: start afresh */
 	bool relayed_text_ok;	/* NUL may appear (upstream text relayed) */
@@ -148,6 +149,7 @@ static enum walk walk(struct walker *w, unsigned char ch, const char *who, const
 		w->used = false;
 		w->nline = 0;
 		w->line[0] = '\0';
+		w->truncated = false;
 	}
 	w->mid = true;
 	if (ch == '\n') {
@@ -176,6 +178,8 @@ static enum walk walk(struct walker *w, unsigned char ch, const char *who, const
 	if (w->nline + 1 < sizeof(w->line)) {
 		w->line[w->nline++] = (char)ch;
 		w->line[w->nline] = '\0';
+	} else {
+		w->truncated = true;
 	}
 	if (w->ntail == sizeof(w->tail)) {
 		memmove(w->tail, w->tail + 1, sizeof(w->tail) - 1);
@@ -508,10 +512,12 @@ static bool b64_text(const char *s)
 	return n && b64_valid(s, n);
 }
 
-/* One finished command line of the gateway (its first 1023 bytes). */
+/* One finished command line of the gateway. */
 static void up_line(struct hx_up *u, const char *l)
 {
 	struct up_state *st = u->proto;
+	HX_CHECK(!st->w.truncated, "line-length", "a command line of over %zu octets sent to %s",
+		 sizeof(st->w.line), u->cu->name);
 	size_t tl;
 	bool pre_tls = u->cu->tls != TLS_MODE_NONE && !u->tls_up;
 	if (st->lit_stage == 1) {
@@ -607,8 +613,10 @@ static void up_out(struct hx_up *u, const unsigned char *p, size_t n)
 	}
 	snprintf(who, sizeof(who), "upstream %s", u->cu->name);
 	for (size_t i = 0; i < n; i++, st->out++) {
-		if (st->login_sent) {
-			/* Nothing but the user's bytes, and only after the OK. */
+		/* After our login command - or an OK to it, even one that came
+		 * before all of it was sent (the upstream's call) - the bytes are
+		 * the user's, and only after the OK. */
+		if (st->login_sent || login_accepted(st)) {
 			HX_CHECK(login_accepted(st), "upstream-cmd", "bytes sent to %s after the login command, "
 				 "before its OK", u->cu->name);
 			if (!st->rlen)
@@ -675,7 +683,16 @@ static void session_seen(const struct session *s, struct hx_client *c)
 {
 	struct imap_session *is = is_of(s);
 	struct client_state *cs = c->proto;
-	if (!is->logged_in || cs->up || !is->up)
+	if (!is->logged_in) {
+		/* What the pre-auth loop consumed: while the login runs it
+		 * consumes nothing (bytes are held in the conn), so the value
+		 * seen last before the login completes is where the relay of
+		 * the client's bytes starts. */
+		cs->c_start = (size_t)(sim_sock_peer_sent(c->sock) - sim_sock_unread(c->sock) -
+				       sim_tls_held(c->sock) - conn_in_len(s->conn));
+		return;
+	}
+	if (cs->up || !is->up)
 		return;
 	for (int i = 0; i < hx.nups; i++) {
 		struct hx_up *u = &hx.ups[i];
@@ -686,16 +703,6 @@ static void session_seen(const struct session *s, struct hx_client *c)
 		struct up_state *st = u->proto;
 		cs->up = u;
 		cs->e_start = cs->e_pos = read - conn_in_len(is->up);
-		/* The client's side: what the pre-auth loop consumed, less what
-		 * was relayed as held bytes within this very callback. */
-		uint64_t consumed = sim_sock_peer_sent(c->sock) - sim_sock_unread(c->sock) -
-				    sim_tls_held(c->sock) - conn_in_len(s->conn);
-		uint64_t up_total = sim_sock_written(u->sock) + conn_out_len(is->up) -
-				    sim_tls_unsent_written(u->sock);
-		uint64_t held = st->login_sent && up_total > st->u0 && st->rlen ? up_total - st->u0 : 0;
-		if (st->login_sent && !st->rlen)
-			held = up_total - st->out;	/* all held bytes still queued */
-		cs->c_start = (size_t)(consumed - held);
 		cs->c_known = true;
 		st->owner = c;
 		check_up_relay(u);

@@ -204,6 +204,12 @@ def smtp_seeds():
     message(s).C("MAIL FROM:<a@example.org>").op("Z")
     out["sigterm-mid-transaction"] = s
 
+    s = probe(Seed(0)).T().C("EHLO client.example", 'MAIL FROM:<"' + "q" * 60 + '"@example.org> BODY=8BITMIME')
+    upstream(s).U("250 2.1.0 Ok").C('RCPT TO:<"john doe"@example.org> NOTIFY=NEVER').U("250 2.1.5 Ok")
+    s.C("RSET").U("250 Ok").C("AUTH LOGIN").U("334 VXNlcm5hbWU6").C(b64("u" * 1000)).U("334 UGFzc3dvcmQ6")
+    s.C(b64("p" * 1400)).U("535 no").C("QUIT")
+    out["quoted-local-parts-long-sasl"] = s
+
     s = probe(Seed(0)).T().C("EHLO client.example").op("+++")
     out["timeout-command"] = s
 
@@ -365,6 +371,13 @@ def imap_seeds():
     n = imap_up(s, forward_id=True)
     s.U("M%d OK Logged in" % n).C("a2 IDLE").U("+ idling").op("~\x3c").C("DONE").U("a2 OK Idle completed.")
     out["authenticate-sasl-ir-idle"] = s
+
+    s = Seed(0).T().C("a1 AUTHENTICATE PLAIN " + b64("z" * 200 + "\0" + "u" * 200 + "\0" + "p" * 1000))
+    n = imap_up(s, forward_id=True)
+    s.U("M%d NO [AUTHENTICATIONFAILED] no" % n).C("a2 LOGIN " + "u" * 250 + " " + "p" * 900)
+    n = imap_up(s, caps="IMAP4rev1", forward_id=True)
+    s.U("+ go", "+ go", "M%d OK in" % n)
+    out["long-credentials"] = s
 
     s = Seed(0).T().C("a1 AUTHENTICATE PLAIN", b64("alice\0alice\0secret"))
     n = imap_up(s, forward_id=True)
