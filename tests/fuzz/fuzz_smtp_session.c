@@ -294,7 +294,7 @@ static void client_end(struct hx_client *c)
 #define MAX_PAIRS 2048
 #define LINE_MAX_CHECK 16384
 
-enum cmd_kind { K_OTHER, K_DATA, K_DOT, K_QUIT, K_SASL, K_AUTH };
+enum cmd_kind { K_OTHER, K_DATA, K_DOT, K_QUIT, K_SASL, K_AUTH, K_ABORT };
 
 struct up_state {
 	/* PROXY header */
@@ -511,8 +511,10 @@ static void command(struct hx_up *u, const char *l, size_t n)
 	if (st->dead) {
 		/* Replies no longer parse: the gateway is about to drop this
 		 * connection, and we cannot tell a SASL line from a command. */
-	} else if (prev == 334) {
-		kind = K_SASL;
+	} else if (prev == 334 && !(st->ncmds && st->ncmds <= MAX_PAIRS && st->kinds[st->ncmds - 1] == K_ABORT)) {
+		/* (A 334 to "*" breaks RFC 4954 §4; the gateway takes the
+		 * exchange as aborted anyway, and so do we.) */
+		kind = content == 1 && l[0] == '*' ? K_ABORT : K_SASL;
 		HX_CHECK(b64ish(l, content) && n <= 12288, "upstream-cmd",
 			 "a SASL response that is not base64 (or too long) sent to %s: %.60s", u->cu->name, l);
 	} else if (is_verb(l, content, "EHLO") || is_verb(l, content, "HELO") ||
