@@ -522,9 +522,15 @@ static void command(struct hx_up *u, const char *l, size_t n)
 		HX_CHECK(n <= 512, "line-length", "a %zu-octet %.7s line sent to %s (limit 512)", n, l,
 			 u->cu->name);
 	} else if (is_verb(l, content, "MAIL")) {
+		/* RFC 5321 §4.5.3.1.4: 512, plus what SIZE (26), RET/ENVID
+		 * (RFC 3461: 100), SMTPUTF8 (10) and BODY add. */
 		check_path(u, l, content, "MAIL");
+		HX_CHECK(n <= 512 + 26 + 100 + 10 + 20, "line-length", "a %zu-octet MAIL line sent to %s", n,
+			 u->cu->name);
 	} else if (is_verb(l, content, "RCPT")) {
+		/* ... and NOTIFY/ORCPT (RFC 3461: 500). */
 		check_path(u, l, content, "RCPT");
+		HX_CHECK(n <= 512 + 500, "line-length", "a %zu-octet RCPT line sent to %s", n, u->cu->name);
 	} else if (is_verb(l, content, "AUTH")) {
 		kind = K_AUTH;
 		HX_CHECK(n <= 12288, "line-length", "a %zu-octet AUTH line sent to %s", n, u->cu->name);
