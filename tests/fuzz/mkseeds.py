@@ -223,6 +223,26 @@ def smtp_seeds():
     s = Seed(0).op("F").T().C("EHLO client.example", "MAIL FROM:<a@example.org>").op("F")
     out["upstream-unreachable"] = s
 
+    s = probe(Seed(0)).T().C("EHLO client.example", "MAIL FROM:<a@example.org> SIZE=1000 AUTH=<>")
+    upstream(s).U("250 2.1.0 Ok").C("RCPT TO:<b@example.org> FOO=bar", "RCPT TO:<b@example.org>")
+    s.U("250 2.1.5 Ok").C("DATA").U("354 go").C("Subject: lost", "", "line 1").op("X")
+    s.C("line 2", ".", "RSET", "MAIL FROM:<a@example.org> SIZE=99999999999", "MAIL FROM:<a@example.org> SIZE=x",
+        "QUIT")
+    out["data-upstream-lost-and-size"] = s
+
+    s = probe(Seed(0)).T().C("EHLO client.example", "AUTH PLAIN " + b64("\0a\0wrong"))
+    upstream(s)
+    for i in range(10):
+        s.U("535 5.7.8 Error: authentication failed").C("AUTH LOGIN " + b64("user%d" % i))
+        s.U("334 UGFzc3dvcmQ6").C(b64("wrong"))
+    out["auth-failures-limit"] = s
+
+    s = probe(Seed(0)).T().C("EHLO client.example", "MAIL FROM:<a@example.org>")
+    upstream(s).U("250 2.1.0 Ok").C("RCPT TO:<b@example.org>").U("250 2.1.5 Ok").C("DATA").U("354 go")
+    s.window(1, 0).raw("Subject: back-pressure\r\n\r\n" + ("x" * 78 + "\r\n") * 3600 + ".\r\n")
+    s.window(1, 7).U("250 2.0.0 queued").C("QUIT")
+    out["data-back-pressure"] = s
+
     # 1: submission with STARTTLS required; upstream STARTTLS, no XCLIENT, PROXY v1.
     s = probe(Seed(1), FULL_EXT, tls="starttls")
     s.C("EHLO client.example", "MAIL FROM:<a@example.org>", "AUTH PLAIN " + b64("\0a\0b"), "STARTTLS")
@@ -241,6 +261,13 @@ def smtp_seeds():
     s.C("AUTH PLAIN " + b64("\0alice\0secret")).op("K").U("220 up.test.example ESMTP")
     s.U(*ehlo_reply("up.test.example", ["8BITMIME"]))
     out["starttls-upstream-without-starttls"] = s
+
+    s = probe(Seed(1), tls="starttls").C("EHLO c.example", "STARTTLS").T().C("EHLO c.example")
+    s.C("AUTH PLAIN " + b64("\0alice\0secret"))
+    upstream(s, tls="starttls", xclient_lines=0).U("235 2.7.0 Ok").C("MAIL FROM:<alice@example.org>")
+    s.U("250 Ok").C("RCPT TO:<b@example.org>").U("250 Ok").C("DATA").U("354 go")
+    s.raw("Subject: bare\r\n\r\nbare\nLF\r\n.\r\nMAIL FROM:<alice@example.org>\r\n")
+    out["authed-data-fails-without-xclient"] = s
 
     # 2: local MTA on loopback (relay_networks), reverse DNS, implicit TLS upstream, PROXY v2.
     s = probe(Seed(2, IP_LOOPBACK), tls="implicit").C("EHLO localhost.example", "MAIL FROM:<root@example.org>")
@@ -273,9 +300,16 @@ def smtp_seeds():
     # 4: port-25 MX: STARTTLS optional, small limits, no Received header.
     s = probe(Seed(4), tls="starttls").C("EHLO mx.sender.example", "MAIL FROM:<a@sender.example>").rdns(1)
     upstream(s, tls="starttls").U("250 2.1.0 Ok").C("RCPT TO:<b@example.org>").U("250 2.1.5 Ok")
-    s.C("DATA").U("354 go").C("Subject: big", "", "x" * 400, "y" * 400, "z" * 400, "w" * 400, "v" * 400, ".")
+    s.C("DATA").U("354 go").C("Subject: big", "", "x" * 400, "y" * 400, "z" * 400, "w" * 400, "v" * 400,
+                              "u" * 400, ".")
     s.C("MAIL FROM:<a@sender.example>", "QUIT")
     out["mx-oversize"] = s
+
+    s = probe(Seed(4), tls="starttls").C("EHLO mx.sender.example", "MAIL FROM:<a@sender.example>").rdns(1)
+    upstream(s, tls="starttls").U("250 2.1.0 Ok")
+    s.raw("".join("RCPT TO:<u%d@example.org>\r\n" % i for i in range(101)))
+    s.raw("".join("250 2.1.5 Ok\r\n" for i in range(100)), upstream=True).C("QUIT")
+    out["mx-too-many-recipients"] = s
 
     s = probe(Seed(4), tls="starttls").C("EHLO mx.sender.example", "MAIL FROM:<a@sender.example>").rdns(0, 1)
     upstream(s, tls="starttls").U("250 2.1.0 Ok").C("RCPT TO:<b@example.org>").U("250 2.1.5 Ok")
@@ -410,6 +444,25 @@ def imap_seeds():
     s.C("a2 LOGIN alice secret").op("F").C("a3 LOGIN alice secret").op("K").U("* BYE go away")
     s.C("GARBAGE", "a4 BOGUS", "* a5", "a6 SELECT INBOX", "a7 LOGOUT")
     out["upstream-failures-and-garbage"] = s
+
+    # Back-pressure both ways after login (over the 256 KiB high-water mark).
+    s = Seed(0).T().C("a1 LOGIN alice secret")
+    n = imap_up(s, forward_id=True)
+    s.U("M%d OK Logged in" % n).C("a2 FETCH 1:* BODY[]").window(0, 0)
+    s.raw("* 1 FETCH (BODY[] {270000}\r\n" + "f" * 270000 + ")\r\na2 OK done\r\n", upstream=True)
+    s.window(0, 6).window(0, 7).window(1, 0).C("a3 APPEND INBOX {270000+}")
+    s.raw("a" * 270000 + "\r\n").window(1, 7).U("a3 OK appended").C("a4 LOGOUT")
+    out["relay-back-pressure"] = s
+
+    s = Seed(0).T().C("a1 NOOP").raw("a2 " + "x" * 9000 + "\r\n")
+    out["line-too-long"] = s
+    s = Seed(0).T().C("a1 AUTHENTICATE PLAIN").raw("A" * 9000)
+    out["sasl-line-too-long"] = s
+    s = Seed(0).T().C("a1 LOGIN alice secret").raw("a2 NOOP\r\n" * 3300)
+    out["too-much-input-during-login"] = s
+    s = Seed(0).T().C("a1 LOGIN alice secret").op("K").U("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi")
+    s.raw("* " + "z" * 70000 + "\r\n", upstream=True)
+    out["oversized-upstream-response"] = s
 
     # 1: STARTTLS, EXTERNAL by email, STARTTLS upstream with PROXY v1, max_literal 256.
     s = Seed(1).C("a1 CAPABILITY", "a2 LOGIN alice secret", "a3 AUTHENTICATE PLAIN", "a4 STARTTLS")
