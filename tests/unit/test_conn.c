@@ -2,7 +2,7 @@
  * input before EOF, back-pressure at in_max, output queued behind a full
  * peer window, conn_notify_drained, the lingering close, conn_kick, a TLS
  * handshake failure reported once, bytes held inside TLS (tls_pending),
- * and the inactivity timeout. Each test starts a fresh simulated world. */
+ * the inactivity timeout, and the half-close after queued output. Each test starts a fresh simulated world. */
 #include "conn.h"
 #include "cu_main.h"
 #include "sim.h"
@@ -334,6 +334,30 @@ static void test_timeout_after_inactivity_only(void)
 	teardown();
 }
 
+static void test_shutdown_write_after_output(void)
+{
+	struct sim_sock *s = setup(1024);
+	conn_read_start(rec.c);
+	sim_sock_set_window(s, 0);
+	conn_write(rec.c, "last words\r\n", 12);
+	conn_shutdown_write(rec.c);
+	sim_run_until_idle();
+	CU_ASSERT_FALSE(sim_sock_gw_shut(s));	/* not before the queue is out */
+	sim_sock_set_window(s, SIM_WINDOW_UNLIMITED);
+	sim_run_until_idle();
+	CU_ASSERT_EQUAL(sim_sock_written(s), 12);
+	CU_ASSERT(sim_sock_gw_shut(s));		/* then our FIN */
+	CU_ASSERT(sim_sock_open(s));
+	conn_write(rec.c, "dropped", 7);		/* later writes go nowhere */
+	sim_peer_send(s, "reply", 5);		/* reading goes on */
+	sim_peer_shutdown(s);
+	sim_run_until_idle();
+	CU_ASSERT_EQUAL(rec.ngot, 5);
+	CU_ASSERT_EQUAL(count(CONN_EV_EOF), 1);
+	CU_ASSERT_EQUAL(sim_sock_written(s), 12);
+	teardown();
+}
+
 static void test_peer_reset_is_an_error(void)
 {
 	struct sim_sock *s = setup(1024);
@@ -365,6 +389,7 @@ void register_tests(void)
 	CU_ADD(s, test_tls_required_cert_missing);
 	CU_ADD(s, test_tls_pending_bytes_delivered);
 	CU_ADD(s, test_timeout_after_inactivity_only);
+	CU_ADD(s, test_shutdown_write_after_output);
 	CU_ADD(s, test_peer_reset_is_an_error);
 }
 
