@@ -10,6 +10,7 @@
 #include "process.h"
 #include "proxyin.h"
 #include "rdns.h"
+#include "session.h"
 #include "timer.h"
 #include "tls.h"
 #include "xmem.h"
@@ -33,12 +34,12 @@ struct bound {
 
 struct accept_ctx {
 	const struct daemon_ops *ops;
-	void *srv;
+	struct server *srv;
 	const struct conf_listener *l;
 };
 
 static const struct daemon_ops *d_ops;
-static void *d_srv;
+static struct server *d_srv;
 static const struct conf *d_conf;
 static struct bound *d_bound;
 static size_t d_nbound;
@@ -53,7 +54,7 @@ static void usage(const char *name)
 static void after_proxy(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local)
 {
 	struct accept_ctx *a = arg;
-	a->ops->accept(a->srv, a->l, fd, peer, local);
+	session_accept(a->srv, a->ops->session, a->l, fd, peer, local);
 }
 
 static void on_accept(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local)
@@ -65,7 +66,7 @@ static void on_accept(void *arg, int fd, const struct mg_addr *peer, const struc
 		proxyin_start(fd, a->l, d_conf->timeout_handshake, peer, local, after_proxy, a);
 		return;
 	}
-	a->ops->accept(a->srv, a->l, fd, peer, local);
+	session_accept(a->srv, a->ops->session, a->l, fd, peer, local);
 }
 
 static void stop_listening(void)
@@ -84,15 +85,15 @@ static void stop_listening(void)
 
 static void poll_done(void *arg)
 {
-	if (d_ops->base(d_srv)->nsessions == 0)
+	if (d_srv->nsessions == 0)
 		conn_loop_break();
 }
 
 static void deadline(void *arg)
 {
 	log_notice("shutdown_timeout reached: closing %u remaining session(s)",
-		   d_ops->base(d_srv)->nsessions);
-	server_close_all(d_ops->base(d_srv));
+		   d_srv->nsessions);
+	server_close_all(d_srv);
 }
 
 static void on_signal(enum process_signal sig)
@@ -103,9 +104,9 @@ static void on_signal(enum process_signal sig)
 			return;
 		d_stopping = 1;
 		log_notice("SIGTERM: no new connections; %u session(s) finishing",
-			   d_ops->base(d_srv)->nsessions);
+			   d_srv->nsessions);
 		stop_listening();
-		server_shutdown(d_ops->base(d_srv));
+		server_shutdown(d_srv);
 		d_poll = mg_timer_start(0.05, 0.1, poll_done, NULL);
 		d_deadline = mg_timer_start(d_conf->shutdown_timeout, 0, deadline, NULL);
 		return;
@@ -196,7 +197,7 @@ int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
 	tls_ticket_master_init();
 	diag_init(&d);
 	struct conf *c = conf_load(path, ops->kind, &d);
-	void *srv = NULL;
+	struct server *srv = NULL;
 	if (c) {
 		conf_check_files(c, &d);
 		check_unimplemented(c, &d);
@@ -260,7 +261,8 @@ int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
 		ctx[i].l = d_bound[i].l;
 		d_bound[i].w = listener_watch_new(d_bound[i].fd, on_accept, &ctx[i]);
 	}
-	ops->server_start(srv);
+	if (ops->server_start)
+		ops->server_start(srv);
 	log_notice("%s %s ready (GnuTLS %s)", ops->name, PACKAGE_VERSION, tls_lib_version());
 	if (!foreground)
 		process_ready();

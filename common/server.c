@@ -78,7 +78,7 @@ static void refuse(const struct conf_listener *l, int fd, const struct mg_addr *
 	logkv_str(&kv, "listener", l->name);
 	logkv_raw(&kv, "client", ip);
 	logkv_raw(&kv, "reason", why);
-	logkv_raw(&kv, "result", "limit");
+	logkv_raw(&kv, "result", session_result_name(RESULT_LIMIT));
 	logkv_end(&kv, LOG_LVL_NOTICE);
 }
 
@@ -126,14 +126,16 @@ void server_unlink(struct server *srv, struct session *s)
 void server_shutdown(struct server *srv)
 {
 	srv->shutting_down = true;
-	for (struct session *s = srv->sessions; s; s = s->next)
-		if (s->hooks && s->hooks->shutdown_notice)
-			s->hooks->shutdown_notice(s);
+	for (struct session *s = srv->sessions, *next; s; s = next) {
+		next = s->next;
+		session_shutdown(s);
+	}
 }
 
 void server_close_all(struct server *srv)
 {
-	for (struct session *s = srv->sessions; s; s = s->next)
-		if (s->hooks && s->hooks->kill)
-			s->hooks->kill(s);
+	for (struct session *s = srv->sessions, *next; s; s = next) {
+		next = s->next;
+		session_kill(s);
+	}
 }

@@ -2,7 +2,8 @@
  * protocol: the configuration, one TLS server object per tls section used
  * by a listener and one TLS client per upstream that speaks TLS, per
  * listener connection counts (max_connections, max_per_ip), and the list
- * of live sessions with the hooks graceful shutdown needs. */
+ * of live sessions. A daemon's own server state embeds struct server as
+ * its first member. */
 #ifndef MG_SERVER_H
 #define MG_SERVER_H
 
@@ -45,9 +46,9 @@ bool server_admit(struct server *srv, const struct conf_listener *l, int fd,
 /* Links an admitted session; server_unlink releases its admission. */
 void server_link(struct server *srv, struct session *s);
 void server_unlink(struct server *srv, struct session *s);
-/* SIGTERM: shutting_down, and every session's hooks->shutdown_notice. */
+/* SIGTERM: shutting_down, and every session's shutdown hook. */
 void server_shutdown(struct server *srv);
-/* shutdown_timeout: every session's hooks->kill. */
+/* shutdown_timeout: every session says its last words and closes. */
 void server_close_all(struct server *srv);
 
 #endif

@@ -53,6 +53,13 @@ int smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *out)
 	}
 }
 
+long smtp_reply_frame(const char *buf, size_t len)
+{
+	struct smtp_reply r;
+	int rc = smtp_reply_parse(buf, len, &r);
+	return rc > 0 ? (long)r.total : rc;
+}
+
 static bool kw(const struct smtp_reply_line *l, const char *word, const char **rest, size_t *restlen)
 {
 	size_t n = strlen(word);

@@ -1,8 +1,6 @@
 /* smtp_server: see smtp_server.h. */
 #include "smtp_server.h"
 #include "log.h"
-#include "smtp_session.h"
-#include "smtp_upstream.h"
 #include "xmem.h"
 
 #include <stdlib.h>
@@ -83,35 +81,3 @@ bool smtp_server_auth_offered(const struct smtp_server *srv, const struct conf_u
 	memcpy(e.auth, st->auth, sizeof(e.auth));
 	return smtp_ehlo_has_auth(&e, mech);
 }
-
-static void probe_cb(void *owner, enum up_event ev, const struct smtp_reply *r, int detail,
-		     const char *why)
-{
-	/* The probe upstream frees itself after QUIT (UP_READY) and is
-	 * freed here when it failed. */
-	struct smtp_upstream *up = owner;
-	if (ev != UP_READY)
-		smtp_up_free(&up);
-}
-
-void smtp_server_probe(struct smtp_server *srv)
-{
-	const struct conf *c = srv->base.conf;
-	for (size_t i = 0; i < c->nupstreams; i++) {
-		const struct conf_upstream *u = &c->upstreams[i];
-		for (size_t j = 0; j < u->naddrs; j++) {
-			struct smtp_up_params p;
-			memset(&p, 0, sizeof(p));
-			p.srv = srv;
-			p.cu = u;
-			p.hostname = c->hostname;
-			p.probe = true;
-			p.only_index = (int)j;
-			/* The owner pointer must be the upstream itself: start
-			 * with a placeholder and patch it right after. */
-			struct smtp_upstream *up = smtp_up_start(&p, probe_cb, NULL);
-			smtp_up_set_owner(up, up);
-		}
-	}
-}
-

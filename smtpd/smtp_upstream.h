@@ -1,12 +1,12 @@
-/* smtp_upstream: the gateway's SMTP client side towards one upstream
- * (DESIGN.md §4.4). Set-up: connect (with failover), greeting 220, EHLO
- * with our hostname, STARTTLS + EHLO again when tls = starttls (implicit
- * TLS right after connect), then with xclient: XCLIENT lines and EHLO with
- * the client's own HELO argument. Failover to the next address happens
- * only during set-up (bad greeting, TLS failure, no STARTTLS), never after
- * a client command was forwarded. Afterwards it relays command lines and
- * DATA bytes and reports each reply to its owner. Also used, with probe
- * set, for the start-up probe that learns each address's extensions. */
+/* smtp_upstream: the SMTP dialogue of the gateway's client side towards
+ * one upstream (DESIGN.md §4.4), on top of common/upstream.c (which dials
+ * with failover, sends the PROXY header and runs TLS): greeting 220, EHLO
+ * with our hostname, STARTTLS + EHLO again when tls = starttls, then with
+ * xclient: XCLIENT lines and EHLO with the client's own HELO argument. A
+ * set-up problem (bad greeting, no STARTTLS, EHLO refused) moves on to the
+ * next address; never after a client command was forwarded. Afterwards it
+ * sends command lines and DATA bytes and reports each reply. With probe
+ * set it only learns each address's extensions (the start-up probe). */
 #ifndef MG_SMTP_UPSTREAM_H
 #define MG_SMTP_UPSTREAM_H
 
@@ -47,8 +47,11 @@ struct smtp_up_params {
 	int only_index;			/* probe: this address only; else -1 */
 	const unsigned char *pp;	/* PROXY header for every attempt (copied) */
 	size_t pp_len;
+	const char *who;		/* session id for logs ("" for the probe) */
 };
 
+/* Events reach the owner only from the loop; it may free the upstream
+ * in its callback. */
 struct smtp_upstream *smtp_up_start(const struct smtp_up_params *p, smtp_up_cb cb, void *owner);
 /* Sends one command line (CRLF included) and arms timeout_reply. */
 void smtp_up_command(struct smtp_upstream *up, const char *line, size_t len);
@@ -63,7 +66,6 @@ void smtp_up_quit(struct smtp_upstream **up);
 /* Abrupt end: close now (e.g. abort a message without its final dot). */
 void smtp_up_free(struct smtp_upstream **up);
 const char *smtp_up_addr(const struct smtp_upstream *up);
-void smtp_up_set_owner(struct smtp_upstream *up, void *owner);
 bool smtp_up_ready(const struct smtp_upstream *up);
 
 #endif
