@@ -98,7 +98,7 @@ int sasl_external_authzid(const char *b64, size_t len, char out[256])
 		return 0;
 	if (decoded(b64, len, &raw, &rawlen) < 0)
 		return -1;
-	int rc = one_name(raw, rawlen, out);
+	int rc = one_name(raw, rawlen, out) < 0 ? -2 : 0;
 	wipe_free(raw, rawlen);
 	return rc;
 }

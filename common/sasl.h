@@ -27,7 +27,8 @@ char *sasl_plain_encode(const struct sasl_plain *c);
  * NUL. 0 or -1. */
 int sasl_login_name(const char *b64, size_t len, char out[256]);
 /* EXTERNAL's response: "" or "=" (none) or the base64 authorization
- * identity (at most 255 octets, no NUL). 0 (out may be "") or -1. */
+ * identity. 0 (out may be ""), -1 for bad base64, -2 for an identity no
+ * user can have (over 255 octets, or a NUL). */
 int sasl_external_authzid(const char *b64, size_t len, char out[256]);
 
 #endif

@@ -44,8 +44,8 @@ struct upstream {
 
 static void up_enter(struct upstream *up, enum up_state st)
 {
-	log_debug("upstream %s%s%s: connection %s -> %s", up->p.cu->name, up->p.who[0] ? " for " : "",
-		  up->p.who, state_names[up->st], state_names[st]);
+	log_debug("%s %s%s%s: connection %s -> %s", up->p.log_name, up->p.cu->name,
+		  up->p.who[0] ? " for " : "", up->p.who, state_names[up->st], state_names[st]);
 	up->st = st;
 }
 
@@ -76,7 +76,7 @@ static void report_str(struct upstream *up, enum upstream_event ev, const char *
 
 void upstream_failover(struct upstream *up, const char *why)
 {
-	log_info("upstream %s %s: %s", up->p.cu->name, up->p.cu->addrs[up->index].text, why);
+	log_info("%s %s %s: %s", up->p.log_name, up->p.cu->name, up->p.cu->addrs[up->index].text, why);
 	conn_free(&up->conn);
 	up_enter(up, UP_DIAL);
 	dial_next(up->dial, why);	/* reports from the loop: dialed() */
@@ -109,9 +109,9 @@ static void on_read(struct upstream *up)
 		return;
 	if (n <= 0) {	/* malformed, or (cannot happen) beyond the framer's bound */
 		if (in_setup(up))
-			upstream_failover(up, "malformed or over-long response");
+			upstream_failover(up, up->p.frame_error);
 		else
-			report_str(up, UPSTREAM_LOST, "malformed or over-long response from upstream");
+			report_str(up, UPSTREAM_LOST, up->p.frame_error);
 		return;
 	}
 	char *copy = xmemdup0(conn_in_data(up->conn), (size_t)n);
@@ -215,6 +215,8 @@ struct upstream *upstream_open(const struct upstream_params *p, upstream_cb cb, 
 	up->magic = UPSTREAM_MAGIC;
 	up->p = *p;
 	up->p.who = p->who ? p->who : "";
+	up->p.log_name = p->log_name ? p->log_name : "upstream";
+	up->p.frame_error = p->frame_error ? p->frame_error : "malformed response from upstream";
 	up->cb = cb;
 	up->owner = owner;
 	if (p->pp_len) {

@@ -52,6 +52,8 @@ struct upstream_params {
 	size_t pp_len;			/* 0 with cu->proxy_protocol on: fails at once */
 	upstream_framer frame;
 	size_t in_max;			/* the framer's decision bound */
+	const char *frame_error;	/* what a -1 from the framer is called in logs */
+	const char *log_name;		/* "upstream", "imap upstream": log prefix */
 	const char *who;		/* session id, for logs ("" for probes) */
 };
 

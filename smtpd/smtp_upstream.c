@@ -296,6 +296,7 @@ struct smtp_upstream *smtp_up_start(const struct smtp_up_params *p, smtp_up_cb c
 		.pp_len = p->pp_len,
 		.frame = smtp_reply_frame,
 		.in_max = SMTP_REPLY_MAX_BYTES,
+		.frame_error = "malformed or over-long reply",
 		.who = p->who,
 	};
 	su->p.pp = NULL;
