@@ -22,6 +22,9 @@
 #include <string.h>
 #include <unistd.h>
 
+/* At most this many closed connections linger (conn.c) at once. */
+#define DAEMON_LINGER_MAX 1024UL
+
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "0"
 #endif
@@ -235,10 +238,16 @@ int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
 			fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	unsigned long want = 64;
+	/* Each session may hold two descriptors (client, upstream), plus
+	 * the daemon's own and the closed connections still lingering. */
+	unsigned long sessions_fds = 64;
 	for (size_t i = 0; i < c->nlisteners; i++)
-		want += 2UL * (unsigned long)c->listeners[i].max_connections;
-	process_raise_nofile(want);
+		sessions_fds += 2UL * (unsigned long)c->listeners[i].max_connections;
+	unsigned long nofile = process_raise_nofile(sessions_fds + DAEMON_LINGER_MAX);
+	conn_set_linger_budget(nofile > sessions_fds
+			       ? (unsigned)(nofile - sessions_fds < DAEMON_LINGER_MAX
+					    ? nofile - sessions_fds : DAEMON_LINGER_MAX)
+			       : 0);
 	if (process_write_pidfile(c->pidfile, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		if (!foreground)

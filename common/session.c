@@ -101,6 +101,18 @@ void session_resume(struct session *s)
 		s->ops->input(s);
 }
 
+bool session_output_full(struct session *s)
+{
+	if (conn_out_len(s->conn) <= SESSION_OUT_HIGH_WATER)
+		return false;
+	if (!s->out_full) {
+		s->out_full = 1;
+		conn_read_stop(s->conn);
+		conn_notify_drained(s->conn);
+	}
+	return true;
+}
+
 bool session_error(struct session *s)
 {
 	return ++s->errors >= session_conf(s)->max_errors && s->state != SESSION_CLOSING;
@@ -184,9 +196,19 @@ static void handshake_done(struct session *s)
 
 static void on_drained(struct session *s)
 {
-	if (s->state == SESSION_STARTTLS && !conn_tls(s->conn))
+	if (s->state == SESSION_STARTTLS && !conn_tls(s->conn)) {
 		start_handshake(s);
-	else if (s->state == SESSION_ACTIVE && s->ops->drained)
+		return;
+	}
+	if (s->state != SESSION_ACTIVE)
+		return;
+	if (s->out_full) {	/* the replies went out: back to the commands */
+		s->out_full = 0;
+		conn_read_start(s->conn);
+		s->ops->input(s);
+		return;
+	}
+	if (s->ops->drained)
 		s->ops->drained(s);
 }
 

@@ -116,6 +116,7 @@ struct session {
 	const struct conf_peer *peer;	/* matched peer section, or NULL */
 	const char *peer_reason;	/* why none matched (static) */
 	unsigned pin : 1;		/* matched by a pin */
+	unsigned out_full : 1;		/* session_output_full() paused reading */
 };
 
 /* Takes ownership of fd: admits it (or refuses it, logging result=limit),
@@ -134,6 +135,15 @@ void session_set_result(struct session *s, enum session_result r);
  * after the command are discarded (never executed), the handshake starts
  * once the reply is out; restarted() follows it. */
 void session_starttls(struct session *s);
+/* Output back-pressure for the command phase (EXAMPLES.md §3, "output
+ * cap per session"): a client that pipelines commands and never reads
+ * its replies must not make the worker queue them without bound. When
+ * more than SESSION_OUT_HIGH_WATER bytes wait for the client, this stops
+ * reading and returns true - the protocol's command loop then stops too;
+ * once the replies are out, the core starts reading again and calls the
+ * input hook (which finds the commands still queued). */
+#define SESSION_OUT_HIGH_WATER (64 * 1024)
+bool session_output_full(struct session *s);
 /* One error reply sent by the gateway: true when it spent the budget
  * (max_errors) - the protocol then says its last words and closes. */
 bool session_error(struct session *s);

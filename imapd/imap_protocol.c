@@ -141,6 +141,8 @@ void imap_process(struct imap_session *is)
 	conn_cork(c);
 	while (more && is->s.state == SESSION_ACTIVE &&
 	       (is->state == IMAP_PREAUTH || is->state == IMAP_SASL)) {
+		if (session_output_full(&is->s))
+			break;	/* the client is not reading its replies */
 		more = is->state == IMAP_SASL ? sasl_step(is) : command_step(is, &cmd);
 		/* The command's unescaped quoted strings (a LOGIN password) stay
 		 * in the static arena until wiped. */
@@ -150,7 +152,7 @@ void imap_process(struct imap_session *is)
 	conn_uncork(c);
 	/* Half-closed: every complete command was answered; what is left
 	 * can never complete. Close once the replies have gone. */
-	if (is->client_eof && (is->state == IMAP_PREAUTH || is->state == IMAP_SASL))
+	if (is->client_eof && !is->s.out_full && (is->state == IMAP_PREAUTH || is->state == IMAP_SASL))
 		imap_close(is, RESULT_UNCHANGED);
 }
 

@@ -6,6 +6,7 @@
 #include "smtp_received.h"
 #include "smtp_relay.h"
 #include "smtp_server.h"
+#include "smtp_upstream.h"
 #include "tls.h"
 
 #include <string.h>
@@ -45,12 +46,21 @@ static void send_received(struct smtp_session *ss)
 		smtp_relay_data(ss, hdr, n);
 }
 
+/* Buffers of the command phase are wiped on release (AUTH). */
+static void sensitive(struct smtp_session *ss, bool on)
+{
+	conn_set_sensitive(ss->s.conn, on);
+	if (ss->up)
+		smtp_up_set_sensitive(ss->up, on);
+}
+
 static void begin_data(struct smtp_session *ss)
 {
 	ss->msgs++;
 	smtp_data_init(&ss->scan, smtp_server_size(smtp_server_of(ss), ss->s.listener->upstream));
 	ss->data_fail = DF_NONE;
 	smtp_enter(ss, SMTP_DATA);
+	sensitive(ss, false);	/* a message is not a secret to wipe byte by byte */
 	conn_set_timeout(ss->s.conn, smtp_conf(ss)->timeout_data);
 	if (smtp_conf(ss)->received_header)
 		send_received(ss);
@@ -93,6 +103,7 @@ static void dot_reply(struct smtp_session *ss, const struct smtp_reply *r)
 static void end_of_data(struct smtp_session *ss)
 {
 	smtp_enter(ss, SMTP_CMD);
+	sensitive(ss, true);
 	conn_set_timeout(ss->s.conn, smtp_conf(ss)->timeout_command);
 	if (ss->data_fail == DF_NONE && ss->up) {
 		smtp_relay_expect_dot(ss, dot_reply);

@@ -79,6 +79,15 @@ static bool finish_line(struct smtp_session *ss, struct strbuf *b)
 	return false;
 }
 
+/* 555 naming the parameter - at most KEYWORD_ECHO_MAX octets of it: the
+ * reply stays a reply of ours, whatever the client sent. */
+#define KEYWORD_ECHO_MAX 64
+static void unsupported(struct smtp_session *ss, const struct smtp_param *q)
+{
+	smtp_reply_err(ss, "555 5.5.4 Unsupported parameter %.*s",
+		       (int)(q->keylen > KEYWORD_ECHO_MAX ? KEYWORD_ECHO_MAX : q->keylen), q->key);
+}
+
 static bool value_in(const struct smtp_param *p, const char *const *words)
 {
 	for (int i = 0; words[i]; i++)
@@ -125,7 +134,7 @@ static bool mail_params(struct smtp_session *ss, const struct smtp_path *p, stru
 			add_param(b, q);
 			continue;
 		}
-		smtp_reply_err(ss, "555 5.5.4 Unsupported parameter %.*s", (int)q->keylen, q->key);
+		unsupported(ss, q);
 		return false;
 	}
 	return true;
@@ -215,7 +224,7 @@ void smtp_rcpt(struct smtp_session *ss, const char *args, size_t len)
 		const struct smtp_param *q = &p.params[i];
 		if (!(passthrough(ss) & EXT_DSN) || !q->val ||
 		    !(smtp_param_is(q, "NOTIFY") || smtp_param_is(q, "ORCPT"))) {
-			smtp_reply_err(ss, "555 5.5.4 Unsupported parameter %.*s", (int)q->keylen, q->key);
+			unsupported(ss, q);
 			return;
 		}
 		add_param(&b, q);

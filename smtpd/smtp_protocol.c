@@ -37,6 +37,7 @@ static void rdns_done(void *arg, enum rdns_status st, const char *name)
 static void start(struct session *s)
 {
 	struct smtp_session *ss = smtp_of(s);
+	conn_set_sensitive(s->conn, true);	/* AUTH: wiped on release (not in DATA) */
 	ss->rdns_status = SMTP_RDNS_OFF;
 	if (smtp_conf(ss)->reverse_dns) {
 		ss->rdns_status = SMTP_RDNS_PENDING;
@@ -136,6 +137,16 @@ static size_t next_line(struct smtp_session *ss, char *line)
 	}
 }
 
+/* After the client's EOF, once nothing more can be answered. */
+static void end_after_eof(struct smtp_session *ss)
+{
+	if (ss->s.state != SESSION_ACTIVE || ss->state == SMTP_WAIT || ss->s.out_full)
+		return;	/* replies still to come */
+	if (ss->state == SMTP_DATA)
+		session_set_result(&ss->s, RESULT_ERROR);	/* vanished mid-message */
+	session_close(&ss->s, RESULT_UNCHANGED);
+}
+
 /* The command loop: in order, until the input is exhausted or a command
  * waits for the upstream. Replies are corked so a pipelined burst is
  * answered with one write. */
@@ -151,6 +162,8 @@ static void input(struct session *s)
 				break;	/* more to come */
 			continue;
 		}
+		if (session_output_full(s))
+			break;	/* the client is not reading its replies */
 		size_t n = next_line(ss, line);
 		if (!n) {
 			if (ss->state == SMTP_WAIT || !conn_in_line_end(s->conn))
@@ -164,13 +177,21 @@ static void input(struct session *s)
 		explicit_bzero(line, n);	/* it may have been a SASL response */
 	}
 	conn_uncork(s->conn);
+	if (ss->client_eof)
+		end_after_eof(ss);
 }
 
+/* A half-close (the client shut down its write side after its last
+ * commands, as any TCP client may): every complete command still gets
+ * its reply - a message whose final dot arrived its upstream's verdict -
+ * then the session ends. A message cut short is not delivered. */
 static bool eof(struct session *s)
 {
-	if (smtp_of(s)->state == SMTP_DATA)
-		session_set_result(s, RESULT_ERROR);	/* vanished mid-message: nothing delivered */
-	return false;
+	struct smtp_session *ss = smtp_of(s);
+	ss->client_eof = 1;
+	if (ss->state != SMTP_WAIT)
+		input(s);	/* answers what is queued, then ends the session */
+	return true;
 }
 
 static void timeout(struct session *s)

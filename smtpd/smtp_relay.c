@@ -67,6 +67,16 @@ static void start_upstream(struct smtp_session *ss)
 		},
 	};
 	ss->up = smtp_up_start(&p, up_cb, ss);
+	smtp_up_set_sensitive(ss->up, true);	/* AUTH passes through (command phase) */
+}
+
+/* A command line kept for the upstream may be an AUTH with its initial
+ * response: wiped before it is freed. */
+static void drop_line(struct smtp_session *ss)
+{
+	if (ss->wait.line)
+		explicit_bzero(ss->wait.line, ss->wait.len);
+	XFREE(ss->wait.line);
 }
 
 void smtp_relay_command(struct smtp_session *ss, enum smtp_op op, const char *line, size_t len,
@@ -79,7 +89,7 @@ void smtp_relay_command(struct smtp_session *ss, enum smtp_op op, const char *li
 		smtp_up_command(ss->up, line, len);
 		return;
 	}
-	free(ss->wait.line);
+	drop_line(ss);
 	ss->wait.line = xmemdup0(line, len);	/* sent at UP_READY */
 	ss->wait.len = len;
 	if (!ss->up)
@@ -98,7 +108,7 @@ static void leave_wait(struct smtp_session *ss)
 {
 	ss->wait.op = OP_NONE;
 	ss->wait.on_reply = NULL;
-	XFREE(ss->wait.line);
+	drop_line(ss);
 	smtp_enter(ss, SMTP_CMD);
 }
 
@@ -129,6 +139,9 @@ bool smtp_relay_data(struct smtp_session *ss, const char *p, size_t len)
 	if (smtp_up_out_len(ss->up) <= SMTP_UP_HIGH_WATER)
 		return true;
 	smtp_up_notify_drained(ss->up);	/* UP_DRAINED resumes reading */
+	/* An upstream that stops reading is lost after timeout_reply (the
+	 * client then gets 451 after its dot), not at timeout_data. */
+	smtp_up_set_timeout(ss->up, ss->s.listener->upstream->timeout_reply);
 	return false;
 }
 
@@ -140,6 +153,8 @@ void smtp_relay_drop(struct smtp_session *ss, bool polite)
 		smtp_up_free(&ss->up);
 	if (ss->authed && !ss->s.listener->upstream->xclient)
 		ss->reconnect_closes = 1;
+	if (ss->state == SMTP_DATA)
+		conn_read_start(ss->s.conn);	/* no drain will come: read on to the dot */
 }
 
 void smtp_relay_rdns_done(struct smtp_session *ss)
@@ -186,10 +201,19 @@ static void on_lost(struct smtp_session *ss, bool timeout, const char *why)
 		smtp_reply_err(ss, "454 4.7.0 Temporary authentication failure");
 		return;
 	}
-	if (ss->in_tx || op == OP_DOT || op == OP_DATA)
+	if (op == OP_DOT || op == OP_DATA) {
+		/* The message is lost, the session is not (as when the upstream
+		 * goes during DATA): the next MAIL reconnects. */
+		smtp_reset_tx(ss);
 		smtp_reply(ss, "451 4.4.2 Upstream %s", timeout ? "timeout" : "connection lost");
-	else
+		if (!ss->reconnect_closes)
+			return;
+		smtp_reply(ss, "421 4.4.2 Upstream connection lost, closing");
+	} else if (ss->in_tx) {
+		smtp_reply(ss, "451 4.4.2 Upstream %s", timeout ? "timeout" : "connection lost");
+	} else {
 		smtp_reply(ss, "421 4.4.2 Upstream %s, closing", timeout ? "timeout" : "connection lost");
+	}
 	smtp_close(ss, timeout ? RESULT_TIMEOUT : RESULT_UPSTREAM_FAILED);
 }
 
@@ -200,7 +224,7 @@ static void on_event(struct smtp_session *ss, enum up_event ev, const struct smt
 	case UP_READY:
 		snprintf(ss->up_addr, sizeof(ss->up_addr), "%s", smtp_up_addr(ss->up));
 		smtp_up_command(ss->up, ss->wait.line, ss->wait.len);
-		XFREE(ss->wait.line);
+		drop_line(ss);
 		return;
 	case UP_REPLY: {
 		smtp_reply_fn fn = ss->wait.on_reply;
@@ -210,6 +234,7 @@ static void on_event(struct smtp_session *ss, enum up_event ev, const struct smt
 		return;
 	}
 	case UP_DRAINED:
+		smtp_up_set_timeout(ss->up, 0);
 		conn_read_start(ss->s.conn);	/* back-pressure released */
 		return;
 	case UP_FAILED:
@@ -254,5 +279,5 @@ void smtp_relay_end(struct smtp_session *ss)
 	else
 		smtp_up_quit(&ss->up);
 	ss->wait.op = OP_NONE;
-	XFREE(ss->wait.line);
+	drop_line(ss);
 }

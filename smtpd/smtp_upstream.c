@@ -321,6 +321,16 @@ void smtp_up_expect_reply(struct smtp_upstream *su, double seconds)
 	dlg_enter(su, DS_WAIT);
 }
 
+void smtp_up_set_timeout(struct smtp_upstream *su, double seconds)
+{
+	upstream_expect(su->up, seconds);
+}
+
+void smtp_up_set_sensitive(struct smtp_upstream *su, bool on)
+{
+	upstream_set_sensitive(su->up, on);
+}
+
 size_t smtp_up_out_len(const struct smtp_upstream *su)
 {
 	return upstream_out_len(su->up);

@@ -59,6 +59,12 @@ void smtp_up_command(struct smtp_upstream *up, const char *line, size_t len);
 void smtp_up_data(struct smtp_upstream *up, const char *p, size_t len);
 /* After the final dot: wait for the reply, at most seconds. */
 void smtp_up_expect_reply(struct smtp_upstream *up, double seconds);
+/* Arms (seconds) or disarms (0) the connection's inactivity limit without
+ * waiting for a reply: a stalled upstream under back-pressure. */
+void smtp_up_set_timeout(struct smtp_upstream *up, double seconds);
+/* Buffers are wiped on release while on (AUTH passes in the command
+ * phase; off while a message streams). */
+void smtp_up_set_sensitive(struct smtp_upstream *up, bool on);
 size_t smtp_up_out_len(const struct smtp_upstream *up);
 void smtp_up_notify_drained(struct smtp_upstream *up);
 /* Polite end: QUIT is queued and the connection closes once it is sent. */
