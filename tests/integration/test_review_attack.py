@@ -15,6 +15,9 @@ gateway should do instead.
      timeout_data and ends in 421 Timeout instead of 451 after the dot.
   4. SmtpAuthSecret: smtpd decodes AUTH PLAIN to read the user name and
      frees the decoded blob - the cleartext password - unwiped.
+  6. LingerFds: sessions that ended keep their fd for the 2 s lingering
+     close, outside max_per_ip/max_connections: one address held to 2
+     concurrent sessions runs the worker out of file descriptors.
   5. LongKeyword: a long unsupported MAIL parameter keyword makes the
      gateway answer "451 4.3.0 Internal error" (a temporary failure) and
      log an error-level "cannot happen" line, at the client's will.
@@ -234,6 +237,43 @@ class LongKeyword(GatewayTest):
         code, lines = c.cmd("MAIL FROM:<> X" + "K" * 2030)    # 2044 octets <= max_line
         self.assertEqual(code, 555, lines)
         self.assertNotIn("did not fit", gw.log())
+
+
+class LingerFds(GatewayTest):
+    """DESIGN.md §3: max_per_ip (concurrent) and max_connections bound a
+    listener, and RLIMIT_NOFILE is sized 2 x max_connections + 64 from
+    them. A session's fd outlives it by up to LINGER_SECONDS (conn.c
+    close_lingering) without counting anywhere, so one address limited to
+    2 sessions can hold hundreds of fds: here the worker (256 fds, enough
+    by the sizing rule for max_connections = 50) hits EMFILE and pauses
+    its listener - every other client waits."""
+
+    def test_one_address_cannot_exhaust_fds(self):
+        import mgtest
+        up = self.sink()
+        p = free_port()
+        wrap = self.tmp.file("smtpd-256.sh", "#!/bin/sh\nulimit -n 256\nexec %s \"$@\"\n" % mgtest.SMTPD,
+                             mode=0o755)
+        gw = self.gateway(smtpd_conf(self.pki, up.port, listener("local", p, "none",
+                                                                 "max_per_ip = 2\nmax_connections = 50")),
+                          [p], binary=wrap)
+        held = []
+        deadline = time.time() + 4
+        while time.time() < deadline:
+            try:
+                s = socket.create_connection(("127.0.0.1", p), timeout=5)
+                s.recv(100)
+                s.sendall(b"QUIT\r\n")
+                s.recv(100)    # 221: the session is over, its fd is not
+                held.append(s)
+            except OSError:
+                pass
+        fds = len(os.listdir("/proc/%d/fd" % gw.proc.pid))
+        for s in held:
+            s.close()
+        emfile = [l for l in gw.log().splitlines() if "Too many open files" in l]
+        self.assertEqual(emfile, [], "%d sessions of one address, 2 at a time; fds at the end: %d"
+                         % (len(held), fds))
 
 
 if __name__ == "__main__":
