@@ -67,6 +67,7 @@ class OutputFlood(GatewayTest):
         gw = self.gateway(smtpd_conf(self.pki, up.port, listener("local", p, "none", LOCAL)), [p])
         s = socket.create_connection(("127.0.0.1", p))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)    # and never read
+        s.settimeout(10)    # a gateway that stops reading is the right answer
         grew, sent = self.flood(gw.proc.pid, s.sendall, b"NOOP\r\n" * 100000)
         s.close()
         self.assertLess(grew, self.LIMIT_KIB, "worker RSS grew by %d KiB after %d MB of NOOPs"
