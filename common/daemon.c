@@ -169,7 +169,9 @@ static int bind_all(const struct conf *c, char *err, size_t errsz)
 
 int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
 {
-	const char *path = conf_default_path(ops->kind);
+	char default_path[512];
+	conf_default_path(ops->schema, default_path, sizeof(default_path));
+	const char *path = default_path;
 	int foreground = 0, test = 0, debug = 0, opt;
 	struct diag d;
 	char err[1024];
@@ -199,7 +201,7 @@ int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
 	tls_global_init();
 	tls_ticket_master_init();
 	diag_init(&d);
-	struct conf *c = conf_load(path, ops->kind, &d);
+	struct conf *c = conf_load(path, ops->schema, &d);
 	struct server *srv = NULL;
 	if (c) {
 		conf_check_files(c, &d);

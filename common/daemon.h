@@ -14,7 +14,7 @@ struct session_ops;
 
 struct daemon_ops {
 	const char *name;		/* "mailgate-smtpd" */
-	enum daemon_kind kind;
+	const struct conf_schema *schema;	/* the daemon's own configuration keys */
 	const struct session_ops *session;	/* the protocol's session hooks */
 	/* Builds the protocol's server state (struct server first; TLS
 	 * objects etc.); problems go to d. NULL on error. */

@@ -1,5 +1,6 @@
 /* imap_auth: see imap_auth.h. */
 #include "imap_auth.h"
+#include "imap_conf.h"
 #include "b64.h"
 #include "conn.h"
 #include "imap_cmd.h"
@@ -45,7 +46,7 @@ static void auth_failed(struct imap_session *is, const char *user, const char *m
 	note_attempt(is, user, mech);
 	is->auth_failures++;
 	session_log_auth_failed(&is->s, user, mech);
-	if (is->auth_failures >= (unsigned)imap_conf(is)->max_auth_failures) {
+	if (is->auth_failures >= (unsigned)imap_keys(is)->max_auth_failures) {
 		imap_reply(is, "* BYE Too many authentication failures");
 		imap_close(is, RESULT_AUTH_FAILURES);
 	}
@@ -68,7 +69,7 @@ static void refuse_login(struct imap_session *is, const char *tag, const char *u
  * '-', '_', '@' or '+'). */
 static bool is_master_user(const struct imap_session *is, const char *name)
 {
-	const char *m = imap_conf(is)->master_user;
+	const char *m = imap_keys(is)->master_user;
 	size_t nl = strlen(name), ml = strlen(m);
 	if (!ml || nl < ml || strcasecmp(name + nl - ml, m) != 0)
 		return false;
@@ -232,7 +233,7 @@ static void external_response(struct imap_session *is, const char *tag, const ch
 	}
 	memset(&cred, 0, sizeof(cred));
 	snprintf(cred.authzid, sizeof(cred.authzid), "%s", is->ext_user);
-	snprintf(cred.authcid, sizeof(cred.authcid), "%s", imap_conf(is)->master_user);
+	snprintf(cred.authcid, sizeof(cred.authcid), "%s", imap_keys(is)->master_user);
 	snprintf(cred.passwd, sizeof(cred.passwd), "%s", imap_server_of(is)->master_password);
 	start_login(is, tag, "EXTERNAL", &cred);
 	explicit_bzero(&cred, sizeof(cred));	/* the master password */
@@ -261,7 +262,7 @@ void imap_auth_authenticate(struct imap_session *is, const struct imap_cmd *cmd)
 		/* Never a fallback to a client-supplied name (DESIGN.md §6). */
 		if (!imap_external_offered(is)) {
 			log_info("session %s: EXTERNAL refused: identity=%s", is->s.id,
-				 imap_conf(is)->master_user[0] ? peer_ext_map_name(is->ext) : "no-master-user");
+				 imap_keys(is)->master_user[0] ? peer_ext_map_name(is->ext) : "no-master-user");
 			refuse_login(is, cmd->tag, NULL, "EXTERNAL", "No certificate identity");
 			return;
 		}

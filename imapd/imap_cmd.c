@@ -2,6 +2,7 @@
  * table holds what all commands share (the arity, PRIVACY: refused before
  * TLS without a "+" continuation). */
 #include "imap_cmd.h"
+#include "imap_conf.h"
 #include "imap_auth.h"
 #include "peer.h"
 #include "strbuf.h"
@@ -11,7 +12,7 @@
 
 bool imap_external_offered(const struct imap_session *is)
 {
-	return session_secure(&is->s) && is->ext == EXT_MAP_OK && imap_conf(is)->master_user[0];
+	return session_secure(&is->s) && is->ext == EXT_MAP_OK && imap_keys(is)->master_user[0];
 }
 
 void imap_capability_line(const struct imap_session *is, struct strbuf *out)

@@ -2,6 +2,7 @@
  * (common/daemon.c): its server state (user_map, the master password)
  * and its session hooks. main.c only hands this over. */
 #include "imap_daemon.h"
+#include "imap_conf.h"
 #include "imap_protocol.h"
 #include "imap_server.h"
 
@@ -19,7 +20,7 @@ static void srv_free(struct server *base)
 
 const struct daemon_ops imapd_ops = {
 	.name = "mailgate-imapd",
-	.kind = DAEMON_IMAPD,
+	.schema = &imapd_schema,
 	.session = &imap_session_ops,
 	.server_new = srv_new,
 	.server_free = srv_free,

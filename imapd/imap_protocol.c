@@ -5,6 +5,7 @@
  * their "+" continuations, line limits), input held during a login, the
  * relay after it, the half-close, timeouts and shutdown, and the end. */
 #include "imap_protocol.h"
+#include "imap_conf.h"
 #include "conn.h"
 #include "imap_auth.h"
 #include "imap_cmd.h"
@@ -25,7 +26,7 @@ static void start(struct session *s)
 	is->last_cont = SIZE_MAX;
 	is->ext = EXT_MAP_MISSING;
 	conn_set_sensitive(s->conn, true);	/* LOGIN and PLAIN: until logged in */
-	session_set_deadline(s, imap_conf(is)->timeout_preauth);
+	session_set_deadline(s, imap_keys(is)->timeout_preauth);
 }
 
 static void greet(struct session *s)
@@ -51,7 +52,7 @@ static void identified(struct session *s, bool implicit)
 		return;
 	}
 	const struct tls_peer *p = session_cert(s);
-	is->ext = (uint8_t)peer_external_user(p, imap_conf(is)->external_identity, is->ext_user);
+	is->ext = (uint8_t)peer_external_user(p, imap_keys(is)->external_identity, is->ext_user);
 	if (p && is->ext != EXT_MAP_OK)
 		log_debug("session %s: identity=%s", s->id, peer_ext_map_name(is->ext));
 }
@@ -88,7 +89,7 @@ static bool command_step(struct imap_session *is, struct imap_cmd *cmd)
 {
 	struct conn *c = is->s.conn;
 	struct imap_parse_info info;
-	switch (imap_parse(conn_in_data(c), conn_in_len(c), (size_t)imap_conf(is)->max_literal, cmd,
+	switch (imap_parse(conn_in_data(c), conn_in_len(c), (size_t)imap_keys(is)->max_literal, cmd,
 			   &info)) {
 	case IMAP_PARSE_MORE:
 		if (conn_in_full(c)) {
@@ -264,7 +265,7 @@ static void free_(struct session *s)
 static size_t in_max(const struct conf *c)
 {
 	/* A command line, its literals, and room for what follows. */
-	return IMAP_LINE_MAX + 2 * (size_t)c->max_literal + 1024;
+	return IMAP_LINE_MAX + 2 * (size_t)imapd_conf(c)->max_literal + 1024;
 }
 
 const struct session_ops imap_session_ops = {

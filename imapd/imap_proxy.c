@@ -1,6 +1,7 @@
 /* imap_proxy: see imap_proxy.h. The upstream connection's events come to
  * up_cb(); the client's through the session hooks (imap_protocol.c). */
 #include "imap_proxy.h"
+#include "imap_conf.h"
 #include "conn.h"
 #include "log.h"
 
@@ -75,7 +76,7 @@ void imap_proxy_client_eof(struct imap_session *is)
 
 void imap_proxy_start(struct imap_session *is)
 {
-	double idle = imap_conf(is)->timeout_idle;
+	double idle = imap_keys(is)->timeout_idle;
 	imap_enter(is, IMAP_RELAY);
 	session_set_deadline(&is->s, 0);	/* logged in: no more pre-auth deadline */
 	is->up_bol = 1;

@@ -1,5 +1,6 @@
 /* imap_session: see imap_session.h. */
 #include "imap_session.h"
+#include "imap_conf.h"
 #include "imap_login.h"
 #include "log.h"
 #include "server.h"
@@ -19,6 +20,11 @@ struct imap_server *imap_server_of(const struct imap_session *is)
 const struct conf *imap_conf(const struct imap_session *is)
 {
 	return is->s.srv->conf;
+}
+
+const struct imapd_conf *imap_keys(const struct imap_session *is)
+{
+	return imapd_conf(is->s.srv->conf);
 }
 
 void imap_enter(struct imap_session *is, enum imap_state st)

@@ -25,6 +25,7 @@
 struct conn;
 struct imap_login;
 struct imap_server;
+struct imapd_conf;
 
 #define IMAP_RELAY_HIGH_WATER (256 * 1024)
 #define IMAP_CAPS_MAX 256
@@ -62,6 +63,8 @@ static inline struct imap_session *imap_of(struct session *s)
 
 struct imap_server *imap_server_of(const struct imap_session *is);
 const struct conf *imap_conf(const struct imap_session *is);
+/* imapd's own keys (imap_conf.h). */
+const struct imapd_conf *imap_keys(const struct imap_session *is);
 
 void imap_enter(struct imap_session *is, enum imap_state st);	/* the only state setter */
 void imap_reply(struct imap_session *is, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

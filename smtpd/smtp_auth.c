@@ -1,5 +1,6 @@
 /* smtp_auth: see smtp_auth.h. */
 #include "smtp_auth.h"
+#include "smtp_conf.h"
 #include "b64.h"
 #include "sasl.h"
 #include "smtp_parse.h"
@@ -100,8 +101,8 @@ static bool offered_mech(struct smtp_session *ss, const char *args, size_t len, 
 	if (!n || (n < len && args[n] != ' '))
 		return false;
 	const struct conf *c = smtp_conf(ss);
-	for (size_t i = 0; i < c->auth_mechanisms.n; i++)
-		if (!strcmp(c->auth_mechanisms.v[i], mech) &&
+	for (size_t i = 0; i < smtpd_conf(c)->auth_mechanisms.n; i++)
+		if (!strcmp(smtpd_conf(c)->auth_mechanisms.v[i], mech) &&
 		    smtp_server_auth_offered(smtp_server_of(ss), ss->s.listener->upstream, mech))
 			return true;
 	return false;

@@ -1,5 +1,6 @@
 /* smtp_body: see smtp_body.h. */
 #include "smtp_body.h"
+#include "smtp_conf.h"
 #include "conn.h"
 #include "peer.h"
 #include "rdns.h"
@@ -61,8 +62,8 @@ static void begin_data(struct smtp_session *ss)
 	ss->data_fail = DF_NONE;
 	smtp_enter(ss, SMTP_DATA);
 	sensitive(ss, false);	/* a message is not a secret to wipe byte by byte */
-	conn_set_timeout(ss->s.conn, smtp_conf(ss)->timeout_data);
-	if (smtp_conf(ss)->received_header)
+	conn_set_timeout(ss->s.conn, smtp_keys(ss)->timeout_data);
+	if (smtp_keys(ss)->received_header)
 		send_received(ss);
 }
 
@@ -104,7 +105,7 @@ static void end_of_data(struct smtp_session *ss)
 {
 	smtp_enter(ss, SMTP_CMD);
 	sensitive(ss, true);
-	conn_set_timeout(ss->s.conn, smtp_conf(ss)->timeout_command);
+	conn_set_timeout(ss->s.conn, smtp_keys(ss)->timeout_command);
 	if (ss->data_fail == DF_NONE && ss->up) {
 		smtp_relay_expect_dot(ss, dot_reply);
 		return;

@@ -2,6 +2,7 @@
  * with the gateway's own code on error (every such reply counts toward
  * max_errors). */
 #include "smtp_cmd.h"
+#include "smtp_conf.h"
 #include "log.h"
 #include "server.h"
 #include "smtp_auth.h"
@@ -52,8 +53,8 @@ static void ehlo_reply(struct smtp_session *ss, struct strbuf *out)
 	if (smtp_auth_allowed(ss) && !ss->authed) {
 		sb_init(&b, auth, sizeof(auth));
 		sb_adds(&b, "AUTH");
-		for (size_t i = 0; i < cf->auth_mechanisms.n; i++) {
-			const char *m = cf->auth_mechanisms.v[i];
+		for (size_t i = 0; i < smtpd_conf(cf)->auth_mechanisms.n; i++) {
+			const char *m = smtpd_conf(cf)->auth_mechanisms.v[i];
 			size_t keep = sb_len(&b);
 			if (!smtp_server_auth_offered(srv, u, m))
 				continue;

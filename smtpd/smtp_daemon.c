@@ -2,6 +2,7 @@
  * (common/daemon.c): its server state, its start-up (reverse DNS, the
  * upstream probe) and its session hooks. main.c only hands this over. */
 #include "smtp_daemon.h"
+#include "smtp_conf.h"
 #include "log.h"
 #include "rdns.h"
 #include "smtp_probe.h"
@@ -23,14 +24,14 @@ static void srv_free(struct server *base)
 
 static void srv_start(struct server *base)
 {
-	if (base->conf->reverse_dns && rdns_init() < 0)
+	if (smtpd_conf(base->conf)->reverse_dns && rdns_init() < 0)
 		log_error("reverse_dns: c-ares initialisation failed; names will be [TEMPUNAVAIL]");
 	smtp_probe_start((struct smtp_server *)base);
 }
 
 const struct daemon_ops smtpd_ops = {
 	.name = "mailgate-smtpd",
-	.kind = DAEMON_SMTPD,
+	.schema = &smtpd_schema,
 	.session = &smtp_session_ops,
 	.server_new = srv_new,
 	.server_free = srv_free,

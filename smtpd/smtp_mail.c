@@ -1,5 +1,6 @@
 /* smtp_mail: see smtp_mail.h. */
 #include "smtp_mail.h"
+#include "smtp_conf.h"
 #include "log.h"
 #include "smtp_parse.h"
 #include "smtp_policy.h"
@@ -181,7 +182,7 @@ void smtp_mail(struct smtp_session *ss, const char *args, size_t len)
 
 static bool relay_refused(struct smtp_session *ss, const struct smtp_path *p)
 {
-	if (smtp_rcpt_policy(&smtp_conf(ss)->accept_domains, p) == RCPT_LOCAL || smtp_may_relay(ss))
+	if (smtp_rcpt_policy(&smtp_keys(ss)->accept_domains, p) == RCPT_LOCAL || smtp_may_relay(ss))
 		return false;
 	ss->relay_denied = 1;
 	struct logkv kv;
@@ -213,7 +214,7 @@ void smtp_rcpt(struct smtp_session *ss, const char *args, size_t len)
 	}
 	if (path_error(ss, smtp_parse_path(args, len, "TO:", true, &p), true) || reject_8bit(ss, &p))
 		return;
-	if (ss->rcpts >= (unsigned)smtp_conf(ss)->max_recipients) {
+	if (ss->rcpts >= (unsigned)smtp_keys(ss)->max_recipients) {
 		smtp_reply_err(ss, "452 4.5.3 Too many recipients");
 		return;
 	}

@@ -5,6 +5,7 @@
  * upstream told goodbye (or dropped mid-message), the result refined, the
  * log keys (DESIGN.md §4, §7). */
 #include "smtp_protocol.h"
+#include "smtp_conf.h"
 #include "conn.h"
 #include "log.h"
 #include "rdns.h"
@@ -39,7 +40,7 @@ static void start(struct session *s)
 	struct smtp_session *ss = smtp_of(s);
 	conn_set_sensitive(s->conn, true);	/* AUTH: wiped on release (not in DATA) */
 	ss->rdns_status = SMTP_RDNS_OFF;
-	if (smtp_conf(ss)->reverse_dns) {
+	if (smtp_keys(ss)->reverse_dns) {
 		ss->rdns_status = SMTP_RDNS_PENDING;
 		ss->rdns = rdns_lookup(&s->client, RDNS_TIMEOUT, rdns_done, ss);
 	}
@@ -48,7 +49,7 @@ static void start(struct session *s)
 static void greet(struct session *s)
 {
 	struct smtp_session *ss = smtp_of(s);
-	conn_set_timeout(s->conn, smtp_conf(ss)->timeout_command);
+	conn_set_timeout(s->conn, smtp_keys(ss)->timeout_command);
 	if (ss->peer_refused == PEER_REFUSED_GREETED) {
 		/* RFC 5321 §3.1: refuse with 554, then only QUIT works - for
 		 * PEER_REFUSED_GRACE from now, however busy the client is. */
@@ -88,7 +89,7 @@ static void restarted(struct session *s)
 	/* An open upstream was set up with pre-TLS data: reconnect later. */
 	smtp_relay_drop(ss, true);
 	smtp_enter(ss, SMTP_CMD);
-	conn_set_timeout(s->conn, smtp_conf(ss)->timeout_command);
+	conn_set_timeout(s->conn, smtp_keys(ss)->timeout_command);
 	conn_read_start(s->conn);
 }
 
@@ -108,7 +109,7 @@ static void line_too_long(struct smtp_session *ss)
 static size_t next_line(struct smtp_session *ss, char *line)
 {
 	struct conn *c = ss->s.conn;
-	size_t max = (size_t)smtp_conf(ss)->max_line + 2;
+	size_t max = (size_t)smtp_keys(ss)->max_line + 2;
 	for (;;) {
 		size_t end = conn_in_line_end(c);
 		if (!end) {
@@ -152,7 +153,7 @@ static void end_after_eof(struct smtp_session *ss)
  * answered with one write. */
 static void input(struct session *s)
 {
-	static char line[CONF_MAX_LINE_LIMIT + 2];
+	static char line[SMTP_MAX_LINE_LIMIT + 2];
 	struct smtp_session *ss = smtp_of(s);
 	conn_cork(s->conn);
 	while (s->state == SESSION_ACTIVE && ss->state != SMTP_WAIT) {
@@ -200,7 +201,7 @@ static void timeout(struct session *s)
 	if (ss->state == SMTP_WAIT) {
 		/* Waiting for the upstream is not client inactivity: the
 		 * upstream's own timeout_reply decides. */
-		conn_set_timeout(s->conn, smtp_conf(ss)->timeout_command);
+		conn_set_timeout(s->conn, smtp_keys(ss)->timeout_command);
 		return;
 	}
 	conn_cork(s->conn);
@@ -262,7 +263,7 @@ static void free_(struct session *s)
 
 static size_t in_max(const struct conf *c)
 {
-	return (size_t)c->max_line + 2 + SMTP_PIPELINE_WINDOW;
+	return (size_t)smtpd_conf(c)->max_line + 2 + SMTP_PIPELINE_WINDOW;
 }
 
 const struct session_ops smtp_session_ops = {

@@ -1,5 +1,6 @@
 /* smtp_server: see smtp_server.h. */
 #include "smtp_server.h"
+#include "smtp_conf.h"
 #include "log.h"
 #include "xmem.h"
 
@@ -61,7 +62,7 @@ unsigned smtp_server_passthrough(const struct smtp_server *srv, const struct con
 uint64_t smtp_server_size(const struct smtp_server *srv, const struct conf_upstream *u)
 {
 	const struct smtp_up_state *st = &srv->ups[u->index];
-	uint64_t size = srv->base.conf->max_message_size;
+	uint64_t size = smtpd_conf(srv->base.conf)->max_message_size;
 	for (size_t i = 0; i < u->naddrs; i++)
 		if (st->addr[i].seen && st->addr[i].size && st->addr[i].size < size)
 			size = st->addr[i].size;

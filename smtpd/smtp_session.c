@@ -2,6 +2,7 @@
 #include "smtp_session.h"
 #include "conn.h"
 #include "log.h"
+#include "smtp_conf.h"
 #include "smtp_server.h"
 
 #include <stdarg.h>
@@ -17,6 +18,11 @@ struct smtp_server *smtp_server_of(const struct smtp_session *ss)
 const struct conf *smtp_conf(const struct smtp_session *ss)
 {
 	return ss->s.srv->conf;
+}
+
+const struct smtpd_conf *smtp_keys(const struct smtp_session *ss)
+{
+	return smtpd_conf(ss->s.srv->conf);
 }
 
 void smtp_enter(struct smtp_session *ss, enum smtp_state st)

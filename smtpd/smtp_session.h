@@ -26,6 +26,7 @@
 
 struct rdns_query;
 struct smtp_server;
+struct smtpd_conf;
 struct smtp_upstream;
 
 enum smtp_state {
@@ -113,6 +114,8 @@ static inline struct smtp_session *smtp_of(struct session *s)
 
 struct smtp_server *smtp_server_of(const struct smtp_session *ss);
 const struct conf *smtp_conf(const struct smtp_session *ss);
+/* smtpd's own keys (smtp_conf.h). */
+const struct smtpd_conf *smtp_keys(const struct smtp_session *ss);
 
 void smtp_enter(struct smtp_session *ss, enum smtp_state st);	/* the only state setter */
 void smtp_reply(struct smtp_session *ss, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
