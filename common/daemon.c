@@ -96,7 +96,7 @@ static void deadline(void *arg)
 {
 	log_notice("shutdown_timeout reached: closing %u remaining session(s)",
 		   d_srv->nsessions);
-	server_close_all(d_srv);
+	session_kill_all(d_srv);
 }
 
 static void on_signal(enum process_signal sig)
@@ -109,7 +109,7 @@ static void on_signal(enum process_signal sig)
 		log_notice("SIGTERM: no new connections; %u session(s) finishing",
 			   d_srv->nsessions);
 		stop_listening();
-		server_shutdown(d_srv);
+		session_shutdown_all(d_srv);
 		d_poll = mg_timer_start(0.05, 0.1, poll_done, NULL);
 		d_deadline = mg_timer_start(d_conf->shutdown_timeout, 0, deadline, NULL);
 		return;

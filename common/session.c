@@ -118,13 +118,38 @@ bool session_error(struct session *s)
 	return ++s->errors >= session_conf(s)->max_errors && s->state != SESSION_CLOSING;
 }
 
+/* The server's list of live sessions (shutdown walks it). */
+static void link_session(struct session *s)
+{
+	struct server *srv = s->srv;
+	s->prev = NULL;
+	s->next = srv->sessions;
+	if (srv->sessions)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+}
+
+static void unlink_session(struct session *s)
+{
+	struct server *srv = s->srv;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	srv->nsessions--;
+	server_release(srv, s->listener, &s->client);
+}
+
 static void session_free(struct session *s)
 {
 	session_log_end(s);
 	if (s->ops->free)
 		s->ops->free(s);
 	mg_timer_stop(&s->deadline);
-	server_unlink(s->srv, s);
+	unlink_session(s);
 	conn_free(&s->conn);
 	s->magic = 0;
 	free(s);
@@ -285,13 +310,13 @@ void session_set_deadline(struct session *s, double seconds)
 		s->deadline = mg_timer_start(seconds, 0, deadline_cb, s);
 }
 
-void session_shutdown(struct session *s)
+static void shutdown_one(struct session *s)
 {
 	if (s->state == SESSION_ACTIVE && s->ops->shutdown)
 		s->ops->shutdown(s);
 }
 
-void session_kill(struct session *s)
+static void kill_one(struct session *s)
 {
 	if (s->state == SESSION_CLOSING)
 		return;
@@ -300,6 +325,23 @@ void session_kill(struct session *s)
 		s->ops->kill(s);
 	}
 	session_close(s, RESULT_SHUTDOWN);
+}
+
+void session_shutdown_all(struct server *srv)
+{
+	srv->shutting_down = true;
+	for (struct session *s = srv->sessions, *next; s; s = next) {
+		next = s->next;
+		shutdown_one(s);
+	}
+}
+
+void session_kill_all(struct server *srv)
+{
+	for (struct session *s = srv->sessions, *next; s; s = next) {
+		next = s->next;
+		kill_one(s);
+	}
 }
 
 void session_accept(struct server *srv, const struct session_ops *ops, const struct conf_listener *l,
@@ -319,7 +361,7 @@ void session_accept(struct server *srv, const struct session_ops *ops, const str
 	s->start = conn_now();
 	s->result = RESULT_OK;
 	s->conn = conn_new(fd, ops->in_max(srv->conf), client_cb, s);
-	server_link(srv, s);
+	link_session(s);
 	log_debug("session %s: %s connect from %s listener=%s", s->id, ops->name, s->ip, l->name);
 	if (ops->start)
 		ops->start(s);

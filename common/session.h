@@ -31,24 +31,13 @@
 #include "addr.h"
 #include "conf.h"
 #include "log.h"
+#include "result.h"
 
 struct conn;
 struct server;
 struct session;
 struct mg_timer;
 struct tls_peer;
-
-/* The session-end results of DESIGN.md §7, one table of names. */
-#define SESSION_RESULTS(X)                                                     \
-	X(RESULT_OK, "ok") X(RESULT_QUIT, "quit") X(RESULT_TIMEOUT, "timeout")   \
-	X(RESULT_TLS_FAILED, "tls-failed") X(RESULT_CERT_REJECTED, "cert-rejected") \
-	X(RESULT_RELAY_DENIED, "relay-denied") X(RESULT_TOO_MANY_ERRORS, "too-many-errors") \
-	X(RESULT_AUTH_FAILURES, "auth-failures") X(RESULT_UPSTREAM_FAILED, "upstream-failed") \
-	X(RESULT_LIMIT, "limit") X(RESULT_SHUTDOWN, "shutdown") X(RESULT_ERROR, "error")
-#define SESSION_RESULT_ENUM(id, name) id,
-enum session_result { SESSION_RESULTS(SESSION_RESULT_ENUM) RESULT_UNCHANGED };
-#undef SESSION_RESULT_ENUM
-const char *session_result_name(enum session_result r);
 
 enum session_state { SESSION_HANDSHAKE, SESSION_ACTIVE, SESSION_STARTTLS, SESSION_CLOSING };
 
@@ -181,8 +170,9 @@ void session_log_auth_failed(const struct session *s, const char *user, const ch
  * session waited for): the protocol's input hook, if still ACTIVE. */
 void session_resume(struct session *s);
 
-/* For the server: SIGTERM and shutdown_timeout. */
-void session_shutdown(struct session *s);
-void session_kill(struct session *s);
+/* SIGTERM: srv->shutting_down, and every session's shutdown hook. */
+void session_shutdown_all(struct server *srv);
+/* shutdown_timeout: every session says its last words and closes. */
+void session_kill_all(struct server *srv);
 
 #endif

@@ -87,17 +87,6 @@ void session_identify(struct session *s)
 	s->peer_reason = r.reason;
 }
 
-static const char *const result_names[] = {
-#define SESSION_RESULT_NAME(id, name) [id] = name,
-	SESSION_RESULTS(SESSION_RESULT_NAME)
-#undef SESSION_RESULT_NAME
-};
-
-const char *session_result_name(enum session_result r)
-{
-	return (unsigned)r < sizeof(result_names) / sizeof(result_names[0]) ? result_names[r] : "error";
-}
-
 void session_log_end(struct session *s)
 {
 	struct logkv kv;

@@ -3,7 +3,6 @@
 #include "imap_conf.h"
 #include "b64.h"
 #include "conn.h"
-#include "imap_cmd.h"
 #include "imap_login.h"
 #include "imap_proxy.h"
 #include "imap_server.h"
@@ -18,6 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+bool imap_auth_external_offered(const struct imap_session *is)
+{
+	return session_secure(&is->s) && is->ext == EXT_MAP_OK && imap_keys(is)->master_user[0];
+}
 
 static bool is_string(const struct imap_arg *a)
 {
@@ -260,7 +264,7 @@ void imap_auth_authenticate(struct imap_session *is, const struct imap_cmd *cmd)
 	}
 	if (m->len == 8 && strncasecmp(m->p, "EXTERNAL", 8) == 0) {
 		/* Never a fallback to a client-supplied name (DESIGN.md §6). */
-		if (!imap_external_offered(is)) {
+		if (!imap_auth_external_offered(is)) {
 			log_info("session %s: EXTERNAL refused: identity=%s", is->s.id,
 				 imap_keys(is)->master_user[0] ? peer_ext_map_name(is->ext) : "no-master-user");
 			refuse_login(is, cmd->tag, NULL, "EXTERNAL", "No certificate identity");

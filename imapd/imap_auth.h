@@ -13,6 +13,9 @@
 #include "imap_parser.h"
 #include "imap_session.h"
 
+/* AUTH=EXTERNAL is offered (and accepted): TLS, a certificate naming one
+ * user (DESIGN.md §6), a master user to log in through. */
+bool imap_auth_external_offered(const struct imap_session *is);
 void imap_auth_login(struct imap_session *is, const struct imap_cmd *cmd);
 void imap_auth_authenticate(struct imap_session *is, const struct imap_cmd *cmd);
 /* The client's line in IMAP_SASL (CRLF included). */

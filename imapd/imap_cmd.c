@@ -4,23 +4,17 @@
 #include "imap_cmd.h"
 #include "imap_conf.h"
 #include "imap_auth.h"
-#include "peer.h"
 #include "strbuf.h"
 
 #include <string.h>
 #include <strings.h>
-
-bool imap_external_offered(const struct imap_session *is)
-{
-	return session_secure(&is->s) && is->ext == EXT_MAP_OK && imap_keys(is)->master_user[0];
-}
 
 void imap_capability_line(const struct imap_session *is, struct strbuf *out)
 {
 	sb_adds(out, "IMAP4rev1 SASL-IR ID LITERAL+");
 	if (session_secure(&is->s)) {
 		sb_adds(out, " AUTH=PLAIN");
-		if (imap_external_offered(is))
+		if (imap_auth_external_offered(is))
 			sb_adds(out, " AUTH=EXTERNAL");
 	} else if (is->s.listener->tls_mode == TLS_MODE_STARTTLS) {
 		sb_adds(out, " STARTTLS LOGINDISABLED");

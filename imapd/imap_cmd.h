@@ -20,7 +20,5 @@ void imap_capability_line(const struct imap_session *is, struct strbuf *out);
  * starttls listener). */
 bool imap_cmd_needs_privacy(const struct imap_session *is, const char *name);
 void imap_cmd_privacy_refusal(struct imap_session *is, const char *tag);
-/* AUTH=EXTERNAL is offered (and accepted). */
-bool imap_external_offered(const struct imap_session *is);
 
 #endif
