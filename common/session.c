@@ -23,10 +23,15 @@
 
 static const char *const state_names[] = { "handshake", "active", "starttls", "closing" };
 
+void session_trace(const struct session *s, const char *machine, const char *from, const char *to)
+{
+	log_debug("session %s: %s%s%s -> %s", s->id, machine, machine[0] ? " " : "", from, to);
+}
+
 /* The one setter of the core state. */
 static void session_enter(struct session *s, enum session_state st)
 {
-	log_debug("session %s: %s -> %s", s->id, state_names[s->state], state_names[st]);
+	session_trace(s, "", state_names[s->state], state_names[st]);
 	s->state = st;
 }
 

@@ -155,6 +155,8 @@ const struct tls_peer *session_cert(const struct session *s);
  * without TLS. */
 const char *session_cipher(const struct session *s);
 const struct conf *session_conf(const struct session *s);
+/* A protocol's state change, for the debug log. */
+void session_trace(const struct session *s, const char *machine, const char *from, const char *to);
 /* Aborts on a pointer that is not a live session (callbacks from timers
  * and upstreams check their owner with it). */
 void session_assert(const struct session *s);

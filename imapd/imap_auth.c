@@ -20,7 +20,7 @@
 
 bool imap_auth_external_offered(const struct imap_session *is)
 {
-	return session_secure(&is->s) && is->ext == EXT_MAP_OK && imap_keys(is)->master_user[0];
+	return session_secure(&is->s) && is->ext == EXT_MAP_OK && is->keys->master_user[0];
 }
 
 static bool is_string(const struct imap_arg *a)
@@ -50,7 +50,7 @@ static void auth_failed(struct imap_session *is, const char *user, const char *m
 	note_attempt(is, user, mech);
 	is->auth_failures++;
 	session_log_auth_failed(&is->s, user, mech);
-	if (is->auth_failures >= (unsigned)imap_keys(is)->max_auth_failures) {
+	if (is->auth_failures >= (unsigned)is->keys->max_auth_failures) {
 		imap_reply(is, "* BYE Too many authentication failures");
 		imap_close(is, RESULT_AUTH_FAILURES);
 	}
@@ -73,7 +73,7 @@ static void refuse_login(struct imap_session *is, const char *tag, const char *u
  * '-', '_', '@' or '+'). */
 static bool is_master_user(const struct imap_session *is, const char *name)
 {
-	const char *m = imap_keys(is)->master_user;
+	const char *m = is->keys->master_user;
 	size_t nl = strlen(name), ml = strlen(m);
 	if (!ml || nl < ml || strcasecmp(name + nl - ml, m) != 0)
 		return false;
@@ -144,7 +144,7 @@ static void start_login(struct imap_session *is, const char *tag, const char *me
 	is->cred = xmalloc(sizeof(*is->cred));
 	*is->cred = *cred;
 	memset(&p, 0, sizeof(p));
-	p.srv = imap_server_of(is);
+	p.srv = is->server;
 	p.cu = imap_server_route(p.srv, who, is->s.listener);
 	p.session_id = is->s.id;
 	p.client = &is->s.client;
@@ -237,8 +237,8 @@ static void external_response(struct imap_session *is, const char *tag, const ch
 	}
 	memset(&cred, 0, sizeof(cred));
 	snprintf(cred.authzid, sizeof(cred.authzid), "%s", is->ext_user);
-	snprintf(cred.authcid, sizeof(cred.authcid), "%s", imap_keys(is)->master_user);
-	snprintf(cred.passwd, sizeof(cred.passwd), "%s", imap_server_of(is)->master_password);
+	snprintf(cred.authcid, sizeof(cred.authcid), "%s", is->keys->master_user);
+	snprintf(cred.passwd, sizeof(cred.passwd), "%s", is->server->master_password);
 	start_login(is, tag, "EXTERNAL", &cred);
 	explicit_bzero(&cred, sizeof(cred));	/* the master password */
 }
@@ -266,7 +266,7 @@ void imap_auth_authenticate(struct imap_session *is, const struct imap_cmd *cmd)
 		/* Never a fallback to a client-supplied name (DESIGN.md §6). */
 		if (!imap_auth_external_offered(is)) {
 			log_info("session %s: EXTERNAL refused: identity=%s", is->s.id,
-				 imap_keys(is)->master_user[0] ? peer_ext_map_name(is->ext) : "no-master-user");
+				 is->keys->master_user[0] ? peer_ext_map_name(is->ext) : "no-master-user");
 			refuse_login(is, cmd->tag, NULL, "EXTERNAL", "No certificate identity");
 			return;
 		}

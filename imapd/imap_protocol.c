@@ -13,6 +13,7 @@
 #include "imap_proxy.h"
 #include "imap_session.h"
 #include "log.h"
+#include "server.h"
 #include "peer.h"
 #include "strbuf.h"
 
@@ -23,10 +24,12 @@
 static void start(struct session *s)
 {
 	struct imap_session *is = imap_of(s);
+	is->server = (struct imap_server *)s->srv;
+	is->keys = imapd_conf(s->srv->conf);
 	is->last_cont = SIZE_MAX;
 	is->ext = EXT_MAP_MISSING;
 	conn_set_sensitive(s->conn, true);	/* LOGIN and PLAIN: until logged in */
-	session_set_deadline(s, imap_keys(is)->timeout_preauth);
+	session_set_deadline(s, is->keys->timeout_preauth);
 }
 
 static void greet(struct session *s)
@@ -37,7 +40,7 @@ static void greet(struct session *s)
 	conn_set_timeout(s->conn, 0);	/* the pre-auth deadline applies */
 	sb_init(&b, caps, sizeof(caps));
 	imap_capability_line(is, &b);
-	imap_reply(is, "* OK [CAPABILITY %s] %s ready", caps, imap_conf(is)->hostname);
+	imap_reply(is, "* OK [CAPABILITY %s] %s ready", caps, session_conf(&is->s)->hostname);
 	conn_read_start(s->conn);
 }
 
@@ -52,7 +55,7 @@ static void identified(struct session *s, bool implicit)
 		return;
 	}
 	const struct tls_peer *p = session_cert(s);
-	is->ext = (uint8_t)peer_external_user(p, imap_keys(is)->external_identity, is->ext_user);
+	is->ext = (uint8_t)peer_external_user(p, is->keys->external_identity, is->ext_user);
 	if (p && is->ext != EXT_MAP_OK)
 		log_debug("session %s: identity=%s", s->id, peer_ext_map_name(is->ext));
 }
@@ -89,7 +92,7 @@ static bool command_step(struct imap_session *is, struct imap_cmd *cmd)
 {
 	struct conn *c = is->s.conn;
 	struct imap_parse_info info;
-	switch (imap_parse(conn_in_data(c), conn_in_len(c), (size_t)imap_keys(is)->max_literal, cmd,
+	switch (imap_parse(conn_in_data(c), conn_in_len(c), (size_t)is->keys->max_literal, cmd,
 			   &info)) {
 	case IMAP_PARSE_MORE:
 		if (conn_in_full(c)) {

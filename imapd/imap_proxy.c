@@ -76,7 +76,7 @@ void imap_proxy_client_eof(struct imap_session *is)
 
 void imap_proxy_start(struct imap_session *is)
 {
-	double idle = imap_keys(is)->timeout_idle;
+	double idle = is->keys->timeout_idle;
 	imap_enter(is, IMAP_RELAY);
 	session_set_deadline(&is->s, 0);	/* logged in: no more pre-auth deadline */
 	is->up_bol = 1;

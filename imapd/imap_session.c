@@ -10,26 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const state_names[] = { "preauth", "sasl", "login", "relay" };
-
-struct imap_server *imap_server_of(const struct imap_session *is)
-{
-	return (struct imap_server *)is->s.srv;
-}
-
-const struct conf *imap_conf(const struct imap_session *is)
-{
-	return is->s.srv->conf;
-}
-
-const struct imapd_conf *imap_keys(const struct imap_session *is)
-{
-	return imapd_conf(is->s.srv->conf);
-}
-
 void imap_enter(struct imap_session *is, enum imap_state st)
 {
-	log_debug("session %s: imap %s -> %s", is->s.id, state_names[is->state], state_names[st]);
+	static const char *const names[] = { "preauth", "sasl", "login", "relay" };
+	session_trace(&is->s, "imap", names[is->state], names[st]);
 	is->state = st;
 }
 

@@ -39,6 +39,8 @@ enum imap_state {
 
 struct imap_session {
 	struct session s;	/* first: the core's part */
+	struct imap_server *server;	/* s.srv, typed */
+	const struct imapd_conf *keys;	/* imapd's own configuration keys */
 	enum imap_state state;
 	unsigned auth_failures;
 	size_t last_cont;		/* literal offset we sent "+" for, or SIZE_MAX */
@@ -60,11 +62,6 @@ static inline struct imap_session *imap_of(struct session *s)
 {
 	return (struct imap_session *)s;
 }
-
-struct imap_server *imap_server_of(const struct imap_session *is);
-const struct conf *imap_conf(const struct imap_session *is);
-/* imapd's own keys (imap_conf.h). */
-const struct imapd_conf *imap_keys(const struct imap_session *is);
 
 void imap_enter(struct imap_session *is, enum imap_state st);	/* the only state setter */
 void imap_reply(struct imap_session *is, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

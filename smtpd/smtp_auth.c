@@ -100,10 +100,10 @@ static bool offered_mech(struct smtp_session *ss, const char *args, size_t len, 
 	*ml = n;
 	if (!n || (n < len && args[n] != ' '))
 		return false;
-	const struct conf *c = smtp_conf(ss);
+	const struct conf *c = session_conf(&ss->s);
 	for (size_t i = 0; i < smtpd_conf(c)->auth_mechanisms.n; i++)
 		if (!strcmp(smtpd_conf(c)->auth_mechanisms.v[i], mech) &&
-		    smtp_server_auth_offered(smtp_server_of(ss), ss->s.listener->upstream, mech))
+		    smtp_server_auth_offered(ss->server, ss->s.listener->upstream, mech))
 			return true;
 	return false;
 }

@@ -27,7 +27,7 @@ static void send_received(struct smtp_session *ss)
 	in.ip = ss->s.ip;
 	in.rdns = ss->rdns_status == RDNS_OK ? ss->rdns_name : NULL;
 	in.ipv6 = ss->s.client.u.sa.sa_family == AF_INET6;
-	in.hostname = smtp_conf(ss)->hostname;
+	in.hostname = session_conf(&ss->s)->hostname;
 	in.suite = session_cipher(&ss->s);
 	in.proto = smtp_received_proto(ss->esmtp, in.suite != NULL, ss->authed, ss->utf8);
 	if (in.suite) {
@@ -58,12 +58,12 @@ static void sensitive(struct smtp_session *ss, bool on)
 static void begin_data(struct smtp_session *ss)
 {
 	ss->msgs++;
-	smtp_data_init(&ss->scan, smtp_server_size(smtp_server_of(ss), ss->s.listener->upstream));
+	smtp_data_init(&ss->scan, smtp_server_size(ss->server, ss->s.listener->upstream));
 	ss->data_fail = DF_NONE;
 	smtp_enter(ss, SMTP_DATA);
 	sensitive(ss, false);	/* a message is not a secret to wipe byte by byte */
-	conn_set_timeout(ss->s.conn, smtp_keys(ss)->timeout_data);
-	if (smtp_keys(ss)->received_header)
+	conn_set_timeout(ss->s.conn, ss->keys->timeout_data);
+	if (ss->keys->received_header)
 		send_received(ss);
 }
 
@@ -105,7 +105,7 @@ static void end_of_data(struct smtp_session *ss)
 {
 	smtp_enter(ss, SMTP_CMD);
 	sensitive(ss, true);
-	conn_set_timeout(ss->s.conn, smtp_keys(ss)->timeout_command);
+	conn_set_timeout(ss->s.conn, ss->keys->timeout_command);
 	if (ss->data_fail == DF_NONE && ss->up) {
 		smtp_relay_expect_dot(ss, dot_reply);
 		return;

@@ -26,9 +26,9 @@ static bool offers_starttls(const struct smtp_session *ss)
  * have changed since the last one). */
 static void ehlo_reply(struct smtp_session *ss, struct strbuf *out)
 {
-	const struct conf *cf = smtp_conf(ss);
+	const struct conf *cf = session_conf(&ss->s);
 	const struct conf_upstream *u = ss->s.listener->upstream;
-	struct smtp_server *srv = smtp_server_of(ss);
+	struct smtp_server *srv = ss->server;
 	char size[32], auth[SMTP_EHLO_AUTH_MAX];
 	const char *kw[12];
 	size_t n = 0;
@@ -92,7 +92,7 @@ static void helo_common(struct smtp_session *ss, bool esmtp, const char *args, s
 		ehlo_reply(ss, &b);
 	} else {
 		sb_adds(&b, "250 ");
-		sb_adds(&b, smtp_conf(ss)->hostname);
+		sb_adds(&b, session_conf(&ss->s)->hostname);
 		sb_add(&b, "\r\n", 2);
 	}
 	if (!sb_ok(&b)) {	/* sized for every keyword: cannot happen */

@@ -13,7 +13,7 @@
 
 static unsigned passthrough(const struct smtp_session *ss)
 {
-	return smtp_server_passthrough(smtp_server_of(ss), ss->s.listener->upstream);
+	return smtp_server_passthrough(ss->server, ss->s.listener->upstream);
 }
 
 static bool reject_8bit(struct smtp_session *ss, const struct smtp_path *p)
@@ -105,7 +105,7 @@ static bool size_refused(struct smtp_session *ss, const struct smtp_param *q)
 		smtp_reply_err(ss, "501 5.5.4 Bad SIZE parameter");
 		return true;
 	}
-	if (sz > smtp_server_size(smtp_server_of(ss), ss->s.listener->upstream)) {
+	if (sz > smtp_server_size(ss->server, ss->s.listener->upstream)) {
 		smtp_reply_err(ss, "552 5.3.4 Message size exceeds fixed maximum message size");
 		return true;
 	}
@@ -182,7 +182,7 @@ void smtp_mail(struct smtp_session *ss, const char *args, size_t len)
 
 static bool relay_refused(struct smtp_session *ss, const struct smtp_path *p)
 {
-	if (smtp_rcpt_policy(&smtp_keys(ss)->accept_domains, p) == RCPT_LOCAL || smtp_may_relay(ss))
+	if (smtp_rcpt_policy(&ss->keys->accept_domains, p) == RCPT_LOCAL || smtp_may_relay(ss))
 		return false;
 	ss->relay_denied = 1;
 	struct logkv kv;
@@ -214,7 +214,7 @@ void smtp_rcpt(struct smtp_session *ss, const char *args, size_t len)
 	}
 	if (path_error(ss, smtp_parse_path(args, len, "TO:", true, &p), true) || reject_8bit(ss, &p))
 		return;
-	if (ss->rcpts >= (unsigned)smtp_keys(ss)->max_recipients) {
+	if (ss->rcpts >= (unsigned)ss->keys->max_recipients) {
 		smtp_reply_err(ss, "452 4.5.3 Too many recipients");
 		return;
 	}

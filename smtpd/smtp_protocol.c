@@ -38,9 +38,11 @@ static void rdns_done(void *arg, enum rdns_status st, const char *name)
 static void start(struct session *s)
 {
 	struct smtp_session *ss = smtp_of(s);
+	ss->server = (struct smtp_server *)s->srv;
+	ss->keys = smtpd_conf(s->srv->conf);
 	conn_set_sensitive(s->conn, true);	/* AUTH: wiped on release (not in DATA) */
 	ss->rdns_status = SMTP_RDNS_OFF;
-	if (smtp_keys(ss)->reverse_dns) {
+	if (ss->keys->reverse_dns) {
 		ss->rdns_status = SMTP_RDNS_PENDING;
 		ss->rdns = rdns_lookup(&s->client, RDNS_TIMEOUT, rdns_done, ss);
 	}
@@ -49,14 +51,14 @@ static void start(struct session *s)
 static void greet(struct session *s)
 {
 	struct smtp_session *ss = smtp_of(s);
-	conn_set_timeout(s->conn, smtp_keys(ss)->timeout_command);
+	conn_set_timeout(s->conn, ss->keys->timeout_command);
 	if (ss->peer_refused == PEER_REFUSED_GREETED) {
 		/* RFC 5321 §3.1: refuse with 554, then only QUIT works - for
 		 * PEER_REFUSED_GRACE from now, however busy the client is. */
 		smtp_reply(ss, "554 5.7.1 Certificate not accepted");
 		session_set_deadline(s, PEER_REFUSED_GRACE);
 	} else {
-		smtp_reply(ss, "220 %s ESMTP", smtp_conf(ss)->hostname);
+		smtp_reply(ss, "220 %s ESMTP", session_conf(&ss->s)->hostname);
 	}
 	conn_read_start(s->conn);
 }
@@ -89,7 +91,7 @@ static void restarted(struct session *s)
 	/* An open upstream was set up with pre-TLS data: reconnect later. */
 	smtp_relay_drop(ss, true);
 	smtp_enter(ss, SMTP_CMD);
-	conn_set_timeout(s->conn, smtp_keys(ss)->timeout_command);
+	conn_set_timeout(s->conn, ss->keys->timeout_command);
 	conn_read_start(s->conn);
 }
 
@@ -109,7 +111,7 @@ static void line_too_long(struct smtp_session *ss)
 static size_t next_line(struct smtp_session *ss, char *line)
 {
 	struct conn *c = ss->s.conn;
-	size_t max = (size_t)smtp_keys(ss)->max_line + 2;
+	size_t max = (size_t)ss->keys->max_line + 2;
 	for (;;) {
 		size_t end = conn_in_line_end(c);
 		if (!end) {
@@ -201,11 +203,11 @@ static void timeout(struct session *s)
 	if (ss->state == SMTP_WAIT) {
 		/* Waiting for the upstream is not client inactivity: the
 		 * upstream's own timeout_reply decides. */
-		conn_set_timeout(s->conn, smtp_keys(ss)->timeout_command);
+		conn_set_timeout(s->conn, ss->keys->timeout_command);
 		return;
 	}
 	conn_cork(s->conn);
-	smtp_reply(ss, "421 4.4.2 %s Timeout, closing connection", smtp_conf(ss)->hostname);
+	smtp_reply(ss, "421 4.4.2 %s Timeout, closing connection", session_conf(&ss->s)->hostname);
 	session_close(s, RESULT_TIMEOUT);
 }
 

@@ -45,9 +45,9 @@ static void start_upstream(struct smtp_session *ss)
 	}
 	xclient_addr(ss, addr, sizeof(addr));
 	struct smtp_up_params p = {
-		.srv = smtp_server_of(ss),
+		.srv = ss->server,
 		.cu = cu,
-		.hostname = smtp_conf(ss)->hostname,
+		.hostname = session_conf(&ss->s)->hostname,
 		.client_helo = ss->helo_arg,
 		.only_index = -1,
 		.pp = pp,

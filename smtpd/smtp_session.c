@@ -8,26 +8,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 
-static const char *const state_names[] = { "cmd", "auth", "data", "wait" };
-
-struct smtp_server *smtp_server_of(const struct smtp_session *ss)
-{
-	return (struct smtp_server *)ss->s.srv;
-}
-
-const struct conf *smtp_conf(const struct smtp_session *ss)
-{
-	return ss->s.srv->conf;
-}
-
-const struct smtpd_conf *smtp_keys(const struct smtp_session *ss)
-{
-	return smtpd_conf(ss->s.srv->conf);
-}
-
 void smtp_enter(struct smtp_session *ss, enum smtp_state st)
 {
-	log_debug("session %s: smtp %s -> %s", ss->s.id, state_names[ss->state], state_names[st]);
+	static const char *const names[] = { "cmd", "auth", "data", "wait" };
+	session_trace(&ss->s, "smtp", names[ss->state], names[st]);
 	ss->state = st;
 }
 

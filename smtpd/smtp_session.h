@@ -81,6 +81,8 @@ struct smtp_wait {
 
 struct smtp_session {
 	struct session s;	/* first: the core's part */
+	struct smtp_server *server;	/* s.srv, typed */
+	const struct smtpd_conf *keys;	/* smtpd's own configuration keys */
 	enum smtp_state state;
 	struct smtp_wait wait;
 	unsigned helo : 1, esmtp : 1, authed : 1, in_tx : 1, utf8 : 1, skip_line : 1,
@@ -111,11 +113,6 @@ static inline struct smtp_session *smtp_of(struct session *s)
 {
 	return (struct smtp_session *)s;
 }
-
-struct smtp_server *smtp_server_of(const struct smtp_session *ss);
-const struct conf *smtp_conf(const struct smtp_session *ss);
-/* smtpd's own keys (smtp_conf.h). */
-const struct smtpd_conf *smtp_keys(const struct smtp_session *ss);
 
 void smtp_enter(struct smtp_session *ss, enum smtp_state st);	/* the only state setter */
 void smtp_reply(struct smtp_session *ss, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
