@@ -593,7 +593,7 @@ static void conv_tls_client(cfg_t *sec, struct conf_tls_client *t)
 	if (!t->cert[0] != !t->key[0])
 		err_at(t->key_where, "tls_client \"%s\": cert and key go together", t->name);
 	if (t->verify_name[0]) {
-		char norm[256];
+		char norm[DOMAIN_BUFSZ];
 		if (domain_normalize(t->verify_name, strlen(t->verify_name), norm, sizeof(norm)) < 0)
 			err_at(where_of(sec, "verify_name"), "verify_name: '%s' is not a valid DNS name",
 			       t->verify_name);
@@ -611,7 +611,7 @@ static void conv_peer(cfg_t *sec, struct conf_peer *p)
 	p->names.v = raw.n ? xcalloc(raw.n, sizeof(char *)) : NULL;
 	p->names.n = 0;
 	for (size_t i = 0; i < raw.n; i++) {
-		char norm[256];
+		char norm[DOMAIN_BUFSZ];
 		if (domain_normalize(raw.v[i], strlen(raw.v[i]), norm, sizeof(norm)) < 0)
 			err_at(where_of(sec, "name"), "name: '%s' is not a valid DNS name", raw.v[i]);
 		else
@@ -627,7 +627,7 @@ static void conv_peer(cfg_t *sec, struct conf_peer *p)
 static void resolve_upstream_addr(cfg_t *sec, struct conf_upstream_addr *a, const char *text)
 {
 	const char *err = NULL;
-	char host[256];
+	char host[DOMAIN_BUFSZ];
 	snprintf(a->text, sizeof(a->text), "%s", text);
 	if (addr_split_hostport(text, host, sizeof(host), &a->port, &err) < 0) {
 		err_at(where_of(sec, "address"), "address '%s': %s", text, err);

@@ -174,7 +174,7 @@ struct lingerer {
 /* Lingering fds belong to no session, so no session limit counts them: a
  * client cycling short sessions could otherwise run the worker out of
  * descriptors. Beyond the budget, a close is a plain close. */
-static unsigned linger_budget = 1024, lingering;
+static unsigned linger_budget = CONN_LINGER_MAX, lingering;
 
 void conn_set_linger_budget(unsigned n)
 {
@@ -359,7 +359,7 @@ static void flush(struct conn *c)
 		size_t n = c->out.len;
 		ssize_t r;
 		if (c->tls) {
-			r = tls_send(c->tls, buf_head(&c->out), n > 16384 ? 16384 : n);
+			r = tls_send(c->tls, buf_head(&c->out), n > TLS_RECORD_MAX ? TLS_RECORD_MAX : n);
 			if (r == TLS_WANT_READ) {
 				c->write_wants_read = 1;
 				return;
@@ -526,7 +526,7 @@ static size_t write_direct(struct conn *c, const char *p, size_t n)
 		size_t chunk = n - done;
 		ssize_t r;
 		if (c->tls) {
-			r = tls_send(c->tls, p + done, chunk > 16384 ? 16384 : chunk);
+			r = tls_send(c->tls, p + done, chunk > TLS_RECORD_MAX ? TLS_RECORD_MAX : chunk);
 			if (r < 0) {
 				if (r == TLS_WANT_READ || r == TLS_WANT_WRITE) {
 					/* GnuTLS holds this record: it must be completed

@@ -69,16 +69,16 @@ char *sasl_plain_encode(const struct sasl_plain *c)
 }
 
 /* One name of 0-255 octets without NUL into out. */
-static int one_name(const unsigned char *raw, size_t len, char out[256])
+static int one_name(const unsigned char *raw, size_t len, char out[SASL_NAME_MAX + 1])
 {
-	if (len > 255 || memchr(raw, 0, len))
+	if (len > SASL_NAME_MAX || memchr(raw, 0, len))
 		return -1;
 	memcpy(out, raw, len);
 	out[len] = '\0';
 	return 0;
 }
 
-int sasl_login_name(const char *b64, size_t len, char out[256])
+int sasl_login_name(const char *b64, size_t len, char out[SASL_NAME_MAX + 1])
 {
 	unsigned char *raw;
 	size_t rawlen;
@@ -89,7 +89,7 @@ int sasl_login_name(const char *b64, size_t len, char out[256])
 	return rc;
 }
 
-int sasl_external_authzid(const char *b64, size_t len, char out[256])
+int sasl_external_authzid(const char *b64, size_t len, char out[SASL_NAME_MAX + 1])
 {
 	unsigned char *raw;
 	size_t rawlen;

@@ -9,10 +9,14 @@
 
 #include <stddef.h>
 
+/* The longest user name and password the gateway takes (octets). */
+#define SASL_NAME_MAX 255
+#define SASL_PASSWD_MAX 1023
+
 struct sasl_plain {
-	char authzid[256];
-	char authcid[256];
-	char passwd[1024];
+	char authzid[SASL_NAME_MAX + 1];
+	char authcid[SASL_NAME_MAX + 1];
+	char passwd[SASL_PASSWD_MAX + 1];
 };
 
 /* Raw PLAIN bytes: authzid NUL authcid NUL passwd, exactly two NULs,
@@ -25,10 +29,10 @@ int sasl_plain_decode(const char *b64, size_t len, struct sasl_plain *out);
 char *sasl_plain_encode(const struct sasl_plain *c);
 /* LOGIN's first response (the user name): base64 of 1-255 octets without
  * NUL. 0 or -1. */
-int sasl_login_name(const char *b64, size_t len, char out[256]);
+int sasl_login_name(const char *b64, size_t len, char out[SASL_NAME_MAX + 1]);
 /* EXTERNAL's response: "" or "=" (none) or the base64 authorization
  * identity. 0 (out may be ""), -1 for bad base64, -2 for an identity no
  * user can have (over 255 octets, or a NUL). */
-int sasl_external_authzid(const char *b64, size_t len, char out[256]);
+int sasl_external_authzid(const char *b64, size_t len, char out[SASL_NAME_MAX + 1]);
 
 #endif

@@ -4,6 +4,7 @@
  * matching, DESIGN.md §6), the session-end line and the auth-failed line
  * (§7), and the PROXY header describing the client to an upstream (§3). */
 #include "session.h"
+#include "domain.h"
 #include "session_int.h"
 #include "conn.h"
 #include "peer.h"
@@ -122,7 +123,7 @@ size_t session_proxy_header(const struct session *s, enum proxy_out v, unsigned 
 	if (v != PROXY_OUT_V2)
 		return 0;
 	struct pp_tls t;
-	char sni[256], alpn[64];
+	char sni[DOMAIN_BUFSZ], alpn[64];
 	memset(&t, 0, sizeof(t));
 	struct tls_session *ts = s->conn && conn_tls_ready(s->conn) ? conn_tls(s->conn) : NULL;
 	if (ts) {

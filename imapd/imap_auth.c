@@ -225,7 +225,7 @@ static void plain_response(struct imap_session *is, const char *tag, const char 
 static void external_response(struct imap_session *is, const char *tag, const char *b64, size_t len)
 {
 	struct sasl_plain cred;
-	char authzid[256];
+	char authzid[SASL_NAME_MAX + 1];
 	int rc = sasl_external_authzid(b64, len, authzid);
 	if (rc == -1) {
 		imap_bad(is, tag, "Invalid base64");

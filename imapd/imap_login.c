@@ -20,6 +20,9 @@
 #include <strings.h>
 
 #define LOGIN_MAGIC 0x4c4f474eu
+/* The upstream's capability list kept; atoms past a longer list's cut
+ * are not seen (Dovecot's full list is about 600 octets). */
+#define IMAP_CAPS_MAX 1024
 
 enum login_state {
 	LS_DIAL,	/* connecting (and the implicit handshake) */
@@ -51,7 +54,7 @@ struct imap_login {
 	struct upstream *up;
 	unsigned tagno;
 	char tag[16];		/* tag of our command in flight */
-	char caps[1024];	/* last capability list seen */
+	char caps[IMAP_CAPS_MAX];	/* last capability list seen */
 	int have_caps;
 	char client_ip[64], local_ip[64];
 };
@@ -130,6 +133,16 @@ static void note_caps(struct imap_login *l, const char *caps, size_t len)
 	l->have_caps = 1;
 }
 
+static const char capability_sp[] = "CAPABILITY ";
+#define CAPABILITY_SP_LEN (sizeof(capability_sp) - 1)
+
+/* "CAPABILITY a b c" in a response code or an untagged line. */
+static void maybe_caps(struct imap_login *l, const char *p, size_t len)
+{
+	if (len > CAPABILITY_SP_LEN && strncasecmp(p, capability_sp, CAPABILITY_SP_LEN) == 0)
+		note_caps(l, p + CAPABILITY_SP_LEN, len - CAPABILITY_SP_LEN);
+}
+
 static void send_login(struct imap_login *l)
 {
 	const struct sasl_plain *c = &l->cred;
@@ -195,8 +208,7 @@ static void on_greeting(struct imap_login *l, const struct imap_resp *r)
 		failover(l, "upstream sent PREAUTH");	/* not * OK: the next address */
 		return;
 	}
-	if (r->code_len > 11 && strncasecmp(r->code, "CAPABILITY ", 11) == 0)
-		note_caps(l, r->code + 11, r->code_len - 11);
+	maybe_caps(l, r->code, r->code_len);
 	if (l->p.cu->tls == TLS_MODE_STARTTLS) {
 		if (l->have_caps && !imap_caps_has(l->caps, strlen(l->caps), "STARTTLS")) {
 			failover(l, "tls = starttls but the upstream offers no STARTTLS");
@@ -209,76 +221,60 @@ static void on_greeting(struct imap_login *l, const struct imap_resp *r)
 	need_caps(l, LS_CAPA);
 }
 
-/* Handles one response; returns nothing, may end in a report. */
-static void on_response(struct imap_login *l, const char *resp, size_t len)
+static void on_untagged(struct imap_login *l, const struct imap_resp *r, const char *resp, size_t len)
 {
-	struct imap_resp r;
-	size_t ll = len;
-	const char *lf = memchr(resp, '\n', len);
-	if (lf)
-		ll = (size_t)(lf - resp);
-	if (ll && resp[ll - 1] == '\r')
-		ll--;
-	if (imap_resp_parse(resp, ll, &r) < 0) {
-		upstream_failed(l, "malformed response from upstream");
+	if (r->status == IMAP_ST_BYE) {
+		upstream_failed(l, "upstream said BYE");
 		return;
 	}
-	if (l->st == LS_GREETING) {
-		on_greeting(l, &r);
+	maybe_caps(l, r->rest, r->rest_len);
+	if (l->st == LS_AUTH)	/* after our login command: the client sees it */
+		l->cb(l->owner, LOGIN_UNTAGGED, resp, len, NULL);
+}
+
+/* "+": the upstream asks for the next part of our login. */
+static void on_continuation(struct imap_login *l)
+{
+	char line[sizeof(l->cred.authcid) + 32];
+	struct strbuf b;
+	switch (l->st) {
+	case LS_AUTH_CONT: {
+		char *b64 = sasl_plain_encode(&l->cred);
+		upstream_write(l->up, b64, strlen(b64));
+		upstream_write(l->up, "\r\n", 2);
+		explicit_bzero(b64, strlen(b64));
+		free(b64);
+		enter(l, LS_AUTH);
 		return;
 	}
-	bool mine = r.tag && r.tag_len == strlen(l->tag) && memcmp(r.tag, l->tag, r.tag_len) == 0;
-	if (r.untagged) {
-		if (r.status == IMAP_ST_BYE) {
-			upstream_failed(l, "upstream said BYE");
-			return;
-		}
-		if (r.rest_len > 11 && strncasecmp(r.rest, "CAPABILITY ", 11) == 0)
-			note_caps(l, r.rest + 11, r.rest_len - 11);
-		if (l->st == LS_AUTH)	/* after our login command: the client sees it */
-			l->cb(l->owner, LOGIN_UNTAGGED, resp, len, NULL);
+	case LS_LOGIN_LIT1:
+		/* The user name's literal data, then the password's
+		 * announcement (sized: authcid < 256 octets). */
+		sb_init(&b, line, sizeof(line));
+		sb_adds(&b, l->cred.authcid);
+		sb_adds(&b, " {");
+		sb_addu(&b, strlen(l->cred.passwd));
+		sb_adds(&b, "}\r\n");
+		upstream_write(l->up, sb_str(&b), sb_len(&b));
+		enter(l, LS_LOGIN_LIT2);
 		return;
-	}
-	if (r.continuation) {
-		char line[sizeof(l->cred.authcid) + 32];
-		struct strbuf b;
-		switch (l->st) {
-		case LS_AUTH_CONT: {
-			char *b64 = sasl_plain_encode(&l->cred);
-			upstream_write(l->up, b64, strlen(b64));
-			upstream_write(l->up, "\r\n", 2);
-			explicit_bzero(b64, strlen(b64));
-			free(b64);
-			enter(l, LS_AUTH);
-			return;
-		}
-		case LS_LOGIN_LIT1:
-			/* The user name's literal data, then the password's
-			 * announcement (sized: authcid < 256 octets). */
-			sb_init(&b, line, sizeof(line));
-			sb_adds(&b, l->cred.authcid);
-			sb_adds(&b, " {");
-			sb_addu(&b, strlen(l->cred.passwd));
-			sb_adds(&b, "}\r\n");
-			upstream_write(l->up, sb_str(&b), sb_len(&b));
-			enter(l, LS_LOGIN_LIT2);
-			return;
-		case LS_LOGIN_LIT2:
-			upstream_write(l->up, l->cred.passwd, strlen(l->cred.passwd));
-			upstream_write(l->up, "\r\n", 2);
-			enter(l, LS_AUTH);
-			return;
-		default:
-			break;
-		}
+	case LS_LOGIN_LIT2:
+		upstream_write(l->up, l->cred.passwd, strlen(l->cred.passwd));
+		upstream_write(l->up, "\r\n", 2);
+		enter(l, LS_AUTH);
+		return;
+	default:
 		upstream_failed(l, "unexpected continuation from upstream");
 		return;
 	}
-	if (!mine)
-		return;	/* not ours: ignore */
+}
+
+/* The tagged answer to our command in flight. */
+static void on_tagged(struct imap_login *l, const struct imap_resp *r, const char *resp, size_t len)
+{
 	switch (l->st) {
 	case LS_STARTTLS:
-		if (r.status != IMAP_ST_OK) {
+		if (r->status != IMAP_ST_OK) {
 			failover(l, "STARTTLS refused");
 			return;
 		}
@@ -288,7 +284,7 @@ static void on_response(struct imap_login *l, const char *resp, size_t len)
 		return;
 	case LS_CAPA:
 	case LS_CAPA_TLS:
-		if (r.status != IMAP_ST_OK || !l->have_caps) {
+		if (r->status != IMAP_ST_OK || !l->have_caps) {
 			failover(l, "CAPABILITY failed");
 			return;
 		}
@@ -301,17 +297,38 @@ static void on_response(struct imap_login *l, const char *resp, size_t len)
 	case LS_AUTH:
 	case LS_AUTH_CONT:
 	case LS_LOGIN_LIT1:
-	case LS_LOGIN_LIT2: {
+	case LS_LOGIN_LIT2:
 		/* The line after our tag; the session puts the client's tag back. */
-		const char *after = resp + r.tag_len + 1;
-		size_t alen = len - r.tag_len - 1;
 		enter(l, LS_DONE);
-		l->cb(l->owner, r.status == IMAP_ST_OK ? LOGIN_OK : LOGIN_NO, after, alen, NULL);
+		l->cb(l->owner, r->status == IMAP_ST_OK ? LOGIN_OK : LOGIN_NO, resp + r->tag_len + 1,
+		      len - r->tag_len - 1, NULL);
 		return;
-	}
 	default:
 		return;
 	}
+}
+
+/* Handles one response; may end in a report. */
+static void on_response(struct imap_login *l, const char *resp, size_t len)
+{
+	struct imap_resp r;
+	size_t ll = len;
+	const char *lf = memchr(resp, '\n', len);
+	if (lf)
+		ll = (size_t)(lf - resp);
+	if (ll && resp[ll - 1] == '\r')
+		ll--;
+	if (imap_resp_parse(resp, ll, &r) < 0)
+		upstream_failed(l, "malformed response from upstream");
+	else if (l->st == LS_GREETING)
+		on_greeting(l, &r);
+	else if (r.untagged)
+		on_untagged(l, &r, resp, len);
+	else if (r.continuation)
+		on_continuation(l);
+	else if (r.tag && r.tag_len == strlen(l->tag) && memcmp(r.tag, l->tag, r.tag_len) == 0)
+		on_tagged(l, &r, resp, len);
+	/* else: not ours, ignored */
 }
 
 static void up_event(void *owner, struct upstream *up, enum upstream_event ev, const char *data,

@@ -265,10 +265,13 @@ static void free_(struct session *s)
 	free(is->user);
 }
 
+/* Room for the start of a pipelined next command after a whole one. */
+#define IMAP_IN_PIPELINED 1024
+
 static size_t in_max(const struct conf *c)
 {
 	/* A command line, its literals, and room for what follows. */
-	return IMAP_LINE_MAX + 2 * (size_t)imapd_conf(c)->max_literal + 1024;
+	return IMAP_LINE_MAX + 2 * (size_t)imapd_conf(c)->max_literal + IMAP_IN_PIPELINED;
 }
 
 const struct session_ops imap_session_ops = {

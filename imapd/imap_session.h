@@ -55,7 +55,7 @@ struct imap_session {
 	unsigned up_bol : 1, sasl_external : 1,
 	    client_eof : 1;		/* the client half-closed: it sends nothing more */
 	uint8_t ext;			/* enum ext_map of the client certificate */
-	char ext_user[256];		/* the user it names when ext == EXT_MAP_OK */
+	char ext_user[SASL_NAME_MAX + 1];		/* the user it names when ext == EXT_MAP_OK */
 };
 
 static inline struct imap_session *imap_of(struct session *s)

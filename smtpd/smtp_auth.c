@@ -29,7 +29,7 @@ static void note_response(struct smtp_session *ss, const char *b64, size_t len)
 			ss->auth_user = xstrdup(p.authcid);
 		explicit_bzero(&p, sizeof(p));
 	} else if (!strcmp(ss->auth_mech, "LOGIN")) {
-		char name[256];
+		char name[SASL_NAME_MAX + 1];
 		if (sasl_login_name(b64, len, name) == 0)
 			ss->auth_user = xstrdup(name);
 	}

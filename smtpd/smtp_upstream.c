@@ -161,6 +161,9 @@ static void on_ehlo(struct smtp_upstream *su, const struct smtp_reply *r)
 	after_final_ehlo(su, r);
 }
 
+/* Octets of an upstream's refusal text quoted in our log line. */
+#define REFUSAL_TEXT_MAX 100
+
 static void on_xclient(struct smtp_upstream *su, const struct smtp_reply *r)
 {
 	char why[160];
@@ -170,7 +173,7 @@ static void on_xclient(struct smtp_upstream *su, const struct smtp_reply *r)
 		sb_adds(&b, "XCLIENT refused: ");
 		sb_addu(&b, (unsigned)r->code);
 		sb_addc(&b, ' ');
-		sb_add(&b, r->lines[0].text, r->lines[0].len > 100 ? 100 : r->lines[0].len);
+		sb_add(&b, r->lines[0].text, r->lines[0].len > REFUSAL_TEXT_MAX ? REFUSAL_TEXT_MAX : r->lines[0].len);
 		config_error(su, sb_str(&b));
 		return;
 	}
