@@ -3,7 +3,8 @@
 
   - a daemon's files (smtpd/, imapd/) never include <ev.h> or <gnutls/...>:
     libev and GnuTLS live in common/ only (conn, tls, listener, ...);
-  - common/ never includes a header of smtpd/ or imapd/;
+  - common/ never includes a header of smtpd/ or imapd/, and neither
+    daemon includes the other's;
   - within each directory, the modules (x.c + x.h) form no include cycle:
     each module depends only on modules below it.
 Prints what breaks a rule and exits 1."""
@@ -49,6 +50,14 @@ for f in files("common"):
             problems.append("common/%s includes %s, a daemon's header" % (f, h))
 
 
+for d, other in (("smtpd", "imapd"), ("imapd", "smtpd")):
+    theirs = set(f for f in files(other) if f.endswith(".h")) - common_headers
+    for f in files(d):
+        for kind, h in includes(d, f):
+            if kind == '"' and h in theirs and h not in files(d):
+                problems.append("%s/%s includes %s, a header of %s/" % (d, f, h, other))
+
+
 def cycles(d):
     mods = {module(f) for f in files(d)}
     edges = {m: set() for m in mods}
@@ -84,4 +93,4 @@ for p in problems:
     print(p)
 if problems:
     sys.exit(1)
-print("ok: no libev/GnuTLS in daemon files, no daemon header in common/, no include cycles")
+print("ok: no libev/GnuTLS in daemon files, no daemon header in common/ or in the other daemon, no include cycles")
