@@ -331,12 +331,19 @@ static void on_response(struct imap_login *l, const char *resp, size_t len)
 	/* else: not ours, ignored */
 }
 
-static void up_event(void *owner, struct upstream *up, enum upstream_event ev, const char *data,
-		     size_t len)
+/* The owner of an upstream event, checked. */
+static struct imap_login *login_of(void *owner)
 {
 	struct imap_login *l = owner;
 	if (l->magic != LOGIN_MAGIC)
 		abort();
+	return l;
+}
+
+static void up_event(void *owner, struct upstream *up, enum upstream_event ev, const char *data,
+		     size_t len)
+{
+	struct imap_login *l = login_of(owner);
 	switch (ev) {
 	case UPSTREAM_CONNECTED:
 		l->have_caps = 0;

@@ -8,6 +8,7 @@
 #include "smtp_relay.h"
 #include "smtp_server.h"
 #include "smtp_upstream.h"
+#include "upstream.h"
 #include "tls.h"
 
 #include <string.h>
@@ -52,7 +53,7 @@ static void sensitive(struct smtp_session *ss, bool on)
 {
 	conn_set_sensitive(ss->s.conn, on);
 	if (ss->up)
-		smtp_up_set_sensitive(ss->up, on);
+		upstream_set_sensitive(smtp_up_link(ss->up), on);
 }
 
 static void begin_data(struct smtp_session *ss)

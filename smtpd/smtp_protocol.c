@@ -274,17 +274,10 @@ const struct session_ops smtp_session_ops = {
 	.in_max = in_max,
 	.limit_refusal = "421 4.7.0 Too many connections\r\n",
 	.internal_error = "451 4.3.0 Internal error\r\n",
-	.start = start,
-	.greet = greet,
-	.identified = identified,
-	.restarted = restarted,
-	.input = input,
-	.eof = eof,
-	.timeout = timeout,
-	.deadline = deadline,
-	.kill = kill_,
-	.closing = closing,
-	.result = result,
-	.log = log_keys,
-	.free = free_,
+	/* from accept to the greeting, and after STARTTLS */
+	.start = start, .identified = identified, .greet = greet, .restarted = restarted,
+	/* the client's side */
+	.input = input, .eof = eof, .timeout = timeout, .deadline = deadline,
+	/* the end */
+	.kill = kill_, .closing = closing, .result = result, .log = log_keys, .free = free_,
 };

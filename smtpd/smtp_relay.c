@@ -11,6 +11,7 @@
 #include "rdns.h"
 #include "smtp_server.h"
 #include "smtp_upstream.h"
+#include "upstream.h"
 #include "strbuf.h"
 #include "xmem.h"
 
@@ -67,7 +68,7 @@ static void start_upstream(struct smtp_session *ss)
 		},
 	};
 	ss->up = smtp_up_start(&p, up_cb, ss);
-	smtp_up_set_sensitive(ss->up, true);	/* AUTH passes through (command phase) */
+	upstream_set_sensitive(smtp_up_link(ss->up), true);	/* AUTH passes through (command phase) */
 }
 
 /* A command line kept for the upstream may be an AUTH with its initial
@@ -135,13 +136,13 @@ bool smtp_relay_data(struct smtp_session *ss, const char *p, size_t len)
 {
 	if (!ss->up)
 		return true;
-	smtp_up_data(ss->up, p, len);
-	if (smtp_up_out_len(ss->up) <= SMTP_UP_HIGH_WATER)
+	upstream_write(smtp_up_link(ss->up), p, len);
+	if (upstream_out_len(smtp_up_link(ss->up)) <= SMTP_UP_HIGH_WATER)
 		return true;
-	smtp_up_notify_drained(ss->up);	/* UP_DRAINED resumes reading */
+	upstream_notify_drained(smtp_up_link(ss->up));	/* UP_DRAINED resumes reading */
 	/* An upstream that stops reading is lost after timeout_reply (the
 	 * client then gets 451 after its dot), not at timeout_data. */
-	smtp_up_set_timeout(ss->up, ss->s.listener->upstream->timeout_reply);
+	upstream_expect(smtp_up_link(ss->up), ss->s.listener->upstream->timeout_reply);
 	return false;
 }
 
@@ -222,7 +223,7 @@ static void on_event(struct smtp_session *ss, enum up_event ev, const struct smt
 {
 	switch (ev) {
 	case UP_READY:
-		snprintf(ss->up_addr, sizeof(ss->up_addr), "%s", smtp_up_addr(ss->up));
+		snprintf(ss->up_addr, sizeof(ss->up_addr), "%s", upstream_addr(smtp_up_link(ss->up)));
 		smtp_up_command(ss->up, ss->wait.line, ss->wait.len);
 		drop_line(ss);
 		return;
@@ -234,7 +235,7 @@ static void on_event(struct smtp_session *ss, enum up_event ev, const struct smt
 		return;
 	}
 	case UP_DRAINED:
-		smtp_up_set_timeout(ss->up, 0);
+		upstream_expect(smtp_up_link(ss->up), 0);
 		conn_read_start(ss->s.conn);	/* back-pressure released */
 		return;
 	case UP_FAILED:

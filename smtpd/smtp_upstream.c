@@ -313,35 +313,10 @@ void smtp_up_command(struct smtp_upstream *su, const char *line, size_t len)
 	dlg_enter(su, DS_WAIT);
 }
 
-void smtp_up_data(struct smtp_upstream *su, const char *p, size_t len)
-{
-	upstream_write(su->up, p, len);
-}
-
 void smtp_up_expect_reply(struct smtp_upstream *su, double seconds)
 {
 	upstream_expect(su->up, seconds);
 	dlg_enter(su, DS_WAIT);
-}
-
-void smtp_up_set_timeout(struct smtp_upstream *su, double seconds)
-{
-	upstream_expect(su->up, seconds);
-}
-
-void smtp_up_set_sensitive(struct smtp_upstream *su, bool on)
-{
-	upstream_set_sensitive(su->up, on);
-}
-
-size_t smtp_up_out_len(const struct smtp_upstream *su)
-{
-	return upstream_out_len(su->up);
-}
-
-void smtp_up_notify_drained(struct smtp_upstream *su)
-{
-	upstream_notify_drained(su->up);
 }
 
 void smtp_up_quit(struct smtp_upstream **sup)
@@ -362,9 +337,9 @@ void smtp_up_free(struct smtp_upstream **sup)
 	*sup = NULL;
 }
 
-const char *smtp_up_addr(const struct smtp_upstream *su)
+struct upstream *smtp_up_link(const struct smtp_upstream *su)
 {
-	return upstream_addr(su->up);
+	return su->up;
 }
 
 bool smtp_up_ready(const struct smtp_upstream *su)

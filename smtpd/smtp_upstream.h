@@ -23,7 +23,7 @@ struct smtp_upstream;
 enum up_event {
 	UP_READY,	/* set-up done; commands may be sent */
 	UP_REPLY,	/* reply to the last command sent */
-	UP_DRAINED,	/* output queue empty (after smtp_up_notify_drained) */
+	UP_DRAINED,	/* output queue empty (after upstream_notify_drained) */
 	UP_FAILED,	/* set-up failed; detail says how */
 	UP_LOST,	/* connection lost or garbled after set-up */
 	UP_TIMEOUT,	/* no reply within the timeout */
@@ -55,23 +55,18 @@ struct smtp_up_params {
 struct smtp_upstream *smtp_up_start(const struct smtp_up_params *p, smtp_up_cb cb, void *owner);
 /* Sends one command line (CRLF included) and arms timeout_reply. */
 void smtp_up_command(struct smtp_upstream *up, const char *line, size_t len);
-/* Raw message bytes during DATA (no reply expected). */
-void smtp_up_data(struct smtp_upstream *up, const char *p, size_t len);
 /* After the final dot: wait for the reply, at most seconds. */
 void smtp_up_expect_reply(struct smtp_upstream *up, double seconds);
-/* Arms (seconds) or disarms (0) the connection's inactivity limit without
- * waiting for a reply: a stalled upstream under back-pressure. */
-void smtp_up_set_timeout(struct smtp_upstream *up, double seconds);
-/* Buffers are wiped on release while on (AUTH passes in the command
- * phase; off while a message streams). */
-void smtp_up_set_sensitive(struct smtp_upstream *up, bool on);
-size_t smtp_up_out_len(const struct smtp_upstream *up);
-void smtp_up_notify_drained(struct smtp_upstream *up);
+/* The connection itself, for what the dialogue adds nothing to: message
+ * bytes (upstream_write), back-pressure (upstream_out_len,
+ * upstream_notify_drained -> UP_DRAINED), a stall limit without waiting
+ * for a reply (upstream_expect), wiping (upstream_set_sensitive: AUTH
+ * passes in the command phase), the address in use (upstream_addr). */
+struct upstream *smtp_up_link(const struct smtp_upstream *up);
 /* Polite end: QUIT is queued and the connection closes once it is sent. */
 void smtp_up_quit(struct smtp_upstream **up);
 /* Abrupt end: close now (e.g. abort a message without its final dot). */
 void smtp_up_free(struct smtp_upstream **up);
-const char *smtp_up_addr(const struct smtp_upstream *up);
 bool smtp_up_ready(const struct smtp_upstream *up);
 
 #endif
