@@ -14,6 +14,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* The accept queue (as nginx and Postfix size it; the kernel caps it at
+ * net.core.somaxconn). */
+#define LISTEN_BACKLOG 511
+
 #define ACCEPT_BATCH 64
 
 struct listener_watch {
@@ -35,7 +39,7 @@ int listener_bind(const struct mg_addr *a, const char **err)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (a->u.sa.sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, &a->u.sa, a->len) < 0 || listen(fd, 511) < 0) {
+	if (bind(fd, &a->u.sa, a->len) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
 		*err = strerror(errno);
 		close(fd);
 		return -1;

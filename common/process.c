@@ -142,13 +142,13 @@ int process_drop_privileges(const char *user, const char *group, char *err, size
 	return 0;
 }
 
-void process_raise_nofile(unsigned long want)
+unsigned long process_raise_nofile(unsigned long want)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return;
+		return 0;
 	if (rl.rlim_cur >= want)
-		return;
+		return rl.rlim_cur;
 	rlim_t target = want;
 	if (rl.rlim_max != RLIM_INFINITY && target > rl.rlim_max) {
 		if (geteuid() == 0)
@@ -157,7 +157,9 @@ void process_raise_nofile(unsigned long want)
 			target = rl.rlim_max;
 	}
 	rl.rlim_cur = target;
-	setrlimit(RLIMIT_NOFILE, &rl);
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 0;
+	return rl.rlim_cur;
 }
 
 static ev_signal sigw[PSIG_COUNT];

@@ -1,0 +1,9 @@
+/* imap_daemon: the daemon_ops of mailgate-imapd (DESIGN.md §2, §5). */
+#ifndef MG_IMAP_DAEMON_H
+#define MG_IMAP_DAEMON_H
+
+#include "daemon.h"
+
+extern const struct daemon_ops imapd_ops;
+
+#endif
