@@ -1,5 +1,6 @@
-/* b64: the charset and padding checks are ours (GnuTLS is lenient about
- * whitespace); the transform itself is GnuTLS's. */
+/* b64: strict validation and decoding are ours (GnuTLS is lenient about
+ * whitespace, and its decoder leaves copies of what it decoded - a SASL
+ * password - where nobody wipes them); encoding is GnuTLS's. */
 #include "b64.h"
 #include "xmem.h"
 
@@ -28,19 +29,42 @@ int b64_valid(const char *s, size_t len)
 	return 1;
 }
 
+static unsigned b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return (unsigned)(c - 'A');
+	if (c >= 'a' && c <= 'z')
+		return (unsigned)(c - 'a' + 26);
+	if (c >= '0' && c <= '9')
+		return (unsigned)(c - '0' + 52);
+	return c == '+' ? 62u : 63u;	/* '/', the charset being checked */
+}
+
+/* Our own decoder: it writes each byte straight into the result, so a
+ * decoded password exists in exactly one buffer, the one the caller
+ * wipes (GnuTLS's leaves copies behind on the stack and heap). */
 int b64_decode(const char *s, size_t len, unsigned char **out, size_t *outlen)
 {
-	gnutls_datum_t in, res = { NULL, 0 };
 	if (!b64_valid(s, len))
 		return -1;
-	in.data = (unsigned char *)(uintptr_t)s;
-	in.size = (unsigned)len;
-	if (gnutls_base64_decode2(&in, &res) < 0)
-		return -1;
-	*out = (unsigned char *)xmemdup0(res.data, res.size);
-	*outlen = res.size;
-	gnutls_memset(res.data, 0, res.size);	/* decoded SASL: may be a password */
-	gnutls_free(res.data);
+	size_t pad = (size_t)(s[len - 1] == '=') + (size_t)(s[len - 2] == '=');
+	size_t n = len / 4 * 3 - pad, o = 0;
+	unsigned char *d = xmalloc(n + 1);
+	for (size_t i = 0; i < len; i += 4) {
+		unsigned v = b64_value((unsigned char)s[i]) << 18 | b64_value((unsigned char)s[i + 1]) << 12;
+		if (s[i + 2] != '=')
+			v |= b64_value((unsigned char)s[i + 2]) << 6;
+		if (s[i + 3] != '=')
+			v |= b64_value((unsigned char)s[i + 3]);
+		d[o++] = (unsigned char)(v >> 16);
+		if (o < n)
+			d[o++] = (unsigned char)(v >> 8);
+		if (o < n)
+			d[o++] = (unsigned char)v;
+	}
+	d[n] = '\0';
+	*out = d;
+	*outlen = n;
 	return 0;
 }
 

@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,7 @@ struct keyloc {
 
 struct parse_ctx {
 	struct conf *conf;
+	cfg_t *top;		/* the top-level section, while converting */
 	struct diag *diag;
 	struct keyloc *locs;
 	size_t nlocs, caplocs;
@@ -366,52 +368,73 @@ static cfg_opt_t listener_opts[] = {
 	CFG_END()
 };
 
-#define COMMON_TOP_OPTS \
-	CFG_STR("hostname", "", CFGF_NONE), \
-	CFG_STR("user", "nobody", CFGF_NONE), \
-	CFG_STR("group", "", CFGF_NONE), \
-	CFG_STR("pidfile", "", CFGF_NONE), \
-	CFG_INT("workers", 1, CFGF_NONE), \
-	CFG_STR("log_level", "info", CFGF_NONE), \
-	CFG_STR("log_target", "syslog", CFGF_NONE), \
-	CFG_STR("log_format", "text", CFGF_NONE), \
-	CFG_STR("metrics", "", CFGF_NONE), \
-	CFG_INT("shutdown_timeout", 30, CFGF_NONE), \
-	CFG_INT("timeout_handshake", 30, CFGF_NONE), \
-	CFG_INT("max_errors", 10, CFGF_NONE), \
-	CFG_FUNC("include", conf_include), \
-	CFG_SEC("tls", tls_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES), \
-	CFG_SEC("tls_client", tls_client_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES), \
-	CFG_SEC("peer", peer_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES), \
-	CFG_SEC("upstream", upstream_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES), \
-	CFG_SEC("listener", listener_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES)
-
-static cfg_opt_t smtpd_opts[] = {
-	COMMON_TOP_OPTS,
-	CFG_STR_LIST("accept_domains", "{}", CFGF_NONE),
-	CFG_INT("max_message_size", 52428800, CFGF_NONE),
-	CFG_INT("max_recipients", 1000, CFGF_NONE),
-	CFG_INT("max_line", 2048, CFGF_NONE),
-	CFG_BOOL("received_header", cfg_true, CFGF_NONE),
-	CFG_BOOL("reverse_dns", cfg_false, CFGF_NONE),
-	CFG_STR_LIST("auth_mechanisms", "{PLAIN, LOGIN}", CFGF_NONE),
-	CFG_INT("timeout_command", 300, CFGF_NONE),
-	CFG_INT("timeout_data", 600, CFGF_NONE),
+/* The keys of both daemons; a daemon's own come from its conf_schema. */
+static cfg_opt_t top_opts[] = {
+	CFG_STR("hostname", "", CFGF_NONE),
+	CFG_STR("user", "nobody", CFGF_NONE),
+	CFG_STR("group", "", CFGF_NONE),
+	CFG_STR("pidfile", "", CFGF_NONE),
+	CFG_INT("workers", 1, CFGF_NONE),
+	CFG_STR("log_level", "info", CFGF_NONE),
+	CFG_STR("log_target", "syslog", CFGF_NONE),
+	CFG_STR("log_format", "text", CFGF_NONE),
+	CFG_STR("metrics", "", CFGF_NONE),
+	CFG_INT("shutdown_timeout", 30, CFGF_NONE),
+	CFG_INT("timeout_handshake", 30, CFGF_NONE),
+	CFG_INT("max_errors", 10, CFGF_NONE),
+	CFG_FUNC("include", conf_include),
+	CFG_SEC("tls", tls_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_SEC("tls_client", tls_client_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_SEC("peer", peer_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_SEC("upstream", upstream_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_SEC("listener", listener_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END()
 };
 
-static cfg_opt_t imapd_opts[] = {
-	COMMON_TOP_OPTS,
-	CFG_INT("timeout_preauth", 60, CFGF_NONE),
-	CFG_INT("timeout_idle", 1860, CFGF_NONE),
-	CFG_INT("max_auth_failures", 3, CFGF_NONE),
-	CFG_INT("max_literal", 8192, CFGF_NONE),
-	CFG_STR("user_map", "", CFGF_NONE),
-	CFG_STR("external_identity", "email", CFGF_NONE),
-	CFG_STR("master_user", "", CFGF_NONE),
-	CFG_STR("master_password_file", "", CFGF_NONE),
-	CFG_END()
-};
+/* A libconfuse option for one schema key (name and default live as long
+ * as the schema: static data). */
+static cfg_opt_t key_opt(const struct conf_key *k)
+{
+	switch (k->type) {
+	case CK_INT:
+	case CK_U64: {
+		cfg_opt_t o = CFG_INT(k->name, 0, CFGF_NONE);
+		o.def.number = strtol(k->dflt, NULL, 10);
+		return o;
+	}
+	case CK_BOOL: {
+		cfg_opt_t o = CFG_BOOL(k->name, cfg_false, CFGF_NONE);
+		o.def.boolean = strcmp(k->dflt, "true") == 0 ? cfg_true : cfg_false;
+		return o;
+	}
+	case CK_STRLIST: {
+		cfg_opt_t o = CFG_STR_LIST(k->name, NULL, CFGF_NONE);
+		o.def.parsed = (char *)(uintptr_t)k->dflt;
+		return o;
+	}
+	default: {
+		cfg_opt_t o = CFG_STR(k->name, NULL, CFGF_NONE);
+		o.def.string = k->dflt;
+		return o;
+	}
+	}
+}
+
+/* top_opts and the schema's keys, CFG_END-terminated (freed by the caller
+ * after cfg_free). */
+static cfg_opt_t *build_opts(const struct conf_schema *sch)
+{
+	size_t ntop = sizeof(top_opts) / sizeof(top_opts[0]) - 1, nkeys = 0;
+	while (sch->keys[nkeys].name)
+		nkeys++;
+	cfg_opt_t *opts = xcalloc(ntop + nkeys + 1, sizeof(*opts));
+	memcpy(opts, top_opts, ntop * sizeof(*opts));
+	for (size_t i = 0; i < nkeys; i++)
+		opts[ntop + i] = key_opt(&sch->keys[i]);
+	cfg_opt_t end = CFG_END();
+	opts[ntop + nkeys] = end;
+	return opts;
+}
 
 static void set_recorders(cfg_opt_t *opts)
 {
@@ -510,7 +533,7 @@ static void get_cidrs(cfg_t *sec, const char *name, struct cidrlist *out)
 static const char *const tls_mode_words[] = { "none", "starttls", "implicit", NULL };
 static const char *const cc_words[] = { "none", "optional", "require", NULL };
 
-static void conv_tls(cfg_t *sec, struct conf_tls *t, enum daemon_kind kind)
+static void conv_tls(cfg_t *sec, struct conf_tls *t, const struct conf_schema *sch)
 {
 	static const char *const eku_words[] = { "any", "client", NULL };
 	t->name = xstrdup(cfg_title(sec));
@@ -535,7 +558,7 @@ static void conv_tls(cfg_t *sec, struct conf_tls *t, enum daemon_kind kind)
 	t->alpn = cfg_getbool(sec, "alpn");
 	if (t->alpn_ids.n == 0) {
 		t->alpn_ids.v = xcalloc(1, sizeof(char *));
-		t->alpn_ids.v[0] = xstrdup(kind == DAEMON_SMTPD ? "smtp" : "imap");
+		t->alpn_ids.v[0] = xstrdup(sch->alpn_id);
 		t->alpn_ids.n = 1;
 	}
 	for (size_t i = 0; i < t->alpn_ids.n; i++) {
@@ -570,7 +593,7 @@ static void conv_tls_client(cfg_t *sec, struct conf_tls_client *t)
 	if (!t->cert[0] != !t->key[0])
 		err_at(t->key_where, "tls_client \"%s\": cert and key go together", t->name);
 	if (t->verify_name[0]) {
-		char norm[256];
+		char norm[DOMAIN_BUFSZ];
 		if (domain_normalize(t->verify_name, strlen(t->verify_name), norm, sizeof(norm)) < 0)
 			err_at(where_of(sec, "verify_name"), "verify_name: '%s' is not a valid DNS name",
 			       t->verify_name);
@@ -588,7 +611,7 @@ static void conv_peer(cfg_t *sec, struct conf_peer *p)
 	p->names.v = raw.n ? xcalloc(raw.n, sizeof(char *)) : NULL;
 	p->names.n = 0;
 	for (size_t i = 0; i < raw.n; i++) {
-		char norm[256];
+		char norm[DOMAIN_BUFSZ];
 		if (domain_normalize(raw.v[i], strlen(raw.v[i]), norm, sizeof(norm)) < 0)
 			err_at(where_of(sec, "name"), "name: '%s' is not a valid DNS name", raw.v[i]);
 		else
@@ -604,7 +627,7 @@ static void conv_peer(cfg_t *sec, struct conf_peer *p)
 static void resolve_upstream_addr(cfg_t *sec, struct conf_upstream_addr *a, const char *text)
 {
 	const char *err = NULL;
-	char host[256];
+	char host[DOMAIN_BUFSZ];
 	snprintf(a->text, sizeof(a->text), "%s", text);
 	if (addr_split_hostport(text, host, sizeof(host), &a->port, &err) < 0) {
 		err_at(where_of(sec, "address"), "address '%s': %s", text, err);
@@ -736,7 +759,7 @@ static void check_listener(cfg_t *sec, struct conf_listener *l, struct conf *c)
 	if (l->peers_only && l->client_cert == CLIENT_CERT_NONE)
 		err_at(where_of(sec, "peers_only"),
 		       "listener \"%s\": peers_only needs client_cert = optional or require", l->name);
-	if (l->tls_mode == TLS_MODE_STARTTLS && l->require_tls && c->kind == DAEMON_SMTPD)
+	if (l->tls_mode == TLS_MODE_STARTTLS && l->require_tls && c->schema->mx_warnings)
 		for (size_t i = 0; i < l->naddrs; i++)
 			if (addr_port(&l->addrs[i]) == 25)
 				warn_at(where_of(sec, "require_tls"),
@@ -822,90 +845,84 @@ static void conv_top(cfg_t *cfg, struct conf *c)
 	c->max_errors = get_int(cfg, "max_errors", 1, 1000);
 }
 
-static void conv_smtpd(cfg_t *cfg, struct conf *c)
+static void *field(void *base, size_t offset)
 {
-	struct strlist raw;
-	long mms = cfg_getint(cfg, "max_message_size");
-	if (mms < 1024) {
-		err_at(where_of(cfg, "max_message_size"), "max_message_size: %ld is below 1024", mms);
-		mms = 1024;
-	}
-	c->max_message_size = (uint64_t)mms;
-	c->max_recipients = (int)cfg_getint(cfg, "max_recipients");
-	if (c->max_recipients < 100) {
-		err_at(where_of(cfg, "max_recipients"),
-		       "max_recipients: %d is below 100 (RFC 5321 section 4.5.3.1.8)", c->max_recipients);
-		c->max_recipients = 100;
-	}
-	c->max_recipients = c->max_recipients > 1000000 ? 1000000 : c->max_recipients;
-	c->max_line = get_int(cfg, "max_line", CONF_MAX_LINE_MIN, CONF_MAX_LINE_LIMIT);
-	c->received_header = cfg_getbool(cfg, "received_header");
-	c->reverse_dns = cfg_getbool(cfg, "reverse_dns");
-	c->timeout_command = get_int(cfg, "timeout_command", 1, 86400);
-	c->timeout_data = get_int(cfg, "timeout_data", 1, 86400);
-	get_strlist(cfg, "auth_mechanisms", &c->auth_mechanisms, 0);
-	for (size_t i = 0; i < c->auth_mechanisms.n; i++) {
-		char *m = c->auth_mechanisms.v[i];
-		for (char *p = m; *p; p++) {
-			if (*p >= 'a' && *p <= 'z')
-				*p = (char)(*p - 'a' + 'A');
-			if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
-				err_at(where_of(cfg, "auth_mechanisms"), "auth_mechanisms: bad mechanism '%s'", m);
-		}
-		if (!m[0] || strlen(m) > 20)
-			err_at(where_of(cfg, "auth_mechanisms"), "auth_mechanisms: bad mechanism '%s'", m);
-	}
-	get_strlist(cfg, "accept_domains", &raw, 0);
-	c->accept_domains.v = raw.n ? xcalloc(raw.n, sizeof(char *)) : NULL;
-	c->accept_domains.n = 0;
-	for (size_t i = 0; i < raw.n; i++) {
-		const char *d = raw.v[i];
-		int sub = d[0] == '.';
-		char norm[257];
-		if (domain_normalize(d + sub, strlen(d + sub), norm + sub, sizeof(norm) - 1) < 0) {
-			err_at(where_of(cfg, "accept_domains"), "accept_domains: '%s' is not a domain", d);
-		} else {
-			if (sub)
-				norm[0] = '.';
-			c->accept_domains.v[c->accept_domains.n++] = xstrdup(norm);
-		}
-		free(raw.v[i]);
-	}
-	free(raw.v);
+	return (char *)base + offset;
 }
 
-static void conv_imapd(cfg_t *cfg, struct conf *c)
+/* The schema's keys into the daemon's struct. */
+static void conv_keys(cfg_t *cfg, struct conf *c)
 {
-	static const char *const ext_words[] = { "email", "dns", "cn", NULL };
-	c->timeout_preauth = get_int(cfg, "timeout_preauth", 1, 86400);
-	c->timeout_idle = get_int(cfg, "timeout_idle", 1, 864000);
-	if (c->timeout_idle < 1800)
-		warn_at(where_of(cfg, "timeout_idle"), "timeout_idle = %d: RFC 9051 section 5.4 asks for at "
-			"least 30 minutes (1800)", c->timeout_idle);
-	c->max_auth_failures = get_int(cfg, "max_auth_failures", 1, 100);
-	c->max_literal = get_int(cfg, "max_literal", 256, 1048576);
-	c->user_map = get_path(cfg, "user_map");
-	c->user_map_where = where_of(cfg, "user_map");
-	c->external_identity = get_keyword(cfg, "external_identity", ext_words, EXT_ID_EMAIL);
-	c->master_user = xstrdup(cfg_getstr(cfg, "master_user"));
-	c->master_password_file = get_path(cfg, "master_password_file");
-	c->master_password_where = where_of(cfg, "master_password_file");
-	if (c->master_user[0] && !c->master_password_file[0])
-		err_at(where_of(cfg, "master_user"), "master_user needs master_password_file");
+	const struct conf_schema *sch = c->schema;
+	c->daemon = xcalloc(1, sch->size);
+	for (const struct conf_key *k = sch->keys; k->name; k++) {
+		void *f = field(c->daemon, k->offset);
+		switch (k->type) {
+		case CK_INT:
+			*(int *)f = get_int(cfg, k->name, k->min, k->max);
+			break;
+		case CK_U64: {
+			long v = cfg_getint(cfg, k->name);
+			if (v < k->min || v > k->max) {
+				err_at(where_of(cfg, k->name), "%s: %ld out of range (%ld-%ld)", k->name, v,
+				       k->min, k->max);
+				v = v < k->min ? k->min : k->max;
+			}
+			*(uint64_t *)f = (uint64_t)v;
+			break;
+		}
+		case CK_BOOL:
+			*(bool *)f = cfg_getbool(cfg, k->name);
+			break;
+		case CK_STR:
+			*(char **)f = xstrdup(cfg_getstr(cfg, k->name));
+			break;
+		case CK_PATH:
+			*(char **)f = get_path(cfg, k->name);
+			break;
+		case CK_STRLIST:
+			get_strlist(cfg, k->name, f, 0);
+			break;
+		case CK_KEYWORD:
+			*(int *)f = get_keyword(cfg, k->name, k->words, 0);
+			break;
+		}
+		if (k->where != CK_NO_WHERE)
+			*(struct conf_where *)field(c->daemon, k->where) = where_of(cfg, k->name);
+	}
+	if (sch->check)
+		sch->check(c, c->daemon);
+}
+
+void conf_key_error(const char *key, const char *fmt, ...)
+{
+	va_list ap;
+	struct conf_where w = where_of(pctx->top, key);
+	va_start(ap, fmt);
+	diag_verror(pctx->diag, w.file, w.line, fmt, ap);
+	va_end(ap);
+}
+
+void conf_key_warn(const char *key, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	warn_at(where_of(pctx->top, key), "%s", msg);
 }
 
 static void convert(cfg_t *cfg, struct conf *c)
 {
+	pctx->top = cfg;
 	conv_top(cfg, c);
-	if (c->kind == DAEMON_SMTPD)
-		conv_smtpd(cfg, c);
-	else
-		conv_imapd(cfg, c);
+	conv_keys(cfg, c);
 
 	c->ntls = cfg_size(cfg, "tls");
 	c->tls = c->ntls ? xcalloc(c->ntls, sizeof(*c->tls)) : NULL;
 	for (size_t i = 0; i < c->ntls; i++)
-		conv_tls(cfg_getnsec(cfg, "tls", (unsigned)i), &c->tls[i], c->kind);
+		conv_tls(cfg_getnsec(cfg, "tls", (unsigned)i), &c->tls[i], c->schema);
 	c->ntls_clients = cfg_size(cfg, "tls_client");
 	c->tls_clients = c->ntls_clients ? xcalloc(c->ntls_clients, sizeof(*c->tls_clients)) : NULL;
 	for (size_t i = 0; i < c->ntls_clients; i++)
@@ -934,18 +951,18 @@ static void convert(cfg_t *cfg, struct conf *c)
 		diag_error(pctx->diag, c->path, 0, "no listener section: nothing to serve");
 }
 
-struct conf *conf_load(const char *path, enum daemon_kind kind, struct diag *d)
+struct conf *conf_load(const char *path, const struct conf_schema *schema, struct diag *d)
 {
 	struct parse_ctx ctx;
 	struct conf *c = xcalloc(1, sizeof(*c));
-	cfg_opt_t *opts = kind == DAEMON_SMTPD ? smtpd_opts : imapd_opts;
+	cfg_opt_t *opts = build_opts(schema);
 	int errors_before = d->errors;
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.conf = c;
 	ctx.diag = d;
 	pctx = &ctx;
-	c->kind = kind;
+	c->schema = schema;
 	c->path = xstrdup(path);
 	const char *slash = strrchr(path, '/');
 	c->dir = slash ? xstrndup(path, (size_t)(slash - path == 0 ? 1 : slash - path)) : xstrdup("");
@@ -961,6 +978,7 @@ struct conf *conf_load(const char *path, enum daemon_kind kind, struct diag *d)
 		diag_error(d, path, 0, "cannot parse");
 	}
 	cfg_free(cfg);
+	free(opts);
 	free(ctx.locs);
 	pctx = NULL;
 	if (!parsed) {
@@ -977,6 +995,21 @@ static void strlist_free(struct strlist *l)
 	free(l->v);
 	l->v = NULL;
 	l->n = 0;
+}
+
+/* What conv_keys() allocated. */
+static void free_keys(struct conf *c)
+{
+	if (!c->daemon)
+		return;
+	for (const struct conf_key *k = c->schema->keys; k->name; k++) {
+		void *f = field(c->daemon, k->offset);
+		if (k->type == CK_STR || k->type == CK_PATH)
+			free(*(char **)f);
+		else if (k->type == CK_STRLIST)
+			strlist_free(f);
+	}
+	free(c->daemon);
 }
 
 void conf_free(struct conf **cp)
@@ -1034,8 +1067,7 @@ void conf_free(struct conf **cp)
 		free(l->trusted_proxies.v);
 	}
 	free(c->listeners);
-	strlist_free(&c->accept_domains);
-	strlist_free(&c->auth_mechanisms);
+	free_keys(c);
 	free(c->path);
 	free(c->dir);
 	free(c->hostname);
@@ -1043,9 +1075,6 @@ void conf_free(struct conf **cp)
 	free(c->group);
 	free(c->pidfile);
 	free(c->metrics);
-	free(c->user_map);
-	free(c->master_user);
-	free(c->master_password_file);
 	strlist_free(&c->files_);
 	free(c);
 	*cp = NULL;
@@ -1072,8 +1101,7 @@ const char *conf_lib_version(void)
 	return confuse_version;
 }
 
-const char *conf_default_path(enum daemon_kind kind)
+void conf_default_path(const struct conf_schema *schema, char *out, size_t sz)
 {
-	return kind == DAEMON_SMTPD ? SYSCONFDIR "/mailgate/smtpd.conf"
-				    : SYSCONFDIR "/mailgate/imapd.conf";
+	snprintf(out, sz, "%s/mailgate/%s.conf", SYSCONFDIR, schema->name);
 }

@@ -12,7 +12,6 @@
 #include "addr.h"
 #include "diag.h"
 
-enum daemon_kind { DAEMON_SMTPD, DAEMON_IMAPD };
 enum tls_mode { TLS_MODE_NONE, TLS_MODE_STARTTLS, TLS_MODE_IMPLICIT };
 enum client_cert_mode { CLIENT_CERT_UNSET = -1, CLIENT_CERT_NONE, CLIENT_CERT_OPTIONAL, CLIENT_CERT_REQUIRE };
 enum proxy_out { PROXY_OUT_OFF, PROXY_OUT_V1, PROXY_OUT_V2 };
@@ -27,10 +26,6 @@ enum ext_identity { EXT_ID_EMAIL, EXT_ID_DNS, EXT_ID_CN };
 	"SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:"      \
 	"+AES-256-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:" \
 	"-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1"
-
-/* Range of max_line (smtpd): RFC 5321 §4.5.3.1.4's 512 up to 64 KiB. */
-#define CONF_MAX_LINE_MIN 512
-#define CONF_MAX_LINE_LIMIT 65536
 
 struct conf_where {
 	const char *file;	/* as given on the command line or in include() */
@@ -129,7 +124,6 @@ struct conf_listener {
 };
 
 struct conf {
-	enum daemon_kind kind;
 	char *path;		/* as given */
 	char *dir;		/* folder relative paths resolve against */
 
@@ -154,39 +148,58 @@ struct conf {
 	struct conf_listener *listeners;
 	size_t nlisteners;
 
-	/* smtpd */
-	struct strlist accept_domains;	/* lower-case A-labels; ".x" kept as is */
-	uint64_t max_message_size;
-	int max_recipients;
-	int max_line;		/* CONF_MAX_LINE_MIN..CONF_MAX_LINE_LIMIT */
 	int max_errors;		/* both daemons */
-	bool received_header;
-	bool reverse_dns;
-	struct strlist auth_mechanisms;	/* upper case */
-	int timeout_command;
-	int timeout_data;
 
-	/* imapd */
-	int timeout_preauth;
-	int timeout_idle;
-	int max_auth_failures;
-	int max_literal;
-	char *user_map;
-	enum ext_identity external_identity;
-	char *master_user;
-	char *master_password_file;
-	struct conf_where master_password_where, user_map_where;
+	const struct conf_schema *schema;
+	void *daemon;		/* the daemon's own keys (its schema's struct) */
 
 	struct strlist files_;	/* owns the interned file names in conf_where */
 };
 
-/* Parses path (as given) for the daemon kind. Every problem is added to d
+struct conf;
+
+/* A daemon's own top-level keys, declared as data and registered by the
+ * daemon (its conf_schema): each is read into the daemon's struct at
+ * offset, with its range or words checked here and, at where, the
+ * FILE:LINE it was set at. The schema's check hook then normalises and
+ * applies the rules between keys. */
+enum conf_key_type { CK_INT, CK_U64, CK_BOOL, CK_STR, CK_PATH, CK_STRLIST, CK_KEYWORD };
+#define CK_NO_WHERE ((size_t)-1)
+
+struct conf_key {
+	const char *name;
+	enum conf_key_type type;
+	const char *dflt;		/* as written in a file: "2048", "true", "{PLAIN, LOGIN}" */
+	long min, max;			/* CK_INT, CK_U64 */
+	const char *const *words;	/* CK_KEYWORD: the value stored is the index */
+	size_t offset;			/* into the daemon's struct */
+	size_t where;			/* of a struct conf_where there, or CK_NO_WHERE */
+};
+
+struct conf_schema {
+	const char *name;		/* "smtpd": SYSCONFDIR/mailgate/smtpd.conf */
+	const char *alpn_id;		/* default alpn_ids */
+	bool mx_warnings;		/* warn: require_tls on port 25 (SMTP) */
+	size_t size;			/* of the daemon's struct */
+	const struct conf_key *keys;	/* ended by a NULL name */
+	/* Optional: normalisation and rules between keys (conf_key_error). */
+	void (*check)(struct conf *c, void *daemon);
+	/* Optional: the files the daemon's keys name (conf_check_file). */
+	void (*check_files)(const struct conf *c, const void *daemon, struct diag *d);
+};
+
+/* From a schema's check hook only: a problem with one of its keys, at the
+ * FILE:LINE the key was set (or its section's). */
+void conf_key_error(const char *key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void conf_key_warn(const char *key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parses path (as given) with the daemon's schema. Every problem is added to d
  * as FILE:LINE: message. Returns NULL only when the file could not be
  * parsed at all; otherwise the conf, which is usable only if d->errors did
  * not grow (callers keep checking - files, TLS credentials - so that -t
  * reports every problem at once). Structural and cross-field rules are
  * checked here; files by conf_check_files() and by the TLS loader. */
-struct conf *conf_load(const char *path, enum daemon_kind kind, struct diag *d);
+struct conf *conf_load(const char *path, const struct conf_schema *schema, struct diag *d);
 void conf_free(struct conf **c);
 
 /* Checks every file the configuration names: existence, readability,
@@ -208,6 +221,7 @@ int conf_check_ticket_key(struct diag *d, struct conf_where w, const char *path)
 const struct conf_tls *conf_find_tls(const struct conf *c, const char *name);
 const struct conf_upstream *conf_find_upstream(const struct conf *c, const char *name);
 const char *conf_lib_version(void);
-const char *conf_default_path(enum daemon_kind kind);
+/* SYSCONFDIR/mailgate/<schema name>.conf into out. */
+void conf_default_path(const struct conf_schema *schema, char *out, size_t sz);
 
 #endif

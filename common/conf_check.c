@@ -78,9 +78,6 @@ void conf_check_files(const struct conf *c, struct diag *d)
 		conf_check_file(d, t->key_where, "key", t->key, 1);
 		conf_check_file(d, t->ca_where, "ca", t->ca, 0);
 	}
-	if (c->kind == DAEMON_IMAPD) {
-		conf_check_file(d, c->master_password_where, "master_password_file",
-				c->master_password_file, 1);
-		conf_check_file(d, c->user_map_where, "user_map", c->user_map, 0);
-	}
+	if (c->schema->check_files)
+		c->schema->check_files(c, c->daemon, d);
 }

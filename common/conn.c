@@ -168,12 +168,23 @@ struct lingerer {
 	int fd;
 };
 
+/* Lingering fds belong to no session, so no session limit counts them: a
+ * client cycling short sessions could otherwise run the worker out of
+ * descriptors. Beyond the budget, a close is a plain close. */
+static unsigned linger_budget = CONN_LINGER_MAX, lingering;
+
+void conn_set_linger_budget(unsigned n)
+{
+	linger_budget = n;
+}
+
 static void linger_end(struct lingerer *l)
 {
 	ev_io_stop(loop, &l->io);
 	ev_timer_stop(loop, &l->t);
 	sysio_close(l->fd);
 	free(l);
+	lingering--;
 }
 
 static void linger_read(struct ev_loop *lp, ev_io *w, int revents)
@@ -195,7 +206,7 @@ static void linger_timeout(struct ev_loop *lp, ev_timer *w, int revents)
 static void close_lingering(int fd)
 {
 	char sink[4096];
-	if (sysio_shutdown(fd, SHUT_WR) < 0) {
+	if (lingering >= linger_budget || sysio_shutdown(fd, SHUT_WR) < 0) {
 		sysio_close(fd);
 		return;
 	}
@@ -207,6 +218,7 @@ static void close_lingering(int fd)
 		return;
 	}
 	struct lingerer *l = xcalloc(1, sizeof(*l));
+	lingering++;
 	l->fd = fd;
 	ev_io_init(&l->io, linger_read, fd, EV_READ);
 	ev_timer_init(&l->t, linger_timeout, LINGER_SECONDS, 0.);
@@ -344,7 +356,7 @@ static void flush(struct conn *c)
 		size_t n = c->out.len;
 		ssize_t r;
 		if (c->tls) {
-			r = tls_send(c->tls, buf_head(&c->out), n > 16384 ? 16384 : n);
+			r = tls_send(c->tls, buf_head(&c->out), n > TLS_RECORD_MAX ? TLS_RECORD_MAX : n);
 			if (r == TLS_WANT_READ) {
 				c->write_wants_read = 1;
 				return;
@@ -511,7 +523,7 @@ static size_t write_direct(struct conn *c, const char *p, size_t n)
 		size_t chunk = n - done;
 		ssize_t r;
 		if (c->tls) {
-			r = tls_send(c->tls, p + done, chunk > 16384 ? 16384 : chunk);
+			r = tls_send(c->tls, p + done, chunk > TLS_RECORD_MAX ? TLS_RECORD_MAX : chunk);
 			if (r < 0) {
 				if (r == TLS_WANT_READ || r == TLS_WANT_WRITE) {
 					/* GnuTLS holds this record: it must be completed

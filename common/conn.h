@@ -34,6 +34,12 @@ void conn_loop_run(void);
 void conn_loop_break(void);
 double conn_now(void);
 
+/* How many closed connections may linger at once (see conn_free), at
+ * most CONN_LINGER_MAX (the default); the daemon sets it from the
+ * descriptors left over after its sessions. */
+#define CONN_LINGER_MAX 1024u
+void conn_set_linger_budget(unsigned n);
+
 /* Takes ownership of fd (made non-blocking). Reading starts paused. */
 struct conn *conn_new(int fd, size_t in_max, conn_cb cb, void *arg);
 /* Stops every watcher, sends close_notify once if TLS is up, closes fd. */

@@ -10,6 +10,7 @@
 #include "process.h"
 #include "proxyin.h"
 #include "rdns.h"
+#include "session.h"
 #include "timer.h"
 #include "tls.h"
 #include "xmem.h"
@@ -33,12 +34,12 @@ struct bound {
 
 struct accept_ctx {
 	const struct daemon_ops *ops;
-	void *srv;
+	struct server *srv;
 	const struct conf_listener *l;
 };
 
 static const struct daemon_ops *d_ops;
-static void *d_srv;
+static struct server *d_srv;
 static const struct conf *d_conf;
 static struct bound *d_bound;
 static size_t d_nbound;
@@ -53,7 +54,7 @@ static void usage(const char *name)
 static void after_proxy(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local)
 {
 	struct accept_ctx *a = arg;
-	a->ops->accept(a->srv, a->l, fd, peer, local);
+	session_accept(a->srv, a->ops->session, a->l, fd, peer, local);
 }
 
 static void on_accept(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local)
@@ -65,17 +66,14 @@ static void on_accept(void *arg, int fd, const struct mg_addr *peer, const struc
 		proxyin_start(fd, a->l, d_conf->timeout_handshake, peer, local, after_proxy, a);
 		return;
 	}
-	a->ops->accept(a->srv, a->l, fd, peer, local);
+	session_accept(a->srv, a->ops->session, a->l, fd, peer, local);
 }
 
 static void stop_listening(void)
 {
 	for (size_t i = 0; i < d_nbound; i++) {
-		if (d_bound[i].w) {
-			void *ctx = NULL;
-			(void)ctx;
+		if (d_bound[i].w)
 			listener_watch_free(&d_bound[i].w);
-		}
 		if (d_bound[i].fd >= 0)
 			close(d_bound[i].fd);
 		d_bound[i].fd = -1;
@@ -84,15 +82,15 @@ static void stop_listening(void)
 
 static void poll_done(void *arg)
 {
-	if (d_ops->base(d_srv)->nsessions == 0)
+	if (d_srv->nsessions == 0)
 		conn_loop_break();
 }
 
 static void deadline(void *arg)
 {
 	log_notice("shutdown_timeout reached: closing %u remaining session(s)",
-		   d_ops->base(d_srv)->nsessions);
-	server_close_all(d_ops->base(d_srv));
+		   d_srv->nsessions);
+	session_kill_all(d_srv);
 }
 
 static void on_signal(enum process_signal sig)
@@ -103,9 +101,9 @@ static void on_signal(enum process_signal sig)
 			return;
 		d_stopping = 1;
 		log_notice("SIGTERM: no new connections; %u session(s) finishing",
-			   d_ops->base(d_srv)->nsessions);
+			   d_srv->nsessions);
 		stop_listening();
-		server_shutdown(d_ops->base(d_srv));
+		session_shutdown_all(d_srv);
 		d_poll = mg_timer_start(0.05, 0.1, poll_done, NULL);
 		d_deadline = mg_timer_start(d_conf->shutdown_timeout, 0, deadline, NULL);
 		return;
@@ -163,19 +161,21 @@ static int bind_all(const struct conf *c, char *err, size_t errsz)
 	return 0;
 }
 
-int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
-{
-	const char *path = conf_default_path(ops->kind);
-	int foreground = 0, test = 0, debug = 0, opt;
-	struct diag d;
-	char err[1024];
+struct options {
+	const char *path;
+	int foreground, test, debug;
+};
 
+/* The command line; returns -1 to go on, or an exit status. */
+static int parse_args(const struct daemon_ops *ops, int argc, char **argv, struct options *o)
+{
+	int opt;
 	while ((opt = getopt(argc, argv, "c:ftdVh")) != -1) {
 		switch (opt) {
-		case 'c': path = optarg; break;
-		case 'f': foreground = 1; break;
-		case 't': test = 1; break;
-		case 'd': debug = 1; break;
+		case 'c': o->path = optarg; break;
+		case 'f': o->foreground = 1; break;
+		case 't': o->test = 1; break;
+		case 'd': o->debug = 1; break;
 		case 'V':
 			printf("%s %s\nGnuTLS %s\nlibev %d.%d\nlibconfuse %s\nc-ares %s\n", ops->name,
 			       PACKAGE_VERSION, tls_lib_version(), ev_version_major(), ev_version_minor(),
@@ -190,68 +190,96 @@ int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
 		usage(ops->name);
 		return 2;
 	}
-	log_init(ops->name);
-	log_configure(LOG_TARGET_STDERR, LOG_FORMAT_TEXT, debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
-	tls_global_init();
-	tls_ticket_master_init();
+	return -1;
+}
+
+/* Loads and checks the configuration and builds the server (TLS
+ * credentials loaded as root); every problem is printed. With -t, or on
+ * an error, returns the exit status; otherwise -1 with *cp and *srvp set. */
+static int load(const struct daemon_ops *ops, const struct options *o, struct conf **cp,
+		struct server **srvp)
+{
+	struct diag d;
 	diag_init(&d);
-	struct conf *c = conf_load(path, ops->kind, &d);
-	void *srv = NULL;
+	struct conf *c = conf_load(o->path, ops->schema, &d);
+	struct server *srv = NULL;
 	if (c) {
 		conf_check_files(c, &d);
 		check_unimplemented(c, &d);
 		if (d.errors == 0)
 			srv = ops->server_new(c, &d);	/* loads TLS credentials */
-		else if (test)
+		else if (o->test)
 			tls_check_conf(c, &d);		/* report those problems too */
 	}
 	print_diag(&d);
 	int bad = d.errors || !srv;
 	diag_free(&d);
-	if (test || bad) {
+	if (o->test || bad) {
 		if (srv)
 			ops->server_free(srv);
 		conf_free(&c);
-		if (test && !bad)
+		if (o->test && !bad)
 			printf("configuration ok\n");
 		return bad ? 1 : 0;
 	}
-	diag_free(&d);
-	d_ops = ops;
-	d_srv = srv;
-	d_conf = c;
+	*cp = c;
+	*srvp = srv;
+	return -1;
+}
 
-	if (!foreground)
-		process_detach();
-	log_configure(foreground ? LOG_TARGET_STDERR : (enum log_target)c->log_target,
-		      (enum log_format)c->log_format, debug ? LOG_LVL_DEBUG : (enum log_level)c->log_level);
-	conn_loop_init();
-	if (bind_all(c, err, sizeof(err)) < 0) {
-		log_error("%s", err);
-		if (!foreground)
-			process_failed(err);
-		else
-			fprintf(stderr, "%s\n", err);
-		return 1;
-	}
-	unsigned long want = 64;
+/* A start-up failure after detaching: logged, and told to the waiting
+ * parent (or printed in the foreground). */
+static int start_failed(const struct options *o, const char *err)
+{
+	log_error("%s", err);
+	if (!o->foreground)
+		process_failed(err);
+	else
+		fprintf(stderr, "%s\n", err);
+	return 1;
+}
+
+/* Descriptors: each session may hold two (client, upstream), plus the
+ * daemon's own and the closed connections still lingering. When the limit
+ * is short of that, lingering still gets an eighth of it: a close without
+ * lingering can turn into an RST that destroys the client's last reply. */
+static void raise_nofile(const struct conf *c)
+{
+	unsigned long sessions_fds = 64;
 	for (size_t i = 0; i < c->nlisteners; i++)
-		want += 2UL * (unsigned long)c->listeners[i].max_connections;
-	process_raise_nofile(want);
-	if (process_write_pidfile(c->pidfile, err, sizeof(err)) < 0) {
-		log_error("%s", err);
-		if (!foreground)
-			process_failed(err);
-		return 1;
-	}
+		sessions_fds += 2UL * (unsigned long)c->listeners[i].max_connections;
+	unsigned long nofile = process_raise_nofile(sessions_fds + CONN_LINGER_MAX);
+	unsigned long spare = nofile > sessions_fds ? nofile - sessions_fds : 0;
+	if (nofile == 0)
+		spare = CONN_LINGER_MAX;	/* unknown limit: the default */
+	else if (spare < nofile / 8)
+		spare = nofile / 8;
+	conn_set_linger_budget(spare < CONN_LINGER_MAX ? (unsigned)spare : CONN_LINGER_MAX);
+	if (nofile && nofile < sessions_fds)
+		log_warn("open-file limit %lu: about %lu sessions fit, not the max_connections "
+			 "of every listener; raise the hard limit (LimitNOFILE=, ulimit -Hn) or "
+			 "lower max_connections", nofile, nofile > 64 ? (nofile - 64) / 2 : 0);
+}
+
+/* Binds, raises limits, writes the pidfile and drops privileges. */
+static int start(const struct options *o, const struct conf *c)
+{
+	char err[1024];
+	if (bind_all(c, err, sizeof(err)) < 0)
+		return start_failed(o, err);
+	raise_nofile(c);
+	if (process_write_pidfile(c->pidfile, err, sizeof(err)) < 0)
+		return start_failed(o, err);
 	if (geteuid() == 0 && strcmp(c->user, "root") == 0)
 		log_warn("user = root: keeping root privileges in the worker (not recommended)");
-	if (process_drop_privileges(c->user, c->group, err, sizeof(err)) < 0) {
-		log_error("%s", err);
-		if (!foreground)
-			process_failed(err);
-		return 1;
-	}
+	if (process_drop_privileges(c->user, c->group, err, sizeof(err)) < 0)
+		return start_failed(o, err);
+	return 0;
+}
+
+/* Accepts on every bound listener and runs the loop until shutdown. */
+static void serve(const struct daemon_ops *ops, const struct options *o, struct server *srv)
+{
 	process_signals(on_signal);
 	struct accept_ctx *ctx = xcalloc(d_nbound + 1, sizeof(*ctx));
 	for (size_t i = 0; i < d_nbound; i++) {
@@ -260,20 +288,49 @@ int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
 		ctx[i].l = d_bound[i].l;
 		d_bound[i].w = listener_watch_new(d_bound[i].fd, on_accept, &ctx[i]);
 	}
-	ops->server_start(srv);
+	if (ops->server_start)
+		ops->server_start(srv);
 	log_notice("%s %s ready (GnuTLS %s)", ops->name, PACKAGE_VERSION, tls_lib_version());
-	if (!foreground)
+	if (!o->foreground)
 		process_ready();
 	conn_loop_run();
-
 	log_notice("%s stopped", ops->name);
 	mg_timer_stop(&d_poll);
 	mg_timer_stop(&d_deadline);
 	stop_listening();
+	free(ctx);
+}
+
+int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
+{
+	char default_path[512];
+	conf_default_path(ops->schema, default_path, sizeof(default_path));
+	struct options o = { .path = default_path };
+	int rc = parse_args(ops, argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	log_init(ops->name);
+	log_configure(LOG_TARGET_STDERR, LOG_FORMAT_TEXT, o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	tls_global_init();
+	tls_ticket_master_init();
+	struct conf *c = NULL;
+	struct server *srv = NULL;
+	if ((rc = load(ops, &o, &c, &srv)) >= 0)
+		return rc;
+	d_ops = ops;
+	d_srv = srv;
+	d_conf = c;
+	if (!o.foreground)
+		process_detach();
+	log_configure(o.foreground ? LOG_TARGET_STDERR : (enum log_target)c->log_target,
+		      (enum log_format)c->log_format, o.debug ? LOG_LVL_DEBUG : (enum log_level)c->log_level);
+	conn_loop_init();
+	if ((rc = start(&o, c)) != 0)
+		return rc;
+	serve(ops, &o, srv);
 	ops->server_free(srv);
 	process_remove_pidfile(c->pidfile);
 	conf_free(&c);
-	free(ctx);
 	free(d_bound);
 	return 0;
 }

@@ -10,18 +10,18 @@
 #include "diag.h"
 #include "server.h"
 
+struct session_ops;
+
 struct daemon_ops {
 	const char *name;		/* "mailgate-smtpd" */
-	enum daemon_kind kind;
-	/* Builds the protocol's server state (TLS objects etc.); problems go to d. */
-	void *(*server_new)(const struct conf *c, struct diag *d);
-	void (*server_free)(void *srv);
-	/* Called in the running process once listeners are bound. */
-	void (*server_start)(void *srv);
-	void (*accept)(void *srv, const struct conf_listener *l, int fd, const struct mg_addr *peer,
-		       const struct mg_addr *local);
-	/* The common part of the protocol's server state (sessions, limits). */
-	struct server *(*base)(void *srv);
+	const struct conf_schema *schema;	/* the daemon's own configuration keys */
+	const struct session_ops *session;	/* the protocol's session hooks */
+	/* Builds the protocol's server state (struct server first; TLS
+	 * objects etc.); problems go to d. NULL on error. */
+	struct server *(*server_new)(const struct conf *c, struct diag *d);
+	void (*server_free)(struct server *srv);
+	/* Optional: in the running process once listeners are bound. */
+	void (*server_start)(struct server *srv);
 };
 
 int daemon_main(const struct daemon_ops *ops, int argc, char **argv);

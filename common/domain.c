@@ -10,7 +10,7 @@ static int ldh_valid(const char *s, size_t len)
 	size_t lab = 0;
 	if (len && s[len - 1] == '.')
 		len--;
-	if (len == 0 || len > 253)
+	if (len == 0 || len > DOMAIN_NAME_MAX)
 		return 0;
 	for (size_t i = 0; i <= len; i++) {
 		if (i == len || s[i] == '.') {
@@ -68,7 +68,7 @@ int domain_normalize(const char *s, size_t len, char *out, size_t outsz)
 
 int domain_valid(const char *s, size_t len)
 {
-	char buf[256];
+	char buf[DOMAIN_BUFSZ];
 	return domain_normalize(s, len, buf, sizeof(buf)) == 0;
 }
 

@@ -5,6 +5,12 @@
 
 #include <stddef.h>
 
+/* The longest domain name, in octets of text (RFC 1035 §2.3.4 limits the
+ * wire form to 255, which is 253 of text without the trailing dot). */
+#define DOMAIN_NAME_MAX 253
+/* A buffer for any normalised name and its NUL. */
+#define DOMAIN_BUFSZ (DOMAIN_NAME_MAX + 3)
+
 /* 1 if s is a syntactically valid domain: LDH labels of 1-63 octets (no
  * leading/trailing hyphen), total <= 253, optionally one trailing dot, or
  * U-labels (bytes >= 0x80) that convert to A-labels. */

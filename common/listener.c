@@ -13,6 +13,10 @@
 #include <string.h>
 #include <sys/socket.h>
 
+/* The accept queue (as nginx and Postfix size it; the kernel caps it at
+ * net.core.somaxconn). */
+#define LISTEN_BACKLOG 511
+
 #define ACCEPT_BATCH 64
 
 struct listener_watch {
@@ -34,7 +38,7 @@ int listener_bind(const struct mg_addr *a, const char **err)
 	sysio_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (a->u.sa.sa_family == AF_INET6)
 		sysio_setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (sysio_bind(fd, &a->u.sa, a->len) < 0 || sysio_listen(fd, 511) < 0) {
+	if (sysio_bind(fd, &a->u.sa, a->len) < 0 || sysio_listen(fd, LISTEN_BACKLOG) < 0) {
 		*err = strerror(errno);
 		sysio_close(fd);
 		return -1;

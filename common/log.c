@@ -206,8 +206,9 @@ size_t log_escape_json(char *out, size_t outsz, const void *in, size_t inlen)
 	return o;
 }
 
-/* Room kept at the end of every line for "}" or " truncated=yes". */
-#define KV_RESERVE 16
+/* Room kept at the end of every line for the longest ending. */
+#define KV_TRUNCATED_JSON ",\"truncated\":\"yes\"}"
+#define KV_RESERVE sizeof(KV_TRUNCATED_JSON)
 
 static void kv_append(struct logkv *kv, const char *s, size_t n)
 {
@@ -301,8 +302,8 @@ void logkv_end(struct logkv *kv, enum log_level level)
 	bool truncated = !sb_ok(&kv->b);
 	sb_truncate(&kv->b, sb_len(&kv->b));	/* the reserve is ours now */
 	if (truncated)
-		sb_adds(&kv->b, kv->json ? ",\"truncated\":\"yes\"" : " truncated=yes");
-	if (kv->json)
+		sb_adds(&kv->b, kv->json ? KV_TRUNCATED_JSON : " truncated=yes");
+	else if (kv->json)
 		sb_addc(&kv->b, '}');
 	emit(level, sb_str(&kv->b));
 }

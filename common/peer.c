@@ -150,7 +150,7 @@ enum cert_status peer_cert_status(const struct tls_peer *p, bool pin)
 /* Exactly one value, counting the ones that could not be read (bad): two
  * values of which one was unreadable are still two (ambiguous), a single
  * unreadable one is invalid - never a fallback to the readable rest. */
-static enum ext_map one_value(char *const *v, size_t n, size_t bad, char out[256])
+static enum ext_map one_value(char *const *v, size_t n, size_t bad, char out[SASL_NAME_MAX + 1])
 {
 	if (n + bad == 0)
 		return EXT_MAP_MISSING;
@@ -159,7 +159,7 @@ static enum ext_map one_value(char *const *v, size_t n, size_t bad, char out[256
 	if (bad)
 		return EXT_MAP_INVALID;
 	size_t l = strlen(v[0]);
-	if (l == 0 || l > 255)
+	if (l == 0 || l > SASL_NAME_MAX)
 		return EXT_MAP_INVALID;
 	for (size_t i = 0; i < l; i++) {
 		unsigned char c = (unsigned char)v[0][i];
@@ -170,7 +170,7 @@ static enum ext_map one_value(char *const *v, size_t n, size_t bad, char out[256
 	return EXT_MAP_OK;
 }
 
-enum ext_map peer_external_user(const struct tls_peer *p, enum ext_identity field, char out[256])
+enum ext_map peer_external_user(const struct tls_peer *p, enum ext_identity field, char out[SASL_NAME_MAX + 1])
 {
 	if (!p || p->status != CERT_VERIFIED)
 		return EXT_MAP_UNVERIFIED;	/* the chain, never a pin */

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "conf.h"
+#include "sasl.h"
 #include "tls.h"
 
 /* presented: a dNSName from a certificate; reference: a normalised name
@@ -61,7 +62,7 @@ enum ext_map { EXT_MAP_OK, EXT_MAP_MISSING, EXT_MAP_AMBIGUOUS, EXT_MAP_INVALID, 
  * bytes, no NUL, control character, space or '*'; only from a
  * chain-verified certificate. Values the TLS module could not read count
  * as values: one of them is invalid, two values ambiguous. */
-enum ext_map peer_external_user(const struct tls_peer *p, enum ext_identity field, char out[256]);
+enum ext_map peer_external_user(const struct tls_peer *p, enum ext_identity field, char out[SASL_NAME_MAX + 1]);
 const char *peer_ext_map_name(enum ext_map m);
 
 #endif

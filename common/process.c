@@ -142,22 +142,28 @@ int process_drop_privileges(const char *user, const char *group, char *err, size
 	return 0;
 }
 
-void process_raise_nofile(unsigned long want)
+unsigned long process_raise_nofile(unsigned long want)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return;
+		return 0;
 	if (rl.rlim_cur >= want)
-		return;
-	rlim_t target = want;
-	if (rl.rlim_max != RLIM_INFINITY && target > rl.rlim_max) {
-		if (geteuid() == 0)
-			rl.rlim_max = target;
-		else
-			target = rl.rlim_max;
+		return rl.rlim_cur;
+	if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max) {
+		/* Raising the hard limit needs CAP_SYS_RESOURCE, which a
+		 * container's root often lacks: then the soft limit goes up to
+		 * the hard one, never stays where it was. */
+		struct rlimit both = { (rlim_t)want, (rlim_t)want };
+		if (setrlimit(RLIMIT_NOFILE, &both) == 0)
+			return want;
+		rl.rlim_cur = rl.rlim_max;
+	} else {
+		rl.rlim_cur = want;
 	}
-	rl.rlim_cur = target;
-	setrlimit(RLIMIT_NOFILE, &rl);
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 0;
+	return rl.rlim_cur;
 }
 
 static ev_signal sigw[PSIG_COUNT];

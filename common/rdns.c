@@ -17,6 +17,11 @@
 
 #define MAX_SOCKS 16
 
+/* Each DNS query is tried twice, RDNS_TRY_MS apart; the caller's deadline
+ * bounds the whole lookup. */
+#define RDNS_TRY_MS 2000
+#define RDNS_TRIES 2
+
 struct rdns_query {
 	rdns_cb cb;		/* NULL once delivered or cancelled */
 	void *arg;
@@ -24,7 +29,7 @@ struct rdns_query {
 	int outstanding;	/* c-ares operations in flight */
 	int have_result;	/* result stored, delivery pending */
 	enum rdns_status st;
-	char name[256];
+	char name[DOMAIN_BUFSZ];
 	ev_timer deadline;	/* the overall limit, then the delivery tick */
 };
 
@@ -93,8 +98,8 @@ int rdns_init(void)
 		return -1;
 	memset(&o, 0, sizeof(o));
 	o.sock_state_cb = sock_state;
-	o.timeout = 2000;
-	o.tries = 2;
+	o.timeout = RDNS_TRY_MS;
+	o.tries = RDNS_TRIES;
 	if (ares_init_options(&channel, &o, ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES) !=
 	    ARES_SUCCESS)
 		return -1;
@@ -167,7 +172,7 @@ static void ptr_cb(void *arg, int status, int timeouts, struct hostent *h)
 {
 	struct rdns_query *q = arg;
 	if (q->cb) {
-		char name[256];
+		char name[DOMAIN_BUFSZ];
 		if (status != ARES_SUCCESS || !h || !h->h_name) {
 			report(q, status_of(status), NULL);
 		} else if (domain_normalize(h->h_name, strlen(h->h_name), name, sizeof(name)) < 0) {
@@ -188,7 +193,7 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	rdns_cb cb = q->cb;
 	void *arg = q->arg;
 	enum rdns_status st = q->have_result ? q->st : RDNS_TEMP;	/* else: the limit */
-	char name[256];
+	char name[DOMAIN_BUFSZ];
 	snprintf(name, sizeof(name), "%s", q->name);
 	q->cb = NULL;
 	q->have_result = 1;

@@ -3,6 +3,7 @@
 #include "iptable.h"
 #include "log.h"
 #include "peer.h"
+#include "result.h"
 #include "sysio.h"
 #include "tls.h"
 #include "xmem.h"
@@ -78,7 +79,7 @@ static void refuse(const struct conf_listener *l, int fd, const struct mg_addr *
 	logkv_str(&kv, "listener", l->name);
 	logkv_raw(&kv, "client", ip);
 	logkv_raw(&kv, "reason", why);
-	logkv_raw(&kv, "result", "limit");
+	logkv_raw(&kv, "result", session_result_name(RESULT_LIMIT));
 	logkv_end(&kv, LOG_LVL_NOTICE);
 }
 
@@ -99,41 +100,9 @@ bool server_admit(struct server *srv, const struct conf_listener *l, int fd,
 	return true;
 }
 
-void server_link(struct server *srv, struct session *s)
+void server_release(struct server *srv, const struct conf_listener *l, const struct mg_addr *peer)
 {
-	s->prev = NULL;
-	s->next = srv->sessions;
-	if (srv->sessions)
-		srv->sessions->prev = s;
-	srv->sessions = s;
-	srv->nsessions++;
-}
-
-void server_unlink(struct server *srv, struct session *s)
-{
-	struct server_listener *ls = &srv->ls[s->listener->index];
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		srv->sessions = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
-	srv->nsessions--;
+	struct server_listener *ls = &srv->ls[l->index];
 	ls->active--;
-	iptable_dec(ls->per_ip, &s->client);
-}
-
-void server_shutdown(struct server *srv)
-{
-	srv->shutting_down = true;
-	for (struct session *s = srv->sessions; s; s = s->next)
-		if (s->hooks && s->hooks->shutdown_notice)
-			s->hooks->shutdown_notice(s);
-}
-
-void server_close_all(struct server *srv)
-{
-	for (struct session *s = srv->sessions; s; s = s->next)
-		if (s->hooks && s->hooks->kill)
-			s->hooks->kill(s);
+	iptable_dec(ls->per_ip, peer);
 }

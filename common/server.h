@@ -1,20 +1,22 @@
 /* server: the state every gateway daemon's worker keeps beside its
  * protocol: the configuration, one TLS server object per tls section used
- * by a listener and one TLS client per upstream that speaks TLS, per
- * listener connection counts (max_connections, max_per_ip), and the list
- * of live sessions with the hooks graceful shutdown needs. */
+ * by a listener and one TLS client per upstream that speaks TLS, and per
+ * listener connection counts (max_connections, max_per_ip). The list of
+ * live sessions is the session core's (session.c). A daemon's own server
+ * state embeds struct server as its first member. */
 #ifndef MG_SERVER_H
 #define MG_SERVER_H
 
 #include <stdbool.h>
 
 #include "conf.h"
+#include "addr.h"
 #include "diag.h"
-#include "session.h"
 
 struct tls_server;
 struct tls_client;
 struct iptable;
+struct session;
 
 struct server_listener {
 	unsigned active;
@@ -26,7 +28,7 @@ struct server {
 	struct tls_server **tls;		/* parallel to conf->tls; NULL if unused */
 	struct tls_client **tls_clients;	/* parallel to conf->upstreams */
 	struct server_listener *ls;		/* parallel to conf->listeners */
-	struct session *sessions;
+	struct session *sessions;		/* live sessions (session.c) */
 	unsigned nsessions;
 	bool shutting_down;
 };
@@ -42,12 +44,7 @@ struct tls_client *server_tls_client(const struct server *srv, const struct conf
  * "result=limit" line is logged. Returns true when admitted. */
 bool server_admit(struct server *srv, const struct conf_listener *l, int fd,
 		  const struct mg_addr *peer, const char *refusal);
-/* Links an admitted session; server_unlink releases its admission. */
-void server_link(struct server *srv, struct session *s);
-void server_unlink(struct server *srv, struct session *s);
-/* SIGTERM: shutting_down, and every session's hooks->shutdown_notice. */
-void server_shutdown(struct server *srv);
-/* shutdown_timeout: every session's hooks->kill. */
-void server_close_all(struct server *srv);
+/* Gives back what server_admit counted. */
+void server_release(struct server *srv, const struct conf_listener *l, const struct mg_addr *peer);
 
 #endif

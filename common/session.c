@@ -1,155 +1,382 @@
-/* session: ids are a random per-process prefix plus a counter, so they are
- * unique across workers and restarts without coordination. */
+/* session: the life cycle of a client session (see session.h). One
+ * connection callback, client_cb(), receives every event of the client
+ * connection and routes it by the core state: the handshake and the
+ * closing sequence are handled here, everything in ACTIVE goes to the
+ * protocol's hooks. session_free() is the one teardown, always the last
+ * statement of the callback that calls it. */
 #include "session.h"
+#include "session_int.h"
 #include "conn.h"
-#include "peer.h"
-#include "proxyproto.h"
+#include "log.h"
+#include "server.h"
+#include "strbuf.h"
+#include "timer.h"
 #include "tls.h"
+#include "xmem.h"
 
-#include <fcntl.h>
-#include <stdio.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-static uint32_t id_prefix;
-static uint32_t id_counter;
-static pid_t id_pid;
+#define SESSION_MAGIC 0x53455353u
+#define CLOSE_GRACE 10.0	/* seconds to flush the last words */
 
-static void reseed(void)
+static const char *const state_names[] = { "handshake", "active", "starttls", "closing" };
+
+void session_trace(const struct session *s, const char *machine, const char *from, const char *to)
 {
-	uint32_t r = 0;
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (read(fd, &r, sizeof(r)) != sizeof(r))
-			r = 0;
-		close(fd);
+	log_debug("session %s: %s%s%s -> %s", s->id, machine, machine[0] ? " " : "", from, to);
+}
+
+/* The one setter of the core state. */
+static void session_enter(struct session *s, enum session_state st)
+{
+	session_trace(s, "", state_names[s->state], state_names[st]);
+	s->state = st;
+}
+
+const struct conf *session_conf(const struct session *s)
+{
+	return s->srv->conf;
+}
+
+void session_assert(const struct session *s)
+{
+	if (s->magic != SESSION_MAGIC)
+		abort();
+}
+
+bool session_tls(const struct session *s)
+{
+	return conn_tls_ready(s->conn);
+}
+
+bool session_secure(const struct session *s)
+{
+	return session_tls(s) || s->listener->tls_mode == TLS_MODE_NONE;
+}
+
+const struct tls_peer *session_cert(const struct session *s)
+{
+	return session_tls(s) ? tls_peer(conn_tls(s->conn)) : NULL;
+}
+
+const char *session_cipher(const struct session *s)
+{
+	return session_tls(s) ? tls_cipher_name(conn_tls(s->conn)) : NULL;
+}
+
+void session_set_result(struct session *s, enum session_result r)
+{
+	if (s->state != SESSION_CLOSING && r != RESULT_UNCHANGED)
+		s->result = r;
+}
+
+void session_write(struct session *s, const void *p, size_t n)
+{
+	conn_write(s->conn, p, n);
+}
+
+void session_vline(struct session *s, const char *fmt, va_list ap)
+{
+	char line[SESSION_LINE_MAX];
+	struct strbuf b;
+	sb_init(&b, line, sizeof(line));
+	sb_vaddf(&b, fmt, ap);
+	sb_add(&b, "\r\n", 2);
+	if (!sb_ok(&b)) {	/* sized for every line a protocol builds */
+		log_error("session %s: a line did not fit in %zu octets", s->id, sizeof(line));
+		sb_init(&b, line, sizeof(line));
+		sb_adds(&b, s->ops->internal_error);
 	}
-	if (!r)
-		r = (uint32_t)time(NULL) ^ (uint32_t)getpid() << 16;
-	id_prefix = r & 0xffffff;
-	id_counter = 0;
-	id_pid = getpid();
+	conn_write(s->conn, sb_str(&b), sb_len(&b));
 }
 
-void session_new_id(char out[16])
+void session_line(struct session *s, const char *fmt, ...)
 {
-	if (id_pid != getpid() || id_counter >= 0xffffff)
-		reseed();
-	id_counter++;
-	snprintf(out, 16, "%06X%06X", (unsigned)id_prefix, (unsigned)id_counter);
+	va_list ap;
+	va_start(ap, fmt);
+	session_vline(s, fmt, ap);
+	va_end(ap);
 }
 
-void session_init(struct session *s, const struct conf_listener *l, const struct mg_addr *client,
-		  const struct mg_addr *local)
+void session_resume(struct session *s)
 {
-	session_new_id(s->id);
-	s->listener = l;
-	s->client = *client;
-	s->local = *local;
-	s->start = conn_now();
-	s->result = "ok";
-	addr_ip_str(&s->client, s->ip, sizeof(s->ip));
+	if (s->state == SESSION_ACTIVE)
+		s->ops->input(s);
 }
 
-void session_log_begin(struct session *s, struct logkv *kv)
+bool session_output_full(struct session *s)
 {
-	char buf[128];
-	logkv_begin(kv, "session", 0);
-	logkv_raw(kv, "session", s->id);
-	logkv_str(kv, "listener", s->listener->name);
-	addr_str(&s->client, buf, sizeof(buf));
-	logkv_raw(kv, "client", buf);
-	struct tls_session *t = s->conn ? conn_tls(s->conn) : NULL;
-	if (t && conn_tls_ready(s->conn)) {
-		logkv_raw(kv, "tls", tls_version_name(t));
-		logkv_raw(kv, "cipher", tls_cipher_name(t));
-		const struct tls_peer *p = tls_peer(t);
-		/* cert=verified pin=yes when a pin made it acceptable (§6); the
-		 * CN only for a chain that verified, as in Received (§4.5). */
-		logkv_raw(kv, "cert", tls_cert_status_name(peer_cert_status(p, s->pin)));
-		if (p) {
-			if (s->pin)
-				logkv_raw(kv, "pin", "yes");
-			if (p->cn && p->status == CERT_VERIFIED)
-				logkv_mem(kv, "cn", p->cn, p->cn_len);
-			tls_format_fp(p->fp, buf, sizeof(buf));
-			logkv_raw(kv, "fp", buf);
-			if (s->peer) {
-				logkv_str(kv, "peer", s->peer->name);
-			} else {
-				logkv_raw(kv, "peer", "none");
-				logkv_raw(kv, "reason", s->peer_reason);
-			}
-		}
+	if (conn_out_len(s->conn) <= SESSION_OUT_HIGH_WATER)
+		return false;
+	if (!s->out_full) {
+		s->out_full = 1;
+		conn_read_stop(s->conn);
+		conn_notify_drained(s->conn);
 	}
+	return true;
 }
 
-void session_identify(struct session *s, const struct conf *c)
+bool session_error(struct session *s)
 {
-	struct peer_result r;
-	struct tls_session *t = s->conn ? conn_tls(s->conn) : NULL;
-	peer_match(c->peers, c->npeers, t ? tls_peer(t) : NULL, &r);
-	s->peer = r.peer;
-	s->pin = r.pin;
-	s->peer_reason = r.reason;
+	return ++s->errors >= session_conf(s)->max_errors && s->state != SESSION_CLOSING;
 }
 
-void session_log_end(struct session *s, struct logkv *kv)
+/* The server's list of live sessions (shutdown walks it). */
+static void link_session(struct session *s)
 {
-	char dur[32];
-	if (s->conn) {
-		logkv_u64(kv, "bytes_in", conn_bytes_in(s->conn));
-		logkv_u64(kv, "bytes_out", conn_bytes_out(s->conn));
-	}
-	snprintf(dur, sizeof(dur), "%.3f", conn_now() - s->start);
-	logkv_raw(kv, "duration", dur);
-	logkv_raw(kv, "result", s->result);
-	logkv_end(kv, LOG_LVL_INFO);
+	struct server *srv = s->srv;
+	s->prev = NULL;
+	s->next = srv->sessions;
+	if (srv->sessions)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
 }
 
-void session_log_auth_failed(const struct session *s, const char *user, const char *mech)
+static void unlink_session(struct session *s)
 {
+	struct server *srv = s->srv;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	srv->nsessions--;
+	server_release(srv, s->listener, &s->client);
+}
+
+static void session_free(struct session *s)
+{
+	session_log_end(s);
+	if (s->ops->free)
+		s->ops->free(s);
+	mg_timer_stop(&s->deadline);
+	unlink_session(s);
+	conn_free(&s->conn);
+	s->magic = 0;
+	free(s);
+}
+
+void session_close(struct session *s, enum session_result r)
+{
+	if (s->state == SESSION_CLOSING)
+		return;
+	session_set_result(s, r);
+	session_enter(s, SESSION_CLOSING);
+	mg_timer_stop(&s->deadline);
+	if (s->ops->closing)
+		s->ops->closing(s);
+	conn_read_stop(s->conn);
+	conn_in_clear(s->conn);
+	conn_uncork(s->conn);
+	conn_set_timeout(s->conn, CLOSE_GRACE);
+	conn_notify_drained(s->conn);	/* then freed (client_cb) */
+}
+
+void session_starttls(struct session *s)
+{
+	/* Stop reading at once: anything queued after the STARTTLS line is
+	 * discarded, never executed (CVE-2011-0411 class); the handshake
+	 * starts once the reply is out (client_cb, CONN_EV_DRAINED). */
+	session_enter(s, SESSION_STARTTLS);
+	conn_read_stop(s->conn);
+	conn_in_clear(s->conn);
+	conn_uncork(s->conn);
+	conn_notify_drained(s->conn);
+}
+
+static void start_handshake(struct session *s)
+{
+	struct tls_server *ts = server_tls(s->srv, s->listener->tls);
+	conn_set_timeout(s->conn, session_conf(s)->timeout_handshake);
+	conn_start_tls(s->conn, tls_session_server(ts, conn_fd(s->conn), s->listener->client_cert));
+}
+
+static void tls_failed(struct session *s)
+{
+	struct tls_session *t = conn_tls(s->conn);
 	struct logkv kv;
-	logkv_begin(&kv, "auth-failed", 1);
+	logkv_begin(&kv, "tls-failed", 1);
 	logkv_raw(&kv, "session", s->id);
 	logkv_raw(&kv, "client", s->ip);
-	if (user)
-		logkv_str(&kv, "user", user);
-	logkv_str(&kv, "mech", mech);
-	logkv_end(&kv, LOG_LVL_NOTICE);
+	logkv_str(&kv, "reason", conn_error(s->conn));
+	logkv_end(&kv, LOG_LVL_INFO);
+	s->result = t && tls_failed_on_cert(t) ? RESULT_CERT_REJECTED : RESULT_TLS_FAILED;
 }
 
-size_t session_proxy_header(struct session *s, enum proxy_out v, unsigned char *out, size_t sz)
+/* Every handshake ends here: who is this certificate (§6), then the
+ * greeting or the restart. */
+static void handshake_done(struct session *s)
 {
-	if (v == PROXY_OUT_V1)
-		return pp_build_v1((char *)out, sz, &s->client, &s->local);
-	if (v != PROXY_OUT_V2)
-		return 0;
-	struct pp_tls t;
-	char sni[256], alpn[64];
-	memset(&t, 0, sizeof(t));
-	struct tls_session *ts = s->conn && conn_tls_ready(s->conn) ? conn_tls(s->conn) : NULL;
-	if (ts) {
-		const struct tls_peer *p = tls_peer(ts);
-		t.tls = true;
-		t.version = pp_openssl_version(tls_version_name(ts));
-		t.cipher = pp_openssl_cipher(tls_cipher_name(ts));
-		tls_sni(ts, sni, sizeof(sni));
-		tls_alpn(ts, alpn, sizeof(alpn));
-		t.sni = sni[0] ? sni : NULL;
-		t.alpn = alpn[0] ? alpn : NULL;
-		if (p) {
-			t.cert = true;
-			/* "verified" means the chain: a pin-only match counts as
-			 * failed here, and only then is the CN sent (Dovecot
-			 * would take it as the EXTERNAL login name) - and only
-			 * a CN that is the subject's one CN, read exactly. */
-			t.verified = p->status == CERT_VERIFIED;
-			t.cn = peer_single_cn(p);
-			t.sig_alg = p->sig_alg;
-			t.key_alg = p->key_alg;
-		}
+	bool implicit = s->state == SESSION_HANDSHAKE;
+	session_identify(s);
+	session_enter(s, SESSION_ACTIVE);
+	if (s->ops->identified)
+		s->ops->identified(s, implicit);
+	if (s->state != SESSION_ACTIVE)
+		return;	/* refused */
+	if (implicit)
+		s->ops->greet(s);
+	else
+		s->ops->restarted(s);
+}
+
+static void on_drained(struct session *s)
+{
+	if (s->state == SESSION_STARTTLS && !conn_tls(s->conn)) {
+		start_handshake(s);
+		return;
 	}
-	return pp_build_v2(out, sz, &s->client, &s->local, &t);
+	if (s->state != SESSION_ACTIVE)
+		return;
+	if (s->out_full) {	/* the replies went out: back to the commands */
+		s->out_full = 0;
+		conn_read_start(s->conn);
+		s->ops->input(s);
+		return;
+	}
+	if (s->ops->drained)
+		s->ops->drained(s);
+}
+
+/* Returns true when the session must be freed now. */
+static bool on_end(struct session *s, enum conn_event ev)
+{
+	switch (ev) {
+	case CONN_EV_EOF:
+		if (s->state == SESSION_ACTIVE && s->ops->eof && s->ops->eof(s))
+			return false;
+		return true;
+	case CONN_EV_ERROR:
+		if (s->state == SESSION_HANDSHAKE || s->state == SESSION_STARTTLS)
+			tls_failed(s);
+		else
+			session_set_result(s, RESULT_ERROR);
+		return true;
+	default:	/* CONN_EV_TIMEOUT */
+		if (s->state != SESSION_ACTIVE) {
+			session_set_result(s, RESULT_TIMEOUT);
+			return true;
+		}
+		s->ops->timeout(s);
+		return false;
+	}
+}
+
+static void client_cb(struct conn *c, enum conn_event ev, void *arg)
+{
+	struct session *s = arg;
+	if (s->magic != SESSION_MAGIC)
+		abort();
+	switch (ev) {
+	case CONN_EV_READ:
+		if (s->state == SESSION_ACTIVE)
+			s->ops->input(s);
+		else
+			conn_in_clear(c);	/* discarded, never executed */
+		return;
+	case CONN_EV_HANDSHAKE:
+		if (s->state != SESSION_CLOSING)	/* closed means closed */
+			handshake_done(s);
+		return;
+	case CONN_EV_DRAINED:
+		if (s->state == SESSION_CLOSING) {
+			session_free(s);
+			return;
+		}
+		on_drained(s);
+		return;
+	case CONN_EV_EOF:
+	case CONN_EV_ERROR:
+	case CONN_EV_TIMEOUT:
+		if (s->state == SESSION_CLOSING || on_end(s, ev))
+			session_free(s);
+		return;
+	}
+}
+
+static void deadline_cb(void *arg)
+{
+	struct session *s = arg;
+	if (s->magic != SESSION_MAGIC)
+		abort();
+	mg_timer_stop(&s->deadline);
+	if (s->state != SESSION_CLOSING && s->ops->deadline)
+		s->ops->deadline(s);
+}
+
+void session_set_deadline(struct session *s, double seconds)
+{
+	mg_timer_stop(&s->deadline);
+	if (seconds > 0)
+		s->deadline = mg_timer_start(seconds, 0, deadline_cb, s);
+}
+
+static void shutdown_one(struct session *s)
+{
+	if (s->state == SESSION_ACTIVE && s->ops->shutdown)
+		s->ops->shutdown(s);
+}
+
+static void kill_one(struct session *s)
+{
+	if (s->state == SESSION_CLOSING)
+		return;
+	if (s->state == SESSION_ACTIVE && s->ops->kill) {
+		conn_cork(s->conn);
+		s->ops->kill(s);
+	}
+	session_close(s, RESULT_SHUTDOWN);
+}
+
+void session_shutdown_all(struct server *srv)
+{
+	srv->shutting_down = true;
+	for (struct session *s = srv->sessions, *next; s; s = next) {
+		next = s->next;
+		shutdown_one(s);
+	}
+}
+
+void session_kill_all(struct server *srv)
+{
+	for (struct session *s = srv->sessions, *next; s; s = next) {
+		next = s->next;
+		kill_one(s);
+	}
+}
+
+void session_accept(struct server *srv, const struct session_ops *ops, const struct conf_listener *l,
+		    int fd, const struct mg_addr *peer, const struct mg_addr *local)
+{
+	if (!server_admit(srv, l, fd, peer, ops->limit_refusal))
+		return;
+	struct session *s = xcalloc(1, ops->size);
+	s->magic = SESSION_MAGIC;
+	s->ops = ops;
+	s->srv = srv;
+	session_new_id(s->id);
+	s->listener = l;
+	s->client = *peer;
+	s->local = *local;
+	addr_ip_str(&s->client, s->ip, sizeof(s->ip));
+	s->start = conn_now();
+	s->result = RESULT_OK;
+	s->conn = conn_new(fd, ops->in_max(srv->conf), client_cb, s);
+	link_session(s);
+	log_debug("session %s: %s connect from %s listener=%s", s->id, ops->name, s->ip, l->name);
+	if (ops->start)
+		ops->start(s);
+	if (s->state == SESSION_CLOSING)
+		return;	/* start() ended it: closed means closed */
+	if (l->tls_mode == TLS_MODE_IMPLICIT) {
+		s->state = SESSION_HANDSHAKE;
+		start_handshake(s);
+		return;
+	}
+	s->state = SESSION_ACTIVE;
+	ops->greet(s);
 }

@@ -1,5 +1,5 @@
 /* sysio: the socket system calls of the I/O layer, one thin function each.
- * conn.c, upstream.c (the dialer), proxyin.c, listener.c and server.c
+ * conn.c, dial.c (the dialer), proxyin.c, listener.c and server.c
  * call these instead of libc, and nothing else here knows about sockets.
  * In the daemons sysio.c forwards every call unchanged to the kernel; the
  * deterministic simulation under tests/sim/ replaces this module at link

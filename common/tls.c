@@ -174,7 +174,7 @@ struct tls_session *tls_session_client(struct tls_client *cli, int fd, const cha
 		gnutls_server_name_set(s->gs, GNUTLS_NAME_DNS, name, strlen(name));
 	/* tls_creds.c's verify function checks pins, or the chain and this
 	 * name (DNS-IDs only, RFC 6125/7817). */
-	char ref[256];
+	char ref[DOMAIN_BUFSZ];
 	s->verify_host = xstrdup(name && domain_normalize(name, strlen(name), ref, sizeof(ref)) == 0 ? ref : "");
 	if (cli->nalpn)
 		gnutls_alpn_set_protocols(s->gs, cli->alpn, cli->nalpn, 0);

@@ -44,6 +44,10 @@ enum cert_status {
 const char *tls_cert_status_name(enum cert_status st);
 
 #define TLS_MAX_CHAIN_DEPTH 6
+/* Largest plaintext of one TLS record (RFC 8446 §5.1): one tls_send each. */
+#define TLS_RECORD_MAX 16384
+/* Largest public key accepted in a peer's chain (bits). */
+#define TLS_MAX_KEY_BITS 16384
 #define TLS_TICKET_LIFETIME 7200
 
 /* Bounds on what is read from a certificate. A value that does not fit

@@ -208,7 +208,7 @@ struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
 				   t->ocsp_staple, gnutls_strerror(r));
 	}
 	gnutls_certificate_set_verify_function(srv->cred, server_verify);
-	gnutls_certificate_set_verify_limits(srv->cred, 16384, TLS_MAX_CHAIN_DEPTH);
+	gnutls_certificate_set_verify_limits(srv->cred, TLS_MAX_KEY_BITS, TLS_MAX_CHAIN_DEPTH);
 	if (gnutls_priority_init(&srv->prio, t->priority, &errpos) < 0) {
 		diag_error(d, t->priority_where.file, t->priority_where.line,
 			   "priority: bad GnuTLS priority string near '%s'", errpos ? errpos : t->priority);
@@ -381,7 +381,7 @@ struct tls_client *tls_client_new(const struct conf_tls_client *t, struct diag *
 			load_pair(cli->cred, d, t->cert_where, t->key_where, t->cert, t->key);
 		}
 	}
-	gnutls_certificate_set_verify_limits(cli->cred, 16384, TLS_MAX_CHAIN_DEPTH);
+	gnutls_certificate_set_verify_limits(cli->cred, TLS_MAX_KEY_BITS, TLS_MAX_CHAIN_DEPTH);
 	const char *prio = t ? t->priority : CONF_TLS_PRIORITY;
 	if (gnutls_priority_init(&cli->prio, prio, &errpos) < 0) {
 		struct conf_where w = t ? t->where : (struct conf_where){ NULL, 0 };

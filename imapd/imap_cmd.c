@@ -1,42 +1,24 @@
-/* imap_cmd: the commands allowed before login (DESIGN.md §5.1) and the
- * start and outcome of an upstream login (§5.2). Each handler validates
- * its arguments first; anything else gets BAD. */
-#include "imap_session_int.h"
-#include "b64.h"
-#include "conn.h"
-#include "imap_server.h"
-#include "log.h"
-#include "peer.h"
-#include "proxyproto.h"
+/* imap_cmd: see imap_cmd.h. Each handler validates its arguments; the
+ * table holds what all commands share (the arity, PRIVACY: refused before
+ * TLS without a "+" continuation). */
+#include "imap_cmd.h"
+#include "imap_conf.h"
+#include "imap_auth.h"
 #include "strbuf.h"
-#include "xmem.h"
 
-#include <ctype.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-static bool external_offered(const struct imap_session *is)
-{
-	return imap_secure(is) && is->ext == EXT_MAP_OK && imap_conf(is)->master_user[0];
-}
 
 void imap_capability_line(const struct imap_session *is, struct strbuf *out)
 {
 	sb_adds(out, "IMAP4rev1 SASL-IR ID LITERAL+");
-	if (imap_secure(is)) {
+	if (session_secure(&is->s)) {
 		sb_adds(out, " AUTH=PLAIN");
-		if (external_offered(is))
+		if (imap_auth_external_offered(is))
 			sb_adds(out, " AUTH=EXTERNAL");
 	} else if (is->s.listener->tls_mode == TLS_MODE_STARTTLS) {
 		sb_adds(out, " STARTTLS LOGINDISABLED");
 	}
-}
-
-bool imap_cmd_needs_privacy(const struct imap_session *is, const char *name)
-{
-	return !imap_secure(is) && (strcmp(name, "LOGIN") == 0 || strcmp(name, "AUTHENTICATE") == 0);
 }
 
 void imap_cmd_privacy_refusal(struct imap_session *is, const char *tag)
@@ -44,355 +26,96 @@ void imap_cmd_privacy_refusal(struct imap_session *is, const char *tag)
 	imap_reply(is, "%s NO [PRIVACYREQUIRED] Use STARTTLS first", tag);
 }
 
-static bool is_string(const struct imap_arg *a)
+static void cmd_capability(struct imap_session *is, const struct imap_cmd *cmd)
 {
-	return a->type == IMAP_ARG_ATOM || a->type == IMAP_ARG_STRING;
+	char caps[IMAP_CAPS_MAX];
+	struct strbuf b;
+	sb_init(&b, caps, sizeof(caps));
+	imap_capability_line(is, &b);
+	imap_reply(is, "* CAPABILITY %s", caps);
+	imap_reply(is, "%s OK Capability completed", cmd->tag);
 }
 
-/* Who tried, for auth-failed and the session line (user may be NULL:
- * not known, e.g. a PLAIN blob that does not parse). */
-static void note_attempt(struct imap_session *is, const char *user, const char *mech)
+static void cmd_noop(struct imap_session *is, const struct imap_cmd *cmd)
 {
-	if (user && user != is->user) {
-		free(is->user);
-		is->user = xstrdup(user);
-	}
-	if (mech != is->mech)
-		snprintf(is->mech, sizeof(is->mech), "%s", mech);
+	imap_reply(is, "%s OK NOOP completed", cmd->tag);
 }
 
-/* Every refused login - the upstream's NO or the gateway's own refusal
- * (malformed PLAIN, a NUL or over-long field, EXTERNAL refused, the
- * master user) - logs auth-failed and counts toward max_auth_failures
- * (DESIGN.md §5.2, §7), so none of them is a free guess; the one reaching
- * the limit is followed by BYE and close. The NO itself is sent first. */
-static void auth_failed(struct imap_session *is, const char *user, const char *mech)
+static void cmd_logout(struct imap_session *is, const struct imap_cmd *cmd)
 {
-	note_attempt(is, user, mech);
-	is->auth_failures++;
-	session_log_auth_failed(&is->s, user, mech);
-	if (is->auth_failures >= (unsigned)imap_conf(is)->max_auth_failures) {
-		imap_reply(is, "* BYE Too many authentication failures");
-		imap_close(is, "auth-failures");
-	}
+	imap_reply(is, "* BYE Logging out");
+	imap_reply(is, "%s OK Logout completed", cmd->tag);
+	imap_close(is, RESULT_QUIT);
 }
 
-/* The gateway's own refusal of a login. */
-static void refuse_login(struct imap_session *is, const char *tag, const char *user, const char *mech,
-			 const char *text)
+static void cmd_id(struct imap_session *is, const struct imap_cmd *cmd)
 {
-	imap_reply(is, "%s NO [AUTHENTICATIONFAILED] %s", tag, text);
-	auth_failed(is, user, mech);
-}
-
-/* DESIGN.md §5.2: nobody logs in as master_user from outside, or its
- * password is open to guessing from the Internet. Case-insensitive, as
- * upstreams usually compare names; and also the upstream's own way of
- * naming a master login inside the user name, "user*master" (Dovecot's
- * auth_master_user_separator): the name ending in master_user after a
- * byte that user names do not use as such (not a letter, digit, '.',
- * '-', '_', '@' or '+'). */
-static bool is_master_user(const struct imap_session *is, const char *name)
-{
-	const char *m = imap_conf(is)->master_user;
-	size_t nl = strlen(name), ml = strlen(m);
-	if (!ml || nl < ml || strcasecmp(name + nl - ml, m) != 0)
-		return false;
-	if (nl == ml)
-		return true;
-	unsigned char sep = (unsigned char)name[nl - ml - 1];
-	return !isalnum(sep) && !strchr(".-_@+", sep);
-}
-
-/* The login finished one way or the other (from the login's callback). */
-static void login_done(void *owner, enum login_event ev, const char *data, size_t len, const char *why)
-{
-	struct imap_session *is = owner;
-	if (is->magic != IMAP_SESSION_MAGIC)
-		abort();
-	struct conn *c = is->s.conn;
-	conn_cork(c);
-	switch (ev) {
-	case LOGIN_UNTAGGED:
-		conn_write(c, data, len);	/* e.g. "* CAPABILITY ..." */
-		conn_uncork(c);
-		return;
-	case LOGIN_OK:
-		conn_write(c, is->tag, strlen(is->tag));
-		conn_write(c, " ", 1);
-		conn_write(c, data, len);	/* the upstream's code and text */
-		is->up = imap_login_take_conn(is->login);
-		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
-		imap_login_free(&is->login);
-		imap_drop_credentials(is);
-		is->logged_in = 1;
-		imap_proxy_start(is);
-		conn_uncork(c);
-		return;
-	case LOGIN_NO:
-		conn_write(c, is->tag, strlen(is->tag));
-		conn_write(c, " ", 1);
-		conn_write(c, data, len);
-		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
-		imap_login_free(&is->login);	/* a retry reconnects */
-		imap_drop_credentials(is);
-		imap_enter(is, IS_PREAUTH);
-		auth_failed(is, is->user, is->mech);
-		if (is->state == IS_CLOSING)
-			return;
-		imap_process(is);	/* bytes held during the login */
-		conn_uncork(c);
-		return;
-	case LOGIN_UNAVAILABLE:
-		log_warn("session %s: upstream unavailable: %s", is->s.id, why ? why : "?");
-		imap_login_free(&is->login);
-		imap_drop_credentials(is);
-		imap_reply(is, "%s NO [UNAVAILABLE] Upstream server unavailable, try again later", is->tag);
-		is->s.result = "upstream-failed";
-		imap_enter(is, IS_PREAUTH);
-		imap_process(is);
-		conn_uncork(c);
+	const struct imap_arg *a = &cmd->args[0];
+	if (a->type != IMAP_ARG_LIST &&
+	    !(a->type == IMAP_ARG_ATOM && a->len == 3 && !strncasecmp(a->p, "NIL", 3))) {
+		imap_bad(is, cmd->tag, "Syntax: ID (...) or ID NIL");
 		return;
 	}
-}
-
-static void start_login(struct imap_session *is, const char *tag, const char *mech,
-			const struct sasl_plain *cred)
-{
-	const char *who = cred->authzid[0] ? cred->authzid : cred->authcid;
-	struct login_params p;
-	if (tag != is->tag)	/* the SASL continuation passes is->tag itself */
-		snprintf(is->tag, sizeof(is->tag), "%s", tag);
-	note_attempt(is, who, mech);
-	is->cred = xmalloc(sizeof(*is->cred));
-	*is->cred = *cred;
-	memset(&p, 0, sizeof(p));
-	p.srv = is->srv;
-	p.cu = imap_server_route(is->srv, who, is->s.listener);
-	p.session_id = is->s.id;
-	p.client = &is->s.client;
-	p.local = &is->s.local;
-	p.cred = is->cred;
-	unsigned char pp[PP_V2_MAX];
-	p.pp_len = session_proxy_header(&is->s, p.cu->proxy_protocol, pp, sizeof(pp));
-	p.pp = pp;
-	if (p.cu->proxy_protocol != PROXY_OUT_OFF && !p.pp_len) {
-		/* Without its header the upstream would take the gateway for
-		 * the client: fail closed (sized to fit, so cannot happen). */
-		log_error("session %s: the PROXY header does not fit", is->s.id);
-		imap_drop_credentials(is);
-		imap_reply(is, "%s NO [UNAVAILABLE] Upstream server unavailable, try again later", is->tag);
-		return;
-	}
-	imap_enter(is, IS_LOGIN);
-	is->login = imap_login_start(&p, login_done, is);
-}
-
-static bool copy_field(char *dst, size_t dstsz, const struct imap_arg *a)
-{
-	if (a->len == 0 || a->len >= dstsz || memchr(a->p, '\0', a->len))
-		return false;
-	memcpy(dst, a->p, a->len);
-	dst[a->len] = '\0';
-	return true;
-}
-
-static void cmd_login(struct imap_session *is, const struct imap_cmd *cmd)
-{
-	struct sasl_plain cred;
-	if (cmd->nargs != 2 || !is_string(&cmd->args[0]) || !is_string(&cmd->args[1])) {
-		imap_bad(is, cmd->tag, "Syntax: LOGIN user password");
-		return;
-	}
-	if (imap_cmd_needs_privacy(is, "LOGIN")) {
-		imap_cmd_privacy_refusal(is, cmd->tag);
-		return;
-	}
-	memset(&cred, 0, sizeof(cred));
-	bool named = copy_field(cred.authcid, sizeof(cred.authcid), &cmd->args[0]);
-	if (!named || !copy_field(cred.passwd, sizeof(cred.passwd), &cmd->args[1])) {
-		/* A NUL or an over-long field: no upstream would take it. */
-		refuse_login(is, cmd->tag, named ? cred.authcid : NULL, "LOGIN", "Authentication failed");
-		explicit_bzero(&cred, sizeof(cred));
-		return;
-	}
-	if (is_master_user(is, cred.authcid)) {
-		/* Like a wrong password (Dovecot's words), and no upstream hears of it. */
-		log_info("session %s: LOGIN as the master user refused", is->s.id);
-		refuse_login(is, cmd->tag, cred.authcid, "LOGIN", "Authentication failed.");
-		explicit_bzero(&cred, sizeof(cred));
-		return;
-	}
-	start_login(is, cmd->tag, "LOGIN", &cred);
-	explicit_bzero(&cred, sizeof(cred));	/* a plain memset of a dying local may be elided */
-}
-
-/* A base64 SASL PLAIN response, from SASL-IR or the continuation. */
-static void plain_response(struct imap_session *is, const char *tag, const char *b64, size_t len)
-{
-	struct sasl_plain cred;
-	if (len == 1 && b64[0] == '=') {
-		imap_bad(is, tag, "Empty PLAIN response");
-		return;
-	}
-	if (!b64_valid(b64, len)) {
-		imap_bad(is, tag, "Invalid base64");
-		return;
-	}
-	if (sasl_plain_decode(b64, len, &cred) < 0) {
-		explicit_bzero(&cred, sizeof(cred));
-		refuse_login(is, tag, NULL, "PLAIN", "Malformed PLAIN response");
-		return;
-	}
-	if (is_master_user(is, cred.authcid)) {
-		log_info("session %s: PLAIN as the master user refused", is->s.id);
-		refuse_login(is, tag, cred.authcid, "PLAIN", "Authentication failed.");
-		explicit_bzero(&cred, sizeof(cred));
-		return;
-	}
-	start_login(is, tag, "PLAIN", &cred);
-	explicit_bzero(&cred, sizeof(cred));
-}
-
-/* EXTERNAL (RFC 4422 App. A): an empty response, or an authzid byte-equal
- * to the user the certificate names, logs that user in through the
- * upstream's master user (SASL PLAIN authzid = user, authcid = master). */
-static void external_response(struct imap_session *is, const char *tag, const char *b64, size_t len)
-{
-	struct sasl_plain cred;
-	unsigned char *authzid = NULL;
-	size_t alen = 0;
-	if (!(len == 0 || (len == 1 && b64[0] == '='))) {
-		if (b64_decode(b64, len, &authzid, &alen) < 0) {
-			imap_bad(is, tag, "Invalid base64");
-			return;
-		}
-	}
-	bool same = alen == 0 || (alen == strlen(is->ext_user) && memcmp(authzid, is->ext_user, alen) == 0);
-	free(authzid);
-	if (!same) {
-		refuse_login(is, tag, is->ext_user, "EXTERNAL", "Authorization identity not allowed");
-		return;
-	}
-	memset(&cred, 0, sizeof(cred));
-	snprintf(cred.authzid, sizeof(cred.authzid), "%s", is->ext_user);
-	snprintf(cred.authcid, sizeof(cred.authcid), "%s", imap_conf(is)->master_user);
-	snprintf(cred.passwd, sizeof(cred.passwd), "%s", is->srv->master_password);
-	start_login(is, tag, "EXTERNAL", &cred);
-	explicit_bzero(&cred, sizeof(cred));	/* the master password */
-}
-
-static void cmd_authenticate(struct imap_session *is, const struct imap_cmd *cmd)
-{
-	if (cmd->nargs < 1 || cmd->nargs > 2 || cmd->args[0].type != IMAP_ARG_ATOM ||
-	    (cmd->nargs == 2 && !is_string(&cmd->args[1]))) {
-		imap_bad(is, cmd->tag, "Syntax: AUTHENTICATE mechanism [initial-response]");
-		return;
-	}
-	if (imap_cmd_needs_privacy(is, "AUTHENTICATE")) {
-		imap_cmd_privacy_refusal(is, cmd->tag);
-		return;
-	}
-	const struct imap_arg *m = &cmd->args[0];
-	if (m->len == 5 && strncasecmp(m->p, "PLAIN", 5) == 0) {
-		if (cmd->nargs == 2) {
-			plain_response(is, cmd->tag, cmd->args[1].p, cmd->args[1].len);
-			return;
-		}
-		snprintf(is->tag, sizeof(is->tag), "%s", cmd->tag);
-		is->sasl_external = 0;
-		imap_reply(is, "+ ");
-		imap_enter(is, IS_SASL);
-		return;
-	}
-	if (m->len == 8 && strncasecmp(m->p, "EXTERNAL", 8) == 0) {
-		/* Never a fallback to a client-supplied name (DESIGN.md §6). */
-		if (!external_offered(is)) {
-			log_info("session %s: EXTERNAL refused: identity=%s", is->s.id,
-				 imap_conf(is)->master_user[0] ? peer_ext_map_name(is->ext) : "no-master-user");
-			refuse_login(is, cmd->tag, NULL, "EXTERNAL", "No certificate identity");
-			return;
-		}
-		if (cmd->nargs == 2) {
-			external_response(is, cmd->tag, cmd->args[1].p, cmd->args[1].len);
-			return;
-		}
-		snprintf(is->tag, sizeof(is->tag), "%s", cmd->tag);
-		is->sasl_external = 1;
-		imap_reply(is, "+ ");
-		imap_enter(is, IS_SASL);
-		return;
-	}
-	imap_reply(is, "%s NO [CANNOT] Unsupported authentication mechanism", cmd->tag);
-}
-
-void imap_cmd_sasl_line(struct imap_session *is, const char *line, size_t len)
-{
-	size_t n = len;
-	imap_enter(is, IS_PREAUTH);
-	if (n && line[n - 1] == '\n')
-		n--;
-	if (n && line[n - 1] == '\r')
-		n--;
-	if (n == 1 && line[0] == '*') {
-		imap_bad(is, is->tag, "Authentication cancelled");
-		return;
-	}
-	if (is->sasl_external)
-		external_response(is, is->tag, line, n);
-	else
-		plain_response(is, is->tag, line, n);
+	imap_reply(is, "* ID NIL");	/* the client's ID is never forwarded */
+	imap_reply(is, "%s OK ID completed", cmd->tag);
 }
 
 static void cmd_starttls(struct imap_session *is, const struct imap_cmd *cmd)
 {
-	if (cmd->nargs) {
-		imap_bad(is, cmd->tag, "Syntax: STARTTLS");
-		return;
-	}
-	if (is->s.listener->tls_mode != TLS_MODE_STARTTLS || imap_secure(is)) {
+	if (is->s.listener->tls_mode != TLS_MODE_STARTTLS || session_secure(&is->s)) {
 		imap_bad(is, cmd->tag, "STARTTLS not available");
 		return;
 	}
 	imap_reply(is, "%s OK Begin TLS negotiation now", cmd->tag);
-	/* Bytes pipelined after STARTTLS are discarded, never executed. */
-	imap_enter(is, IS_TLS);
-	conn_read_stop(is->s.conn);
-	conn_in_clear(is->s.conn);
-	conn_uncork(is->s.conn);
-	conn_notify_drained(is->s.conn);
+	session_starttls(&is->s);	/* bytes pipelined after it are discarded */
+}
+
+#define IMAP_CMD_PRIVACY 0x01	/* NO [PRIVACYREQUIRED] before TLS */
+#define IMAP_ANY_ARGS (-1)
+
+static const struct {
+	const char *name;
+	int nargs;	/* exactly this many, or IMAP_ANY_ARGS */
+	void (*fn)(struct imap_session *is, const struct imap_cmd *cmd);
+	unsigned flags;
+} commands[] = {
+	{ "CAPABILITY", 0, cmd_capability, 0 },
+	{ "NOOP", 0, cmd_noop, 0 },
+	{ "LOGOUT", 0, cmd_logout, 0 },
+	{ "ID", 1, cmd_id, 0 },
+	{ "STARTTLS", 0, cmd_starttls, 0 },
+	{ "LOGIN", 2, imap_auth_login, IMAP_CMD_PRIVACY },
+	{ "AUTHENTICATE", IMAP_ANY_ARGS, imap_auth_authenticate, IMAP_CMD_PRIVACY },
+};
+
+static int find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(commands[i].name, name))
+			return (int)i;
+	return -1;
+}
+
+bool imap_cmd_needs_privacy(const struct imap_session *is, const char *name)
+{
+	int i = find(name);
+	return i >= 0 && (commands[i].flags & IMAP_CMD_PRIVACY) && !session_secure(&is->s);
 }
 
 void imap_cmd_dispatch(struct imap_session *is, const struct imap_cmd *cmd)
 {
-	const char *n = cmd->name;
-	char caps[IMAP_CAPS_MAX];
-	struct strbuf b;
-	if (!strcmp(n, "CAPABILITY") && cmd->nargs == 0) {
-		sb_init(&b, caps, sizeof(caps));
-		imap_capability_line(is, &b);
-		imap_reply(is, "* CAPABILITY %s", caps);
-		imap_reply(is, "%s OK Capability completed", cmd->tag);
-	} else if (!strcmp(n, "NOOP") && cmd->nargs == 0) {
-		imap_reply(is, "%s OK NOOP completed", cmd->tag);
-	} else if (!strcmp(n, "LOGOUT") && cmd->nargs == 0) {
-		imap_reply(is, "* BYE Logging out");
-		imap_reply(is, "%s OK Logout completed", cmd->tag);
-		imap_close(is, "quit");
-	} else if (!strcmp(n, "ID") && cmd->nargs == 1 &&
-		   (cmd->args[0].type == IMAP_ARG_LIST ||
-		    (cmd->args[0].type == IMAP_ARG_ATOM && cmd->args[0].len == 3 &&
-		     !strncasecmp(cmd->args[0].p, "NIL", 3)))) {
-		/* The client's ID is never forwarded. */
-		imap_reply(is, "* ID NIL");
-		imap_reply(is, "%s OK ID completed", cmd->tag);
-	} else if (!strcmp(n, "STARTTLS")) {
-		cmd_starttls(is, cmd);
-	} else if (!strcmp(n, "LOGIN")) {
-		cmd_login(is, cmd);
-	} else if (!strcmp(n, "AUTHENTICATE")) {
-		cmd_authenticate(is, cmd);
-	} else {
+	int i = find(cmd->name);
+	if (i < 0) {
 		imap_bad(is, cmd->tag, "Unknown command or not allowed before login");
+		return;
 	}
+	if (commands[i].nargs != IMAP_ANY_ARGS && (size_t)commands[i].nargs != cmd->nargs) {
+		imap_bad(is, cmd->tag, "Wrong number of arguments");
+		return;
+	}
+	if (imap_cmd_needs_privacy(is, cmd->name)) {
+		imap_cmd_privacy_refusal(is, cmd->tag);
+		return;
+	}
+	commands[i].fn(is, cmd);
 }

@@ -1,16 +1,15 @@
 /* imap_login: see imap_login.h. One enum state with one setter. Our own
  * command tags are "M1", "M2", ...; the client's tag is put back by the
- * session. Every event to the owner is the last statement of its path (the
- * owner may free us). */
+ * session. Before our login command goes out, every upstream problem is
+ * the server's and the next address is tried (upstream_failover); once
+ * it has gone out (upstream_ready), a problem ends the login. Every event
+ * to the owner is the last statement of its path (the owner may free us). */
 #include "imap_login.h"
-#include "b64.h"
-#include "conn.h"
 #include "imap_resp.h"
 #include "imap_server.h"
 #include "log.h"
 #include "proxyproto.h"
 #include "strbuf.h"
-#include "tls.h"
 #include "upstream.h"
 #include "xmem.h"
 
@@ -21,10 +20,12 @@
 #include <strings.h>
 
 #define LOGIN_MAGIC 0x4c4f474eu
+/* The upstream's capability list kept; atoms past a longer list's cut
+ * are not seen (Dovecot's full list is about 600 octets). */
+#define IMAP_CAPS_MAX 1024
 
 enum login_state {
-	LS_DIAL,
-	LS_TLS_IMPLICIT,
+	LS_DIAL,	/* connecting (and the implicit handshake) */
 	LS_GREETING,
 	LS_CAPA,
 	LS_STARTTLS,
@@ -39,7 +40,7 @@ enum login_state {
 };
 
 static const char *const state_names[] = {
-	"dial", "tls-implicit", "greeting", "capability", "starttls", "tls", "capability-tls",
+	"dial", "greeting", "capability", "starttls", "tls", "capability-tls",
 	"id", "auth-continue", "login-literal1", "login-literal2", "auth", "done",
 };
 
@@ -50,15 +51,12 @@ struct imap_login {
 	struct sasl_plain cred;
 	login_cb cb;
 	void *owner;
-	struct upstream_dial *dial;
-	struct conn *conn;
-	int index;
+	struct upstream *up;
 	unsigned tagno;
 	char tag[16];		/* tag of our command in flight */
-	char caps[1024];	/* last capability list seen */
+	char caps[IMAP_CAPS_MAX];	/* last capability list seen */
 	int have_caps;
 	char client_ip[64], local_ip[64];
-	unsigned char pp[PP_V2_MAX];
 };
 
 static void enter(struct imap_login *l, enum login_state st)
@@ -91,9 +89,8 @@ static void send_cmd(struct imap_login *l, const char *fmt, ...)
 		sb_adds(&b, l->tag);
 		sb_adds(&b, " LOGOUT\r\n");	/* its answer fails the login cleanly */
 	}
-	conn_write(l->conn, sb_str(&b), sb_len(&b));
+	upstream_send(l->up, sb_str(&b), sb_len(&b));
 	explicit_bzero(line, sb_len(&b));	/* it may hold the PLAIN blob */
-	conn_set_timeout(l->conn, l->p.cu->timeout_reply);
 }
 
 static void unavailable(struct imap_login *l, const char *why)
@@ -110,10 +107,8 @@ static bool before_auth(enum login_state st)
 /* A problem before our login command went out: try the next address. */
 static void failover(struct imap_login *l, const char *why)
 {
-	log_info("imap upstream %s %s: %s", l->p.cu->name, l->p.cu->addrs[l->index].text, why);
-	conn_free(&l->conn);
 	enter(l, LS_DIAL);
-	upstream_dial_next(l->dial, why);
+	upstream_failover(l->up, why);
 }
 
 /* Any upstream failure: before our login command went out it is the
@@ -125,7 +120,7 @@ static void upstream_failed(struct imap_login *l, const char *why)
 		failover(l, why);
 		return;
 	}
-	conn_free(&l->conn);
+	upstream_close(&l->up);
 	unavailable(l, why);
 }
 
@@ -138,40 +133,22 @@ static void note_caps(struct imap_login *l, const char *caps, size_t len)
 	l->have_caps = 1;
 }
 
-static void start_tls(struct imap_login *l, enum login_state next)
-{
-	struct tls_client *cli = server_tls_client(&l->p.srv->base, l->p.cu);
-	struct tls_session *t = cli ? tls_session_client(cli, conn_fd(l->conn),
-							 l->p.cu->addrs[l->index].host) : NULL;
-	if (!t) {
-		failover(l, "cannot create a TLS session");
-		return;
-	}
-	conn_start_tls(l->conn, t);	/* drops bytes after the OK (injection) */
-	conn_set_timeout(l->conn, l->p.cu->timeout_reply);
-	enter(l, next);
-}
+static const char capability_sp[] = "CAPABILITY ";
+#define CAPABILITY_SP_LEN (sizeof(capability_sp) - 1)
 
-/* base64(authzid NUL authcid NUL passwd), wiped by the caller. */
-static char *plain_blob(const struct sasl_plain *c)
+/* "CAPABILITY a b c" in a response code or an untagged line. */
+static void maybe_caps(struct imap_login *l, const char *p, size_t len)
 {
-	size_t a = strlen(c->authzid), u = strlen(c->authcid), p = strlen(c->passwd);
-	unsigned char raw[sizeof(c->authzid) + sizeof(c->authcid) + sizeof(c->passwd)];
-	memcpy(raw, c->authzid, a);
-	raw[a] = 0;
-	memcpy(raw + a + 1, c->authcid, u);
-	raw[a + 1 + u] = 0;
-	memcpy(raw + a + u + 2, c->passwd, p);
-	char *b64 = b64_encode(raw, a + u + p + 2);
-	explicit_bzero(raw, sizeof(raw));
-	return b64;
+	if (len > CAPABILITY_SP_LEN && strncasecmp(p, capability_sp, CAPABILITY_SP_LEN) == 0)
+		note_caps(l, p + CAPABILITY_SP_LEN, len - CAPABILITY_SP_LEN);
 }
 
 static void send_login(struct imap_login *l)
 {
 	const struct sasl_plain *c = &l->cred;
+	upstream_ready(l->up);	/* from here on, no other address */
 	if (imap_caps_has(l->caps, strlen(l->caps), "AUTH=PLAIN")) {
-		char *b64 = plain_blob(c);
+		char *b64 = sasl_plain_encode(c);
 		if (imap_caps_has(l->caps, strlen(l->caps), "SASL-IR")) {
 			send_cmd(l, "AUTHENTICATE PLAIN %s\r\n", b64);
 			enter(l, LS_AUTH);
@@ -227,12 +204,11 @@ static void on_greeting(struct imap_login *l, const struct imap_resp *r)
 	}
 	if (r->status == IMAP_ST_PREAUTH) {
 		log_error("imap upstream %s %s: configuration error: the upstream greets with PREAUTH "
-			  "(it must ask for a login)", l->p.cu->name, l->p.cu->addrs[l->index].text);
+			  "(it must ask for a login)", l->p.cu->name, upstream_addr(l->up));
 		failover(l, "upstream sent PREAUTH");	/* not * OK: the next address */
 		return;
 	}
-	if (r->code_len > 11 && strncasecmp(r->code, "CAPABILITY ", 11) == 0)
-		note_caps(l, r->code + 11, r->code_len - 11);
+	maybe_caps(l, r->code, r->code_len);
 	if (l->p.cu->tls == TLS_MODE_STARTTLS) {
 		if (l->have_caps && !imap_caps_has(l->caps, strlen(l->caps), "STARTTLS")) {
 			failover(l, "tls = starttls but the upstream offers no STARTTLS");
@@ -245,85 +221,70 @@ static void on_greeting(struct imap_login *l, const struct imap_resp *r)
 	need_caps(l, LS_CAPA);
 }
 
-/* Handles one response; returns nothing, may end in a report. */
-static void on_response(struct imap_login *l, const char *resp, size_t len)
+static void on_untagged(struct imap_login *l, const struct imap_resp *r, const char *resp, size_t len)
 {
-	struct imap_resp r;
-	size_t ll = len;
-	const char *lf = memchr(resp, '\n', len);
-	if (lf)
-		ll = (size_t)(lf - resp);
-	if (ll && resp[ll - 1] == '\r')
-		ll--;
-	if (imap_resp_parse(resp, ll, &r) < 0) {
-		upstream_failed(l, "malformed response from upstream");
+	if (r->status == IMAP_ST_BYE) {
+		upstream_failed(l, "upstream said BYE");
 		return;
 	}
-	if (l->st == LS_GREETING) {
-		on_greeting(l, &r);
+	maybe_caps(l, r->rest, r->rest_len);
+	if (l->st == LS_AUTH)	/* after our login command: the client sees it */
+		l->cb(l->owner, LOGIN_UNTAGGED, resp, len, NULL);
+}
+
+/* "+": the upstream asks for the next part of our login. */
+static void on_continuation(struct imap_login *l)
+{
+	char line[sizeof(l->cred.authcid) + 32];
+	struct strbuf b;
+	switch (l->st) {
+	case LS_AUTH_CONT: {
+		char *b64 = sasl_plain_encode(&l->cred);
+		upstream_write(l->up, b64, strlen(b64));
+		upstream_write(l->up, "\r\n", 2);
+		explicit_bzero(b64, strlen(b64));
+		free(b64);
+		enter(l, LS_AUTH);
 		return;
 	}
-	bool mine = r.tag && r.tag_len == strlen(l->tag) && memcmp(r.tag, l->tag, r.tag_len) == 0;
-	if (r.untagged) {
-		if (r.status == IMAP_ST_BYE) {
-			upstream_failed(l, "upstream said BYE");
-			return;
-		}
-		if (r.rest_len > 11 && strncasecmp(r.rest, "CAPABILITY ", 11) == 0)
-			note_caps(l, r.rest + 11, r.rest_len - 11);
-		if (l->st == LS_AUTH)	/* after our login command: the client sees it */
-			l->cb(l->owner, LOGIN_UNTAGGED, resp, len, NULL);
+	case LS_LOGIN_LIT1:
+		/* The user name's literal data, then the password's
+		 * announcement (sized: authcid < 256 octets). */
+		sb_init(&b, line, sizeof(line));
+		sb_adds(&b, l->cred.authcid);
+		sb_adds(&b, " {");
+		sb_addu(&b, strlen(l->cred.passwd));
+		sb_adds(&b, "}\r\n");
+		upstream_write(l->up, sb_str(&b), sb_len(&b));
+		enter(l, LS_LOGIN_LIT2);
 		return;
-	}
-	if (r.continuation) {
-		char line[sizeof(l->cred.authcid) + 32];
-		struct strbuf b;
-		switch (l->st) {
-		case LS_AUTH_CONT: {
-			char *b64 = plain_blob(&l->cred);
-			conn_write(l->conn, b64, strlen(b64));
-			conn_write(l->conn, "\r\n", 2);
-			explicit_bzero(b64, strlen(b64));
-			free(b64);
-			enter(l, LS_AUTH);
-			return;
-		}
-		case LS_LOGIN_LIT1:
-			/* The user name's literal data, then the password's
-			 * announcement (sized: authcid < 256 octets). */
-			sb_init(&b, line, sizeof(line));
-			sb_adds(&b, l->cred.authcid);
-			sb_adds(&b, " {");
-			sb_addu(&b, strlen(l->cred.passwd));
-			sb_adds(&b, "}\r\n");
-			conn_write(l->conn, sb_str(&b), sb_len(&b));
-			enter(l, LS_LOGIN_LIT2);
-			return;
-		case LS_LOGIN_LIT2:
-			conn_write(l->conn, l->cred.passwd, strlen(l->cred.passwd));
-			conn_write(l->conn, "\r\n", 2);
-			enter(l, LS_AUTH);
-			return;
-		default:
-			break;
-		}
+	case LS_LOGIN_LIT2:
+		upstream_write(l->up, l->cred.passwd, strlen(l->cred.passwd));
+		upstream_write(l->up, "\r\n", 2);
+		enter(l, LS_AUTH);
+		return;
+	default:
 		upstream_failed(l, "unexpected continuation from upstream");
 		return;
 	}
-	if (!mine)
-		return;	/* not ours: ignore */
+}
+
+/* The tagged answer to our command in flight. */
+static void on_tagged(struct imap_login *l, const struct imap_resp *r, const char *resp, size_t len)
+{
 	switch (l->st) {
 	case LS_STARTTLS:
-		if (r.status != IMAP_ST_OK) {
+		if (r->status != IMAP_ST_OK) {
 			failover(l, "STARTTLS refused");
 			return;
 		}
 		l->have_caps = 0;	/* capabilities before TLS mean nothing now */
-		start_tls(l, LS_TLS);
+		enter(l, LS_TLS);
+		upstream_start_tls(l->up);	/* bytes after the OK are discarded */
 		return;
 	case LS_CAPA:
 	case LS_CAPA_TLS:
-		if (r.status != IMAP_ST_OK || !l->have_caps) {
+		if (r->status != IMAP_ST_OK || !l->have_caps) {
 			failover(l, "CAPABILITY failed");
 			return;
 		}
@@ -336,83 +297,74 @@ static void on_response(struct imap_login *l, const char *resp, size_t len)
 	case LS_AUTH:
 	case LS_AUTH_CONT:
 	case LS_LOGIN_LIT1:
-	case LS_LOGIN_LIT2: {
+	case LS_LOGIN_LIT2:
 		/* The line after our tag; the session puts the client's tag back. */
-		const char *after = resp + r.tag_len + 1;
-		size_t alen = len - r.tag_len - 1;
 		enter(l, LS_DONE);
-		l->cb(l->owner, r.status == IMAP_ST_OK ? LOGIN_OK : LOGIN_NO, after, alen, NULL);
+		l->cb(l->owner, r->status == IMAP_ST_OK ? LOGIN_OK : LOGIN_NO, resp + r->tag_len + 1,
+		      len - r->tag_len - 1, NULL);
 		return;
-	}
 	default:
 		return;
 	}
 }
 
-static void conn_cb_login(struct conn *c, enum conn_event ev, void *arg)
+/* Handles one response; may end in a report. */
+static void on_response(struct imap_login *l, const char *resp, size_t len)
 {
-	struct imap_login *l = arg;
-	if (l->magic != LOGIN_MAGIC)
-		abort();
-	switch (ev) {
-	case CONN_EV_READ: {
-		long n = imap_resp_length(conn_in_data(c), conn_in_len(c));
-		if (n == 0)
-			return;
-		if (n < 0) {	/* over IMAP_RESP_MAX, a greeting included */
-			upstream_failed(l, "oversized response from upstream");
-			return;
-		}
-		char *copy = xmemdup0(conn_in_data(c), (size_t)n);
-		conn_in_consume(c, (size_t)n);
-		if (conn_in_len(c))
-			conn_kick(c);	/* more queued: come back */
-		struct imap_login *self = l;
-		on_response(self, copy, (size_t)n);
-		free(copy);
-		return;
-	}
-	case CONN_EV_HANDSHAKE:
-		if (l->st == LS_TLS_IMPLICIT)
-			enter(l, LS_GREETING);
-		else
-			need_caps(l, LS_CAPA_TLS);
-		return;
-	case CONN_EV_DRAINED:
-		return;
-	case CONN_EV_TIMEOUT:
-	case CONN_EV_EOF:
-	case CONN_EV_ERROR: {
-		char why[300];
-		snprintf(why, sizeof(why), "%s", ev == CONN_EV_TIMEOUT ? "timeout"
-					   : ev == CONN_EV_EOF ? "connection closed" : conn_error(c));
-		upstream_failed(l, why);
-		return;
-	}
-	}
+	struct imap_resp r;
+	size_t ll = len;
+	const char *lf = memchr(resp, '\n', len);
+	if (lf)
+		ll = (size_t)(lf - resp);
+	if (ll && resp[ll - 1] == '\r')
+		ll--;
+	if (imap_resp_parse(resp, ll, &r) < 0)
+		upstream_failed(l, "malformed response from upstream");
+	else if (l->st == LS_GREETING)
+		on_greeting(l, &r);
+	else if (r.untagged)
+		on_untagged(l, &r, resp, len);
+	else if (r.continuation)
+		on_continuation(l);
+	else if (r.tag && r.tag_len == strlen(l->tag) && memcmp(r.tag, l->tag, r.tag_len) == 0)
+		on_tagged(l, &r, resp, len);
+	/* else: not ours, ignored */
 }
 
-static void dial_cb(void *arg, int fd, int index, const char *err)
+/* The owner of an upstream event, checked. */
+static struct imap_login *login_of(void *owner)
 {
-	struct imap_login *l = arg;
-	if (fd < 0) {
-		char why[600];
-		snprintf(why, sizeof(why), "%s", err);
-		unavailable(l, why);
+	struct imap_login *l = owner;
+	if (l->magic != LOGIN_MAGIC)
+		abort();
+	return l;
+}
+
+static void up_event(void *owner, struct upstream *up, enum upstream_event ev, const char *data,
+		     size_t len)
+{
+	struct imap_login *l = login_of(owner);
+	switch (ev) {
+	case UPSTREAM_CONNECTED:
+		l->have_caps = 0;
+		enter(l, LS_GREETING);	/* the greeting comes first */
+		return;
+	case UPSTREAM_TLS_READY:
+		need_caps(l, LS_CAPA_TLS);
+		return;
+	case UPSTREAM_RESPONSE:
+		on_response(l, data, len);
+		return;
+	case UPSTREAM_DRAINED:
+		return;
+	case UPSTREAM_FAILED:
+		unavailable(l, data);
+		return;
+	case UPSTREAM_LOST:
+	case UPSTREAM_TIMEOUT:
+		upstream_failed(l, ev == UPSTREAM_TIMEOUT ? "timeout" : data);
 		return;
 	}
-	l->index = index;
-	l->have_caps = 0;
-	l->conn = conn_new(fd, IMAP_RESP_MAX + 1024, conn_cb_login, l);
-	conn_set_sensitive(l->conn, true);	/* our AUTHENTICATE / LOGIN may queue */
-	conn_read_start(l->conn);
-	if (l->p.pp_len)	/* before anything else, TLS included */
-		conn_write(l->conn, l->pp, l->p.pp_len);
-	conn_set_timeout(l->conn, l->p.cu->timeout_reply);
-	if (l->p.cu->tls == TLS_MODE_IMPLICIT)
-		start_tls(l, LS_TLS_IMPLICIT);
-	else
-		enter(l, LS_GREETING);
 }
 
 struct imap_login *imap_login_start(const struct login_params *p, login_cb cb, void *owner)
@@ -422,23 +374,35 @@ struct imap_login *imap_login_start(const struct login_params *p, login_cb cb, v
 	l->p = *p;
 	l->cred = *p->cred;
 	l->p.cred = &l->cred;
-	if (p->pp_len)	/* <= PP_V2_MAX: built into a buffer of that size */
-		memcpy(l->pp, p->pp, p->pp_len);
-	l->p.pp = l->pp;
+	l->p.pp = NULL;
 	l->cb = cb;
 	l->owner = owner;
 	addr_ip_str(p->client, l->client_ip, sizeof(l->client_ip));
 	addr_ip_str(p->local, l->local_ip, sizeof(l->local_ip));
 	l->st = LS_DIAL;
-	l->dial = upstream_dial_start(p->cu, dial_cb, l);
+	struct upstream_params up = {
+		.cu = p->cu,
+		.tls = server_tls_client(&p->srv->base, p->cu),
+		.only_index = -1,
+		.pp = p->pp,
+		.pp_len = p->pp_len,
+		.frame = imap_resp_length,
+		.in_max = IMAP_RESP_MAX + 1,
+		.frame_error = "oversized response from upstream",
+		.log_name = "imap upstream",
+		.who = p->session_id,
+	};
+	l->up = upstream_open(&up, up_event, l);
+	upstream_set_sensitive(l->up, true);	/* our AUTHENTICATE / LOGIN may queue */
 	return l;
 }
 
-struct conn *imap_login_take_conn(struct imap_login *l)
+struct conn *imap_login_take_conn(struct imap_login **lp)
 {
-	struct conn *c = l->conn;
-	l->conn = NULL;
-	conn_set_sensitive(c, false);	/* logged in: the relay's bytes are the user's */
+	struct imap_login *l = *lp;
+	upstream_set_sensitive(l->up, false);	/* logged in: the relay's bytes are the user's */
+	struct conn *c = upstream_detach(&l->up);
+	imap_login_free(lp);
 	return c;
 }
 
@@ -447,8 +411,7 @@ void imap_login_free(struct imap_login **lp)
 	struct imap_login *l = *lp;
 	if (!l)
 		return;
-	upstream_dial_free(&l->dial);
-	conn_free(&l->conn);
+	upstream_close(&l->up);
 	explicit_bzero(&l->cred, sizeof(l->cred));
 	l->magic = 0;
 	free(l);
@@ -457,5 +420,5 @@ void imap_login_free(struct imap_login **lp)
 
 const char *imap_login_addr(const struct imap_login *l)
 {
-	return l->p.cu->addrs[l->index].text;
+	return upstream_addr(l->up);
 }

@@ -1,5 +1,6 @@
 /* imap_login: logs a user in at the upstream IMAP server on the client's
- * behalf (DESIGN.md §5.2): connect with failover, greeting (* PREAUTH is a
+ * behalf (DESIGN.md §5.2) - the dialogue on top of common/upstream.c,
+ * which dials with failover, sends the PROXY header and runs TLS: greeting (* PREAUTH is a
  * configuration error, * BYE a failure), STARTTLS + CAPABILITY when
  * tls = starttls (implicit TLS right after connect), ID with
  * x-originating-ip/port, x-connected-ip/port, x-session-ext-id when
@@ -15,6 +16,7 @@
 #include "addr.h"
 #include "conf.h"
 #include "imap_parser.h"
+#include "sasl.h"
 
 /* Our longest command: ID with two addresses, two ports and a session
  * id, or AUTHENTICATE PLAIN with the base64 of a struct sasl_plain. */
@@ -47,8 +49,8 @@ struct login_params {
 
 struct imap_login *imap_login_start(const struct login_params *p, login_cb cb, void *owner);
 /* After LOGIN_OK: the upstream connection (with any bytes already queued
- * from it), now owned by the caller. */
-struct conn *imap_login_take_conn(struct imap_login *l);
+ * from it), now owned by the caller; the login is freed (*l = NULL). */
+struct conn *imap_login_take_conn(struct imap_login **l);
 void imap_login_free(struct imap_login **l);
 const char *imap_login_addr(const struct imap_login *l);
 

@@ -4,7 +4,6 @@
  * feeding a command whole, split anywhere, or byte by byte gives the same
  * results. */
 #include "imap_parser.h"
-#include "b64.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -272,37 +271,4 @@ enum imap_parse_rc imap_parse(const char *buf, size_t len, size_t max_literal, s
 			return rc;
 		cmd->nargs++;
 	}
-}
-
-int sasl_plain_parse(const unsigned char *raw, size_t len, struct sasl_plain *out)
-{
-	const unsigned char *z1 = memchr(raw, 0, len);
-	if (!z1)
-		return -1;
-	const unsigned char *z2 = memchr(z1 + 1, 0, len - (size_t)(z1 + 1 - raw));
-	if (!z2 || memchr(z2 + 1, 0, len - (size_t)(z2 + 1 - raw)))
-		return -1;
-	size_t l1 = (size_t)(z1 - raw), l2 = (size_t)(z2 - z1 - 1), l3 = len - (size_t)(z2 + 1 - raw);
-	if (l1 >= sizeof(out->authzid) || l2 == 0 || l2 >= sizeof(out->authcid) || l3 == 0 ||
-	    l3 >= sizeof(out->passwd))
-		return -1;
-	memcpy(out->authzid, raw, l1);
-	out->authzid[l1] = '\0';
-	memcpy(out->authcid, z1 + 1, l2);
-	out->authcid[l2] = '\0';
-	memcpy(out->passwd, z2 + 1, l3);
-	out->passwd[l3] = '\0';
-	return 0;
-}
-
-int sasl_plain_decode(const char *b64, size_t len, struct sasl_plain *out)
-{
-	unsigned char *raw = NULL;
-	size_t rawlen = 0;
-	if (b64_decode(b64, len, &raw, &rawlen) < 0)
-		return -1;
-	int rc = sasl_plain_parse(raw, rawlen, out);
-	explicit_bzero(raw, rawlen);	/* the password; memset before free may be elided */
-	free(raw);
-	return rc;
 }

@@ -59,17 +59,4 @@ struct imap_parse_info {
 enum imap_parse_rc imap_parse(const char *buf, size_t len, size_t max_literal, struct imap_cmd *cmd,
 			      struct imap_parse_info *info);
 
-/* SASL PLAIN (RFC 4616): authzid NUL authcid NUL passwd. */
-struct sasl_plain {
-	char authzid[256];
-	char authcid[256];
-	char passwd[1024];
-};
-/* Decodes base64 b64 ("=" = empty response, which is an error here).
- * Returns 0, or -1 for bad base64, a wrong number of NULs, an empty
- * authcid or passwd, or fields too long. */
-int sasl_plain_decode(const char *b64, size_t len, struct sasl_plain *out);
-/* Parses raw (decoded) PLAIN bytes. */
-int sasl_plain_parse(const unsigned char *raw, size_t len, struct sasl_plain *out);
-
 #endif

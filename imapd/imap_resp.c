@@ -1,5 +1,6 @@
 /* imap_resp: see imap_resp.h. */
 #include "imap_resp.h"
+#include "token.h"
 
 #include <string.h>
 #include <strings.h>
@@ -113,15 +114,10 @@ int imap_resp_parse(const char *line, size_t len, struct imap_resp *out)
 
 bool imap_caps_has(const char *caps, size_t len, const char *cap)
 {
-	size_t cl = strlen(cap), i = 0;
-	while (i < len) {
-		while (i < len && caps[i] == ' ')
-			i++;
-		size_t s = i;
-		while (i < len && caps[i] != ' ')
-			i++;
-		if (i - s == cl && strncasecmp(caps + s, cap, cl) == 0)
+	size_t cl = strlen(cap), pos = 0, n;
+	const char *w;
+	while ((n = token_next(caps, len, &pos, &w)) != 0)
+		if (n == cl && strncasecmp(w, cap, cl) == 0)
 			return true;
-	}
 	return false;
 }

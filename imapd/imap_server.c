@@ -2,6 +2,7 @@
  * blank lines and lines starting with '#' are ignored; an unknown upstream
  * name is a FILE:LINE error. */
 #include "imap_server.h"
+#include "imap_conf.h"
 #include "xmem.h"
 
 #include <errno.h>
@@ -11,12 +12,12 @@
 
 static void load_user_map(struct imap_server *srv, const struct conf *c, struct diag *d)
 {
-	FILE *f = fopen(c->user_map, "r");
+	FILE *f = fopen(imapd_conf(c)->user_map, "r");
 	char line[1024];
 	int lineno = 0;
 	if (!f) {
-		diag_error(d, c->user_map_where.file, c->user_map_where.line, "user_map: cannot read '%s': %s",
-			   c->user_map, strerror(errno));
+		diag_error(d, imapd_conf(c)->user_map_where.file, imapd_conf(c)->user_map_where.line, "user_map: cannot read '%s': %s",
+			   imapd_conf(c)->user_map, strerror(errno));
 		return;
 	}
 	while (fgets(line, sizeof(line), f)) {
@@ -26,12 +27,12 @@ static void load_user_map(struct imap_server *srv, const struct conf *c, struct 
 			continue;
 		int n = sscanf(line, "%511s %511s %1s", user, up, extra);
 		if (n != 2) {
-			diag_error(d, c->user_map, lineno, "expected \"user upstream-name\"");
+			diag_error(d, imapd_conf(c)->user_map, lineno, "expected \"user upstream-name\"");
 			continue;
 		}
 		const struct conf_upstream *u = conf_find_upstream(c, up);
 		if (!u) {
-			diag_error(d, c->user_map, lineno, "no upstream section \"%s\"", up);
+			diag_error(d, imapd_conf(c)->user_map, lineno, "no upstream section \"%s\"", up);
 			continue;
 		}
 		srv->routes = xreallocarray(srv->routes, srv->nroutes + 1, sizeof(*srv->routes));
@@ -44,11 +45,11 @@ static void load_user_map(struct imap_server *srv, const struct conf *c, struct 
 
 static void load_master_password(struct imap_server *srv, const struct conf *c, struct diag *d)
 {
-	FILE *f = fopen(c->master_password_file, "r");
+	FILE *f = fopen(imapd_conf(c)->master_password_file, "r");
 	char line[1024], iobuf[BUFSIZ];	/* stdio would free its buffer unwiped */
 	if (!f) {
-		diag_error(d, c->master_password_where.file, c->master_password_where.line,
-			   "master_password_file: cannot read '%s': %s", c->master_password_file,
+		diag_error(d, imapd_conf(c)->master_password_where.file, imapd_conf(c)->master_password_where.line,
+			   "master_password_file: cannot read '%s': %s", imapd_conf(c)->master_password_file,
 			   strerror(errno));
 		return;
 	}
@@ -63,8 +64,8 @@ static void load_master_password(struct imap_server *srv, const struct conf *c, 
 	if (n && line[n - 1] == '\r')
 		line[--n] = '\0';
 	if (!n)
-		diag_error(d, c->master_password_where.file, c->master_password_where.line,
-			   "master_password_file: '%s' is empty", c->master_password_file);
+		diag_error(d, imapd_conf(c)->master_password_where.file, imapd_conf(c)->master_password_where.line,
+			   "master_password_file: '%s' is empty", imapd_conf(c)->master_password_file);
 	srv->master_password = xstrdup(line);
 	explicit_bzero(line, sizeof(line));
 }
@@ -77,9 +78,9 @@ struct imap_server *imap_server_new(const struct conf *c, struct diag *d)
 		free(srv);
 		return NULL;
 	}
-	if (c->user_map[0])
+	if (imapd_conf(c)->user_map[0])
 		load_user_map(srv, c, d);
-	if (c->master_user[0])
+	if (imapd_conf(c)->master_user[0])
 		load_master_password(srv, c, d);
 	if (d->errors > errors) {
 		imap_server_free(&srv);

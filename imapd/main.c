@@ -1,5 +1,5 @@
-/* mailgate-imapd: IMAPS / STARTTLS front end (DESIGN.md §2, §5). The
- * shared start-up lives in common/daemon.c; imap_daemon.c plugs in IMAP. */
+/* mailgate-imapd: IMAPS / STARTTLS front end (DESIGN.md §2, §5); the
+ * shared start-up is common/daemon.c, the IMAP plug-in imap_daemon.c. */
 #include "imap_daemon.h"
 
 int main(int argc, char **argv)

@@ -1,5 +1,5 @@
-/* mailgate-smtpd: SMTPS / STARTTLS front end (DESIGN.md §2, §4). The
- * shared start-up lives in common/daemon.c; smtp_daemon.c plugs in SMTP. */
+/* mailgate-smtpd: SMTPS / STARTTLS front end (DESIGN.md §2, §4); the
+ * shared start-up is common/daemon.c, the SMTP plug-in smtp_daemon.c. */
 #include "smtp_daemon.h"
 
 int main(int argc, char **argv)

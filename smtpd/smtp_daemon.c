@@ -1,48 +1,39 @@
-/* smtp_daemon: see smtp_daemon.h - SMTP's struct daemon_ops: server
- * state, start-up (reverse DNS, the upstream probe) and accept. */
+/* smtp_daemon: mailgate-smtpd as a plug-in of the shared daemon
+ * (common/daemon.c): its server state, its start-up (reverse DNS, the
+ * upstream probe) and its session hooks. main.c only hands this over. */
 #include "smtp_daemon.h"
+#include "smtp_conf.h"
 #include "log.h"
 #include "rdns.h"
+#include "smtp_probe.h"
+#include "smtp_protocol.h"
 #include "smtp_server.h"
-#include "smtp_session.h"
 
-static void *srv_new(const struct conf *c, struct diag *d)
+static struct server *srv_new(const struct conf *c, struct diag *d)
 {
-	return smtp_server_new(c, d);
+	struct smtp_server *srv = smtp_server_new(c, d);
+	return srv ? &srv->base : NULL;
 }
 
-static void srv_free(void *s)
+static void srv_free(struct server *base)
 {
-	struct smtp_server *srv = s;
+	struct smtp_server *srv = (struct smtp_server *)base;
 	rdns_shutdown();
 	smtp_server_free(&srv);
 }
 
-static void srv_start(void *s)
+static void srv_start(struct server *base)
 {
-	struct smtp_server *srv = s;
-	if (srv->base.conf->reverse_dns && rdns_init() < 0)
+	if (smtpd_conf(base->conf)->reverse_dns && rdns_init() < 0)
 		log_error("reverse_dns: c-ares initialisation failed; names will be [TEMPUNAVAIL]");
-	smtp_server_probe(s);
-}
-
-static void srv_accept(void *s, const struct conf_listener *l, int fd, const struct mg_addr *peer,
-		       const struct mg_addr *local)
-{
-	smtp_session_start(s, l, fd, peer, local);
-}
-
-static struct server *srv_base(void *s)
-{
-	return &((struct smtp_server *)s)->base;
+	smtp_probe_start((struct smtp_server *)base);
 }
 
 const struct daemon_ops smtpd_ops = {
 	.name = "mailgate-smtpd",
-	.kind = DAEMON_SMTPD,
+	.schema = &smtpd_schema,
+	.session = &smtp_session_ops,
 	.server_new = srv_new,
 	.server_free = srv_free,
 	.server_start = srv_start,
-	.accept = srv_accept,
-	.base = srv_base,
 };

@@ -1,6 +1,6 @@
-/* smtp_daemon: mailgate-smtpd's plug-in for the shared daemon start-up
- * (common/daemon.h). main.c hands it to daemon_main(); the session
- * fuzzer drives the same table without a main(). */
+/* smtp_daemon: the daemon_ops of mailgate-smtpd (DESIGN.md §2, §4). main.c
+ * hands them to daemon_main(); the session fuzzer drives the same table
+ * without a main(). */
 #ifndef MG_SMTP_DAEMON_H
 #define MG_SMTP_DAEMON_H
 

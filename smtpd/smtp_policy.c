@@ -6,7 +6,7 @@
 
 bool smtp_domain_accepted(const struct strlist *accept, const char *domain, size_t len)
 {
-	char norm[256];
+	char norm[DOMAIN_BUFSZ];
 	if (len == 0 || domain[0] == '[')
 		return false;
 	if (domain_normalize(domain, len, norm, sizeof(norm)) < 0)

@@ -3,6 +3,7 @@
  * is checked for its shape and bounded. A lone LF terminator is accepted
  * from upstreams; CR and NUL inside a line are not. */
 #include "smtp_reply.h"
+#include "token.h"
 
 #include <string.h>
 #include <strings.h>
@@ -53,6 +54,13 @@ int smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *out)
 	}
 }
 
+long smtp_reply_frame(const char *buf, size_t len)
+{
+	struct smtp_reply r;
+	int rc = smtp_reply_parse(buf, len, &r);
+	return rc > 0 ? (long)r.total : rc;
+}
+
 static bool kw(const struct smtp_reply_line *l, const char *word, const char **rest, size_t *restlen)
 {
 	size_t n = strlen(word);
@@ -71,17 +79,12 @@ static void parse_xclient(const char *p, size_t len, struct smtp_ehlo_ext *out)
 		{ "NAME", XC_NAME }, { "ADDR", XC_ADDR }, { "PORT", XC_PORT },
 		{ "PROTO", XC_PROTO }, { "HELO", XC_HELO }, { "LOGIN", XC_LOGIN },
 	};
-	size_t i = 0;
-	while (i < len) {
-		while (i < len && p[i] == ' ')
-			i++;
-		size_t s = i;
-		while (i < len && p[i] != ' ')
-			i++;
+	size_t pos = 0, n;
+	const char *w;
+	while ((n = token_next(p, len, &pos, &w)) != 0)
 		for (size_t a = 0; a < sizeof(attrs) / sizeof(attrs[0]); a++)
-			if (strlen(attrs[a].name) == i - s && strncasecmp(attrs[a].name, p + s, i - s) == 0)
+			if (strlen(attrs[a].name) == n && strncasecmp(attrs[a].name, w, n) == 0)
 				out->xclient |= attrs[a].bit;
-	}
 }
 
 static void parse_auth(const char *p, size_t len, struct smtp_ehlo_ext *out)

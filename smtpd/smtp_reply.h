@@ -30,6 +30,9 @@ struct smtp_reply {
 
 /* 1: a complete reply is in out; 0: need more input; -1: malformed. */
 int smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *out);
+/* The upstream framer: the first reply's length, 0 (more) or -1; decided
+ * before len reaches SMTP_REPLY_MAX_BYTES. */
+long smtp_reply_frame(const char *buf, size_t len);
 
 #define EXT_PIPELINING 0x001
 #define EXT_SIZE 0x002

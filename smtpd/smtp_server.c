@@ -1,8 +1,7 @@
 /* smtp_server: see smtp_server.h. */
 #include "smtp_server.h"
+#include "smtp_conf.h"
 #include "log.h"
-#include "smtp_session.h"
-#include "smtp_upstream.h"
 #include "xmem.h"
 
 #include <stdlib.h>
@@ -63,7 +62,7 @@ unsigned smtp_server_passthrough(const struct smtp_server *srv, const struct con
 uint64_t smtp_server_size(const struct smtp_server *srv, const struct conf_upstream *u)
 {
 	const struct smtp_up_state *st = &srv->ups[u->index];
-	uint64_t size = srv->base.conf->max_message_size;
+	uint64_t size = smtpd_conf(srv->base.conf)->max_message_size;
 	for (size_t i = 0; i < u->naddrs; i++)
 		if (st->addr[i].seen && st->addr[i].size && st->addr[i].size < size)
 			size = st->addr[i].size;
@@ -83,35 +82,3 @@ bool smtp_server_auth_offered(const struct smtp_server *srv, const struct conf_u
 	memcpy(e.auth, st->auth, sizeof(e.auth));
 	return smtp_ehlo_has_auth(&e, mech);
 }
-
-static void probe_cb(void *owner, enum up_event ev, const struct smtp_reply *r, int detail,
-		     const char *why)
-{
-	/* The probe upstream frees itself after QUIT (UP_READY) and is
-	 * freed here when it failed. */
-	struct smtp_upstream *up = owner;
-	if (ev != UP_READY)
-		smtp_up_free(&up);
-}
-
-void smtp_server_probe(struct smtp_server *srv)
-{
-	const struct conf *c = srv->base.conf;
-	for (size_t i = 0; i < c->nupstreams; i++) {
-		const struct conf_upstream *u = &c->upstreams[i];
-		for (size_t j = 0; j < u->naddrs; j++) {
-			struct smtp_up_params p;
-			memset(&p, 0, sizeof(p));
-			p.srv = srv;
-			p.cu = u;
-			p.hostname = c->hostname;
-			p.probe = true;
-			p.only_index = (int)j;
-			/* The owner pointer must be the upstream itself: start
-			 * with a placeholder and patch it right after. */
-			struct smtp_upstream *up = smtp_up_start(&p, probe_cb, NULL);
-			smtp_up_set_owner(up, up);
-		}
-	}
-}
-

@@ -34,8 +34,6 @@ struct smtp_server {
 /* Builds TLS objects; errors go to d. Returns NULL on error. */
 struct smtp_server *smtp_server_new(const struct conf *c, struct diag *d);
 void smtp_server_free(struct smtp_server **srv);
-/* Probes every upstream address once (non-blocking). */
-void smtp_server_probe(struct smtp_server *srv);
 
 void smtp_server_note_ehlo(struct smtp_server *srv, const struct conf_upstream *u, int index,
 			   const struct smtp_ehlo_ext *e);

@@ -1,455 +1,348 @@
-/* smtp_upstream: see smtp_upstream.h. One enum state with one setter
- * (up_enter), replies parsed with smtp_reply_parse(). A QUIT-ing upstream
- * is detached from its owner and frees itself once QUIT is flushed. */
+/* smtp_upstream: see smtp_upstream.h. The dialogue is one enum state with
+ * one setter (dlg_enter); the connection, its failover and its TLS are
+ * common/upstream.c's. Every report to the owner is the last statement of
+ * its path (the owner may free us). */
 #include "smtp_upstream.h"
-#include "conn.h"
 #include "log.h"
+#include "server.h"
 #include "smtp_server.h"
-#include "tls.h"
+#include "strbuf.h"
 #include "upstream.h"
 #include "xmem.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define UP_MAGIC 0x53555053u
-/* Input buffer: one reply of the longest shape the parser accepts (so
- * the parser, not the buffer, decides when a reply is too long). */
-#define UP_IN_MAX SMTP_REPLY_MAX_BYTES
+#define SMTP_UP_MAGIC 0x53555053u
+#define EHLO_LINE_MAX 300	/* "EHLO " + a name of at most 255 octets */
 
-enum up_state {
-	US_DIAL,
-	US_TLS_IMPLICIT,
-	US_GREETING,
-	US_EHLO,
-	US_STARTTLS,
-	US_TLS,
-	US_EHLO_TLS,
-	US_XCLIENT,
-	US_XEHLO,
-	US_READY,
-	US_WAIT,
-	US_QUITTING,
+enum dlg_state {
+	DS_CONNECT,	/* connecting, or waiting for the greeting */
+	DS_EHLO,
+	DS_STARTTLS,
+	DS_TLS,		/* the handshake after STARTTLS */
+	DS_EHLO_TLS,
+	DS_XCLIENT,
+	DS_XEHLO,
+	DS_READY,
+	DS_WAIT,	/* a command's reply is due */
+	DS_QUITTING,	/* the probe: done, QUIT on its way */
 };
 
 static const char *const state_names[] = {
-	"dial", "tls-implicit", "greeting", "ehlo", "starttls", "tls", "ehlo-tls",
-	"xclient", "xehlo", "ready", "wait", "quitting",
+	"connect", "ehlo", "starttls", "tls", "ehlo-tls", "xclient", "xehlo", "ready", "wait",
+	"quitting",
 };
 
 struct smtp_upstream {
 	uint32_t magic;
-	enum up_state st;
+	enum dlg_state st;
 	struct smtp_up_params p;
 	smtp_up_cb cb;
 	void *owner;
-	struct upstream_dial *dial;
-	struct conn *conn;
-	int index;
+	struct upstream *up;
 	char lines[SMTP_XCLIENT_MAX_LINES][SMTP_XCLIENT_LINE_MAX + 1];
 	int nlines, line;
-	char *helo_copy;
-	char *xc_strings[4];
-	unsigned char *pp;
+	char *strings[6];	/* own copies of the caller's strings */
 };
 
-static void up_enter(struct smtp_upstream *up, enum up_state st)
+static void dlg_enter(struct smtp_upstream *su, enum dlg_state st)
 {
-	log_debug("upstream %s: %s -> %s", up->p.cu->name, state_names[up->st], state_names[st]);
-	up->st = st;
+	log_debug("upstream %s: %s -> %s", su->p.cu->name, state_names[su->st], state_names[st]);
+	su->st = st;
 }
 
-static void up_destroy(struct smtp_upstream *up)
+static void destroy(struct smtp_upstream *su)
 {
-	upstream_dial_free(&up->dial);
-	conn_free(&up->conn);
-	free(up->helo_copy);
-	free(up->pp);
-	for (int i = 0; i < 4; i++)
-		free(up->xc_strings[i]);
-	up->magic = 0;
-	free(up);
+	upstream_close(&su->up);
+	for (size_t i = 0; i < sizeof(su->strings) / sizeof(su->strings[0]); i++)
+		free(su->strings[i]);
+	su->magic = 0;
+	free(su);
 }
 
-/* Reports to the owner; the owner may free up, so this is always the
- * last statement of its caller. */
-static void report(struct smtp_upstream *up, enum up_event ev, const struct smtp_reply *r,
-		   int detail, const char *why)
+static void report(struct smtp_upstream *su, enum up_event ev, const struct smtp_reply *r, int detail,
+		   const char *why)
 {
-	up->cb(up->owner, ev, r, detail, why);
+	su->cb(su->owner, ev, r, detail, why);
 }
 
-static void up_send(struct smtp_upstream *up, const char *line)
+static void send_line(struct smtp_upstream *su, const char *line)
 {
-	conn_write(up->conn, line, strlen(line));
-	conn_set_timeout(up->conn, up->p.cu->timeout_reply);
+	upstream_send(su->up, line, strlen(line));
 }
 
-/* Queues QUIT and frees the upstream once it is flushed (or after 10 s). */
-static void begin_quit(struct smtp_upstream *up)
+static void send_ehlo(struct smtp_upstream *su, const char *name, enum dlg_state next)
 {
-	upstream_dial_free(&up->dial);
-	conn_write(up->conn, "QUIT\r\n", 6);
-	up_enter(up, US_QUITTING);
-	conn_set_timeout(up->conn, 10);
-	conn_notify_drained(up->conn);
-}
-
-static bool setup_state(enum up_state st)
-{
-	return st < US_READY;
-}
-
-/* Set-up problem on the current address: try the next one. */
-static void setup_failover(struct smtp_upstream *up, const char *why)
-{
-	log_info("upstream %s %s: %s", up->p.cu->name, up->p.cu->addrs[up->index].text, why);
-	conn_free(&up->conn);
-	up_enter(up, US_DIAL);
-	if (up->p.only_index >= 0) {
-		report(up, UP_FAILED, NULL, UPF_UNREACHABLE, why);
+	char line[EHLO_LINE_MAX];
+	struct strbuf b;
+	sb_init(&b, line, sizeof(line));
+	sb_adds(&b, "EHLO ");
+	sb_adds(&b, name);
+	sb_add(&b, "\r\n", 2);
+	if (!sb_ok(&b)) {	/* names are validated domains of <= 255 octets */
+		upstream_failover(su->up, "EHLO name too long");
 		return;
 	}
-	upstream_dial_next(up->dial, why);
+	send_line(su, sb_str(&b));
+	dlg_enter(su, next);
 }
 
-static void setup_config_error(struct smtp_upstream *up, const char *why)
+/* Fail closed: the upstream must never judge the gateway's address. */
+static void config_error(struct smtp_upstream *su, const char *why)
 {
-	log_error("upstream %s %s: %s", up->p.cu->name, up->p.cu->addrs[up->index].text, why);
-	conn_write(up->conn, "QUIT\r\n", 6);
-	report(up, UP_FAILED, NULL, UPF_CONFIG, why);
+	static const char quit[] = "QUIT\r\n";
+	log_error("upstream %s %s: %s", su->p.cu->name, upstream_addr(su->up), why);
+	upstream_write(su->up, quit, sizeof(quit) - 1);
+	report(su, UP_FAILED, NULL, UPF_CONFIG, why);
 }
 
-static void send_ehlo(struct smtp_upstream *up, const char *name, enum up_state next)
+static void ready(struct smtp_upstream *su)
 {
-	char line[300];
-	snprintf(line, sizeof(line), "EHLO %s\r\n", name);
-	up_send(up, line);
-	up_enter(up, next);
+	upstream_ready(su->up);
+	dlg_enter(su, DS_READY);
+	report(su, UP_READY, NULL, 0, NULL);
 }
 
-static void after_final_ehlo(struct smtp_upstream *up, const struct smtp_reply *r)
+static void start_xclient(struct smtp_upstream *su, const struct smtp_ehlo_ext *ext)
+{
+	if (!(ext->flags & EXT_XCLIENT) || !(ext->xclient & XC_ADDR)) {
+		config_error(su, "xclient = true but the upstream offers no XCLIENT ADDR "
+				 "(Postfix: smtpd_authorized_xclient_hosts)");
+		return;
+	}
+	su->nlines = smtp_xclient_lines(&su->p.xclient, ext->xclient, su->lines);
+	if (su->nlines <= 0) {
+		config_error(su, "XCLIENT attributes do not fit in 512 octets");
+		return;
+	}
+	su->line = 0;
+	send_line(su, su->lines[0]);
+	dlg_enter(su, DS_XCLIENT);
+}
+
+static void after_final_ehlo(struct smtp_upstream *su, const struct smtp_reply *r)
 {
 	struct smtp_ehlo_ext ext;
 	smtp_ehlo_parse(r, &ext);
-	smtp_server_note_ehlo(up->p.srv, up->p.cu, up->index, &ext);
-	if (up->p.probe) {
-		begin_quit(up);	/* frees itself; the owner forgets us */
-		report(up, UP_READY, NULL, 0, NULL);
+	smtp_server_note_ehlo(su->p.srv, su->p.cu, upstream_index(su->up), &ext);
+	if (su->p.probe) {
+		static const char quit[] = "QUIT\r\n";
+		dlg_enter(su, DS_QUITTING);
+		upstream_ready(su->up);
+		upstream_quit(&su->up, quit, sizeof(quit) - 1);
+		report(su, UP_READY, NULL, 0, NULL);
 		return;
 	}
-	if (!up->p.cu->xclient) {
-		up_enter(up, US_READY);
-		conn_set_timeout(up->conn, 0);
-		report(up, UP_READY, NULL, 0, NULL);
+	if (!su->p.cu->xclient) {
+		ready(su);
 		return;
 	}
-	/* Fail closed: the upstream must never judge the gateway's address. */
-	if (!(ext.flags & EXT_XCLIENT) || !(ext.xclient & XC_ADDR)) {
-		setup_config_error(up, "xclient = true but the upstream offers no XCLIENT ADDR "
-				       "(Postfix: smtpd_authorized_xclient_hosts)");
-		return;
-	}
-	up->nlines = smtp_xclient_lines(&up->p.xclient, ext.xclient, up->lines);
-	if (up->nlines <= 0) {
-		setup_config_error(up, "XCLIENT attributes do not fit in 512 octets");
-		return;
-	}
-	up->line = 0;
-	for (int i = 0; i < up->nlines; i++)
-		log_debug("upstream %s: %.*s", up->p.cu->name, (int)strcspn(up->lines[i], "\r"),
-			  up->lines[i]);
-	up_send(up, up->lines[0]);
-	up_enter(up, US_XCLIENT);
+	start_xclient(su, &ext);
 }
 
-static void start_tls(struct smtp_upstream *up, enum up_state next)
+static void on_ehlo(struct smtp_upstream *su, const struct smtp_reply *r)
 {
-	struct tls_client *cli = server_tls_client(&up->p.srv->base, up->p.cu);
-	struct tls_session *t = cli ? tls_session_client(cli, conn_fd(up->conn),
-							 up->p.cu->addrs[up->index].host) : NULL;
-	if (!t) {
-		setup_failover(up, "cannot create a TLS session");
+	if (r->code != 250) {
+		upstream_failover(su->up, "EHLO refused");
 		return;
 	}
-	conn_start_tls(up->conn, t);
-	conn_set_timeout(up->conn, up->p.cu->timeout_reply);
-	up_enter(up, next);
+	if (su->st == DS_EHLO && su->p.cu->tls == TLS_MODE_STARTTLS) {
+		struct smtp_ehlo_ext ext;
+		smtp_ehlo_parse(r, &ext);
+		if (!(ext.flags & EXT_STARTTLS)) {
+			upstream_failover(su->up, "tls = starttls but the upstream offers no STARTTLS");
+			return;
+		}
+		send_line(su, "STARTTLS\r\n");
+		dlg_enter(su, DS_STARTTLS);
+		return;
+	}
+	after_final_ehlo(su, r);
 }
 
-static void on_setup_reply(struct smtp_upstream *up, const struct smtp_reply *r)
+/* Octets of an upstream's refusal text quoted in our log line. */
+#define REFUSAL_TEXT_MAX 100
+
+static void on_xclient(struct smtp_upstream *su, const struct smtp_reply *r)
 {
 	char why[160];
-	switch (up->st) {
-	case US_GREETING:
+	struct strbuf b;
+	if (r->code != 220 && r->code != 250) {
+		sb_init(&b, why, sizeof(why));
+		sb_adds(&b, "XCLIENT refused: ");
+		sb_addu(&b, (unsigned)r->code);
+		sb_addc(&b, ' ');
+		sb_add(&b, r->lines[0].text, r->lines[0].len > REFUSAL_TEXT_MAX ? REFUSAL_TEXT_MAX : r->lines[0].len);
+		config_error(su, sb_str(&b));
+		return;
+	}
+	if (++su->line < su->nlines) {
+		send_line(su, su->lines[su->line]);
+		return;
+	}
+	send_ehlo(su, su->p.client_helo ? su->p.client_helo : su->p.hostname, DS_XEHLO);
+}
+
+static void on_setup_reply(struct smtp_upstream *su, const struct smtp_reply *r)
+{
+	switch (su->st) {
+	case DS_CONNECT:
 		if (r->code != 220) {
-			snprintf(why, sizeof(why), "greeting %d instead of 220", r->code);
-			setup_failover(up, why);
+			upstream_failover(su->up, "greeting is not 220");
 			return;
 		}
-		send_ehlo(up, up->p.hostname, US_EHLO);
+		send_ehlo(su, su->p.hostname, DS_EHLO);
 		return;
-	case US_EHLO:
-	case US_EHLO_TLS:
-		if (r->code != 250) {
-			snprintf(why, sizeof(why), "EHLO answered %d", r->code);
-			setup_failover(up, why);
-			return;
-		}
-		if (up->st == US_EHLO && up->p.cu->tls == TLS_MODE_STARTTLS) {
-			struct smtp_ehlo_ext ext;
-			smtp_ehlo_parse(r, &ext);
-			if (!(ext.flags & EXT_STARTTLS)) {
-				setup_failover(up, "tls = starttls but the upstream offers no STARTTLS");
-				return;
-			}
-			up_send(up, "STARTTLS\r\n");
-			up_enter(up, US_STARTTLS);
-			return;
-		}
-		after_final_ehlo(up, r);
+	case DS_EHLO:
+	case DS_EHLO_TLS:
+		on_ehlo(su, r);
 		return;
-	case US_STARTTLS:
+	case DS_STARTTLS:
 		if (r->code != 220) {
-			snprintf(why, sizeof(why), "STARTTLS answered %d", r->code);
-			setup_failover(up, why);
+			upstream_failover(su->up, "STARTTLS refused");
 			return;
 		}
-		/* Bytes after the 220 and before the handshake are discarded
-		 * (STARTTLS response injection); conn_start_tls clears them. */
-		start_tls(up, US_TLS);
+		dlg_enter(su, DS_TLS);
+		upstream_start_tls(su->up);	/* bytes after the 220 are discarded */
 		return;
-	case US_XCLIENT:
-		if (r->code != 220 && r->code != 250) {
-			snprintf(why, sizeof(why), "XCLIENT refused: %d %.*s", r->code,
-				 (int)(r->lines[0].len > 100 ? 100 : r->lines[0].len), r->lines[0].text);
-			setup_config_error(up, why);
-			return;
-		}
-		if (++up->line < up->nlines) {
-			up_send(up, up->lines[up->line]);
-			return;
-		}
-		send_ehlo(up, up->p.client_helo ? up->p.client_helo : up->p.hostname, US_XEHLO);
+	case DS_XCLIENT:
+		on_xclient(su, r);
 		return;
-	case US_XEHLO:
+	case DS_XEHLO:
 		if (r->code != 250) {
-			snprintf(why, sizeof(why), "EHLO after XCLIENT answered %d", r->code);
-			setup_config_error(up, why);
+			config_error(su, "EHLO after XCLIENT refused");
 			return;
 		}
-		up_enter(up, US_READY);
-		conn_set_timeout(up->conn, 0);
-		report(up, UP_READY, NULL, 0, NULL);
+		ready(su);
 		return;
 	default:
 		return;
 	}
 }
 
-/* A reply's text points into the input queue; handlers may end in the
- * owner freeing us, so the reply is moved out (whole, never cut short)
- * and consumed first. */
-static char *take_reply(struct smtp_upstream *up, struct smtp_reply *r)
-{
-	const char *in = conn_in_data(up->conn);
-	char *copy = xmemdup0(in, r->total);
-	for (size_t i = 0; i < r->nlines; i++)
-		r->lines[i].text = copy + (r->lines[i].text - in);
-	conn_in_consume(up->conn, r->total);
-	if (conn_in_len(up->conn))
-		conn_kick(up->conn);	/* more replies queued: come back */
-	return copy;
-}
-
-static void on_reply(struct smtp_upstream *up, const struct smtp_reply *r)
-{
-	if (setup_state(up->st)) {
-		on_setup_reply(up, r);
-		return;
-	}
-	if (up->st == US_WAIT) {
-		up_enter(up, US_READY);
-		conn_set_timeout(up->conn, 0);
-		report(up, UP_REPLY, r, 0, NULL);
-		return;
-	}
-	/* A reply nobody asked for (e.g. "421 timeout" before closing). */
-	report(up, UP_LOST, NULL, 0, "unsolicited reply from upstream");
-}
-
-static void on_read(struct smtp_upstream *up)
+static void on_response(struct smtp_upstream *su, const char *data, size_t len)
 {
 	struct smtp_reply r;
-	int rv = smtp_reply_parse(conn_in_data(up->conn), conn_in_len(up->conn), &r);
-	if (rv == 0 && !conn_in_full(up->conn))
-		return;
-	if (rv <= 0) {	/* malformed, or (cannot happen) too long for the buffer */
-		if (setup_state(up->st))
-			setup_failover(up, "malformed reply");
-		else
-			report(up, UP_LOST, NULL, 0, "malformed or over-long reply from upstream");
+	if (smtp_reply_parse(data, len, &r) != 1) {	/* framed by the same parser */
+		report(su, UP_LOST, NULL, 0, "malformed reply from upstream");
 		return;
 	}
-	char *copy = take_reply(up, &r);
-	on_reply(up, &r);
-	free(copy);
+	if (su->st == DS_WAIT) {
+		dlg_enter(su, DS_READY);
+		upstream_expect(su->up, 0);
+		report(su, UP_REPLY, &r, 0, NULL);
+		return;
+	}
+	if (su->st == DS_READY) {	/* nobody asked: e.g. "421 timeout" */
+		report(su, UP_LOST, NULL, 0, "unsolicited reply from upstream");
+		return;
+	}
+	on_setup_reply(su, &r);
 }
 
-static void conn_cb_up(struct conn *c, enum conn_event ev, void *arg)
+static void up_event(void *owner, struct upstream *up, enum upstream_event ev, const char *data,
+		     size_t len)
 {
-	struct smtp_upstream *up = arg;
-	if (up->magic != UP_MAGIC)
+	struct smtp_upstream *su = owner;
+	if (su->magic != SMTP_UP_MAGIC)
 		abort();
-	if (up->st == US_QUITTING) {
-		if (ev == CONN_EV_READ)
-			conn_in_clear(c);
-		else if (ev != CONN_EV_HANDSHAKE)
-			up_destroy(up);	/* QUIT flushed, or the peer went away */
-		return;
-	}
 	switch (ev) {
-	case CONN_EV_READ:
-		on_read(up);
+	case UPSTREAM_CONNECTED:
+		dlg_enter(su, DS_CONNECT);	/* the greeting comes first */
 		return;
-	case CONN_EV_HANDSHAKE:
-		if (up->st == US_TLS_IMPLICIT)
-			up_enter(up, US_GREETING);	/* the greeting comes first */
-		else
-			send_ehlo(up, up->p.hostname, US_EHLO_TLS);
+	case UPSTREAM_TLS_READY:
+		send_ehlo(su, su->p.hostname, DS_EHLO_TLS);
 		return;
-	case CONN_EV_DRAINED:
-		report(up, UP_DRAINED, NULL, 0, NULL);
+	case UPSTREAM_RESPONSE:
+		on_response(su, data, len);
 		return;
-	case CONN_EV_TIMEOUT:
-		if (setup_state(up->st)) {
-			setup_failover(up, "timeout");
-			return;
-		}
-		report(up, UP_TIMEOUT, NULL, 0, "upstream reply timeout");
+	case UPSTREAM_DRAINED:
+		report(su, UP_DRAINED, NULL, 0, NULL);
 		return;
-	case CONN_EV_EOF:
-	case CONN_EV_ERROR: {
-		char why[300];
-		snprintf(why, sizeof(why), "%s", ev == CONN_EV_EOF ? "connection closed" : conn_error(c));
-		if (setup_state(up->st)) {
-			setup_failover(up, why);
-			return;
-		}
-		report(up, UP_LOST, NULL, 0, why);
+	case UPSTREAM_FAILED:
+		report(su, UP_FAILED, NULL, UPF_UNREACHABLE, data);
 		return;
-	}
+	case UPSTREAM_LOST:
+		report(su, UP_LOST, NULL, 0, data);
+		return;
+	case UPSTREAM_TIMEOUT:
+		report(su, UP_TIMEOUT, NULL, 0, "upstream reply timeout");
+		return;
 	}
 }
 
-static void dial_cb(void *arg, int fd, int index, const char *err)
+/* Own copies: the owner's strings (some on its stack) do not outlive
+ * the call that starts us. */
+static void own_strings(struct smtp_upstream *su)
 {
-	struct smtp_upstream *up = arg;
-	if (fd < 0) {
-		report(up, UP_FAILED, NULL, UPF_UNREACHABLE, err);
-		return;
-	}
-	up->index = index;
-	up->conn = conn_new(fd, UP_IN_MAX, conn_cb_up, up);
-	conn_read_start(up->conn);
-	if (up->p.pp_len)	/* before anything else, TLS included */
-		conn_write(up->conn, up->pp, up->p.pp_len);
-	conn_set_timeout(up->conn, up->p.cu->timeout_reply);
-	if (up->p.cu->tls == TLS_MODE_IMPLICIT)
-		start_tls(up, US_TLS_IMPLICIT);
-	else
-		up_enter(up, US_GREETING);
+	const char **v[] = { &su->p.hostname, &su->p.client_helo, &su->p.xclient.name,
+			     &su->p.xclient.addr, &su->p.xclient.helo, &su->p.xclient.login };
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		if (*v[i])
+			*v[i] = su->strings[i] = xstrdup(*v[i]);
 }
 
 struct smtp_upstream *smtp_up_start(const struct smtp_up_params *p, smtp_up_cb cb, void *owner)
 {
-	struct smtp_upstream *up = xcalloc(1, sizeof(*up));
-	up->magic = UP_MAGIC;
-	up->p = *p;
-	up->cb = cb;
-	up->owner = owner;
-	/* Own copies: the owner's strings (some on its stack) do not outlive
-	 * this call. */
-	if (p->client_helo)
-		up->p.client_helo = up->helo_copy = xstrdup(p->client_helo);
-	if (p->pp_len) {
-		up->pp = xmalloc(p->pp_len);
-		memcpy(up->pp, p->pp, p->pp_len);
-		up->p.pp = up->pp;
-	}
-	const char **xs[4] = { &up->p.xclient.name, &up->p.xclient.addr, &up->p.xclient.helo,
-			       &up->p.xclient.login };
-	for (int i = 0; i < 4; i++)
-		if (*xs[i])
-			*xs[i] = up->xc_strings[i] = xstrdup(*xs[i]);
-	up->st = US_DIAL;
-	if (p->only_index >= 0)
-		up->dial = upstream_dial_start_at(p->cu, p->only_index, dial_cb, up);
-	else
-		up->dial = upstream_dial_start(p->cu, dial_cb, up);
-	return up;
+	struct smtp_upstream *su = xcalloc(1, sizeof(*su));
+	su->magic = SMTP_UP_MAGIC;
+	su->p = *p;
+	su->cb = cb;
+	su->owner = owner;
+	own_strings(su);
+	struct upstream_params up = {
+		.cu = p->cu,
+		.tls = server_tls_client(&p->srv->base, p->cu),
+		.only_index = p->only_index,
+		.pp = p->pp,
+		.pp_len = p->pp_len,
+		.frame = smtp_reply_frame,
+		.in_max = SMTP_REPLY_MAX_BYTES,
+		.frame_error = "malformed or over-long reply",
+		.who = p->who,
+	};
+	su->p.pp = NULL;
+	su->up = upstream_open(&up, up_event, su);
+	return su;
 }
 
-void smtp_up_command(struct smtp_upstream *up, const char *line, size_t len)
+void smtp_up_command(struct smtp_upstream *su, const char *line, size_t len)
 {
-	conn_write(up->conn, line, len);
-	conn_set_timeout(up->conn, up->p.cu->timeout_reply);
-	up_enter(up, US_WAIT);
+	upstream_send(su->up, line, len);
+	dlg_enter(su, DS_WAIT);
 }
 
-void smtp_up_data(struct smtp_upstream *up, const char *p, size_t len)
+void smtp_up_expect_reply(struct smtp_upstream *su, double seconds)
 {
-	conn_write(up->conn, p, len);
+	upstream_expect(su->up, seconds);
+	dlg_enter(su, DS_WAIT);
 }
 
-void smtp_up_expect_reply(struct smtp_upstream *up, double seconds)
+void smtp_up_quit(struct smtp_upstream **sup)
 {
-	conn_set_timeout(up->conn, seconds);
-	up_enter(up, US_WAIT);
-}
-
-size_t smtp_up_out_len(const struct smtp_upstream *up)
-{
-	return up->conn ? conn_out_len(up->conn) : 0;
-}
-
-void smtp_up_notify_drained(struct smtp_upstream *up)
-{
-	conn_notify_drained(up->conn);
-}
-
-void smtp_up_quit(struct smtp_upstream **upp)
-{
-	struct smtp_upstream *up = *upp;
-	*upp = NULL;
-	if (!up)
+	static const char quit[] = "QUIT\r\n";
+	struct smtp_upstream *su = *sup;
+	*sup = NULL;
+	if (!su)
 		return;
-	if (!up->conn || up->st < US_READY) {
-		up_destroy(up);
-		return;
-	}
-	begin_quit(up);
+	upstream_quit(&su->up, quit, sizeof(quit) - 1);	/* lives on until it is out */
+	destroy(su);
 }
 
-void smtp_up_free(struct smtp_upstream **upp)
+void smtp_up_free(struct smtp_upstream **sup)
 {
-	if (*upp)
-		up_destroy(*upp);
-	*upp = NULL;
+	if (*sup)
+		destroy(*sup);
+	*sup = NULL;
 }
 
-const char *smtp_up_addr(const struct smtp_upstream *up)
+struct upstream *smtp_up_link(const struct smtp_upstream *su)
 {
-	return up->p.cu->addrs[up->index].text;
+	return su->up;
 }
 
-bool smtp_up_ready(const struct smtp_upstream *up)
+bool smtp_up_ready(const struct smtp_upstream *su)
 {
-	return up->st == US_READY;
-}
-
-void smtp_up_set_owner(struct smtp_upstream *up, void *owner)
-{
-	up->owner = owner;
+	return su->st == DS_READY;
 }

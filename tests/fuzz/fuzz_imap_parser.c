@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "imap_parser.h"
+#include "sasl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -26,9 +26,10 @@
  *                  its login command on (§5.3). */
 #include "b64.h"
 #include "conn.h"
+#include "imap_conf.h"
 #include "imap_daemon.h"
 #include "imap_resp.h"
-#include "imap_session_int.h"
+#include "imap_session.h"
 #include "proxyproto.h"
 #include "session_harness.h"
 
@@ -464,7 +465,7 @@ static bool external_allowed(const char *user)
 	for (int i = 0; i < hx.nclients; i++) {
 		struct hx_client *c = &hx.clients[i];
 		if (c->tls_ok && c->cert_status == CERT_VERIFIED &&
-		    hx_external_user(c->ident, c->cert_status, hx.conf->external_identity, mapped) &&
+		    hx_external_user(c->ident, c->cert_status, imapd_conf(hx.conf)->external_identity, mapped) &&
 		    !strcmp(mapped, user))
 			return true;
 	}
@@ -482,11 +483,11 @@ static void check_plain(struct hx_up *u, const char *b64, size_t len)
 	const unsigned char *z1 = memchr(raw, 0, rawlen);
 	const unsigned char *z2 = z1 ? memchr(z1 + 1, 0, rawlen - (size_t)(z1 + 1 - raw)) : NULL;
 	HX_CHECK(z1 && z2, "upstream-cmd", "a PLAIN response without two NULs sent to %s", u->cu->name);
-	if (z1 && z2 && hx.conf->master_user[0]) {
+	if (z1 && z2 && imapd_conf(hx.conf)->master_user[0]) {
 		char authzid[300], authcid[300];
 		snprintf(authzid, sizeof(authzid), "%.*s", (int)(z1 - raw), (const char *)raw);
 		snprintf(authcid, sizeof(authcid), "%.*s", (int)(z2 - z1 - 1), (const char *)z1 + 1);
-		if (!strcasecmp(authcid, hx.conf->master_user))
+		if (!strcasecmp(authcid, imapd_conf(hx.conf)->master_user))
 			HX_CHECK(authzid[0] && external_allowed(authzid), "master-user",
 				 "login as master_user \"%s\" for \"%s\", which no verified client certificate names",
 				 authcid, authzid);
@@ -639,7 +640,7 @@ static void up_out(struct hx_up *u, const unsigned char *p, size_t n)
 				st->lit[st->nlit++] = (char)p[i];
 			if (!st->w.lit && st->lit_stage == 1) {
 				st->lit[st->nlit] = '\0';
-				HX_CHECK(!hx.conf->master_user[0] || strcasecmp(st->lit, hx.conf->master_user),
+				HX_CHECK(!imapd_conf(hx.conf)->master_user[0] || strcasecmp(st->lit, imapd_conf(hx.conf)->master_user),
 					 "master-user", "LOGIN as master_user \"%s\" sent to %s", st->lit, u->cu->name);
 				st->nlit = 0;
 			}
@@ -658,22 +659,14 @@ static void up_end(struct hx_up *u)
 
 /* ---- sessions ---- */
 
-static struct imap_session *is_of(const struct session *s)
+static const struct imap_session *is_of(const struct session *s)
 {
-	struct imap_session *is = (struct imap_session *)((char *)s - offsetof(struct imap_session, s));
-	if (is->magic != IMAP_SESSION_MAGIC)
-		sim_fail("a session in the server list is no live imap_session");
-	return is;
-}
-
-static bool closing(const struct session *s)
-{
-	return is_of(s)->state == IS_CLOSING;
+	return (const struct imap_session *)s;
 }
 
 static bool logged_in(const struct session *s)
 {
-	return is_of(s)->logged_in;
+	return is_of(s)->state == IMAP_RELAY;
 }
 
 /* At login: which upstream connection the session relays, and from which
@@ -681,9 +674,9 @@ static bool logged_in(const struct session *s)
  * first). */
 static void session_seen(const struct session *s, struct hx_client *c)
 {
-	struct imap_session *is = is_of(s);
+	const struct imap_session *is = is_of(s);
 	struct client_state *cs = c->proto;
-	if (!is->logged_in) {
+	if (is->state != IMAP_RELAY) {
 		/* What the pre-auth loop consumed: while the login runs it
 		 * consumes nothing (bytes are held in the conn), so the value
 		 * seen last before the login completes is where the relay of
@@ -718,7 +711,6 @@ static const struct hx_proto imap_proto = {
 	.nconfigs = sizeof(configs) / sizeof(configs[0]),
 	.files = files,
 	.nfiles = sizeof(files) / sizeof(files[0]) / 2,
-	.closing = closing,
 	.logged_in = logged_in,
 	.session_seen = session_seen,
 	.client_new = client_new,

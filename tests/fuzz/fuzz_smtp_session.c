@@ -24,9 +24,10 @@
  *                  gateway itself does - one outstanding at a time). */
 #include "proxyproto.h"
 #include "session_harness.h"
+#include "smtp_conf.h"
 #include "smtp_daemon.h"
 #include "smtp_reply.h"
-#include "smtp_session_int.h"
+#include "smtp_session.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -179,7 +180,7 @@ static bool pop_line(struct client_state *cs, struct cline *l)
 		return true;
 	}
 	/* "500 Line too long" comes before the line's end. */
-	if (cs->part.len > (size_t)hx.conf->max_line + 2) {
+	if (cs->part.len > (size_t)smtpd_conf(hx.conf)->max_line + 2) {
 		*l = cs->part;
 		memset(&cs->part, 0, sizeof(cs->part));
 		cs->skip_rest = true;
@@ -575,7 +576,7 @@ static void proxy_header(struct hx_up *u, const unsigned char *p, size_t n, size
 	HX_CHECK((u->cu->proxy_protocol == PROXY_OUT_V1) == (st->pp[0] == 'P'), "proxy-out",
 		 "PROXY header version differs from proxy_protocol of %s", u->cu->name);
 	bool match = info.local;
-	for (struct session *s = hx.base->sessions; s && !match; s = s->next) {
+	for (struct session *s = hx.srv->sessions; s && !match; s = s->next) {
 		struct mg_addr a = s->client;
 		addr_unmap_v4(&a);
 		struct mg_addr b = info.src;
@@ -666,22 +667,9 @@ static void up_end(struct hx_up *u)
 
 /* ---- sessions ---- */
 
-static struct smtp_session *ss_of(const struct session *s)
-{
-	struct smtp_session *ss = (struct smtp_session *)((char *)s - offsetof(struct smtp_session, s));
-	if (ss->magic != SMTP_SESSION_MAGIC)
-		sim_fail("a session in the server list is no live smtp_session");
-	return ss;
-}
-
-static bool closing(const struct session *s)
-{
-	return ss_of(s)->state == SS_CLOSING;
-}
-
 static void session_seen(const struct session *s, struct hx_client *c)
 {
-	delivered[c->index] = ss_of(s)->delivered;
+	delivered[c->index] = ((const struct smtp_session *)s)->delivered;
 }
 
 static void world_end(void)
@@ -709,7 +697,6 @@ static const struct hx_proto smtp_proto = {
 	.ops = &smtpd_ops,
 	.configs = configs,
 	.nconfigs = sizeof(configs) / sizeof(configs[0]),
-	.closing = closing,
 	.client_new = client_new,
 	.client_in = client_in,
 	.client_out = client_out,

@@ -174,7 +174,8 @@ def smtp_seeds():
     s.C("AUTH PLAIN =").U("535 5.7.8 Error").C("AUTH CRAM-MD5", "AUTH PLAIN not-base64!").C("QUIT")
     out["auth-login-initial-response-failures"] = s
 
-    # The known stack-buffer-overflow in add_param (smtpd/smtp_txn.c).
+    # The stack-buffer-overflow in add_param (then smtpd/smtp_txn.c, fixed;
+    # now smtpd/smtp_mail.c).
     s = probe(Seed(0)).T().C("EHLO client.example")
     s.C('MAIL FROM:<"' + "a" * 1250 + '"@example.org>' + " BODY=8BITMIME" * 16)
     out["crash-mail-quoted-local-part"] = s

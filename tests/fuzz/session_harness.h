@@ -1,10 +1,12 @@
 /* session_harness: what the whole-session fuzzers (fuzz_smtp_session.c,
  * fuzz_imap_session.c) share - one input is one scenario in the simulated
  * world of tests/sim/: a configuration variant, the daemon's real
- * server_new/server_start/accept, then a stream of operations by the
- * client(s) and the upstream server(s), then virtual time until every
- * session has ended. The protocol plugs in its configurations and its
- * stream checks through struct hx_proto.
+ * daemon_ops (server_new, server_start) and session hooks, each client
+ * handed to the session core's session_accept() as daemon.c does (through
+ * proxyin.c first on a PROXY-protocol listener), then a stream of
+ * operations by the client(s) and the upstream server(s), then virtual
+ * time until every session has ended. The protocol plugs in its
+ * configurations and its stream checks through struct hx_proto.
  *
  * Input format (tests/fuzz/mkseeds.py writes it):
  *   byte 0   configuration variant (modulo the protocol's list)
@@ -24,7 +26,7 @@
  *   t<b>    the upstream's pending handshake: b bit 0 = fails
  *   w<s><n> window of side s (0 client, 1 upstream) = table[n % 8]
  *   +       advance the clock to the next timer   ~<b>  advance b seconds
- *   S       SIGTERM (server_shutdown)             Z     shutdown_timeout
+ *   S       SIGTERM (session_shutdown_all)        Z     shutdown_timeout (session_kill_all)
  *   D<b>    the reverse DNS answer: b%3 OK (name b/3), NONE, TEMP
  *   N       a new client connection (at most 4); later client ops use it
  *
@@ -77,9 +79,9 @@ struct hx_proto {
 	size_t nconfigs;
 	const char *const *files;	/* pairs: name, content (written beside them) */
 	size_t nfiles;
-	/* State of a live session. */
-	bool (*closing)(const struct session *s);
-	bool (*logged_in)(const struct session *s);	/* NULL: no such thing */
+	/* State of a live session beyond the core's (closing is the core's
+	 * SESSION_CLOSING): logged in (imapd); NULL: no such thing. */
+	bool (*logged_in)(const struct session *s);
 	/* Stream checks: bytes the gateway wrote, bytes the peer sent, ends. */
 	void (*client_new)(struct hx_client *c);
 	void (*client_in)(struct hx_client *c, const unsigned char *p, size_t n);	/* the client sent */
@@ -102,8 +104,7 @@ struct hx_world {
 	const struct hx_proto *proto;
 	const struct conf *conf;
 	int variant;
-	void *srv;
-	struct server *base;
+	struct server *srv;
 	struct hx_client clients[HX_MAX_CLIENTS];
 	int nclients;
 	struct hx_up ups[HX_MAX_UPS];

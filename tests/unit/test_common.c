@@ -11,8 +11,10 @@
 #include "log.h"
 #include "strbuf.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void test_escape_text(void)
 {
@@ -239,6 +241,61 @@ static void test_strbuf(void)
 	CU_ASSERT_EQUAL(mem[8], '#');
 }
 
+/* Review of the fix: a JSON line that overflows must still be one JSON
+ * object. logkv keeps KV_RESERVE (16) bytes for the ending, but the JSON
+ * ending is ',"truncated":"yes"' plus '}' (19): when the line stops
+ * 16..18 bytes short of the end, the marker does not fit, the builder
+ * latches, and the closing brace is dropped too. */
+static void test_logkv_json_truncated_is_json(void)
+{
+	char path[] = "/tmp/mg-logkv-XXXXXX";
+	int fd = mkstemp(path);
+	CU_ASSERT_FATAL(fd >= 0);
+	fflush(stderr);
+	int saved = dup(2);
+	dup2(fd, 2);
+	log_configure(LOG_TARGET_STDERR, LOG_FORMAT_JSON, LOG_LVL_INFO);
+	static char val[LOG_LINE_MAX];
+	memset(val, 'a', sizeof(val));
+	int bad = 0, tried = 0;
+	for (size_t l = 2900; l < 3060; l++) {
+		struct logkv kv;
+		logkv_begin(&kv, "session", 0);
+		/* values of at most LOG_VALUE_MAX bytes each, like real ones */
+		size_t left = l;
+		for (int k = 0; left; k++) {
+			size_t n = left > LOG_VALUE_MAX ? LOG_VALUE_MAX : left;
+			char key[8] = { 'k', (char)('a' + k), 0 };
+			logkv_mem(&kv, key, val, n);
+			left -= n;
+		}
+		/* Lines that end just above the reserve, where a pair no
+		 * longer fits and the truncation marker must. */
+		size_t room = sb_room(&kv.b);
+		if (room < 19 || room > 32)
+			continue;
+		tried++;
+		logkv_raw(&kv, "result", "ok");	/* does not fit: dropped */
+		fflush(stderr);
+		off_t before = lseek(fd, 0, SEEK_END);
+		logkv_end(&kv, LOG_LVL_INFO);
+		fflush(stderr);
+		off_t after = lseek(fd, 0, SEEK_END);
+		char tail[32] = "";
+		ssize_t n = pread(fd, tail, after - before < 31 ? after - before : 31,
+				  after - (after - before < 31 ? after - before : 31));
+		if (n < 2 || tail[n - 2] != '}' || !strstr(tail, "truncated"))
+			bad++;
+	}
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	unlink(path);
+	log_configure(LOG_TARGET_STDERR, LOG_FORMAT_TEXT, LOG_LVL_INFO);
+	CU_ASSERT(tried > 0);
+	CU_ASSERT_EQUAL(bad, 0);
+}
+
 void register_tests(void)
 {
 	CU_pSuite s = CU_add_suite("common", NULL, NULL);
@@ -251,6 +308,7 @@ void register_tests(void)
 	CU_ADD(s, test_buf);
 	CU_ADD(s, test_iptable);
 	CU_ADD(s, test_strbuf);
+	CU_ADD(s, test_logkv_json_truncated_is_json);
 }
 
 CU_MAIN

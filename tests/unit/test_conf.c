@@ -7,6 +7,8 @@
  * what libconfuse's lexer takes as comments (table), and FILE:LINE stays
  * right after every comment form, in the main file and in include()d
  * files, with comments inside lists. */
+#include "imap_conf.h"
+#include "smtp_conf.h"
 #include "conf.h"
 #include "conf_strip.h"
 #include "conf_value.h"
@@ -45,7 +47,7 @@ static void write_file(const char *name, const char *text, int mode)
 
 /* Loads text as <tmpdir>/NAME for the daemon kind; returns the conf (or
  * NULL) and fills d. */
-static struct conf *load(const char *name, const char *text, enum daemon_kind kind, struct diag *d)
+static struct conf *load(const char *name, const char *text, const struct conf_schema *kind, struct diag *d)
 {
 	char path[512];
 	write_file(name, text, 0644);
@@ -81,7 +83,7 @@ static void test_good(void)
 			      "  relay_networks = \"127.0.0.1/32\"\n"
 			      "}\n"
 			      "accept_domains = { \"Example.ORG.\", \".example.org\" }\n",
-			      DAEMON_SMTPD, &d);
+			      &smtpd_schema, &d);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
 	CU_ASSERT_EQUAL(d.errors, 0);
 	CU_ASSERT_STRING_EQUAL(c->hostname, "mx.example.org");
@@ -91,16 +93,16 @@ static void test_good(void)
 	CU_ASSERT_PTR_EQUAL(c->listeners[0].upstream, &c->upstreams[0]);
 	CU_ASSERT_EQUAL(c->listeners[0].client_cert, CLIENT_CERT_NONE);
 	CU_ASSERT_EQUAL(c->listeners[1].relay_networks.n, 1);
-	CU_ASSERT_EQUAL(c->max_line, 2048);
-	CU_ASSERT_EQUAL(c->max_recipients, 1000);
-	CU_ASSERT_EQUAL(c->max_message_size, 52428800);
-	CU_ASSERT_EQUAL(c->auth_mechanisms.n, 2);
+	CU_ASSERT_EQUAL(smtpd_conf(c)->max_line, 2048);
+	CU_ASSERT_EQUAL(smtpd_conf(c)->max_recipients, 1000);
+	CU_ASSERT_EQUAL(smtpd_conf(c)->max_message_size, 52428800);
+	CU_ASSERT_EQUAL(smtpd_conf(c)->auth_mechanisms.n, 2);
 	CU_ASSERT_EQUAL(c->upstreams[0].naddrs, 2);
 	CU_ASSERT_EQUAL(c->upstreams[0].connect_timeout, 10);
 	CU_ASSERT(c->upstreams[0].xclient);
 	/* accept_domains are normalised: lower case, no trailing dot. */
-	CU_ASSERT_STRING_EQUAL(c->accept_domains.v[0], "example.org");
-	CU_ASSERT_STRING_EQUAL(c->accept_domains.v[1], ".example.org");
+	CU_ASSERT_STRING_EQUAL(smtpd_conf(c)->accept_domains.v[0], "example.org");
+	CU_ASSERT_STRING_EQUAL(smtpd_conf(c)->accept_domains.v[1], ".example.org");
 	/* Relative paths resolve against the config's folder. */
 	char want[600];
 	snprintf(want, sizeof(want), "%s/cert.pem", tmpdir);
@@ -113,16 +115,16 @@ static void test_good(void)
 static void test_unknown_key(void)
 {
 	struct diag d;
-	struct conf *c = load("bad1.conf", "hostname = \"mx.example.org\"\n\nbogus = 1\n", DAEMON_SMTPD, &d);
+	struct conf *c = load("bad1.conf", "hostname = \"mx.example.org\"\n\nbogus = 1\n", &smtpd_schema, &d);
 	CU_ASSERT_PTR_NULL(c);
 	CU_ASSERT(has(&d, "bad1.conf", 3, "no such option 'bogus'"));
 	diag_free(&d);
 	/* An imapd key is unknown to smtpd and vice versa. */
-	c = load("bad2.conf", "max_literal = 100\n", DAEMON_SMTPD, &d);
+	c = load("bad2.conf", "max_literal = 100\n", &smtpd_schema, &d);
 	CU_ASSERT_PTR_NULL(c);
 	CU_ASSERT(has(&d, "bad2.conf", 1, "no such option 'max_literal'"));
 	diag_free(&d);
-	c = load("bad3.conf", "max_recipients = 100\n", DAEMON_IMAPD, &d);
+	c = load("bad3.conf", "max_recipients = 100\n", &imapd_schema, &d);
 	CU_ASSERT(has(&d, "bad3.conf", 1, "no such option 'max_recipients'"));
 	conf_free(&c);
 	diag_free(&d);
@@ -156,7 +158,7 @@ static void test_rules(void)
 			      "  tls = \"nope\"\n"		/* 30 */
 			      "  upstream = \"missing\"\n"	/* 31 */
 			      "}\n",
-			      DAEMON_SMTPD, &d);
+			      &smtpd_schema, &d);
 	CU_ASSERT(d.errors > 0);
 	conf_free(&c);
 	CU_ASSERT(has(&d, "rules.conf", 11, "listener \"a\": tls_mode = none is only allowed on loopback"));
@@ -182,7 +184,7 @@ static void test_hostname_and_tls_literal(void)
 			      "  address = \"127.0.0.1:26\"\n"
 			      "  tls_mode = \"none\"\n"
 			      "}\n",
-			      DAEMON_SMTPD, &d);
+			      &smtpd_schema, &d);
 	CU_ASSERT_EQUAL(d.errors, 2);
 	conf_free(&c);
 	CU_ASSERT(has(&d, "host.conf", 1, "hostname: 'localhost' has no dot"));
@@ -199,7 +201,7 @@ static void test_warnings(void)
 			      "  tls_mode = \"starttls\"\n"		/* 11 */
 			      "  relay_networks = \"127.0.0.0/8\"\n"	/* 12 */
 			      "}\n",
-			      DAEMON_SMTPD, &d);
+			      &smtpd_schema, &d);
 	CU_ASSERT_PTR_NOT_NULL(c);
 	CU_ASSERT_EQUAL(d.errors, 0);
 	CU_ASSERT(has(&d, "warn.conf", 9, "warning: listener \"mx\": require_tls = true on port 25"));
@@ -213,7 +215,7 @@ static void test_include(void)
 	struct diag d;
 	write_file("inc-ok.conf", "listener \"l\" {\n  address = \"127.0.0.1:26\"\n  tls_mode = \"none\"\n}\n",
 		   0644);
-	struct conf *c = load("main-inc.conf", BASE "include(\"inc-ok.conf\")\n", DAEMON_SMTPD, &d);
+	struct conf *c = load("main-inc.conf", BASE "include(\"inc-ok.conf\")\n", &smtpd_schema, &d);
 	CU_ASSERT_PTR_NOT_NULL(c);
 	CU_ASSERT_EQUAL(d.errors, 0);
 	if (c)
@@ -227,7 +229,7 @@ static void test_include(void)
 	snprintf(path, sizeof(path), "%s/main-bad.conf", tmpdir);
 	write_file("main-bad.conf", BASE "include(\"inc-bad.conf\")\n", 0644);
 	diag_init(&d);
-	c = conf_load(path, DAEMON_SMTPD, &d);
+	c = conf_load(path, &smtpd_schema, &d);
 	CU_ASSERT_PTR_NULL(c);
 	int found = 0;
 	for (size_t i = 0; i < d.n; i++)
@@ -254,7 +256,7 @@ static void test_files(void)
 			      "}\n"
 			      "upstream \"u\" { address = \"127.0.0.1:25\" }\n"
 			      "listener \"l\" { address = \"127.0.0.1:465\" }\n",
-			      DAEMON_SMTPD, &d);
+			      &smtpd_schema, &d);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
 	conf_check_files(c, &d);
 	CU_ASSERT(has(&d, "files.conf", 4, "key: secret file"));
@@ -321,7 +323,7 @@ static void test_file_problems_once(void)
 			      "}\n"
 			      "upstream \"u\" { address = \"127.0.0.1:25\" }\n"
 			      "listener \"l\" { address = \"127.0.0.1:465\" }\n",
-			      DAEMON_SMTPD, &d);
+			      &smtpd_schema, &d);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
 	conf_check_files(c, &d);
 	tls_check_conf(c, &d);
@@ -514,7 +516,7 @@ static void test_lines_after_comments(void)
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct diag d;
-		struct conf *c = load("lines.conf", cases[i].text, DAEMON_SMTPD, &d);
+		struct conf *c = load("lines.conf", cases[i].text, &smtpd_schema, &d);
 		CU_ASSERT_PTR_NULL(c);
 		CU_ASSERT(has(&d, "lines.conf", cases[i].line, "no such option 'max_mesage_size'"));
 		CU_ASSERT_EQUAL(d.n, 1);
@@ -537,7 +539,7 @@ static void test_value_lines_after_comments(void)
 			      "  tls_mode = \"sometimes\" # bad\n"		/* 15 */
 			      "}\n"						/* 16 */
 			      "max_line = 10  # too small\n",			/* 17 */
-			      DAEMON_SMTPD, &d);
+			      &smtpd_schema, &d);
 	CU_ASSERT(has(&d, "vlines.conf", 15, "tls_mode: bad value 'sometimes'"));
 	CU_ASSERT(has(&d, "vlines.conf", 17, "max_line: 10 out of range"));
 	CU_ASSERT_EQUAL(d.errors, 2);
@@ -557,14 +559,14 @@ static void test_comment_in_list(void)
 			      "}\n"
 			      "auth_mechanisms = { \"PLAIN\", # \"LOGIN\",\n \"XOAUTH2\" }\n"
 			      "listener \"l\" {\n  address = \"127.0.0.1:26\"\n  tls_mode = \"none\"\n}\n",
-			      DAEMON_SMTPD, &d);
+			      &smtpd_schema, &d);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
 	CU_ASSERT_EQUAL(d.errors, 0);
-	CU_ASSERT_EQUAL_FATAL(c->accept_domains.n, 2);
-	CU_ASSERT_STRING_EQUAL(c->accept_domains.v[0], "a.example");
-	CU_ASSERT_STRING_EQUAL(c->accept_domains.v[1], "b.example");
-	CU_ASSERT_EQUAL_FATAL(c->auth_mechanisms.n, 2);
-	CU_ASSERT_STRING_EQUAL(c->auth_mechanisms.v[1], "XOAUTH2");
+	CU_ASSERT_EQUAL_FATAL(smtpd_conf(c)->accept_domains.n, 2);
+	CU_ASSERT_STRING_EQUAL(smtpd_conf(c)->accept_domains.v[0], "a.example");
+	CU_ASSERT_STRING_EQUAL(smtpd_conf(c)->accept_domains.v[1], "b.example");
+	CU_ASSERT_EQUAL_FATAL(smtpd_conf(c)->auth_mechanisms.n, 2);
+	CU_ASSERT_STRING_EQUAL(smtpd_conf(c)->auth_mechanisms.v[1], "XOAUTH2");
 	conf_free(&c);
 	diag_free(&d);
 }
@@ -592,7 +594,7 @@ static void test_include_comments(void)
 			      "# after\n"					/* 4 */
 			      BASE						/* 5-12 */
 			      "max_line = 10 # bad\n",				/* 13 */
-			      DAEMON_SMTPD, &d);
+			      &smtpd_schema, &d);
 	CU_ASSERT_PTR_NOT_NULL(c);
 	snprintf(path, sizeof(path), "inc-c.conf:6: max_recipients: 50 is below 100");
 	CU_ASSERT(count_lines(&d, path) == 1);
@@ -600,7 +602,7 @@ static void test_include_comments(void)
 	CU_ASSERT(has(&d, "main-c.conf", 13, "max_line: 10 out of range"));
 	CU_ASSERT_EQUAL(d.errors, 3);
 	if (c) {
-		CU_ASSERT_EQUAL(c->accept_domains.n, 2);
+		CU_ASSERT_EQUAL(smtpd_conf(c)->accept_domains.n, 2);
 		CU_ASSERT_EQUAL(c->nlisteners, 1);
 	}
 	if (d.errors != 3)
@@ -612,7 +614,7 @@ static void test_include_comments(void)
 	/* A parse error after comments in a nested include. */
 	write_file("inc-n2.conf", "# deep\n\n/* x */\nbogus = 1\n", 0644);
 	write_file("inc-n1.conf", "# n1\ninclude(\"inc-n2.conf\")\n", 0644);
-	c = load("main-n.conf", "# m\ninclude(\"inc-n1.conf\")\n", DAEMON_SMTPD, &d);
+	c = load("main-n.conf", "# m\ninclude(\"inc-n1.conf\")\n", &smtpd_schema, &d);
 	CU_ASSERT_PTR_NULL(c);
 	CU_ASSERT(count_lines(&d, "inc-n2.conf:4: no such option 'bogus'") == 1);
 	CU_ASSERT_EQUAL(d.n, 1);
@@ -620,14 +622,14 @@ static void test_include_comments(void)
 
 	/* A file that includes itself stops at the nesting limit. */
 	write_file("inc-loop.conf", "# again\ninclude(\"inc-loop.conf\")\n", 0644);
-	c = load("main-loop.conf", "include(\"inc-loop.conf\")\n", DAEMON_SMTPD, &d);
+	c = load("main-loop.conf", "include(\"inc-loop.conf\")\n", &smtpd_schema, &d);
 	CU_ASSERT_PTR_NULL(c);
 	CU_ASSERT(count_lines(&d, "inc-loop.conf:2: include(\"inc-loop.conf\"): nested more than") == 1);
 	CU_ASSERT_EQUAL(d.n, 1);
 	diag_free(&d);
 
 	/* A missing include is reported at the include() line. */
-	c = load("main-m.conf", "# m\n# m\ninclude(\"nowhere.conf\")\n", DAEMON_SMTPD, &d);
+	c = load("main-m.conf", "# m\n# m\ninclude(\"nowhere.conf\")\n", &smtpd_schema, &d);
 	CU_ASSERT_PTR_NULL(c);
 	CU_ASSERT(has(&d, "main-m.conf", 3, "include(\"nowhere.conf\"): cannot read"));
 	diag_free(&d);
@@ -638,20 +640,20 @@ static void test_unterminated_and_nul(void)
 {
 	struct diag d;
 	struct conf *c = load("open.conf", BASE "listener \"l\" {\n  address = \"127.0.0.1:26\"\n"
-			      "  tls_mode = \"none\"\n}\n/* disabled:\nmax_line = 10\n", DAEMON_SMTPD, &d);
+			      "  tls_mode = \"none\"\n}\n/* disabled:\nmax_line = 10\n", &smtpd_schema, &d);
 	CU_ASSERT(has(&d, "open.conf", 13, "unterminated /* comment"));
 	CU_ASSERT_EQUAL(d.errors, 1);
 	conf_free(&c);
 	diag_free(&d);
 
 	/* A "..." string left open would swallow the rest of the file. */
-	c = load("openstr.conf", "# x\nhostname = \"mx.example.org\nmax_line = 10\n", DAEMON_SMTPD, &d);
+	c = load("openstr.conf", "# x\nhostname = \"mx.example.org\nmax_line = 10\n", &smtpd_schema, &d);
 	CU_ASSERT_PTR_NULL(c);
 	CU_ASSERT(has(&d, "openstr.conf", 2, "unterminated string"));
 	CU_ASSERT_EQUAL(d.n, 1);
 	diag_free(&d);
 	write_file("inc-open.conf", "# x\n\nhostname = \"mx.example.org\n", 0644);
-	c = load("main-open.conf", "include(\"inc-open.conf\")\nmax_line = 10\n", DAEMON_SMTPD, &d);
+	c = load("main-open.conf", "include(\"inc-open.conf\")\nmax_line = 10\n", &smtpd_schema, &d);
 	CU_ASSERT_PTR_NULL(c);
 	CU_ASSERT(count_lines(&d, "inc-open.conf:3: unterminated string") == 1);
 	CU_ASSERT_EQUAL(d.n, 1);
@@ -664,7 +666,7 @@ static void test_unterminated_and_nul(void)
 	fwrite("# x\nhostname = \"a\0b\"\n", 1, 22, f);
 	fclose(f);
 	diag_init(&d);
-	c = conf_load(path, DAEMON_SMTPD, &d);
+	c = conf_load(path, &smtpd_schema, &d);
 	CU_ASSERT_PTR_NULL(c);
 	CU_ASSERT(has(&d, "nul.conf", 2, "NUL byte"));
 	diag_free(&d);

@@ -7,6 +7,7 @@
  * split at every point. */
 #include "cu_main.h"
 #include "imap_parser.h"
+#include "sasl.h"
 #include "imap_watch.h"
 
 #include <stdio.h>
