@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#define POLL_INTERVAL 0.02	/* seconds between looks at an incomplete header */
+
 struct proxyin {
 	ev_io io;
 	ev_timer poll, deadline;
@@ -62,6 +64,9 @@ static void try_read(struct proxyin *p)
 	switch (pp_parse(buf, (size_t)n, &info, &used)) {
 	case PP_MORE:
 		ev_io_stop(EV_DEFAULT, &p->io);	/* poll, do not spin */
+		/* Set again each time: a fired timer restarted as it is keeps
+		 * its remaining time, ~0, and the poll would spin. */
+		ev_timer_set(&p->poll, POLL_INTERVAL, 0.);
 		ev_timer_start(EV_DEFAULT, &p->poll);
 		return;
 	case PP_BAD:
@@ -117,7 +122,7 @@ void proxyin_start(int fd, const struct conf_listener *l, double timeout, const 
 	p->cb = cb;
 	p->arg = arg;
 	ev_io_init(&p->io, io_cb, fd, EV_READ);
-	ev_timer_init(&p->poll, poll_cb, 0.02, 0.);
+	ev_timer_init(&p->poll, poll_cb, POLL_INTERVAL, 0.);
 	ev_timer_init(&p->deadline, deadline_cb, timeout, 0.);
 	p->io.data = p->poll.data = p->deadline.data = p;
 	if (!trusted) {
