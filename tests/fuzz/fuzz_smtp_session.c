@@ -418,9 +418,12 @@ static void up_in(struct hx_up *u, const unsigned char *p, size_t n)
 	for (;;) {
 		int rv = smtp_reply_parse(st->rbuf + pos, st->rlen - pos, &r);
 		if (rv < 0) {
+			/* Refused only beyond the parser's documented bounds
+			 * (smtp_reply.h: SMTP_REPLY_MAX_LINE octets a line,
+			 * SMTP_REPLY_MAX_LINES lines). */
 			size_t total = 0, nl = 0;
-			HX_CHECK(rfc_reply(st->rbuf + pos, st->rlen - pos, &total, &nl) != 1 || total > 65536,
-				 "reply-limit", "a well-formed %zu-line, %zu-byte reply from %s counts as malformed",
+			HX_CHECK(rfc_reply(st->rbuf + pos, st->rlen - pos, &total, &nl) != 1 || total > 65536 ||
+				 nl > SMTP_REPLY_MAX_LINES, "reply-limit", "a well-formed %zu-line, %zu-byte reply from %s counts as malformed",
 				 nl, total, u->cu->name);
 		}
 		if (rv < 0 || st->nreplies == MAX_PAIRS) {
@@ -508,13 +511,19 @@ static void command(struct hx_up *u, const char *l, size_t n)
 			 u->cu->name, l);
 	HX_CHECK(!st->quit_sent, "upstream-cmd", "command after QUIT sent to %s: %.60s", u->cu->name, l);
 	int prev = st->ncmds ? reply_to(st, st->ncmds - 1) : -1;
+	/* What the previous command was (past MAX_PAIRS: unknown, taken as
+	 * part of an exchange). */
+	int last = st->ncmds && st->ncmds <= MAX_PAIRS ? st->kinds[st->ncmds - 1] : K_SASL;
 	enum cmd_kind kind = K_OTHER;
 	if (st->dead) {
 		/* Replies no longer parse: the gateway is about to drop this
 		 * connection, and we cannot tell a SASL line from a command. */
-	} else if (prev == 334 && !(st->ncmds && st->ncmds <= MAX_PAIRS && st->kinds[st->ncmds - 1] == K_ABORT)) {
-		/* (A 334 to "*" breaks RFC 4954 §4; the gateway takes the
-		 * exchange as aborted anyway, and so do we.) */
+	} else if (prev == 334 && (last == K_AUTH || last == K_SASL)) {
+		/* A SASL exchange goes on. (A 334 to "*" breaks RFC 4954 §4;
+		 * the gateway takes the exchange as aborted anyway, and so do
+		 * we. A 334 to anything but AUTH or a SASL line - say the
+		 * gateway's own RSET, whose reply it does not relay - starts
+		 * no exchange.) */
 		kind = content == 1 && l[0] == '*' ? K_ABORT : K_SASL;
 		HX_CHECK(b64ish(l, content) && n <= 12288, "upstream-cmd",
 			 "a SASL response that is not base64 (or too long) sent to %s: %.60s", u->cu->name, l);
