@@ -365,6 +365,7 @@ static cfg_opt_t listener_opts[] = {
 	CFG_STR("upstream", "", CFGF_NONE),
 	CFG_INT("max_connections", 10000, CFGF_NONE),
 	CFG_INT("max_per_ip", 50, CFGF_NONE),
+	CFG_INT("rate_per_ip", 0, CFGF_NONE),
 	CFG_END()
 };
 
@@ -705,6 +706,7 @@ static void conv_listener(cfg_t *sec, struct conf_listener *l)
 	get_cidrs(sec, "trusted_proxies", &l->trusted_proxies);
 	l->max_connections = get_int(sec, "max_connections", 1, 1000000);
 	l->max_per_ip = get_int(sec, "max_per_ip", 1, 1000000);
+	l->rate_per_ip = get_int(sec, "rate_per_ip", 0, 1000000);
 }
 
 /* Listener rules that need the other sections (DESIGN.md §3). */

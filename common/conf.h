@@ -120,6 +120,7 @@ struct conf_listener {
 	const struct conf_upstream *upstream;
 	int max_connections;
 	int max_per_ip;
+	int rate_per_ip;		/* new sessions per IP per minute; 0 = off */
 	int index;
 };
 

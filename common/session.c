@@ -145,7 +145,7 @@ static void unlink_session(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
-	server_release(srv, s->listener, &s->client);
+	server_release(srv, s->listener, s->admission);
 }
 
 static void session_free(struct session *s)
@@ -352,9 +352,11 @@ void session_kill_all(struct server *srv)
 void session_accept(struct server *srv, const struct session_ops *ops, const struct conf_listener *l,
 		    int fd, const struct mg_addr *peer, const struct mg_addr *local)
 {
-	if (!server_admit(srv, l, fd, peer, ops->limit_refusal))
+	int admission = server_admit(srv, l, fd, peer, ops->limit_refusal);
+	if (admission < 0)
 		return;
 	struct session *s = xcalloc(1, ops->size);
+	s->admission = admission;
 	s->magic = SESSION_MAGIC;
 	s->ops = ops;
 	s->srv = srv;

@@ -100,6 +100,7 @@ struct session {
 	struct conn *conn;		/* the client connection */
 	enum session_result result;
 	int errors;			/* error replies the gateway sent (max_errors) */
+	int admission;			/* server_admit's ticket */
 	struct mg_timer *deadline;
 	/* After every handshake: */
 	const struct conf_peer *peer;	/* matched peer section, or NULL */
