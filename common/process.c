@@ -1,6 +1,7 @@
 /* process: see process.h. The readiness pipe carries one status byte and
  * an optional message that the parent prints before exiting 1. */
 #include "process.h"
+#include "log.h"
 #include "strbuf.h"
 #include "xmem.h"
 
@@ -10,6 +11,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,12 +174,21 @@ static void sig_handler(struct ev_loop *loop, ev_signal *w, int revents)
 
 void process_signals(process_signal_cb cb)
 {
-	static const int nums[PSIG_COUNT] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD };
-	signal(SIGPIPE, SIG_IGN);
+	static const int nums[PSIG_COUNT] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1 };
+	bool started = sig_cb != NULL;
 	sig_cb = cb;
+	if (started)
+		return;
+	signal(SIGPIPE, SIG_IGN);
 	for (int i = 0; i < PSIG_COUNT; i++) {
 		ev_signal_init(&sigw[i], sig_handler, nums[i]);
 		ev_signal_start(EV_DEFAULT, &sigw[i]);
 		ev_unref(EV_DEFAULT);	/* signal watchers alone do not keep the loop alive */
 	}
+}
+
+void process_kill(pid_t pid, int sig)
+{
+	if (pid > 0 && kill(pid, sig) < 0 && errno != ESRCH)
+		log_warn("kill(%ld, %d): %s", (long)pid, sig, strerror(errno));
 }

@@ -6,6 +6,7 @@
 #define MG_PROCESS_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /* Forks. The parent waits for process_ready() or process_failed() from
  * the child and exits 0 or 1; only the child returns. */
@@ -24,9 +25,12 @@ int process_drop_privileges(const char *user, const char *group, char *err, size
  * force (0 if it cannot be read). */
 unsigned long process_raise_nofile(unsigned long want);
 
-enum process_signal { PSIG_TERM, PSIG_INT, PSIG_HUP, PSIG_CHLD, PSIG_COUNT };
+enum process_signal { PSIG_TERM, PSIG_INT, PSIG_HUP, PSIG_CHLD, PSIG_USR1, PSIG_COUNT };
 typedef void (*process_signal_cb)(enum process_signal sig);
-/* libev signal watchers on the default loop; SIGPIPE is ignored. */
+/* libev signal watchers on the default loop; SIGPIPE is ignored. A
+ * second call (a forked worker) only changes the callback. */
 void process_signals(process_signal_cb cb);
+/* Sends sig to pid, logging a failure other than "no such process". */
+void process_kill(pid_t pid, int sig);
 
 #endif

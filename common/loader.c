@@ -1,0 +1,46 @@
+/* loader: see loader.h. */
+#include "loader.h"
+#include "tls.h"
+
+/* Features whose keys are parsed but whose behaviour is not there yet:
+ * refuse them rather than silently ignore a security-relevant setting. */
+static void check_unimplemented(const struct conf *c, struct diag *d)
+{
+	if (c->metrics[0])
+		diag_warn(d, c->path, 0, "metrics is not supported by this version yet; ignored");
+}
+
+void loader_load(const struct daemon_ops *ops, const char *path, bool check_all, struct diag *d,
+		 struct conf **cp, struct server **srvp)
+{
+	*cp = NULL;
+	*srvp = NULL;
+	struct conf *c = conf_load(path, ops->schema, d);
+	struct server *srv = NULL;
+	if (c) {
+		conf_check_files(c, d);
+		check_unimplemented(c, d);
+		if (d->errors == 0)
+			srv = ops->server_new(c, d);	/* loads TLS credentials */
+		else if (check_all)
+			tls_check_conf(c, d);		/* report those problems too */
+	}
+	if (d->errors || !srv) {
+		if (srv)
+			ops->server_free(srv);
+		conf_free(&c);
+		if (!d->errors)
+			diag_error(d, path, 0, "cannot load the configuration");
+		return;
+	}
+	*cp = c;
+	*srvp = srv;
+}
+
+void loader_free(const struct daemon_ops *ops, struct conf **cp, struct server **srvp)
+{
+	if (*srvp)
+		ops->server_free(*srvp);
+	*srvp = NULL;
+	conf_free(cp);
+}

@@ -1,0 +1,17 @@
+/* loader: reading a configuration and everything it names - the file and
+ * its includes, the daemon's own keys, every certificate, key, CRL and
+ * ticket key - into a configuration and a server ready to serve, as -t,
+ * start-up and SIGHUP all do. Problems go to a diag (FILE:LINE: ...). */
+#ifndef MG_LOADER_H
+#define MG_LOADER_H
+
+#include "daemon_ops.h"
+#include "diag.h"
+
+/* On success (no error in d) sets *cp and *srvp. With check_all, TLS
+ * problems are reported even when other errors prevent loading (-t). */
+void loader_load(const struct daemon_ops *ops, const char *path, bool check_all, struct diag *d,
+		 struct conf **cp, struct server **srvp);
+void loader_free(const struct daemon_ops *ops, struct conf **cp, struct server **srvp);
+
+#endif
