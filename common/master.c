@@ -56,6 +56,7 @@ struct wk {
 	int slot;		/* admission slot */
 	int ctl;		/* the master's end of the control socket */
 	ev_io ctl_w;
+	ev_child child_w;	/* libev reaps children on the default loop */
 	double started;
 	bool ready;
 	char fatal[256];	/* what it said before exiting WORKER_EXIT_FATAL */
@@ -128,6 +129,7 @@ static struct gen *gen_of(const struct wk *w)
 
 static void worker_gone(struct wk *w, int status);
 static void restarts_for(const struct gen *g);
+static void child_cb(struct ev_loop *loop, ev_child *c, int revents);
 
 static void ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
@@ -181,8 +183,10 @@ static void forget_in_child(void)
 {
 	for (struct wk *w = m.workers; w; w = w->next) {
 		ev_io_stop(EV_DEFAULT, &w->ctl_w);
+		ev_child_stop(EV_DEFAULT, &w->child_w);
 		close(w->ctl);
 	}
+	process_forget_parent();
 	for (size_t i = 0; i < m.nrestarts; i++)
 		ev_timer_stop(EV_DEFAULT, &m.restarts[i].t);
 	ev_timer_stop(EV_DEFAULT, &m.maintain);
@@ -233,6 +237,9 @@ static bool spawn(struct gen *g, unsigned number)
 	ev_io_init(&w->ctl_w, ctl_cb, w->ctl, EV_READ);
 	w->ctl_w.data = w;
 	ev_io_start(EV_DEFAULT, &w->ctl_w);
+	ev_child_init(&w->child_w, child_cb, pid, 0);
+	w->child_w.data = w;
+	ev_child_start(EV_DEFAULT, &w->child_w);
 	w->next = m.workers;
 	m.workers = w;
 	log_info("worker %u (generation %u) started: pid %ld", number, g->id, (long)pid);
@@ -342,16 +349,10 @@ static void worker_gone(struct wk *w, int status)
 	exit_when_done();
 }
 
-static void reap(void)
+static void child_cb(struct ev_loop *loop, ev_child *c, int revents)
 {
-	int status;
-	pid_t pid;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		for (struct wk *w = m.workers; w; w = w->next)
-			if (w->pid == pid) {
-				worker_gone(w, status);
-				break;
-			}
+	ev_child_stop(loop, c);
+	worker_gone(c->data, c->rstatus);
 }
 
 /* ---- reload ---- */
@@ -445,7 +446,7 @@ static void shutdown_all(void)
 	if (m.stopping)
 		return;
 	m.stopping = true;
-	log_notice("SIGTERM: no new connections; stopping %u worker(s)", count_workers(NULL));
+	log_notice("SIGTERM: listeners closed; stopping %u worker(s)", count_workers(NULL));
 	bindings_close_all(&m.b);
 	for (size_t i = 0; i < m.nrestarts; i++)
 		ev_timer_stop(EV_DEFAULT, &m.restarts[i].t);
@@ -471,9 +472,6 @@ static void on_signal(enum process_signal sig)
 	case PSIG_HUP:
 		if (!m.stopping)
 			reload();
-		return;
-	case PSIG_CHLD:
-		reap();
 		return;
 	case PSIG_USR1:
 		for (struct wk *w = m.workers; w; w = w->next)

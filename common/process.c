@@ -74,6 +74,13 @@ static void report(char status, const char *msg)
 	ready_fd = -1;
 }
 
+void process_forget_parent(void)
+{
+	if (ready_fd >= 0)
+		close(ready_fd);
+	ready_fd = -1;
+}
+
 void process_ready(void)
 {
 	report('0', NULL);

@@ -12,6 +12,9 @@
  * the child and exits 0 or 1; only the child returns. */
 void process_detach(void);
 void process_ready(void);
+/* In a child forked after process_detach(): the waiting parent is the
+ * master's to answer (closes this copy of the readiness pipe). */
+void process_forget_parent(void);
 void process_failed(const char *msg);
 
 int process_write_pidfile(const char *path, char *err, size_t errsz);

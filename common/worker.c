@@ -30,6 +30,7 @@ struct accept_ctx {
 	struct server *srv;
 	const struct conf_listener *l;
 	struct listener_watch *w;
+	int fd;
 };
 
 static struct {
@@ -80,10 +81,16 @@ static void fatal(const char *msg)
 	_exit(WORKER_EXIT_FATAL);
 }
 
+/* Stops accepting and closes this process's copies of the listening
+ * sockets: once every worker and the master have, the address refuses
+ * connections. */
 static void stop_accepting(void)
 {
-	for (size_t i = 0; i < w.nacc; i++)
+	for (size_t i = 0; i < w.nacc; i++) {
 		listener_watch_free(&w.acc[i].w);
+		close(w.acc[i].fd);
+	}
+	w.nacc = 0;
 }
 
 static void poll_done(void *arg)
@@ -104,8 +111,8 @@ static void stop(const char *why)
 	if (w.stopping)
 		return;
 	w.stopping = true;
-	log_notice("%s: no new connections; %u session(s) finishing", why, w.p->srv->nsessions);
 	stop_accepting();
+	log_notice("%s: no new connections; %u session(s) finishing", why, w.p->srv->nsessions);
 	session_shutdown_all(w.p->srv);
 	w.poll = mg_timer_start(0, WORKER_POLL_INTERVAL, poll_done, NULL);
 	w.deadline = mg_timer_start(w.p->conf->shutdown_timeout, 0, deadline, NULL);
@@ -156,8 +163,18 @@ static void accept_everywhere(void)
 			a->ops = w.p->ops;
 			a->srv = w.p->srv;
 			a->l = &c->listeners[i];
+			a->fd = fd;
 			a->w = listener_watch_new(fd, on_accept, a);
 		}
+	/* The sockets a reload keeps for older workers are not ours. */
+	const struct bindings *b = w.p->bindings;
+	for (size_t i = 0; i < b->n; i++) {
+		bool mine = false;
+		for (size_t k = 0; k < w.nacc; k++)
+			mine |= w.acc[k].fd == b->v[i].fd;
+		if (!mine)
+			close(b->v[i].fd);
+	}
 }
 
 void worker_run(const struct worker_params *p)

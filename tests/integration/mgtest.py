@@ -224,6 +224,26 @@ def stop_by_pidfile(pidfile, timeout=10):
         pass
 
 
+def children(pid):
+    """The child processes of pid (a master's workers)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def worker_pids(master, n=1, timeout=10.0):
+    """The n worker processes of a master, once they are all there."""
+    deadline = time.time() + timeout
+    while True:
+        kids = children(master)
+        if len(kids) == n or time.time() > deadline:
+            assert len(kids) == n, "master %d has workers %s, expected %d" % (master, kids, n)
+            return kids
+        time.sleep(0.02)
+
+
 def memory_find(pid, needle, max_region=1 << 30):
     """The writable mappings of process pid whose bytes contain needle, as
     (mapping name, address) pairs - for tests that secrets are wiped.
@@ -307,6 +327,10 @@ class Gateway(LogFile):
             if self.proc.p.poll() is not None or time.time() > deadline:
                 raise RuntimeError("gateway did not start (rc=%s):\n%s" % (self.proc.p.poll(), self.log()))
             time.sleep(0.02)
+
+    def worker_pid(self):
+        """The worker process (with workers = 1): where sessions live."""
+        return worker_pids(self.proc.pid, 1)[0]
 
     def stop(self, sig=signal.SIGTERM):
         rc = self.proc.stop(sig)
