@@ -41,7 +41,8 @@ static void undo(struct bindings *b, size_t first)
 	b->n = first;
 }
 
-int bindings_apply(struct bindings *b, const struct conf *c, char *err, size_t errsz)
+int bindings_apply(struct bindings *b, const struct conf *c, bool reuseport, bool quiet, char *err,
+		   size_t errsz)
 {
 	size_t first_new = b->n, want = b->n;
 	for (size_t i = 0; i < c->nlisteners; i++)
@@ -57,7 +58,7 @@ int bindings_apply(struct bindings *b, const struct conf *c, char *err, size_t e
 			struct binding *x = find(b, &l->addrs[j]);
 			if (!x) {
 				const char *why = NULL;
-				int fd = listener_bind(&l->addrs[j], &why);
+				int fd = listener_bind(&l->addrs[j], reuseport, &why);
 				if (fd < 0) {
 					struct strbuf e;
 					sb_init(&e, err, errsz);
@@ -70,7 +71,8 @@ int bindings_apply(struct bindings *b, const struct conf *c, char *err, size_t e
 				x->fd = fd;
 			}
 			x->wanted = true;
-			log_info("listener \"%s\" on %s (%s)", l->name, as, mode_name(l->tls_mode));
+			if (!quiet)
+				log_info("listener \"%s\" on %s (%s)", l->name, as, mode_name(l->tls_mode));
 		}
 	}
 	return 0;

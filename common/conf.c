@@ -376,6 +376,7 @@ static cfg_opt_t top_opts[] = {
 	CFG_STR("group", "", CFGF_NONE),
 	CFG_STR("pidfile", "", CFGF_NONE),
 	CFG_INT("workers", 1, CFGF_NONE),
+	CFG_BOOL("reuseport", cfg_false, CFGF_NONE),
 	CFG_STR("log_level", "info", CFGF_NONE),
 	CFG_STR("log_target", "syslog", CFGF_NONE),
 	CFG_STR("log_format", "text", CFGF_NONE),
@@ -829,6 +830,7 @@ static void conv_top(cfg_t *cfg, struct conf *c)
 	c->group = xstrdup(cfg_getstr(cfg, "group"));
 	c->pidfile = get_path(cfg, "pidfile");
 	c->workers = get_int(cfg, "workers", 0, 256);
+	c->reuseport = cfg_getbool(cfg, "reuseport");
 	c->log_level = get_keyword(cfg, "log_level", lvl_words, LOG_LVL_INFO);
 	c->log_target = get_keyword(cfg, "log_target", tgt_words, LOG_TARGET_SYSLOG);
 	c->log_format = get_keyword(cfg, "log_format", fmt_words, LOG_FORMAT_TEXT);

@@ -131,6 +131,7 @@ struct conf {
 	char *hostname;
 	char *user, *group, *pidfile;
 	int workers;
+	bool reuseport;		/* a listening socket per worker (SO_REUSEPORT) */
 	int log_level;		/* enum log_level */
 	int log_target;		/* enum log_target */
 	int log_format;		/* enum log_format */

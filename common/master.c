@@ -129,6 +129,7 @@ static struct gen *gen_of(const struct wk *w)
 
 static void worker_gone(struct wk *w, int status);
 static void restarts_for(const struct gen *g);
+static void schedule_restart_number(unsigned number);
 static void child_cb(struct ev_loop *loop, ev_child *c, int revents);
 
 static void ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -193,18 +194,31 @@ static void forget_in_child(void)
 	ev_timer_stop(EV_DEFAULT, &m.kill_timer);
 }
 
-static bool spawn(struct gen *g, unsigned number)
+/* Forks worker number of generation g. false (logged) when it could not
+ * be started; a bind error also goes to err. */
+static bool spawn(struct gen *g, unsigned number, char *err, size_t errsz)
 {
 	int sv[2];
+	struct bindings own = { NULL, 0 };
+	const struct bindings *b = &m.b;
+	if (g->conf->reuseport) {
+		if (bindings_apply(&own, g->conf, true, number > 1, err, errsz) < 0) {
+			log_error("worker %u: %s", number, err);
+			return false;
+		}
+		b = &own;
+	}
 	int slot = admission_slot_take(m.adm);
 	if (slot < 0) {
 		log_error("worker %u: no free slot in the admission counts (too many generations "
 			  "draining); not started", number);
+		bindings_close_all(&own);
 		return false;
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		log_error("worker %u: socketpair: %s", number, strerror(errno));
 		admission_reap(m.adm, slot);
+		bindings_close_all(&own);
 		return false;
 	}
 	pid_t pid = fork();
@@ -213,6 +227,7 @@ static bool spawn(struct gen *g, unsigned number)
 		close(sv[0]);
 		close(sv[1]);
 		admission_reap(m.adm, slot);
+		bindings_close_all(&own);
 		return false;
 	}
 	if (pid == 0) {
@@ -220,13 +235,14 @@ static bool spawn(struct gen *g, unsigned number)
 		conn_loop_fork();
 		forget_in_child();
 		struct worker_params p = {
-			.ops = m.ops, .conf = g->conf, .srv = g->srv, .bindings = &m.b,
+			.ops = m.ops, .conf = g->conf, .srv = g->srv, .bindings = b,
 			.admission = m.adm, .slot = slot, .ctl_fd = sv[1], .number = number,
 			.generation = g->id,
 		};
 		worker_run(&p);
 	}
 	close(sv[1]);
+	bindings_close_all(&own);	/* the worker's own sockets are its alone */
 	struct wk *w = xcalloc(1, sizeof(*w));
 	w->pid = pid;
 	w->number = number;
@@ -249,8 +265,9 @@ static bool spawn(struct gen *g, unsigned number)
 static void restart_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct restart *r = t->data;
-	if (!m.stopping && r->number <= m.cur->nworkers)
-		spawn(m.cur, r->number);
+	char err[512];
+	if (!m.stopping && r->number <= m.cur->nworkers && !spawn(m.cur, r->number, err, sizeof(err)))
+		schedule_restart_number(r->number);
 }
 
 static void restarts_for(const struct gen *g)
@@ -267,14 +284,15 @@ static void restarts_for(const struct gen *g)
 	}
 }
 
-/* A current worker died: start it again, soon or after a back-off. */
-static void schedule_restart(struct wk *w)
+/* Starts worker number again after a back-off that grows while it keeps
+ * failing (young: it died soon after it started). */
+static void restart_later(unsigned number, bool young)
 {
-	if (w->number >= m.nrestarts)
+	if (number >= m.nrestarts)
 		return;
-	struct restart *r = &m.restarts[w->number];
+	struct restart *r = &m.restarts[number];
 	double delay = 0;
-	if (now() - w->started < MASTER_YOUNG) {
+	if (young) {
 		delay = MASTER_BACKOFF_FIRST;
 		for (unsigned i = 0; i < r->failures && delay < MASTER_BACKOFF_MAX; i++)
 			delay *= 2;
@@ -285,10 +303,21 @@ static void schedule_restart(struct wk *w)
 		r->failures = 0;
 	}
 	if (delay > 0)
-		log_warn("worker %u keeps dying young: next start in %.1f s", w->number, delay);
+		log_warn("worker %u keeps dying young: next start in %.1f s", number, delay);
 	ev_timer_stop(EV_DEFAULT, &r->t);
 	ev_timer_set(&r->t, delay, 0.);
 	ev_timer_start(EV_DEFAULT, &r->t);
+}
+
+/* A current worker died: start it again, soon or after a back-off. */
+static void schedule_restart(struct wk *w)
+{
+	restart_later(w->number, now() - w->started < MASTER_YOUNG);
+}
+
+static void schedule_restart_number(unsigned number)
+{
+	restart_later(number, true);
 }
 
 static void describe_exit(const struct wk *w, int status, char *out, size_t sz)
@@ -375,7 +404,7 @@ static void reload_failed_worker(struct wk *w, const char *what)
 		if (o->gen == g->id && o != w)
 			process_kill(o->pid, SIGTERM);
 	/* Back to what the running configuration binds. */
-	if (bindings_apply(&m.b, m.cur->conf, err, sizeof(err)) == 0)
+	if (bindings_apply(&m.b, m.cur->conf, false, true, err, sizeof(err)) == 0)
 		bindings_prune(&m.b);
 	gen_free(&g);
 }
@@ -399,10 +428,15 @@ static void reload(void)
 		log_error("reload failed: the running configuration stays");
 		return;
 	}
-	if (bindings_apply(&m.b, c, err, sizeof(err)) < 0) {
+	if (c->reuseport != m.cur->conf->reuseport) {
+		log_error("reload failed: changing reuseport needs a restart; the running configuration stays");
+		loader_free(m.ops, &c, &srv);
+		return;
+	}
+	if (!c->reuseport && bindings_apply(&m.b, c, false, false, err, sizeof(err)) < 0) {
 		log_error("reload failed: %s; the running configuration stays", err);
 		loader_free(m.ops, &c, &srv);
-		bindings_apply(&m.b, m.cur->conf, err, sizeof(err));	/* marks them wanted again */
+		bindings_apply(&m.b, m.cur->conf, false, true, err, sizeof(err));	/* wanted again */
 		return;
 	}
 	for (size_t i = 0; i < c->nlisteners; i++)
@@ -414,7 +448,7 @@ static void reload(void)
 	g->nworkers = nworkers_of(c);
 	m.next = g;
 	unsigned started = 0;
-	while (started < g->nworkers && spawn(g, started + 1))
+	while (started < g->nworkers && spawn(g, started + 1, err, sizeof(err)))
 		started++;
 	g->nworkers = started;	/* fewer when slots ran out: logged by spawn */
 	if (started == 0) {
@@ -527,7 +561,7 @@ int master_run(const struct daemon_ops *ops, const struct daemon_options *o, str
 	m.cur->srv = srv;
 	m.cur->nworkers = nworkers_of(c);
 	size_t per_worker = raise_nofile(c);
-	if (bindings_apply(&m.b, c, err, sizeof(err)) < 0)
+	if (!c->reuseport && bindings_apply(&m.b, c, false, false, err, sizeof(err)) < 0)
 		return start_failed(err);
 	m.adm = admission_new(ADMISSION_GENERATIONS * m.cur->nworkers, per_worker, server_sessions_max(c));
 	if (!m.adm) {
@@ -547,9 +581,13 @@ int master_run(const struct daemon_ops *ops, const struct daemon_options *o, str
 	ev_timer_start(EV_DEFAULT, &m.maintain);	/* also keeps the master's loop alive */
 	ev_init(&m.kill_timer, kill_cb);
 	restarts_for(m.cur);
+	err[0] = '\0';
 	for (unsigned i = 1; i <= m.cur->nworkers; i++)
-		if (!spawn(m.cur, i))
-			return start_failed("cannot start the workers");
+		if (!spawn(m.cur, i, err, sizeof(err))) {
+			for (struct wk *w = m.workers; w; w = w->next)
+				process_kill(w->pid, SIGKILL);
+			return start_failed(err[0] ? err : "cannot start the workers");
+		}
 	conn_loop_run();
 	ev_timer_stop(EV_DEFAULT, &m.maintain);
 	ev_timer_stop(EV_DEFAULT, &m.kill_timer);

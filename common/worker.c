@@ -84,9 +84,11 @@ static void fatal(const char *msg)
 /* Stops accepting and closes this process's copies of the listening
  * sockets: once every worker and the master have, the address refuses
  * connections. */
-static void stop_accepting(void)
+static void stop_accepting(bool take_queued)
 {
 	for (size_t i = 0; i < w.nacc; i++) {
+		if (take_queued)
+			listener_accept_pending(w.acc[i].w);
 		listener_watch_free(&w.acc[i].w);
 		close(w.acc[i].fd);
 	}
@@ -105,13 +107,15 @@ static void deadline(void *arg)
 	session_kill_all(w.p->srv);
 }
 
-/* No new connections; the sessions finish (DESIGN.md §7). */
-static void stop(const char *why)
+/* No new connections; the sessions finish (DESIGN.md §7). A worker
+ * replaced by a reload first takes the connections queued on a socket of
+ * its own (reuseport): closing it would reset them. */
+static void stop(const char *why, bool replaced)
 {
 	if (w.stopping)
 		return;
 	w.stopping = true;
-	stop_accepting();
+	stop_accepting(replaced && w.p->conf->reuseport);
 	log_notice("%s: no new connections; %u session(s) finishing", why, w.p->srv->nsessions);
 	session_shutdown_all(w.p->srv);
 	w.poll = mg_timer_start(0, WORKER_POLL_INTERVAL, poll_done, NULL);
@@ -122,7 +126,7 @@ static void on_signal(enum process_signal sig)
 {
 	switch (sig) {
 	case PSIG_TERM:
-		stop("SIGTERM");
+		stop("SIGTERM", false);
 		return;
 	case PSIG_INT:
 		_exit(1);
@@ -139,12 +143,12 @@ static void ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 		return;
 	if (n > 0) {
 		if (memchr(buf, WORKER_MSG_DRAIN, (size_t)n))
-			stop("reload");
+			stop("reload", true);
 		return;
 	}
 	ev_ref(loop);	/* it was unreferenced when started */
 	ev_io_stop(loop, io);
-	stop("the master process is gone");
+	stop("the master process is gone", false);
 }
 
 static void accept_everywhere(void)
@@ -196,7 +200,7 @@ void worker_run(const struct worker_params *p)
 	conn_loop_run();
 	mg_timer_stop(&w.poll);
 	mg_timer_stop(&w.deadline);
-	stop_accepting();
+	stop_accepting(false);
 	free(w.acc);
 	exit(0);
 }
