@@ -534,18 +534,31 @@ static int start_failed(const char *err)
 }
 
 /* Each session may hold two descriptors (client, upstream), plus the
- * process's own and the closed connections still lingering. Returns the
- * sessions one worker can hold. */
+ * process's own and the closed connections still lingering. When the limit
+ * is short of that, lingering still gets an eighth of it: a close without
+ * lingering can become an RST that destroys the client's last reply.
+ * Returns the sessions one worker can hold. */
 static size_t raise_nofile(const struct conf *c)
 {
 	size_t sessions = server_sessions_max(c);
 	unsigned long want = 2UL * sessions + MASTER_FD_RESERVE;
 	unsigned long nofile = process_raise_nofile(want + CONN_LINGER_MAX);
-	conn_set_linger_budget(nofile > want ? (unsigned)(nofile - want < CONN_LINGER_MAX
-							     ? nofile - want : CONN_LINGER_MAX)
-					     : 0);
-	if (nofile > MASTER_FD_RESERVE && (nofile - MASTER_FD_RESERVE) / 2 < sessions)
-		sessions = (nofile - MASTER_FD_RESERVE) / 2;
+	unsigned long spare = nofile > want ? nofile - want : 0;
+	if (nofile == 0)
+		spare = CONN_LINGER_MAX;	/* unknown limit: the default */
+	else if (spare < nofile / 8)
+		spare = nofile / 8;
+	conn_set_linger_budget(spare < CONN_LINGER_MAX ? (unsigned)spare : CONN_LINGER_MAX);
+	if (nofile && nofile < want) {
+		unsigned long fit = nofile - spare > MASTER_FD_RESERVE
+					    ? (nofile - spare - MASTER_FD_RESERVE) / 2 : 0;
+		if (fit < sessions)
+			sessions = fit ? fit : 1;
+		log_warn("open-file limit %lu: about %zu sessions per worker fit, not the %lu the "
+			 "listeners' max_connections ask; raise the hard limit (LimitNOFILE=, "
+			 "ulimit -Hn) or lower max_connections", nofile, sessions,
+			 (unsigned long)server_sessions_max(c));
+	}
 	return sessions;
 }
 
