@@ -85,7 +85,7 @@ class Reload(GatewayTest):
         self.assertEqual(old.reply()[0], 250)
         old.expect("QUIT", 221)
         msgs = self.up.wait_messages(1)
-        self.assertIn(b"across the reload", msgs[0].data)
+        self.assertIn(b"across the reload", msgs[0].message)
         # Then the old generation is gone and two new workers serve.
         deadline = time.time() + 10
         while set(mgtest_children(gw.proc.pid)) & old_workers:
@@ -136,7 +136,7 @@ class Reload(GatewayTest):
         with self.assertRaises((ssl.SSLError, ConnectionError, OSError, EOFError)):
             c = Smtp(p, tls=True, ctx=ctx)
             c.reply()
-        gw.wait_log(r"cert=revoked")
+        gw.wait_log(r"reason=\"client certificate rejected: revoked\"")
         fingerprint(p, self.pki + "/peer.pem", self.pki + "/peer.key")    # others still fine
 
     def test_listeners_added_and_removed(self):
