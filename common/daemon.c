@@ -7,6 +7,7 @@
 #include "conn.h"
 #include "listener.h"
 #include "log.h"
+#include "logsetup.h"
 #include "process.h"
 #include "proxyin.h"
 #include "rdns.h"
@@ -115,6 +116,11 @@ static void on_signal(enum process_signal sig)
 		log_notice("SIGHUP: configuration reload is not supported by this version yet; "
 			   "restart to apply changes");
 		return;
+	case PSIG_USR1:
+		/* logrotate. Hook for the master: forward SIGUSR1 to every
+		 * worker too, each reopens its own descriptor. */
+		log_reopen();
+		return;
 	default:
 		return;
 	}
@@ -206,6 +212,7 @@ static int load(const struct daemon_ops *ops, const struct options *o, struct co
 	if (c) {
 		conf_check_files(c, &d);
 		check_unimplemented(c, &d);
+		logsetup_check(c, o->foreground, &d);
 		if (d.errors == 0)
 			srv = ops->server_new(c, &d);	/* loads TLS credentials */
 		else if (o->test)
@@ -243,10 +250,10 @@ static int start_failed(const struct options *o, const char *err)
  * daemon's own and the closed connections still lingering. */
 static void raise_nofile(const struct conf *c)
 {
-	unsigned long sessions_fds = 64;
+	unsigned long sessions_fds = 64, hard;
 	for (size_t i = 0; i < c->nlisteners; i++)
 		sessions_fds += 2UL * (unsigned long)c->listeners[i].max_connections;
-	unsigned long nofile = process_raise_nofile(sessions_fds + CONN_LINGER_MAX);
+	unsigned long nofile = process_raise_nofile(sessions_fds + CONN_LINGER_MAX, &hard);
 	conn_set_linger_budget(nofile > sessions_fds
 			       ? (unsigned)(nofile - sessions_fds < CONN_LINGER_MAX
 					    ? nofile - sessions_fds : CONN_LINGER_MAX)
@@ -312,10 +319,17 @@ int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
 	d_ops = ops;
 	d_srv = srv;
 	d_conf = c;
+	char err[1024];
+	if (logsetup_open(c, ops->name, o.foreground, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		ops->server_free(srv);
+		conf_free(&c);
+		return 1;
+	}
 	if (!o.foreground)
-		process_detach();
-	log_configure(o.foreground ? LOG_TARGET_STDERR : (enum log_target)c->log_target,
-		      (enum log_format)c->log_format, o.debug ? LOG_LVL_DEBUG : (enum log_level)c->log_level);
+		process_detach(logsetup_keep_stderr(c, o.foreground));
+	log_configure((enum log_target)logsetup_target(c, o.foreground), (enum log_format)c->log_format,
+		      o.debug ? LOG_LVL_DEBUG : (enum log_level)c->log_level);
 	conn_loop_init();
 	if ((rc = start(&o, c)) != 0)
 		return rc;

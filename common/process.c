@@ -19,7 +19,7 @@
 
 static int ready_fd = -1;
 
-void process_detach(void)
+void process_detach(bool keep_stderr)
 {
 	int p[2];
 	if (pipe(p) < 0) {
@@ -53,7 +53,8 @@ void process_detach(void)
 	if (nul >= 0) {
 		dup2(nul, 0);
 		dup2(nul, 1);
-		dup2(nul, 2);
+		if (!keep_stderr)
+			dup2(nul, 2);
 		if (nul > 2)
 			close(nul);
 	}
@@ -111,25 +112,35 @@ void process_remove_pidfile(const char *path)
 		unlink(path);
 }
 
-int process_drop_privileges(const char *user, const char *group, char *err, size_t errsz)
+int process_user_ids(const char *user, const char *group, uid_t *uid, gid_t *gid, char *err,
+		     size_t errsz)
 {
-	if (geteuid() != 0 || strcmp(user, "root") == 0)
-		return 0;
 	struct passwd *pw = getpwnam(user);
 	if (!pw) {
 		snprintf(err, errsz, "user '%s' does not exist", user);
 		return -1;
 	}
-	gid_t gid = pw->pw_gid;
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
 	if (group[0]) {
 		struct group *gr = getgrnam(group);
 		if (!gr) {
 			snprintf(err, errsz, "group '%s' does not exist", group);
 			return -1;
 		}
-		gid = gr->gr_gid;
+		*gid = gr->gr_gid;
 	}
-	uid_t uid = pw->pw_uid;
+	return 0;
+}
+
+int process_drop_privileges(const char *user, const char *group, char *err, size_t errsz)
+{
+	uid_t uid;
+	gid_t gid;
+	if (geteuid() != 0 || strcmp(user, "root") == 0)
+		return 0;
+	if (process_user_ids(user, group, &uid, &gid, err, errsz) < 0)
+		return -1;
 	if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
 		snprintf(err, errsz, "dropping privileges to %s: %s", user, strerror(errno));
 		return -1;
@@ -142,11 +153,13 @@ int process_drop_privileges(const char *user, const char *group, char *err, size
 	return 0;
 }
 
-unsigned long process_raise_nofile(unsigned long want)
+unsigned long process_raise_nofile(unsigned long want, unsigned long *hard)
 {
 	struct rlimit rl;
+	*hard = 0;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return 0;
+	*hard = (unsigned long)rl.rlim_max;
 	if (rl.rlim_cur >= want)
 		return rl.rlim_cur;
 	rlim_t target = want;
@@ -159,6 +172,7 @@ unsigned long process_raise_nofile(unsigned long want)
 	rl.rlim_cur = target;
 	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return 0;
+	*hard = (unsigned long)rl.rlim_max;
 	return rl.rlim_cur;
 }
 
@@ -172,7 +186,7 @@ static void sig_handler(struct ev_loop *loop, ev_signal *w, int revents)
 
 void process_signals(process_signal_cb cb)
 {
-	static const int nums[PSIG_COUNT] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD };
+	static const int nums[PSIG_COUNT] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1 };
 	signal(SIGPIPE, SIG_IGN);
 	sig_cb = cb;
 	for (int i = 0; i < PSIG_COUNT; i++) {
