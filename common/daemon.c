@@ -5,6 +5,7 @@
 #include "daemon.h"
 #include "conf.h"
 #include "conn.h"
+#include "fdlimit.h"
 #include "listener.h"
 #include "log.h"
 #include "logsetup.h"
@@ -213,6 +214,7 @@ static int load(const struct daemon_ops *ops, const struct options *o, struct co
 		conf_check_files(c, &d);
 		check_unimplemented(c, &d);
 		logsetup_check(c, o->foreground, &d);
+		fdlimit_check(c, &d);
 		if (d.errors == 0)
 			srv = ops->server_new(c, &d);	/* loads TLS credentials */
 		else if (o->test)
@@ -246,29 +248,16 @@ static int start_failed(const struct options *o, const char *err)
 	return 1;
 }
 
-/* Descriptors: each session may hold two (client, upstream), plus the
- * daemon's own and the closed connections still lingering. */
-static void raise_nofile(const struct conf *c)
-{
-	unsigned long sessions_fds = 64, hard;
-	for (size_t i = 0; i < c->nlisteners; i++)
-		sessions_fds += 2UL * (unsigned long)c->listeners[i].max_connections;
-	unsigned long nofile = process_raise_nofile(sessions_fds + CONN_LINGER_MAX, &hard);
-	conn_set_linger_budget(nofile > sessions_fds
-			       ? (unsigned)(nofile - sessions_fds < CONN_LINGER_MAX
-					    ? nofile - sessions_fds : CONN_LINGER_MAX)
-			       : 0);
-}
-
 /* Binds, raises limits, writes the pidfile and drops privileges. */
 static int start(const struct options *o, const struct conf *c)
 {
 	char err[1024];
 	if (bind_all(c, err, sizeof(err)) < 0)
 		return start_failed(o, err);
-	raise_nofile(c);
+	fdlimit_apply(c);
 	if (process_write_pidfile(c->pidfile, err, sizeof(err)) < 0)
 		return start_failed(o, err);
+	process_pidfile_keeper(c->pidfile, c->user);
 	if (geteuid() == 0 && strcmp(c->user, "root") == 0)
 		log_warn("user = root: keeping root privileges in the worker (not recommended)");
 	if (process_drop_privileges(c->user, c->group, err, sizeof(err)) < 0)

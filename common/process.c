@@ -1,5 +1,6 @@
 /* process: see process.h. The readiness pipe carries one status byte and
- * an optional message that the parent prints before exiting 1. */
+ * an optional message that the parent prints before exiting 1. The
+ * pidfile keeper's pipe carries one byte, written at a clean stop. */
 #include "process.h"
 #include "strbuf.h"
 #include "xmem.h"
@@ -106,10 +107,89 @@ int process_write_pidfile(const char *path, char *err, size_t errsz)
 	return 0;
 }
 
+static int keeper_fd = -1;
+
 void process_remove_pidfile(const char *path)
 {
-	if (path[0])
+	if (!path[0])
+		return;
+	unlink(path);
+	if (keeper_fd >= 0) {
+		/* A clean stop: the keeper removes it if we could not. */
+		if (write(keeper_fd, "x", 1) < 0) {
+			/* keeper gone: nothing more to do */
+		}
+		close(keeper_fd);
+		keeper_fd = -1;
+	}
+}
+
+/* The keeper: waits for the daemon's clean-stop byte and its exit (EOF),
+ * then removes the pidfile if it still holds the daemon's pid (a new
+ * instance may have written its own meanwhile). */
+static void keeper_run(int fd, const char *path, pid_t daemon)
+{
+	char c = 0, buf[32];
+	ssize_t n;
+	bool clean = false;
+	while ((n = read(fd, &c, 1)) != 0) {
+		if (n > 0)
+			clean = true;
+		else if (errno != EINTR)
+			break;
+	}
+	if (!clean)
+		_exit(0);
+	int pf = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (pf < 0)
+		_exit(0);
+	n = read(pf, buf, sizeof(buf) - 1);
+	close(pf);
+	if (n <= 0)
+		_exit(0);
+	buf[n] = '\0';
+	if (strtol(buf, NULL, 10) == (long)daemon)
 		unlink(path);
+	_exit(0);
+}
+
+void process_pidfile_keeper(const char *path, const char *user)
+{
+	int p[2];
+	if (!path[0] || geteuid() != 0 || strcmp(user, "root") == 0 || keeper_fd >= 0)
+		return;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return;
+	pid_t daemon = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return;
+	}
+	if (pid > 0) {
+		close(p[0]);
+		keeper_fd = p[1];
+		return;
+	}
+	/* The keeper: no listener, log file or key material stays open;
+	 * SIGTERM / SIGINT / SIGHUP sent to the whole session or group
+	 * (systemd's stop, a ^C under -f) are for the daemon. */
+	static const int ignored[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE };
+	for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+		signal(ignored[i], SIG_IGN);
+	int nul = open("/dev/null", O_RDWR);
+	if (nul >= 0) {
+		dup2(nul, 0);
+		dup2(nul, 1);
+		dup2(nul, 2);
+	}
+	if (p[0] != 3) {
+		dup2(p[0], 3);
+		p[0] = 3;
+	}
+	close_range(4, ~0U, 0);
+	keeper_run(p[0], path, daemon);
 }
 
 int process_user_ids(const char *user, const char *group, uid_t *uid, gid_t *gid, char *err,
@@ -159,21 +239,23 @@ unsigned long process_raise_nofile(unsigned long want, unsigned long *hard)
 	*hard = 0;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return 0;
-	*hard = (unsigned long)rl.rlim_max;
-	if (rl.rlim_cur >= want)
-		return rl.rlim_cur;
-	rlim_t target = want;
-	if (rl.rlim_max != RLIM_INFINITY && target > rl.rlim_max) {
-		if (geteuid() == 0)
-			rl.rlim_max = target;
-		else
-			target = rl.rlim_max;
+	if (rl.rlim_cur < want) {
+		rlim_t target = want;
+		struct rlimit both = { target, target };
+		if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= target)
+			both.rlim_max = rl.rlim_max;	/* the soft limit alone */
+		if (setrlimit(RLIMIT_NOFILE, &both) < 0 && rl.rlim_cur < rl.rlim_max) {
+			/* Raising the hard limit was refused: all it allows. */
+			rl.rlim_cur = rl.rlim_max;
+			if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+				/* keep what we had */
+			}
+		}
+		if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+			return 0;
 	}
-	rl.rlim_cur = target;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return 0;
-	*hard = (unsigned long)rl.rlim_max;
-	return rl.rlim_cur;
+	*hard = rl.rlim_max == RLIM_INFINITY ? (unsigned long)-1 : (unsigned long)rl.rlim_max;
+	return rl.rlim_cur == RLIM_INFINITY ? (unsigned long)-1 : (unsigned long)rl.rlim_cur;
 }
 
 static ev_signal sigw[PSIG_COUNT];

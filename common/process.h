@@ -19,6 +19,18 @@ void process_failed(const char *msg);
 
 int process_write_pidfile(const char *path, char *err, size_t errsz);
 void process_remove_pidfile(const char *path);
+/* The pidfile is removed at a clean stop. A process that drops
+ * privileges can no longer unlink it from a folder only root may write
+ * (/run/mailgate): call this after writing the pidfile, before the drop.
+ * It forks a keeper that stays root, holds nothing but a pipe (every
+ * other descriptor closed, signals from the session ignored) and, once
+ * the daemon has called process_remove_pidfile() and exited, removes the
+ * pidfile if it still names the daemon. A daemon that dies without a
+ * clean stop leaves its pidfile, as nginx does. Nothing happens when the
+ * process keeps root or there is no pidfile. (The master process, once
+ * there is one, keeps root and removes the pidfile itself.) */
+void process_pidfile_keeper(const char *path, const char *user);
+
 /* The uid and gid privileges are dropped to: user's, and group's (""
  * = the user's primary group). Returns 0, or -1 with err filled. */
 int process_user_ids(const char *user, const char *group, uid_t *uid, gid_t *gid, char *err,
@@ -27,8 +39,11 @@ int process_user_ids(const char *user, const char *group, uid_t *uid, gid_t *gid
  * group). user "root" keeps root (the caller warns). Otherwise no change.
  * Returns 0, or -1 with err filled. */
 int process_drop_privileges(const char *user, const char *group, char *err, size_t errsz);
-/* Raises RLIMIT_NOFILE towards want; returns the soft limit now in
- * force (0 if it cannot be read) and the hard one in *hard. */
+/* Raises RLIMIT_NOFILE to want: the hard limit too when it is lower (as
+ * root); when raising the hard limit is refused (no CAP_SYS_RESOURCE,
+ * or want above fs.nr_open), the soft limit goes up to the hard one.
+ * Returns the soft limit now in force (0 if it cannot be read) and the
+ * hard one in *hard. */
 unsigned long process_raise_nofile(unsigned long want, unsigned long *hard);
 
 /* PSIG_USR1: reopen the log file (logrotate). */

@@ -237,6 +237,13 @@ class Daemon(GatewayTest):
                 break
             time.sleep(0.05)
         self.assertFalse(os.path.exists("/proc/%d" % pid))
+        # A clean stop removes the pidfile, though the daemon runs as
+        # nobody and the folder is root's.
+        for _ in range(100):
+            if not os.path.exists(pidfile):
+                break
+            time.sleep(0.05)
+        self.assertFalse(os.path.exists(pidfile))
 
     def test_bind_failure_exit_status(self):
         s = socket.socket()
