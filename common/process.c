@@ -188,7 +188,11 @@ void process_pidfile_keeper(const char *path, const char *user)
 		dup2(p[0], 3);
 		p[0] = 3;
 	}
-	close_range(4, ~0U, 0);
+	if (close_range(4, ~0U, 0) < 0) {	/* refused by a seccomp filter, old kernel */
+		long max = sysconf(_SC_OPEN_MAX);
+		for (long fd = 4; fd < max; fd++)
+			close((int)fd);
+	}
 	keeper_run(p[0], path, daemon);
 }
 
