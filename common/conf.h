@@ -134,6 +134,8 @@ struct conf {
 	bool reuseport;		/* a listening socket per worker (SO_REUSEPORT) */
 	int log_level;		/* enum log_level */
 	int log_target;		/* enum log_target */
+	char *log_file;		/* LOG_TARGET_FILE: the absolute path; else "" */
+	struct conf_where log_target_where;
 	int log_format;		/* enum log_format */
 	char *metrics;
 	int shutdown_timeout;

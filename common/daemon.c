@@ -7,6 +7,7 @@
 #include "conn.h"
 #include "loader.h"
 #include "log.h"
+#include "logsetup.h"
 #include "master.h"
 #include "process.h"
 #include "rdns.h"
@@ -60,7 +61,7 @@ static int load(const struct daemon_ops *ops, const struct daemon_options *o, st
 {
 	struct diag d;
 	diag_init(&d);
-	loader_load(ops, o->path, o->test, &d, cp, srvp);
+	loader_load(ops, o, &d, cp, srvp);
 	for (size_t i = 0; i < d.n; i++)
 		fprintf(stderr, "%s\n", d.lines[i]);
 	int bad = d.errors > 0;
@@ -91,10 +92,16 @@ int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
 	struct server *srv = NULL;
 	if ((rc = load(ops, &o, &c, &srv)) >= 0)
 		return rc;
+	char err[1024];
+	if (logsetup_open(c, ops->name, o.foreground, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		loader_free(ops, &c, &srv);
+		return 1;
+	}
 	if (!o.foreground)
-		process_detach();
-	log_configure(o.foreground ? LOG_TARGET_STDERR : (enum log_target)c->log_target,
-		      (enum log_format)c->log_format, o.debug ? LOG_LVL_DEBUG : (enum log_level)c->log_level);
+		process_detach(logsetup_keep_stderr(c, o.foreground));
+	log_configure((enum log_target)logsetup_target(c, o.foreground), (enum log_format)c->log_format,
+		      o.debug ? LOG_LVL_DEBUG : (enum log_level)c->log_level);
 	conn_loop_init();
 	return master_run(ops, &o, c, srv);
 }

@@ -1,5 +1,7 @@
 /* loader: see loader.h. */
 #include "loader.h"
+#include "fdlimit.h"
+#include "logsetup.h"
 #include "tls.h"
 
 /* Features whose keys are parsed but whose behaviour is not there yet:
@@ -10,9 +12,10 @@ static void check_unimplemented(const struct conf *c, struct diag *d)
 		diag_warn(d, c->path, 0, "metrics is not supported by this version yet; ignored");
 }
 
-void loader_load(const struct daemon_ops *ops, const char *path, bool check_all, struct diag *d,
+void loader_load(const struct daemon_ops *ops, const struct daemon_options *o, struct diag *d,
 		 struct conf **cp, struct server **srvp)
 {
+	const char *path = o->path;
 	*cp = NULL;
 	*srvp = NULL;
 	struct conf *c = conf_load(path, ops->schema, d);
@@ -20,9 +23,11 @@ void loader_load(const struct daemon_ops *ops, const char *path, bool check_all,
 	if (c) {
 		conf_check_files(c, d);
 		check_unimplemented(c, d);
+		logsetup_check(c, o->foreground, d);
+		fdlimit_check(c, d);
 		if (d->errors == 0)
 			srv = ops->server_new(c, d);	/* loads TLS credentials */
-		else if (check_all)
+		else if (o->test)
 			tls_check_conf(c, d);		/* report those problems too */
 	}
 	if (d->errors || !srv) {

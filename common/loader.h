@@ -8,9 +8,11 @@
 #include "daemon_ops.h"
 #include "diag.h"
 
-/* On success (no error in d) sets *cp and *srvp. With check_all, TLS
- * problems are reported even when other errors prevent loading (-t). */
-void loader_load(const struct daemon_ops *ops, const char *path, bool check_all, struct diag *d,
+/* Loads o->path. On success (no error in d) sets *cp and *srvp. With
+ * o->test, TLS problems are reported even when other errors prevent
+ * loading. Where logs go and whether the open-file limit fits are
+ * checked too (warnings). */
+void loader_load(const struct daemon_ops *ops, const struct daemon_options *o, struct diag *d,
 		 struct conf **cp, struct server **srvp);
 void loader_free(const struct daemon_ops *ops, struct conf **cp, struct server **srvp);
 

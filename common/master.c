@@ -6,6 +6,7 @@
 #include "admission.h"
 #include "bindings.h"
 #include "conn.h"
+#include "fdlimit.h"
 #include "loader.h"
 #include "log.h"
 #include "process.h"
@@ -38,7 +39,6 @@
 /* After shutdown_timeout, how long workers get to exit before SIGKILL. */
 #define MASTER_KILL_GRACE 5.0
 /* Descriptors beyond the sessions' own (logs, listeners, DNS, ...). */
-#define MASTER_FD_RESERVE 64UL
 
 struct gen {
 	unsigned id;
@@ -421,7 +421,7 @@ static void reload(void)
 	}
 	log_notice("SIGHUP: reloading %s", m.o->path);
 	diag_init(&d);
-	loader_load(m.ops, m.o->path, false, &d, &c, &srv);
+	loader_load(m.ops, m.o, &d, &c, &srv);
 	log_diag(&d);
 	diag_free(&d);
 	if (!c) {
@@ -508,6 +508,7 @@ static void on_signal(enum process_signal sig)
 			reload();
 		return;
 	case PSIG_USR1:
+		log_reopen();
 		for (struct wk *w = m.workers; w; w = w->next)
 			process_kill(w->pid, SIGUSR1);
 		return;
@@ -533,35 +534,6 @@ static int start_failed(const char *err)
 	return 1;
 }
 
-/* Each session may hold two descriptors (client, upstream), plus the
- * process's own and the closed connections still lingering. When the limit
- * is short of that, lingering still gets an eighth of it: a close without
- * lingering can become an RST that destroys the client's last reply.
- * Returns the sessions one worker can hold. */
-static size_t raise_nofile(const struct conf *c)
-{
-	size_t sessions = server_sessions_max(c);
-	unsigned long want = 2UL * sessions + MASTER_FD_RESERVE;
-	unsigned long nofile = process_raise_nofile(want + CONN_LINGER_MAX);
-	unsigned long spare = nofile > want ? nofile - want : 0;
-	if (nofile == 0)
-		spare = CONN_LINGER_MAX;	/* unknown limit: the default */
-	else if (spare < nofile / 8)
-		spare = nofile / 8;
-	conn_set_linger_budget(spare < CONN_LINGER_MAX ? (unsigned)spare : CONN_LINGER_MAX);
-	if (nofile && nofile < want) {
-		unsigned long fit = nofile - spare > MASTER_FD_RESERVE
-					    ? (nofile - spare - MASTER_FD_RESERVE) / 2 : 0;
-		if (fit < sessions)
-			sessions = fit ? fit : 1;
-		log_warn("open-file limit %lu: about %zu sessions per worker fit, not the %lu the "
-			 "listeners' max_connections ask; raise the hard limit (LimitNOFILE=, "
-			 "ulimit -Hn) or lower max_connections", nofile, sessions,
-			 (unsigned long)server_sessions_max(c));
-	}
-	return sessions;
-}
-
 int master_run(const struct daemon_ops *ops, const struct daemon_options *o, struct conf *c,
 	       struct server *srv)
 {
@@ -573,7 +545,7 @@ int master_run(const struct daemon_ops *ops, const struct daemon_options *o, str
 	m.cur->conf = c;
 	m.cur->srv = srv;
 	m.cur->nworkers = nworkers_of(c);
-	size_t per_worker = raise_nofile(c);
+	size_t per_worker = fdlimit_apply(c);
 	if (!c->reuseport && bindings_apply(&m.b, c, false, false, err, sizeof(err)) < 0)
 		return start_failed(err);
 	m.adm = admission_new(ADMISSION_GENERATIONS * m.cur->nworkers, per_worker, server_sessions_max(c));

@@ -6,6 +6,7 @@
  * statement of the callback that calls it. */
 #include "session.h"
 #include "session_int.h"
+#include "certlog.h"
 #include "conn.h"
 #include "log.h"
 #include "server.h"
@@ -195,15 +196,30 @@ static void start_handshake(struct session *s)
 	conn_start_tls(s->conn, tls_session_server(ts, conn_fd(s->conn), s->listener->client_cert));
 }
 
-static void tls_failed(struct session *s)
+/* One line per failed handshake. A refused client certificate comes with
+ * what an admin needs to act on it: its status, fingerprint, names,
+ * issuer and expiry (certlog.c). */
+static void log_tls_failed(struct session *s, const char *reason)
 {
 	struct tls_session *t = conn_tls(s->conn);
+	const struct tls_peer *p = t && tls_failed_on_cert(t) ? tls_peer(t) : NULL;
 	struct logkv kv;
 	logkv_begin(&kv, "tls-failed", 1);
 	logkv_raw(&kv, "session", s->id);
 	logkv_raw(&kv, "client", s->ip);
-	logkv_str(&kv, "reason", conn_error(s->conn));
+	logkv_str(&kv, "reason", reason);
+	logkv_str(&kv, "listener", s->listener->name);
+	if (p) {
+		logkv_raw(&kv, "cert", tls_cert_status_name(p->status));
+		certlog_add(&kv, p);
+	}
 	logkv_end(&kv, LOG_LVL_INFO);
+}
+
+static void tls_failed(struct session *s)
+{
+	struct tls_session *t = conn_tls(s->conn);
+	log_tls_failed(s, conn_error(s->conn));
 	s->result = t && tls_failed_on_cert(t) ? RESULT_CERT_REJECTED : RESULT_TLS_FAILED;
 }
 
@@ -258,6 +274,8 @@ static bool on_end(struct session *s, enum conn_event ev)
 		return true;
 	default:	/* CONN_EV_TIMEOUT */
 		if (s->state != SESSION_ACTIVE) {
+			if (conn_tls(s->conn) && !conn_tls_ready(s->conn))
+				log_tls_failed(s, "handshake timed out");
 			session_set_result(s, RESULT_TIMEOUT);
 			return true;
 		}

@@ -91,7 +91,15 @@ struct tls_peer {
 	size_t email_bad;
 	char sig_alg[32];	/* OpenSSL spelling, e.g. "ecdsa-with-SHA256" (PROXY v2) */
 	char key_alg[16];	/* e.g. "EC256", "RSA2048" */
+	/* For logs only, never for a decision: the issuer DN (RFC 4514, at
+	 * most TLS_MAX_ISSUER_LOG bytes of it; NULL if unreadable) and
+	 * notAfter (seconds since the epoch, -1 if unreadable). */
+	char *issuer;
+	long long not_after;
+	/* Upstream certificates (tls_client): what accepted it. */
+	enum tls_match { TLS_MATCH_NONE, TLS_MATCH_PIN, TLS_MATCH_NAME } match;
 };
+#define TLS_MAX_ISSUER_LOG 256
 
 struct tls_server;
 struct tls_client;
@@ -149,8 +157,14 @@ void tls_set_wipe(struct tls_session *s, bool on);
  * (TLS 1.3 half-close; the peer's remaining data, then its EOF). */
 int tls_bye(struct tls_session *s);
 
-/* Why the last call failed (static string or owned by the session). */
+/* Why the last call failed (static string or owned by the session).
+ * Transport failures are put in words ("connection reset by peer",
+ * "peer closed the connection during the handshake"), not GnuTLS's
+ * "Error in the pull function." */
 const char *tls_reason(const struct tls_session *s);
+/* Client sessions: the DNS-ID the upstream's certificate must carry
+ * ("" when pins decide). */
+const char *tls_verify_name(const struct tls_session *s);
 /* Result class of a failed handshake for logs and metrics:
  * "cert-rejected" when a client certificate was refused, else "tls-failed". */
 bool tls_failed_on_cert(const struct tls_session *s);

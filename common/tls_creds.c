@@ -318,6 +318,11 @@ static int client_verify(gnutls_session_t gs)
 		tls_set_reason(s, "server certificate rejected: unreadable");
 		return -1;
 	}
+	gnutls_typed_vdata_st purpose = { GNUTLS_DT_KEY_PURPOSE_OID,
+					  (unsigned char *)GNUTLS_KP_TLS_WWW_SERVER, 0 };
+	int vr = gnutls_certificate_verify_peers(gs, &purpose, 1, &st);
+	/* The chain's own result, for the log (a pin does not change it). */
+	s->peer->status = tls_status_from_gnutls(vr < 0 ? GNUTLS_CERT_INVALID : st);
 	if (s->cli->npins_fp || s->cli->npins_spki) {
 		if (!pin_match(s->cli, s->peer->fp, s->peer->spki)) {
 			char fps[120];
@@ -330,11 +335,10 @@ static int client_verify(gnutls_session_t gs)
 					  "usage does not allow a TLS server (serverAuth)");
 			return -1;
 		}
+		s->peer->match = TLS_MATCH_PIN;
 		return 0;
 	}
-	gnutls_typed_vdata_st purpose = { GNUTLS_DT_KEY_PURPOSE_OID,
-					  (unsigned char *)GNUTLS_KP_TLS_WWW_SERVER, 0 };
-	if (gnutls_certificate_verify_peers(gs, &purpose, 1, &st) < 0 || st != 0) {
+	if (vr < 0 || st != 0) {
 		gnutls_datum_t out = { NULL, 0 };
 		gnutls_certificate_verification_status_print(st, GNUTLS_CRT_X509, &out, 0);
 		tls_set_reason(s, "server certificate rejected: %s",
@@ -346,8 +350,10 @@ static int client_verify(gnutls_session_t gs)
 	 * (over-long, NUL-bearing, beyond TLS_MAX_SANS) can only fail to
 	 * match, never match as something else, and the CN is never used. */
 	for (size_t i = 0; i < s->peer->ndns; i++)
-		if (s->verify_host[0] && peer_dnsid_match(s->verify_host, s->peer->dns[i], true))
+		if (s->verify_host[0] && peer_dnsid_match(s->verify_host, s->peer->dns[i], true)) {
+			s->peer->match = TLS_MATCH_NAME;
 			return 0;
+		}
 	if (s->peer->dns_bad) {
 		tls_set_reason(s, "server certificate rejected: no DNS name in it matches '%s' "
 				  "(%zu unreadable)", s->verify_host, s->peer->dns_bad);

@@ -55,8 +55,12 @@ struct tls_session {
 	uint8_t cert_failed;
 	uint8_t bye_sent;
 	uint8_t peer_fin;	/* the peer's TCP FIN was read (transport_pull) */
+	uint8_t handshaking;	/* inside tls_handshake() until it succeeds */
+	uint8_t got_first;	/* first_byte holds the first byte received */
+	uint8_t first_byte;	/* 22 for TLS; a letter when the peer speaks plain text */
 	uint8_t wipe;		/* tls_set_wipe(): received plaintext may be secret */
 	uint8_t alert;		/* alert to send when the handshake fails, 0 = none */
+	int io_errno;		/* the last socket error the transport saw (not EAGAIN) */
 	gnutls_session_t gs;
 	int fd;
 	gnutls_packet_t held;	/* wipe: the record being handed out */

@@ -130,8 +130,11 @@ static void on_signal(enum process_signal sig)
 		return;
 	case PSIG_INT:
 		_exit(1);
+	case PSIG_USR1:
+		log_reopen();	/* the master forwards it (logrotate) */
+		return;
 	default:
-		return;	/* SIGHUP and SIGUSR1 are the master's */
+		return;	/* SIGHUP is the master's */
 	}
 }
 

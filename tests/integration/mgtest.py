@@ -304,7 +304,9 @@ class Gateway(LogFile):
 
     _count = 0
 
-    def __init__(self, tmp, conf, ports, binary=None, name="smtpd", extra_args=(), env=None):
+    def __init__(self, tmp, conf, ports, binary=None, name="smtpd", extra_args=(), env=None,
+                 wrapper=()):
+        """wrapper: a command that execs the daemon (prlimit ...)."""
         self.tmp = tmp
         Gateway._count += 1
         if Gateway._count > 1:    # a restarted gateway gets fresh files
@@ -316,7 +318,8 @@ class Gateway(LogFile):
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1:detect_stack_use_after_return=1")
         if env:
             e.update(env)
-        self.proc = Proc([self.binary, "-f", "-c", self.conf_path, *extra_args], self.log_path, env=e)
+        self.proc = Proc([*wrapper, self.binary, "-f", "-c", self.conf_path, *extra_args], self.log_path,
+                         env=e)
         # Listeners are bound before "ready" is logged; waiting for the log
         # line (not connecting) keeps probe sessions out of the logs. With
         # a log_level above notice there is no such line: probe the ports.
