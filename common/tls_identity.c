@@ -354,6 +354,7 @@ int tls_evaluate_peer(struct tls_session *s)
 		tls_read_names(crt, s->peer);
 		read_algs(crt, s->peer);
 	}
+	s->peer->not_after = gnutls_x509_crt_get_expiration_time(crt);
 	gnutls_x509_crt_deinit(crt);
 
 	if (n > TLS_MAX_CHAIN_DEPTH) {
