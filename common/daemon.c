@@ -5,6 +5,7 @@
 #include "daemon.h"
 #include "conf.h"
 #include "conn.h"
+#include "daemon_metrics.h"
 #include "listener.h"
 #include "log.h"
 #include "process.h"
@@ -103,6 +104,7 @@ static void on_signal(enum process_signal sig)
 		log_notice("SIGTERM: no new connections; %u session(s) finishing",
 			   d_srv->nsessions);
 		stop_listening();
+		daemon_metrics_stop();
 		session_shutdown_all(d_srv);
 		d_poll = mg_timer_start(0.05, 0.1, poll_done, NULL);
 		d_deadline = mg_timer_start(d_conf->shutdown_timeout, 0, deadline, NULL);
@@ -124,14 +126,6 @@ static void print_diag(const struct diag *d)
 {
 	for (size_t i = 0; i < d->n; i++)
 		fprintf(stderr, "%s\n", d->lines[i]);
-}
-
-/* Features whose keys are parsed but whose behaviour is not there yet:
- * refuse them rather than silently ignore a security-relevant setting. */
-static void check_unimplemented(const struct conf *c, struct diag *d)
-{
-	if (c->metrics[0])
-		diag_warn(d, c->path, 0, "metrics is not supported by this version yet; ignored");
 }
 
 static int bind_all(const struct conf *c, char *err, size_t errsz)
@@ -205,7 +199,6 @@ static int load(const struct daemon_ops *ops, const struct options *o, struct co
 	struct server *srv = NULL;
 	if (c) {
 		conf_check_files(c, &d);
-		check_unimplemented(c, &d);
 		if (d.errors == 0)
 			srv = ops->server_new(c, &d);	/* loads TLS credentials */
 		else if (o->test)
@@ -253,11 +246,12 @@ static void raise_nofile(const struct conf *c)
 			       : 0);
 }
 
-/* Binds, raises limits, writes the pidfile and drops privileges. */
+/* Binds (listeners, metrics), raises limits, writes the pidfile and drops
+ * privileges. */
 static int start(const struct options *o, const struct conf *c)
 {
 	char err[1024];
-	if (bind_all(c, err, sizeof(err)) < 0)
+	if (bind_all(c, err, sizeof(err)) < 0 || daemon_metrics_start(c, err, sizeof(err)) < 0)
 		return start_failed(o, err);
 	raise_nofile(c);
 	if (process_write_pidfile(c->pidfile, err, sizeof(err)) < 0)
@@ -282,6 +276,7 @@ static void serve(const struct daemon_ops *ops, const struct options *o, struct 
 	}
 	if (ops->server_start)
 		ops->server_start(srv);
+	daemon_metrics_serve(srv, 1);	/* one process serves */
 	log_notice("%s %s ready (GnuTLS %s)", ops->name, PACKAGE_VERSION, tls_lib_version());
 	if (!o->foreground)
 		process_ready();
@@ -290,6 +285,7 @@ static void serve(const struct daemon_ops *ops, const struct options *o, struct 
 	mg_timer_stop(&d_poll);
 	mg_timer_stop(&d_deadline);
 	stop_listening();
+	daemon_metrics_free();
 	free(ctx);
 }
 
