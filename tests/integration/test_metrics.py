@@ -11,7 +11,8 @@ line, bytes_total with its bytes_in/bytes_out; sessions_active is 1 while
 a session is open and 0 after. The endpoint: 404, 405, HEAD, HTTP/1.0,
 400 for garbage; a hostile scraper holding 50 silent connections and
 sending endless headers neither stops a normal scrape nor mail sessions,
-and its connections are closed."""
+and its connections are closed; a flood of connections leaves no
+descriptors behind."""
 import collections
 import os
 import re
@@ -303,6 +304,26 @@ class SmtpMetrics(MetricsTest):
         self.assertGreaterEqual(closed_now, 50 - 16)
         self.assertEqual(closed_now + self.count_closed([s for s in idle if s.fileno() >= 0], 15), 50)
         self.assertEqual(Scrape(self.p_metrics).status, 200)
+
+    def test_connection_flood(self):
+        """300 connections held open and 300 opened and dropped: the endpoint
+        keeps at most METRICS_HTTP_SCRAPES_MAX of them, its descriptors come
+        back, and scrapes and mail are served throughout."""
+        fds = lambda: len(os.listdir("/proc/%d/fd" % self.gw.proc.pid))
+        base = fds()
+        held = [socket.create_connection(("127.0.0.1", self.p_metrics)) for _ in range(300)]
+        for _ in range(300):
+            socket.create_connection(("127.0.0.1", self.p_metrics)).close()
+        self.assertEqual(Scrape(self.p_metrics).status, 200)
+        c = Smtp(self.p_smtps, tls=True)
+        self.assertEqual(c.reply()[0], 220)
+        c.expect("QUIT", 221)
+        c.closed()
+        time.sleep(3)   # lingering closes last 2 s at most
+        self.assertLessEqual(fds(), base + 16)
+        self.assertGreaterEqual(self.count_closed(held, 2), 300 - 16)
+        for s in held:
+            s.close()
 
     @staticmethod
     def count_closed(socks, timeout):
