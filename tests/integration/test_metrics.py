@@ -19,14 +19,15 @@ import re
 import select
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 
-from mgtest import (GatewayTest, Imap, Smtp, client_context, free_port, imapd_conf, listener, main,
-                    message, need, send_message, smtpd_conf)
+from mgtest import (SMTPD, GatewayTest, Imap, Smtp, client_context, free_port, imapd_conf, listener,
+                    main, message, need, send_message, smtpd_conf)
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -342,6 +343,45 @@ class SmtpMetrics(MetricsTest):
                     pending.remove(s)
                     s.close()
         return n
+
+
+class MetricsStartup(MetricsTest):
+    def test_bind_failure_stops_start(self):
+        """A metrics address in use: the daemon does not start, and says why
+        (as for a listener); with -t the address is only checked for syntax."""
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        conf = self.tmp.file("taken.conf", smtpd_conf(self.pki, free_port(),
+                                                      listener("smtps", free_port(), "implicit"),
+                                                      extra='metrics = "127.0.0.1:%d"' % port))
+        r = subprocess.run([SMTPD, "-f", "-c", conf], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("metrics: cannot bind 127.0.0.1:%d: Address already in use" % port, r.stderr)
+        r = subprocess.run([SMTPD, "-t", "-c", conf], capture_output=True, text=True, timeout=30)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "configuration ok"), r.stderr)
+        self.assertNotIn("metrics", r.stderr)     # no more "not supported" warning
+        taken.close()
+        with open(conf) as f:
+            text = f.read().replace('metrics = "127.0.0.1:%d"' % port, 'metrics = "localhost:9465"')
+        bad = self.tmp.file("bad.conf", text)
+        r = subprocess.run([SMTPD, "-t", "-c", bad], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"bad\.conf:\d+: metrics: 'localhost:9465' is not IP:PORT")
+
+    def test_ipv6_address(self):
+        p_smtps, port = free_port(), free_port()
+        try:
+            s = socket.socket(socket.AF_INET6)
+            s.bind(("::1", port))
+            s.close()
+        except OSError:
+            self.skipTest("no IPv6 loopback")
+        self.gateway(smtpd_conf(self.pki, free_port(), listener("smtps", p_smtps, "implicit"),
+                                extra='metrics = "[::1]:%d"' % port), [p_smtps])
+        with urllib.request.urlopen("http://[::1]:%d/metrics" % port, timeout=10) as r:
+            self.assertIn(b"mailgate_sessions_active 0\n", r.read())
 
 
 class SmtpAuthMetrics(MetricsTest):
