@@ -60,7 +60,7 @@ void certlog_add(struct logkv *kv, const struct tls_peer *p)
 	if (p->issuer)
 		logkv_str(kv, "issuer", p->issuer);
 	if (p->names_read)
-		add_time(kv, "not_after", p->not_after);
+		add_time(kv, "not_after", p->not_after == (time_t)-1 ? -1 : (long long)p->not_after);
 }
 
 const char *certlog_match_name(enum tls_match m)

@@ -4,14 +4,6 @@
 #include "logsetup.h"
 #include "tls.h"
 
-/* Features whose keys are parsed but whose behaviour is not there yet:
- * refuse them rather than silently ignore a security-relevant setting. */
-static void check_unimplemented(const struct conf *c, struct diag *d)
-{
-	if (c->metrics[0])
-		diag_warn(d, c->path, 0, "metrics is not supported by this version yet; ignored");
-}
-
 void loader_load(const struct daemon_ops *ops, const struct daemon_options *o, struct diag *d,
 		 struct conf **cp, struct server **srvp)
 {
@@ -22,7 +14,6 @@ void loader_load(const struct daemon_ops *ops, const struct daemon_options *o, s
 	struct server *srv = NULL;
 	if (c) {
 		conf_check_files(c, d);
-		check_unimplemented(c, d);
 		logsetup_check(c, o->foreground, d);
 		fdlimit_check(c, d);
 		if (d->errors == 0)

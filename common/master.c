@@ -6,9 +6,11 @@
 #include "admission.h"
 #include "bindings.h"
 #include "conn.h"
+#include "daemon_metrics.h"
 #include "fdlimit.h"
 #include "loader.h"
 #include "log.h"
+#include "metrics.h"
 #include "process.h"
 #include "strbuf.h"
 #include "tls.h"
@@ -163,6 +165,7 @@ static void ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 				process_kill(o->pid, SIGTERM);
 		m.cur = m.next;
 		m.next = NULL;
+		daemon_metrics_server(m.cur->srv);
 		restarts_for(m.cur);
 		bindings_prune(&m.b);
 		log_notice("reload done: generation %u serves with %u worker(s); generation %u drains",
@@ -188,6 +191,7 @@ static void forget_in_child(void)
 		close(w->ctl);
 	}
 	process_forget_parent();
+	daemon_metrics_forget();
 	for (size_t i = 0; i < m.nrestarts; i++)
 		ev_timer_stop(EV_DEFAULT, &m.restarts[i].t);
 	ev_timer_stop(EV_DEFAULT, &m.maintain);
@@ -234,6 +238,7 @@ static bool spawn(struct gen *g, unsigned number, char *err, size_t errsz)
 		close(sv[0]);
 		conn_loop_fork();
 		forget_in_child();
+		metrics_set_slot((unsigned)slot);
 		struct worker_params p = {
 			.ops = m.ops, .conf = g->conf, .srv = g->srv, .bindings = b,
 			.admission = m.adm, .slot = slot, .ctl_fd = sv[1], .number = number,
@@ -258,6 +263,7 @@ static bool spawn(struct gen *g, unsigned number, char *err, size_t errsz)
 	ev_child_start(EV_DEFAULT, &w->child_w);
 	w->next = m.workers;
 	m.workers = w;
+	metrics_set_workers(count_workers(NULL));
 	log_info("worker %u (generation %u) started: pid %ld", number, g->id, (long)pid);
 	return true;
 }
@@ -340,6 +346,7 @@ static void worker_gone(struct wk *w, int status)
 	char what[384];
 	describe_exit(w, status, what, sizeof(what));
 	admission_reap(m.adm, w->slot);
+	metrics_slot_reset((unsigned)w->slot);
 	struct gen *g = gen_of(w);
 	if (w->ready && g && g->nready)
 		g->nready--;
@@ -375,6 +382,7 @@ static void worker_gone(struct wk *w, int status)
 			break;
 		}
 	free(w);
+	metrics_set_workers(count_workers(NULL));
 	exit_when_done();
 }
 
@@ -428,6 +436,9 @@ static void reload(void)
 		log_error("reload failed: the running configuration stays");
 		return;
 	}
+	if (strcmp(c->metrics, m.cur->conf->metrics) != 0)
+		log_warn("reload: metrics changed from \"%s\" to \"%s\": the endpoint moves at the "
+			 "next restart", m.cur->conf->metrics, c->metrics);
 	if (c->reuseport != m.cur->conf->reuseport) {
 		log_error("reload failed: changing reuseport needs a restart; the running configuration stays");
 		loader_free(m.ops, &c, &srv);
@@ -482,6 +493,7 @@ static void shutdown_all(void)
 	m.stopping = true;
 	log_notice("SIGTERM: listeners closed; stopping %u worker(s)", count_workers(NULL));
 	bindings_close_all(&m.b);
+	daemon_metrics_stop();
 	for (size_t i = 0; i < m.nrestarts; i++)
 		ev_timer_stop(EV_DEFAULT, &m.restarts[i].t);
 	for (struct wk *w = m.workers; w; w = w->next)
@@ -557,10 +569,13 @@ int master_run(const struct daemon_ops *ops, const struct daemon_options *o, str
 	}
 	for (size_t i = 0; i < c->nlisteners; i++)
 		admission_listener(m.adm, c->listeners[i].name);
+	if (daemon_metrics_start(c, err, sizeof(err)) < 0)
+		return start_failed(err);
 	if (process_write_pidfile(c->pidfile, err, sizeof(err)) < 0)
 		return start_failed(err);
 	if (geteuid() == 0 && strcmp(c->user, "root") == 0)
 		log_warn("user = root: keeping root privileges in the workers (not recommended)");
+	daemon_metrics_serve(srv, 0);	/* the master serves scrapes */
 	process_signals(on_signal);
 	ev_timer_init(&m.maintain, maintain_cb, MASTER_MAINTAIN, MASTER_MAINTAIN);
 	ev_timer_start(EV_DEFAULT, &m.maintain);	/* also keeps the master's loop alive */
@@ -576,6 +591,7 @@ int master_run(const struct daemon_ops *ops, const struct daemon_options *o, str
 	conn_loop_run();
 	ev_timer_stop(EV_DEFAULT, &m.maintain);
 	ev_timer_stop(EV_DEFAULT, &m.kill_timer);
+	daemon_metrics_free();
 	log_notice("%s stopped", ops->name);
 	process_remove_pidfile(m.cur->conf->pidfile);
 	bindings_close_all(&m.b);

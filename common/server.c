@@ -2,6 +2,7 @@
 #include "server.h"
 #include "admission.h"
 #include "log.h"
+#include "metrics.h"
 #include "peer.h"
 #include "result.h"
 #include "tls.h"
@@ -80,6 +81,7 @@ static void refuse(const struct conf_listener *l, int fd, const struct mg_addr *
 	logkv_raw(&kv, "reason", why);
 	logkv_raw(&kv, "result", session_result_name(RESULT_LIMIT));
 	logkv_end(&kv, LOG_LVL_NOTICE);
+	metrics_connection(l->name, RESULT_LIMIT);
 }
 
 size_t server_sessions_max(const struct conf *c)

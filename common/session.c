@@ -9,6 +9,7 @@
 #include "certlog.h"
 #include "conn.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "strbuf.h"
 #include "timer.h"
@@ -134,6 +135,7 @@ static void link_session(struct session *s)
 		srv->sessions->prev = s;
 	srv->sessions = s;
 	srv->nsessions++;
+	metrics_session_open();
 }
 
 static void unlink_session(struct session *s)
@@ -147,10 +149,13 @@ static void unlink_session(struct session *s)
 		s->next->prev = s->prev;
 	srv->nsessions--;
 	server_release(srv, s->listener, s->admission);
+	metrics_session_close();
 }
 
 static void session_free(struct session *s)
 {
+	if (s->handshaking)	/* it never finished */
+		session_count_handshake(s, false);
 	session_log_end(s);
 	if (s->ops->free)
 		s->ops->free(s);
@@ -192,6 +197,7 @@ void session_starttls(struct session *s)
 static void start_handshake(struct session *s)
 {
 	struct tls_server *ts = server_tls(s->srv, s->listener->tls);
+	s->handshaking = 1;
 	conn_set_timeout(s->conn, session_conf(s)->timeout_handshake);
 	conn_start_tls(s->conn, tls_session_server(ts, conn_fd(s->conn), s->listener->client_cert));
 }
@@ -229,6 +235,7 @@ static void handshake_done(struct session *s)
 {
 	bool implicit = s->state == SESSION_HANDSHAKE;
 	session_identify(s);
+	session_count_handshake(s, true);
 	session_enter(s, SESSION_ACTIVE);
 	if (s->ops->identified)
 		s->ops->identified(s, implicit);

@@ -266,8 +266,7 @@ unreadable:
 static void read_log_facts(gnutls_x509_crt_t crt, struct tls_peer *p)
 {
 	gnutls_datum_t dn = { NULL, 0 };
-	time_t na = gnutls_x509_crt_get_expiration_time(crt);
-	p->not_after = na == (time_t)-1 ? -1 : (long long)na;
+	p->not_after = gnutls_x509_crt_get_expiration_time(crt);
 	if (gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0) >= 0 && dn.data)
 		p->issuer = xmemdup0(dn.data, dn.size > TLS_MAX_ISSUER_LOG ? TLS_MAX_ISSUER_LOG : dn.size);
 	gnutls_free(dn.data);
@@ -370,6 +369,7 @@ int tls_evaluate_peer(struct tls_session *s)
 		tls_read_names(crt, s->peer);
 		read_algs(crt, s->peer);
 	}
+	s->peer->not_after = gnutls_x509_crt_get_expiration_time(crt);
 	gnutls_x509_crt_deinit(crt);
 
 	if (n > TLS_MAX_CHAIN_DEPTH) {

@@ -31,6 +31,8 @@ struct tls_server {
 	 * the daemon (peer_pinned); may be NULL. */
 	int (*pin_accept)(void *arg, const struct tls_peer *p);
 	void *pin_arg;
+	struct tls_cert_info *certs;	/* loaded pairs (tls_server_certs) */
+	size_t ncerts;
 };
 
 struct tls_client {
@@ -43,6 +45,8 @@ struct tls_client {
 	size_t npins_fp;
 	unsigned char (*pins_spki)[32];
 	size_t npins_spki;
+	struct tls_cert_info *certs;	/* our certificate, if any (tls_client_certs) */
+	size_t ncerts;
 };
 
 enum tls_role { TLS_ROLE_SERVER, TLS_ROLE_CLIENT };

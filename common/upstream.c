@@ -7,6 +7,7 @@
 #include "conn.h"
 #include "dial.h"
 #include "log.h"
+#include "metrics.h"
 #include "timer.h"
 #include "tls.h"
 #include "xmem.h"
@@ -72,12 +73,19 @@ static void report(struct upstream *up, enum upstream_event ev, const char *data
 
 static void report_str(struct upstream *up, enum upstream_event ev, const char *why)
 {
+	/* mailgate_upstream_failures_total: every address that failed in
+	 * set-up (dial.c counts failed connects, upstream_failover() the
+	 * rest), and every connection lost or silent once ready. FAILED
+	 * sums up the addresses already counted. */
+	if (ev == UPSTREAM_LOST || ev == UPSTREAM_TIMEOUT)
+		metrics_upstream_failure();
 	report(up, ev, why, strlen(why));
 }
 
 void upstream_failover(struct upstream *up, const char *why)
 {
 	log_info("%s %s %s: %s", up->p.log_name, up->p.cu->name, up->p.cu->addrs[up->index].text, why);
+	metrics_upstream_failure();
 	conn_free(&up->conn);
 	up_enter(up, UP_DIAL);
 	dial_next(up->dial, why);	/* reports from the loop: dialed() */
@@ -243,6 +251,7 @@ static void fail_now(void *arg)
 {
 	struct upstream *up = arg;
 	mg_timer_stop(&up->fail_soon);
+	metrics_upstream_failure();	/* no address was even tried */
 	report_str(up, UPSTREAM_FAILED, "the PROXY header does not fit (not sent without it)");
 }
 
