@@ -118,18 +118,6 @@ static void set_watcher(ev_io *w, bool on)
 		ev_io_stop(loop, w);
 }
 
-/* Bytes the TLS layer collected (tls_cork) and has not sent yet. */
-static size_t tls_unsent_of(const struct conn *c)
-{
-	return c->tls ? tls_unsent(c->tls) : 0;
-}
-
-/* Nothing queued at any layer. */
-static bool out_empty(const struct conn *c)
-{
-	return !c->out.len && !tls_unsent_of(c);
-}
-
 static void conn_arm(struct conn *c)
 {
 	bool r = false, w = false;
@@ -146,11 +134,9 @@ static void conn_arm(struct conn *c)
 	} else {
 		r = (c->reading && !c->eof && c->in.len < c->in_max && !c->read_wants_write) ||
 		    c->write_wants_read;
-		/* corked: the owner's conn_uncork() sends, in one batch */
-		w = (c->out.len && !c->write_wants_read && !c->corked) || c->read_wants_write ||
-		    (c->want_drained && out_empty(c)) ||
-		    (c->shut_wr && !c->wr_closed && !c->write_wants_read) ||
-		    (tls_unsent_of(c) && !c->corked);
+		w = (c->out.len && !c->write_wants_read) || c->read_wants_write ||
+		    (c->want_drained && !c->out.len) ||
+		    (c->shut_wr && !c->wr_closed && !c->write_wants_read);
 	}
 	set_watcher(&c->rio, r);
 	set_watcher(&c->wio, w);
@@ -253,7 +239,7 @@ void conn_free(struct conn **cp)
 	ev_io_stop(loop, &c->wio);
 	ev_timer_stop(loop, &c->timer);
 	if (c->tls) {
-		if (c->tls_ready && !c->failed && tls_uncork(c->tls) == TLS_OK)
+		if (c->tls_ready && !c->failed)
 			tls_bye(c->tls);
 		tls_session_free(&c->tls);
 	}
@@ -357,7 +343,7 @@ static void fail(struct conn *c, const char *why)
 /* The half-close, once the output queue is empty (conn_shutdown_write). */
 static void shut_write_step(struct conn *c)
 {
-	if (!c->shut_wr || c->wr_closed || !out_empty(c) || c->failed || c->handshaking)
+	if (!c->shut_wr || c->wr_closed || c->out.len || c->failed || c->handshaking)
 		return;
 	if (c->tls && c->tls_ready && tls_bye(c->tls) == TLS_WANT_WRITE)
 		return;	/* the write watcher brings us back */
@@ -369,15 +355,6 @@ static void shut_write_step(struct conn *c)
 /* Writes queued output until the socket would block. No callbacks. */
 static void flush(struct conn *c)
 {
-	if (c->tls && tls_unsent(c->tls)) {
-		int r = tls_flush(c->tls);
-		if (r == TLS_WANT_WRITE)
-			return;
-		if (r < 0) {
-			fail(c, tls_reason(c->tls));
-			return;
-		}
-	}
 	while (c->out.len && !c->failed) {
 		size_t n = c->out.len;
 		ssize_t r;
@@ -464,46 +441,15 @@ static size_t read_some(struct conn *c)
 	return total;
 }
 
-/* Sends what the TLS layer collected during a handshake step; false
- * when the socket must become writable first, or failed. */
-static bool handshake_uncork(struct conn *c)
-{
-	int r = tls_uncork(c->tls);
-	if (r == TLS_OK)
-		return true;
-	if (r == TLS_WANT_WRITE)
-		c->hs_want_write = 1;
-	else
-		fail(c, tls_reason(c->tls));
-	return false;
-}
-
-/* A corked owner (conn_cork before the handshake) gets the last flight
- * held back until conn_uncork(): it leaves with the owner's first
- * words. Every other flight leaves at once. */
 static void handshake_step(struct conn *c)
 {
-	if (tls_unsent(c->tls) && !handshake_uncork(c)) {
-		if (c->failed)
-			c->fail_delivered = 1;
-		conn_arm(c);
-		if (c->failed)
-			c->cb(c, CONN_EV_ERROR, c->arg);
-		return;
-	}
-	if (c->corked)
-		tls_cork(c->tls);
 	int r = tls_handshake(c->tls);
 	if (r == TLS_WANT_READ || r == TLS_WANT_WRITE) {
 		c->hs_want_write = r == TLS_WANT_WRITE;
-		if (handshake_uncork(c) || !c->failed) {
-			conn_arm(c);
-			return;
-		}
-		r = TLS_FAILED;
+		conn_arm(c);
+		return;
 	}
 	if (r != TLS_OK) {
-		tls_uncork(c->tls);	/* the alert, if it can go */
 		fail(c, tls_reason(c->tls));
 		c->fail_delivered = 1;
 		conn_arm(c);
@@ -514,8 +460,7 @@ static void handshake_step(struct conn *c)
 	c->hs_want_write = 0;
 	c->tls_ready = 1;
 	touch(c);
-	if (!c->corked)
-		flush(c);	/* output queued during the handshake */
+	flush(c);	/* output queued during the handshake */
 	conn_arm(c);
 	c->cb(c, CONN_EV_HANDSHAKE, c->arg);
 }
@@ -528,7 +473,7 @@ static void conn_io(struct conn *c)
 	if (c->handshaking && !c->failed) {
 		/* An owner closing during the handshake has nothing left to
 		 * say: it learns at once, the handshake is abandoned. */
-		if (c->want_drained && out_empty(c)) {
+		if (c->want_drained && !c->out.len) {
 			c->want_drained = 0;
 			c->cb(c, CONN_EV_DRAINED, c->arg);
 			return;
@@ -558,7 +503,7 @@ static void conn_io(struct conn *c)
 		c->cb(c, CONN_EV_EOF, c->arg);
 		return;
 	}
-	if (c->want_drained && out_empty(c) && !c->failed) {
+	if (c->want_drained && !c->out.len && !c->failed) {
 		c->want_drained = 0;
 		conn_arm(c);
 		c->cb(c, CONN_EV_DRAINED, c->arg);
@@ -614,7 +559,7 @@ void conn_write(struct conn *c, const void *p, size_t n)
 	if (c->failed || c->shut_wr || !n)
 		return;
 	if (!c->out.len && !c->corked && !c->handshaking && !c->write_wants_read &&
-	    !ev_is_active(&c->wio) && !tls_unsent_of(c)) {
+	    !ev_is_active(&c->wio)) {
 		size_t sent = write_direct(c, p, n);
 		p = (const char *)p + sent;
 		n -= sent;
@@ -642,12 +587,7 @@ void conn_uncork(struct conn *c)
 	if (c->failed)
 		return;
 	if (c->out.len && !c->handshaking && !ev_is_active(&c->wio) && !c->write_wants_read)
-		flush(c);	/* into the TLS layer's batch, when it holds one */
-	if (c->tls && !c->handshaking && !c->failed) {
-		int r = tls_uncork(c->tls);
-		if (r == TLS_FAILED)
-			fail(c, tls_reason(c->tls));
-	}
+		flush(c);
 	conn_arm(c);
 }
 
@@ -660,7 +600,7 @@ void conn_notify_drained(struct conn *c)
 {
 	c->want_drained = 1;
 	conn_arm(c);
-	if (c->handshaking && out_empty(c))
+	if (c->handshaking && !c->out.len)
 		ev_feed_event(loop, &c->wio, EV_WRITE);	/* see conn_io */
 }
 

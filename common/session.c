@@ -192,9 +192,6 @@ static void start_handshake(struct session *s)
 {
 	struct tls_server *ts = server_tls(s->srv, s->listener->tls);
 	conn_set_timeout(s->conn, session_conf(s)->timeout_handshake);
-	/* The last flight (TLS 1.3: the session tickets) waits for the
-	 * greeting and leaves with it: one segment (client_cb uncorks). */
-	conn_cork(s->conn);
 	conn_start_tls(s->conn, tls_session_server(ts, conn_fd(s->conn), s->listener->client_cert));
 }
 
@@ -284,7 +281,6 @@ static void client_cb(struct conn *c, enum conn_event ev, void *arg)
 	case CONN_EV_HANDSHAKE:
 		if (s->state != SESSION_CLOSING)	/* closed means closed */
 			handshake_done(s);
-		conn_uncork(c);	/* the tickets and the greeting, together */
 		return;
 	case CONN_EV_DRAINED:
 		if (s->state == SESSION_CLOSING) {

@@ -116,76 +116,12 @@ static int transport_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms)
 	return poll(&p, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
 }
 
-/* Sends what tls_cork() collected; TLS_OK once all of it went. */
-static int flush_tx(struct tls_session *s)
-{
-	while (buf_len(&s->tx)) {
-		ssize_t r = send(s->fd, buf_head(&s->tx), buf_len(&s->tx), MSG_NOSIGNAL);
-		if (r < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-				return TLS_WANT_WRITE;
-			tls_set_reason(s, "%s", strerror(errno));
-			return TLS_FAILED;
-		}
-		buf_consume(&s->tx, (size_t)r);
-	}
-	return TLS_OK;
-}
-
-/* The sending half. Normally one sendmsg() of what GnuTLS hands over (a
- * record, or a handshake flight); while corked the bytes are collected
- * and leave together at tls_uncork() - the last handshake flight (TLS 1.3
- * session tickets) and the greeting in one segment and one system call.
- * Collected bytes not sent yet go first, before anything new. */
-static ssize_t transport_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
-{
-	struct tls_session *s = ptr;
-	if (s->corked) {
-		size_t n = 0;
-		for (int i = 0; i < iovcnt; i++) {
-			buf_append(&s->tx, iov[i].iov_base, iov[i].iov_len);
-			n += iov[i].iov_len;
-		}
-		return (ssize_t)n;
-	}
-	int r = buf_len(&s->tx) ? flush_tx(s) : TLS_OK;
-	if (r != TLS_OK) {
-		if (r == TLS_WANT_WRITE)
-			errno = EAGAIN;
-		return -1;
-	}
-	struct msghdr m = { .msg_iov = (struct iovec *)(void *)iov, .msg_iovlen = (size_t)iovcnt };
-	return sendmsg(s->fd, &m, MSG_NOSIGNAL);
-}
-
 static void set_transport(struct tls_session *s, int fd)
 {
 	s->fd = fd;
-	gnutls_transport_set_ptr(s->gs, s);
+	gnutls_transport_set_ptr2(s->gs, s, (gnutls_transport_ptr_t)(intptr_t)fd);
 	gnutls_transport_set_pull_function(s->gs, transport_pull);
 	gnutls_transport_set_pull_timeout_function(s->gs, transport_pull_timeout);
-	gnutls_transport_set_vec_push_function(s->gs, transport_push);
-}
-
-void tls_cork(struct tls_session *s)
-{
-	s->corked = 1;
-}
-
-int tls_uncork(struct tls_session *s)
-{
-	s->corked = 0;
-	return flush_tx(s);
-}
-
-int tls_flush(struct tls_session *s)
-{
-	return s->corked ? TLS_OK : flush_tx(s);
-}
-
-size_t tls_unsent(const struct tls_session *s)
-{
-	return buf_len(&s->tx);
 }
 
 struct tls_session *tls_session_server(struct tls_server *srv, int fd, enum client_cert_mode mode)
@@ -267,7 +203,6 @@ void tls_session_free(struct tls_session **sp)
 		return;
 	drop_held(s);
 	gnutls_deinit(s->gs);
-	buf_clear(&s->tx);
 	tls_peer_free(s->peer);
 	free(s->reason_owned);
 	free(s->verify_host);

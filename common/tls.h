@@ -135,16 +135,6 @@ ssize_t tls_recv(struct tls_session *s, void *buf, size_t len);
 /* > 0: bytes consumed. After TLS_WANT_*, call again with the same (or a
  * longer) buffer: the interrupted record is completed first. */
 ssize_t tls_send(struct tls_session *s, const void *buf, size_t len);
-/* Coalescing: while corked, whatever GnuTLS sends (handshake messages,
- * records, alerts) is collected instead of sent; tls_uncork() sends it
- * all in one system call (TLS_OK, or TLS_WANT_WRITE with the rest kept:
- * then tls_flush() when the socket is writable; TLS_FAILED). Bytes not
- * sent yet (tls_unsent) always leave before anything sent later.
- * tls_flush() is a no-op while corked. */
-void tls_cork(struct tls_session *s);
-int tls_uncork(struct tls_session *s);
-int tls_flush(struct tls_session *s);
-size_t tls_unsent(const struct tls_session *s);
 /* Decrypted bytes buffered inside GnuTLS (they never wake the event loop). */
 size_t tls_pending(struct tls_session *s);
 /* With on, each received record is taken from GnuTLS whole and its

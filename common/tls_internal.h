@@ -7,7 +7,6 @@
 #include <gnutls/x509.h>
 #include <stdint.h>
 
-#include "buf.h"
 #include "tls.h"
 
 #define TLS_SERVER_MAGIC 0x544c5353u
@@ -58,10 +57,8 @@ struct tls_session {
 	uint8_t peer_fin;	/* the peer's TCP FIN was read (transport_pull) */
 	uint8_t wipe;		/* tls_set_wipe(): received plaintext may be secret */
 	uint8_t alert;		/* alert to send when the handshake fails, 0 = none */
-	uint8_t corked;		/* tls_cork(): records collect in tx */
 	gnutls_session_t gs;
 	int fd;
-	struct buf tx;		/* ciphertext GnuTLS handed over, not sent yet (tls_cork) */
 	gnutls_packet_t held;	/* wipe: the record being handed out */
 	size_t held_off;	/* bytes of it already handed out */
 	struct tls_server *srv;
