@@ -3,6 +3,7 @@
  * address. Completion is reported from a libev callback. */
 #include "dial.h"
 #include "log.h"
+#include "metrics.h"
 #include "xmem.h"
 
 #include <errno.h>
@@ -34,6 +35,7 @@ static void dial_fail(struct dial *d, const char *why)
 {
 	snprintf(d->err, sizeof(d->err), "%s: %s", d->u->addrs[d->index].text, why);
 	log_debug("upstream %s: %s", d->u->name, d->err);
+	metrics_upstream_failure();
 	if (d->fd >= 0) {
 		close(d->fd);
 		d->fd = -1;
@@ -80,6 +82,7 @@ static void try_from(struct dial *d, int index)
 		d->fd = socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (d->fd < 0) {
 			snprintf(d->err, sizeof(d->err), "%s: %s", d->u->addrs[index].text, strerror(errno));
+			metrics_upstream_failure();
 			continue;
 		}
 		/* Without it, a message's last few octets (its final dot) wait
@@ -88,6 +91,7 @@ static void try_from(struct dial *d, int index)
 		setsockopt(d->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (connect(d->fd, &a->u.sa, a->len) < 0 && errno != EINPROGRESS) {
 			snprintf(d->err, sizeof(d->err), "%s: %s", d->u->addrs[index].text, strerror(errno));
+			metrics_upstream_failure();
 			close(d->fd);
 			d->fd = -1;
 			continue;
