@@ -22,6 +22,9 @@
 #define PACKAGE_VERSION "0"
 #endif
 
+/* After a replaced worker's shutdown_timeout, what its sessions get to end
+ * after being told (421 / BYE) before they are closed. */
+#define WORKER_DRAIN_GRACE 5.0
 /* How often a stopping worker looks whether its last session ended. */
 #define WORKER_POLL_INTERVAL 0.1
 
@@ -40,6 +43,7 @@ static struct {
 	ev_io ctl;
 	struct mg_timer *poll, *deadline;
 	bool stopping;
+	bool shut;	/* session_shutdown_all() done: 421 / BYE said */
 } w;
 
 static void after_proxy(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local)
@@ -107,18 +111,50 @@ static void deadline(void *arg)
 	session_kill_all(w.p->srv);
 }
 
-/* No new connections; the sessions finish (DESIGN.md §7). A worker
- * replaced by a reload first takes the connections queued on a socket of
- * its own (reuseport): closing it would reset them. */
+static void shut_sessions(void)
+{
+	if (w.shut)
+		return;
+	w.shut = true;
+	session_shutdown_all(w.p->srv);
+}
+
+/* A replaced worker's shutdown_timeout: its sessions are told to end as
+ * on SIGTERM (421 between transactions, BYE before login), and what is
+ * left a little later is closed. */
+static void drain_deadline(void *arg)
+{
+	log_notice("shutdown_timeout reached: %u session(s) of the replaced configuration told to end",
+		   w.p->srv->nsessions);
+	shut_sessions();
+	mg_timer_stop(&w.deadline);
+	w.deadline = mg_timer_start(WORKER_DRAIN_GRACE, 0, deadline, NULL);
+}
+
+/* No new connections; the sessions finish (DESIGN.md §7). SIGTERM tells
+ * them at once (421 between SMTP transactions, BYE before an IMAP login;
+ * transactions and relays go on) and closes the rest after
+ * shutdown_timeout. A worker replaced by a reload lets its sessions go on
+ * as they are - one accepted just before the drain is served whole - for
+ * shutdown_timeout; a SIGTERM meanwhile tells them at once. It first
+ * takes the connections queued on a socket of its own (reuseport):
+ * closing it would reset them. */
 static void stop(const char *why, bool replaced)
 {
-	if (w.stopping)
+	if (w.stopping) {
+		if (!replaced)
+			shut_sessions();	/* SIGTERM during a drain */
 		return;
+	}
 	w.stopping = true;
 	stop_accepting(replaced && w.p->conf->reuseport);
 	log_notice("%s: no new connections; %u session(s) finishing", why, w.p->srv->nsessions);
-	session_shutdown_all(w.p->srv);
 	w.poll = mg_timer_start(0, WORKER_POLL_INTERVAL, poll_done, NULL);
+	if (replaced) {
+		w.deadline = mg_timer_start(w.p->conf->shutdown_timeout, 0, drain_deadline, NULL);
+		return;
+	}
+	shut_sessions();
 	w.deadline = mg_timer_start(w.p->conf->shutdown_timeout, 0, deadline, NULL);
 }
 

@@ -32,11 +32,32 @@ def need(*tools):
         raise unittest.SkipTest("missing tools: " + " ".join(missing))
 
 
+PORT_RESERVATIONS = os.path.join(tempfile.gettempdir(), "mgtest-ports")
+PORT_RESERVATION_TTL = 900     # seconds a port handed out is not handed out again
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    """A free 127.0.0.1 port, never handed out to another test (of any
+    process of the parallel suite) for PORT_RESERVATION_TTL seconds: the
+    kernel may give the same free port to two tests that have not bound it
+    yet."""
+    os.makedirs(PORT_RESERVATIONS, exist_ok=True)
+    for _ in range(200):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        path = os.path.join(PORT_RESERVATIONS, str(port))
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return port
+        except FileExistsError:
+            try:
+                if time.time() - os.stat(path).st_mtime > PORT_RESERVATION_TTL:
+                    os.utime(path)
+                    return port
+            except OSError:
+                pass
     return port
 
 

@@ -16,7 +16,7 @@ import subprocess
 import time
 
 from mgtest import (GatewayTest, Imap, Smtp, client_context, free_port, imapd_conf, listener, main,
-                    message, smtpd_conf, wait_port, worker_pids)
+                    message, send_message, smtpd_conf, wait_port, worker_pids)
 
 LOCAL = 'relay_networks = "127.0.0.1/32"'
 
@@ -71,6 +71,9 @@ class Reload(GatewayTest):
         old.expect("EHLO old.test", 250)
         old.expect("MAIL FROM:<a@test.example>", 250)
         old.expect("RCPT TO:<user@example.org>", 250)
+        idle = Smtp(p_plain)     # between transactions when the reload comes
+        idle.reply()
+        idle.expect("EHLO idle.test", 250)
         old_workers = set(worker_pids(gw.proc.pid, 2))
         t0 = time.time()
         self.reload(gw, self.smtpd("server-rsa", listeners, "workers = 2"))
@@ -86,6 +89,12 @@ class Reload(GatewayTest):
         old.expect("QUIT", 221)
         msgs = self.up.wait_messages(1)
         self.assertIn(b"across the reload", msgs[0].message)
+        # A session of the old generation between transactions goes on as
+        # it was: no 421 at its next command.
+        code, lines = send_message(idle, message("idle across the reload"))
+        self.assertEqual(code, 250, lines)
+        idle.expect("QUIT", 221)
+        self.assertIn(b"idle across the reload", self.up.wait_messages(2)[1].message)
         # Then the old generation is gone and two new workers serve.
         deadline = time.time() + 10
         while set(mgtest_children(gw.proc.pid)) & old_workers:
@@ -195,6 +204,8 @@ class ReloadImap(GatewayTest):
         c.send("c IDLE\r\n")
         self.assertTrue(c.line().startswith("+ "))
         old_worker = worker_pids(gw.proc.pid, 1)[0]
+        pre = Imap(p, tls=True)     # connected, not logged in, when the reload comes
+        pre.line()
         with open(gw.conf_path, "w") as f:
             f.write(conf.replace("log_level", 'timeout_handshake = 20\nlog_level', 1))
         os.kill(gw.proc.pid, signal.SIGHUP)
@@ -215,6 +226,11 @@ class ReloadImap(GatewayTest):
         self.assertEqual(c.until_tagged("c")[-1][:4], "c OK")
         self.assertIn(old_worker, mgtest_children(gw.proc.pid))
         c.cmd("d", "LOGOUT")
+        # The old generation's session that had not logged in yet goes on
+        # too (no BYE): it logs in and reads.
+        self.assertEqual(pre.cmd("a", "LOGIN alice secret")[-1][:4], "a OK")
+        self.assertEqual(pre.cmd("b", "SELECT INBOX")[-1][:4], "b OK")
+        pre.cmd("z", "LOGOUT")
 
 
 def resumed_session(ctx, port, session):
