@@ -8,7 +8,7 @@ top=${MG_SRCDIR:-$(dirname "$0")/../..}
 bld=${MG_BUILDDIR:-$top}
 failed=""
 for t in smtp_parse smtp_data smtp_reply conf_value conf_strip imap_parser imap_resp imap_watch proxyproto \
-         smtp_session imap_session; do
+         metrics_http smtp_session imap_session; do
   echo "== $t"
   "$bld/tests/fuzz/replay_$t" "$top/tests/fuzz/corpus/$t" || failed="$failed $t"
 done

@@ -15,7 +15,7 @@ mkdir -p "$top/build-fuzz"
 cd "$top/build-fuzz"
 [ -f Makefile ] || CC=clang "$top/configure" -q --enable-fuzzers --enable-werror
 targets="smtp_parse smtp_data smtp_reply conf_value conf_strip imap_parser imap_resp imap_watch proxyproto \
-  smtp_session imap_session"
+  metrics_http smtp_session imap_session"
 for t in $targets; do make -s "tests/fuzz/fuzz_$t"; done
 failed=""
 for t in $targets; do

@@ -102,19 +102,38 @@ static void write_file(const char *name, const char *text)
 	}
 }
 
+static char logpath[600];
+
+/* Logging runs at info (its escaping is exercised) into sim.log in the
+ * private folder, emptied before every input: log.c writes whole lines to
+ * a regular file or to fd 2, and fd 2 is for sanitizer and sim_fail
+ * reports. MG_SIM_LOG=1 shows the logs on fd 2, MG_SIM_LOG=debug with
+ * debug lines. */
 static void quiet_logs(void)
 {
-	/* Logging runs at info (its escaping is exercised) into /dev/null;
-	 * MG_SIM_LOG=1 shows it, MG_SIM_LOG=debug with debug lines. Sanitizer
-	 * and sim_fail reports go to fd 2 directly. */
 	const char *v = getenv("MG_SIM_LOG");
+	char err[256];
 	log_init("sim");
-	log_configure(LOG_TARGET_STDERR, LOG_FORMAT_TEXT,
-		      v && !strcmp(v, "debug") ? LOG_LVL_DEBUG : LOG_LVL_INFO);
-	if (!v) {
-		FILE *null = fopen("/dev/null", "w");
-		if (null)
-			stderr = null;
+	enum log_level lvl = v && !strcmp(v, "debug") ? LOG_LVL_DEBUG : LOG_LVL_INFO;
+	if (v) {
+		log_configure(LOG_TARGET_STDERR, LOG_FORMAT_TEXT, lvl);
+		return;
+	}
+	snprintf(logpath, sizeof(logpath), "%s/sim.log", confdir);
+	if (log_open_file(logpath, getuid(), getgid(), err, sizeof(err)) < 0) {
+		fprintf(stdout, "%s\n", err);
+		abort();
+	}
+	log_configure(LOG_TARGET_FILE, LOG_FORMAT_TEXT, lvl);
+	FILE *null = fopen("/dev/null", "w");	/* and whatever else uses stdio's stderr */
+	if (null)
+		stderr = null;
+}
+
+static void empty_log(void)
+{
+	if (logpath[0] && truncate(logpath, 0) < 0) {
+		/* best effort: the file only grows */
 	}
 }
 
@@ -125,7 +144,6 @@ static void init_once(const struct hx_proto *p)
 	if (confs_of)
 		abort();	/* one protocol per process */
 	confs_of = p;
-	quiet_logs();
 	tls_global_init();
 	const char *tmp = getenv("TMPDIR");
 	snprintf(confdir, sizeof(confdir), "%s/mg-%s-XXXXXX", tmp && tmp[0] ? tmp : "/tmp", p->name);
@@ -133,6 +151,7 @@ static void init_once(const struct hx_proto *p)
 		perror("mkdtemp");
 		abort();
 	}
+	quiet_logs();
 	for (size_t i = 0; i + 1 < 2 * p->nfiles; i += 2)
 		write_file(p->files[i], p->files[i + 1]);
 	if (p->nconfigs > MAX_CONFIGS)
@@ -198,6 +217,8 @@ const struct tls_peer *hx_identity(int ident, int status)
 	p.status = (enum cert_status)status;
 	p.issuer_only = status == CERT_UNKNOWN_CA;	/* the one fault a pin may excuse */
 	p.names_read = true;
+	p.not_after = (time_t)1700000000 + 90 * 86400;	/* the sim's clock starts at 1700000000 */
+	p.issuer = (char *)"CN=Sim CA,O=mailgate tests";
 	memset(p.fp, id->fpb, sizeof(p.fp));
 	memset(p.spki, id->fpb ^ 0xff, sizeof(p.spki));
 	p.cn = (char *)id->cn;
@@ -728,6 +749,7 @@ int hx_run(const struct hx_proto *p, const uint8_t *data, size_t size)
 	int variant = byte(&in) % (int)p->nconfigs;
 	world_flags = byte(&in);
 
+	empty_log();
 	sim_reset();
 	memset(&hx, 0, sizeof(hx));
 	hx.proto = p;

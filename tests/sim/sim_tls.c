@@ -57,6 +57,7 @@ struct tls_session {
 	struct tls_peer *peer;	/* presented and asked for */
 	bool cert_failed, bye_sent, wipe;
 	const char *reason;
+	char *verify_name;	/* client sessions: the host asked for ("" none) */
 	char sni[256], alpn[64];
 	unsigned char *in;	/* decrypted, not yet returned (RECORD_MAX, on first use) */
 	size_t in_off, in_len;
@@ -188,6 +189,23 @@ void tls_client_free(struct tls_client **cp)
 	*cp = NULL;
 }
 
+/* No certificate files in the simulation: nothing for expiry metrics. */
+size_t tls_server_certs(const struct tls_server *srv, const struct tls_cert_info **out)
+{
+	if (!srv || srv->magic != SRV_MAGIC)
+		sim_fail("tls_server_certs on a bad object");
+	*out = NULL;
+	return 0;
+}
+
+size_t tls_client_certs(const struct tls_client *cli, const struct tls_cert_info **out)
+{
+	if (!cli || cli->magic != CLI_MAGIC)
+		sim_fail("tls_client_certs on a bad object");
+	*out = NULL;
+	return 0;
+}
+
 void tls_check_conf(const struct conf *c, struct diag *d)
 {
 }
@@ -227,7 +245,11 @@ struct tls_session *tls_session_client(struct tls_client *cli, int fd, const cha
 {
 	if (!cli || cli->magic != CLI_MAGIC)
 		sim_fail("tls_session_client with a bad tls_client");
-	return new_session(fd, true);
+	struct tls_session *s = new_session(fd, true);
+	s->verify_name = strdup(host ? host : "");
+	if (!s->verify_name)
+		abort();
+	return s;
 }
 
 static void peer_free(struct tls_peer *p)
@@ -241,6 +263,7 @@ static void peer_free(struct tls_peer *p)
 	for (size_t i = 0; i < p->nemail; i++)
 		free(p->email[i]);
 	free(p->email);
+	free(p->issuer);
 	free(p);
 }
 
@@ -253,6 +276,7 @@ void tls_session_free(struct tls_session **sp)
 	if (sim_net_tls(s->sock) == &s->st)
 		sim_net_detach_tls(s->sock);
 	peer_free(s->peer);
+	free(s->verify_name);
 	free(s->in);
 	free(s->out);
 	memset(s, 0, sizeof(*s));
@@ -292,6 +316,7 @@ static struct tls_peer *copy_peer(const struct tls_peer *p)
 	c->cn = p->cn ? memdup0(p->cn, p->cn_len) : NULL;
 	c->dns = copy_list(p->dns, p->ndns);
 	c->email = copy_list(p->email, p->nemail);
+	c->issuer = p->issuer ? memdup0(p->issuer, strlen(p->issuer)) : NULL;
 	return c;
 }
 
@@ -497,6 +522,11 @@ void tls_sni(struct tls_session *s, char *out, size_t sz)
 void tls_alpn(struct tls_session *s, char *out, size_t sz)
 {
 	snprintf(out, sz, "%s", S(s)->alpn);
+}
+
+const char *tls_verify_name(const struct tls_session *s)
+{
+	return S(s)->client && s->verify_name ? s->verify_name : "";
 }
 
 const struct tls_peer *tls_peer(const struct tls_session *s)
