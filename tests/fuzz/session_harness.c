@@ -20,6 +20,7 @@
 
 #include <ev.h>
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +103,24 @@ static void write_file(const char *name, const char *text)
 	}
 }
 
+/* The private folder goes when the process ends (each replayed seed is a
+ * process of its own: standalone.c). */
+static void remove_confdir(void)
+{
+	DIR *d = opendir(confdir);
+	struct dirent *e;
+	char path[600];
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", confdir, e->d_name);
+		unlink(path);
+	}
+	if (d)
+		closedir(d);
+	rmdir(confdir);
+}
+
 static char logpath[600];
 
 /* Logging runs at info (its escaping is exercised) into sim.log in the
@@ -151,6 +170,7 @@ static void init_once(const struct hx_proto *p)
 		perror("mkdtemp");
 		abort();
 	}
+	atexit(remove_confdir);
 	quiet_logs();
 	for (size_t i = 0; i + 1 < 2 * p->nfiles; i += 2)
 		write_file(p->files[i], p->files[i + 1]);
