@@ -282,5 +282,6 @@ void smtp_relay_end(struct smtp_session *ss)
 	else
 		smtp_up_quit(&ss->up);
 	ss->wait.op = OP_NONE;
+	ss->wait_rdns = 0;	/* a name arriving now opens no upstream */
 	drop_line(ss);
 }
