@@ -339,12 +339,15 @@ struct up_state {
 	unsigned conts;		/* "+" continuations the upstream sent */
 	unsigned conts_used;
 	/* upstream -> gateway: every byte (the relay check reads it), and
-	 * the tags of the OKs seen (the login's OK ends our commands) */
+	 * the tagged responses in order (the login's OK ends our commands) */
 	char *log;
 	size_t loglen, logcap;
 	size_t parsed;		/* log offset the response parser reached */
-	char oks[64][16];
-	unsigned noks;
+	struct {
+		char tag[16];
+		bool ok;
+	} tagged[64];
+	unsigned ntagged;
 };
 
 /* DESIGN.md §5.3, the other way: after login the upstream gets exactly the
@@ -427,24 +430,37 @@ static void up_in(struct hx_up *u, const unsigned char *p, size_t n)
 		if (imap_resp_parse(line, ll, &r) == 0) {
 			if (r.continuation)
 				st->conts++;
-			if (r.tag && r.status == IMAP_ST_OK && r.tag_len < sizeof(st->oks[0]) &&
-			    st->noks < sizeof(st->oks) / sizeof(st->oks[0])) {
-				memcpy(st->oks[st->noks], r.tag, r.tag_len);
-				st->oks[st->noks++][r.tag_len] = '\0';
+			if (r.tag && r.tag_len < sizeof(st->tagged[0].tag) &&
+			    st->ntagged < sizeof(st->tagged) / sizeof(st->tagged[0])) {
+				memcpy(st->tagged[st->ntagged].tag, r.tag, r.tag_len);
+				st->tagged[st->ntagged].tag[r.tag_len] = '\0';
+				st->tagged[st->ntagged++].ok = r.status == IMAP_ST_OK;
 			}
 		}
 		st->parsed += (size_t)len;
 	}
 }
 
-/* Whether the gateway may be relaying by now: an OK for our login tag has
- * arrived (a superset of what the gateway accepts - never a false alarm). */
+/* Whether the gateway may be relaying by now: an OK for our login tag
+ * M<k> has arrived after the first answer to M<k-1> (the gateway sends
+ * one command at a time: an OK before that answers nothing it had sent).
+ * A superset of what the gateway accepts - never a false alarm. */
 static bool login_accepted(struct up_state *st)
 {
-	if (!st->relay && st->login_tag[0])
-		for (unsigned i = 0; i < st->noks; i++)
-			if (!strcmp(st->oks[i], st->login_tag))
-				st->relay = true;
+	if (st->relay || !st->login_tag[0])
+		return st->relay;
+	unsigned from = 0;
+	unsigned long k = strtoul(st->login_tag + 1, NULL, 10);
+	char prev[16];
+	snprintf(prev, sizeof(prev), "M%lu", k - 1);
+	for (unsigned i = 0; k > 1 && i < st->ntagged; i++)
+		if (!strcmp(st->tagged[i].tag, prev)) {
+			from = i + 1;
+			break;
+		}
+	for (unsigned i = from; i < st->ntagged; i++)
+		if (st->tagged[i].ok && !strcmp(st->tagged[i].tag, st->login_tag))
+			st->relay = true;
 	return st->relay;
 }
 
@@ -452,7 +468,7 @@ static void up_tls(struct hx_up *u)
 {
 	struct up_state *st = u->proto;
 	st->parsed = st->loglen;	/* what came before the handshake is gone */
-	st->noks = 0;
+	st->ntagged = 0;
 	st->conts = st->conts_used = 0;
 	HX_CHECK(at_boundary(&st->w), "upstream-cmd", "TLS started towards %s in the middle of a command",
 		 u->cu->name);
