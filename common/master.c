@@ -36,8 +36,9 @@
 /* Back-off before restarting a crash-looping worker: first, at most. */
 #define MASTER_BACKOFF_FIRST 0.5
 #define MASTER_BACKOFF_MAX 30.0
-/* How often the admission counts drop their stale rate history. */
-#define MASTER_MAINTAIN 30.0
+/* How often the admission counts are looked after: slots a worker's
+ * lock kept from being given back, then (every 30 s) stale history. */
+#define MASTER_MAINTAIN 1.0
 /* After shutdown_timeout, how long workers get to exit before SIGKILL. */
 #define MASTER_KILL_GRACE 5.0
 /* Descriptors beyond the sessions' own (logs, listeners, DNS, ...). */
@@ -417,6 +418,24 @@ static void reload_failed_worker(struct wk *w, const char *what)
 	gen_free(&g);
 }
 
+/* Admission keys for the running and the reloaded listener names (keys
+ * no generation uses are recycled); false (logged) when they do not fit. */
+static bool admission_names(const struct conf *c)
+{
+	const struct conf *both[2] = { m.cur->conf, c };
+	admission_listeners_reset(m.adm);
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0; i < both[k]->nlisteners; i++)
+			if (admission_listener(m.adm, both[k]->listeners[i].name) < 0) {
+				log_error("reload failed: listener \"%s\": the admission counts cannot tell apart "
+					  "more than %d listener names in use; the running configuration stays "
+					  "(a restart is needed)", both[k]->listeners[i].name,
+					  ADMISSION_LISTENERS_MAX);
+				return false;
+			}
+	return true;
+}
+
 static void reload(void)
 {
 	struct diag d;
@@ -444,14 +463,16 @@ static void reload(void)
 		loader_free(m.ops, &c, &srv);
 		return;
 	}
+	if (!admission_names(c)) {
+		loader_free(m.ops, &c, &srv);
+		return;
+	}
 	if (!c->reuseport && bindings_apply(&m.b, c, false, false, err, sizeof(err)) < 0) {
 		log_error("reload failed: %s; the running configuration stays", err);
 		loader_free(m.ops, &c, &srv);
 		bindings_apply(&m.b, m.cur->conf, false, true, err, sizeof(err));	/* wanted again */
 		return;
 	}
-	for (size_t i = 0; i < c->nlisteners; i++)
-		admission_listener(m.adm, c->listeners[i].name);
 	struct gen *g = xcalloc(1, sizeof(*g));
 	g->id = ++m.gen_ids;
 	g->conf = c;
