@@ -481,14 +481,27 @@ static enum admission_verdict admit_locked(struct admission *lm, int slot, int l
 	return ADMISSION_OK;
 }
 
+/* The address counted: IPv4 (::ffff:a.b.c.d) as it is, IPv6 by its /64
+ * (one subscriber or host has a whole /64: counting each address would
+ * let it open max_per_ip sessions per address, and fill the table). */
+static void client_key(const uint8_t ip[16], uint8_t key[16])
+{
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	memcpy(key, ip, 16);
+	if (memcmp(ip, v4mapped, sizeof(v4mapped)) != 0)
+		memset(key + 8, 0, 8);
+}
+
 enum admission_verdict admission_admit(struct admission *lm, int slot, int listener, const uint8_t ip[16],
 				 const struct admission_rule *rule, double now, int *ticket)
 {
+	uint8_t key[16];
 	*ticket = -1;
 	if (listener < 0 || listener >= ADMISSION_LISTENERS_MAX || !slot_ok(lm, slot))
 		return ADMISSION_FULL;
+	client_key(ip, key);
 	lock(lm);
-	enum admission_verdict v = admit_locked(lm, slot, listener, ip, rule, now, ticket);
+	enum admission_verdict v = admit_locked(lm, slot, listener, key, rule, now, ticket);
 	unlock(lm);
 	report(lm, now);
 	return v;

@@ -101,7 +101,8 @@ void admission_reap(struct admission *lm, int slot);
  * holding the lock, and now and then drops rate history that ran out. */
 void admission_maintain(struct admission *lm);
 
-/* Admits one session (ip: 16 bytes, IPv4 as ::ffff:a.b.c.d) or says
+/* Admits one session (ip: 16 bytes, IPv4 as ::ffff:a.b.c.d; an IPv6
+ * client is counted by its /64 for max_per_ip and rate_per_ip) or says
  * which limit refuses it. On ADMISSION_OK, *ticket is what to give back. */
 enum admission_verdict admission_admit(struct admission *lm, int slot, int listener, const uint8_t ip[16],
 				 const struct admission_rule *rule, double now, int *ticket);
