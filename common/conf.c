@@ -17,6 +17,7 @@
  * (stale entries, leaked lexer buffers), and it would report the resolved
  * path rather than the name the user wrote. */
 #include "conf.h"
+#include "admission.h"
 #include "conf_strip.h"
 #include "conf_value.h"
 #include "domain.h"
@@ -845,7 +846,7 @@ static void conv_top(cfg_t *cfg, struct conf *c)
 	c->user = xstrdup(cfg_getstr(cfg, "user"));
 	c->group = xstrdup(cfg_getstr(cfg, "group"));
 	c->pidfile = get_path(cfg, "pidfile");
-	c->workers = get_int(cfg, "workers", 0, 256);
+	c->workers = get_int(cfg, "workers", 0, ADMISSION_WORKERS_MAX);
 	c->reuseport = cfg_getbool(cfg, "reuseport");
 	c->log_level = get_keyword(cfg, "log_level", lvl_words, LOG_LVL_INFO);
 	c->log_target = get_log_target(cfg, c);
@@ -969,6 +970,11 @@ static void convert(cfg_t *cfg, struct conf *c)
 	}
 	if (c->nlisteners == 0)
 		diag_error(pctx->diag, c->path, 0, "no listener section: nothing to serve");
+	if (c->nlisteners > ADMISSION_CONF_LISTENERS_MAX)
+		err_at(c->listeners[ADMISSION_CONF_LISTENERS_MAX].where,
+		       "listener \"%s\": more than %d listener sections (the shared connection counts "
+		       "tell apart at most that many)", c->listeners[ADMISSION_CONF_LISTENERS_MAX].name,
+		       ADMISSION_CONF_LISTENERS_MAX);
 }
 
 struct conf *conf_load(const char *path, const struct conf_schema *schema, struct diag *d)

@@ -181,8 +181,10 @@ static void ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n > 0) {
-		if (memchr(buf, WORKER_MSG_DRAIN, (size_t)n))
+		if (memchr(buf, WORKER_MSG_DRAIN, (size_t)n)) {
 			stop("reload", true);
+			ctl_send(WORKER_MSG_STOPPED, NULL);
+		}
 		return;
 	}
 	ev_ref(loop);	/* it was unreferenced when started */

@@ -29,7 +29,8 @@ struct admission;
 
 #define WORKER_MSG_READY 'R'
 #define WORKER_MSG_FATAL 'F'
-#define WORKER_MSG_DRAIN 'D'
+#define WORKER_MSG_DRAIN 'D'	/* master -> worker: replaced, stop accepting */
+#define WORKER_MSG_STOPPED 'S'	/* worker -> master: accepts no more */
 
 struct worker_params {
 	const struct daemon_ops *ops;
