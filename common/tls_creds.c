@@ -1,8 +1,9 @@
 /* tls_creds: loading of server and client credentials from the
  * configuration, with FILE:LINE diagnostics: cert/key pairs (key mismatch,
  * expired or soon-expiring certificates), client CA, CRLs (past
- * nextUpdate), OCSP staple, priority strings, ALPN ids and the per-section
- * ticket key derived from ticket_key (or a random per-start master). */
+ * nextUpdate), priority strings, ALPN ids and the per-section ticket key
+ * derived from ticket_key (or a random per-start master). OCSP staples
+ * are tls_ocsp.c's. */
 #include "tls_internal.h"
 #include "peer.h"
 #include "xmem.h"
@@ -174,14 +175,22 @@ struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
 
 	srv->magic = TLS_SERVER_MAGIC;
 	srv->name = xstrdup(t->name);
+	/* chain_idx[i]: where cert i landed in cred (GnuTLS numbers the
+	 * chains in the order they were added), -1 if it did not load. */
+	int *chain_idx = xcalloc(t->cert.n + 1, sizeof(*chain_idx));
+	int nchains = 0;
 	gnutls_certificate_allocate_credentials(&srv->cred);
-	for (size_t i = 0; i < t->cert.n && i < t->key.n; i++) {
+	for (size_t i = 0; i < t->cert.n; i++) {
+		chain_idx[i] = -1;
+		if (i >= t->key.n)
+			continue;
 		bool cert_ok = usable(d, t->cert_where, "cert", t->cert.v[i], 0);
 		bool key_ok = usable(d, t->key_where, "key", t->key.v[i], 1);
 		if (!cert_ok || !key_ok)
 			continue;
 		check_cert_dates(d, t->cert_where, t->cert.v[i]);
-		load_pair(srv->cred, d, t->cert_where, t->key_where, t->cert.v[i], t->key.v[i]);
+		if (load_pair(srv->cred, d, t->cert_where, t->key_where, t->cert.v[i], t->key.v[i]) == 0)
+			chain_idx[i] = nchains++;
 	}
 	if (t->client_ca[0] && usable(d, t->client_ca_where, "client_ca", t->client_ca, 0)) {
 		int r = gnutls_certificate_set_x509_trust_file(srv->cred, t->client_ca, GNUTLS_X509_FMT_PEM);
@@ -201,12 +210,8 @@ struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
 		else
 			check_crl_dates(d, t->crl_where, t->crl.v[i]);
 	}
-	if (t->ocsp_staple[0] && t->cert.n && usable(d, t->ocsp_where, "ocsp_staple", t->ocsp_staple, 0)) {
-		int r = gnutls_certificate_set_ocsp_status_request_file(srv->cred, t->ocsp_staple, 0);
-		if (r < 0)
-			diag_error(d, t->ocsp_where.file, t->ocsp_where.line, "ocsp_staple: '%s': %s",
-				   t->ocsp_staple, gnutls_strerror(r));
-	}
+	tls_ocsp_load(srv->cred, t, chain_idx, d);
+	free(chain_idx);
 	gnutls_certificate_set_verify_function(srv->cred, server_verify);
 	gnutls_certificate_set_verify_limits(srv->cred, TLS_MAX_KEY_BITS, TLS_MAX_CHAIN_DEPTH);
 	if (gnutls_priority_init(&srv->prio, t->priority, &errpos) < 0) {

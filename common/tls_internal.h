@@ -1,5 +1,6 @@
 /* tls_internal: state shared by the files of the TLS module (tls.c,
- * tls_creds.c, tls_identity.c). Nothing outside common/tls*.c includes it. */
+ * tls_creds.c, tls_identity.c, tls_ocsp.c). Nothing outside common/tls*.c
+ * includes it. */
 #ifndef MG_TLS_INTERNAL_H
 #define MG_TLS_INTERNAL_H
 
@@ -68,6 +69,12 @@ struct tls_session {
 	char *reason_owned;
 	char *verify_host;	/* client: the DNS-ID the server must present */
 };
+
+/* tls_ocsp.c: loads t->ocsp_staple[i] for the chain chain_idx[i] of cred
+ * (-1: cert i did not load, skipped), after checking each response;
+ * problems go to d (see there). */
+void tls_ocsp_load(gnutls_certificate_credentials_t cred, const struct conf_tls *t, const int *chain_idx,
+		   struct diag *d);
 
 /* tls_identity.c */
 int tls_evaluate_peer(struct tls_session *s);
