@@ -10,13 +10,16 @@
 #include "process.h"
 #include "proxyin.h"
 #include "rdns.h"
+#include "server.h"
 #include "session.h"
+#include "strbuf.h"
 #include "timer.h"
 #include "tls.h"
 #include "xmem.h"
 
 #include <ev.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,8 +256,9 @@ static void raise_nofile(const struct conf *c)
 			       : 0);
 }
 
-/* Binds, raises limits, writes the pidfile and drops privileges. */
-static int start(const struct options *o, const struct conf *c)
+/* Binds, raises limits, writes the pidfile and drops privileges; then
+ * makes sure every pkcs11: key still signs as the unprivileged user. */
+static int start(const struct options *o, const struct conf *c, struct server *srv)
 {
 	char err[1024];
 	if (bind_all(c, err, sizeof(err)) < 0)
@@ -266,6 +270,16 @@ static int start(const struct options *o, const struct conf *c)
 		log_warn("user = root: keeping root privileges in the worker (not recommended)");
 	if (process_drop_privileges(c->user, c->group, err, sizeof(err)) < 0)
 		return start_failed(o, err);
+	if (server_check_keys(srv, err, sizeof(err)) < 0) {
+		struct strbuf b;
+		char msg[sizeof(err) + 256];
+		sb_init(&b, msg, sizeof(msg));
+		struct passwd *pw = getpwuid(geteuid());
+		sb_addf(&b, "%s (running as user '%s': a token that keeps its objects in files, "
+			"like SoftHSM's token directory, must be readable and writable by that user)",
+			err, pw ? pw->pw_name : "?");
+		return start_failed(o, sb_str(&b));
+	}
 	return 0;
 }
 
@@ -317,7 +331,7 @@ int daemon_main(const struct daemon_ops *ops, int argc, char **argv)
 	log_configure(o.foreground ? LOG_TARGET_STDERR : (enum log_target)c->log_target,
 		      (enum log_format)c->log_format, o.debug ? LOG_LVL_DEBUG : (enum log_level)c->log_level);
 	conn_loop_init();
-	if ((rc = start(&o, c)) != 0)
+	if ((rc = start(&o, c, srv)) != 0)
 		return rc;
 	serve(ops, &o, srv);
 	ops->server_free(srv);

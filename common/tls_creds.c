@@ -3,7 +3,7 @@
  * expired or soon-expiring certificates), client CA, CRLs (past
  * nextUpdate), priority strings, ALPN ids and the per-section ticket key
  * derived from ticket_key (or a random per-start master). OCSP staples
- * are tls_ocsp.c's. */
+ * are tls_ocsp.c's, what is ours around pkcs11: keys tls_pkcs11.c's. */
 #include "tls_internal.h"
 #include "peer.h"
 #include "xmem.h"
@@ -112,19 +112,25 @@ static void check_crl_dates(struct diag *d, struct conf_where w, const char *pat
 	gnutls_free(data.data);
 }
 
+/* key may be a pkcs11: URL: GnuTLS loads it through p11-kit's modules;
+ * its PIN never appears in a message (tls_key_shown). */
 static int load_pair(gnutls_certificate_credentials_t cred, struct diag *d,
 		     struct conf_where cw, struct conf_where kw, const char *cert, const char *key)
 {
+	char shown[TLS_KEY_SHOWN_MAX];
 	int r = gnutls_certificate_set_x509_key_file2(cred, cert, key, GNUTLS_X509_FMT_PEM, NULL, 0);
 	if (r >= 0)
 		return 0;
+	tls_key_shown(key, shown, sizeof(shown));
 	if (r == GNUTLS_E_CERTIFICATE_KEY_MISMATCH)
-		diag_error(d, kw.file, kw.line, "key: '%s' does not match cert '%s'", key, cert);
-	else if (r == GNUTLS_E_DECRYPTION_FAILED)
+		diag_error(d, kw.file, kw.line, "key: '%s' does not match cert '%s'", shown, cert);
+	else if (r == GNUTLS_E_DECRYPTION_FAILED && !tls_is_pkcs11(key))
 		diag_error(d, kw.file, kw.line, "key: '%s' is encrypted; store it unencrypted (mode 0600)",
-			   key);
+			   shown);
+	else if (tls_is_pkcs11(key))
+		tls_pkcs11_explain(d, kw, key, r);
 	else
-		diag_error(d, cw.file, cw.line, "cert '%s' / key '%s': %s", cert, key, gnutls_strerror(r));
+		diag_error(d, cw.file, cw.line, "cert '%s' / key '%s': %s", cert, shown, gnutls_strerror(r));
 	return -1;
 }
 
@@ -189,8 +195,13 @@ struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
 		if (!cert_ok || !key_ok)
 			continue;
 		check_cert_dates(d, t->cert_where, t->cert.v[i]);
-		if (load_pair(srv->cred, d, t->cert_where, t->key_where, t->cert.v[i], t->key.v[i]) == 0)
-			chain_idx[i] = nchains++;
+		if (tls_is_pkcs11(t->key.v[i]))
+			tls_pkcs11_check(d, t->key_where, t->key.v[i]);
+		if (load_pair(srv->cred, d, t->cert_where, t->key_where, t->cert.v[i], t->key.v[i]) < 0)
+			continue;
+		chain_idx[i] = nchains++;
+		if (tls_is_pkcs11(t->key.v[i]))
+			tls_pkcs11_keep(srv, d, t->key_where, t->key.v[i]);
 	}
 	if (t->client_ca[0] && usable(d, t->client_ca_where, "client_ca", t->client_ca, 0)) {
 		int r = gnutls_certificate_set_x509_trust_file(srv->cred, t->client_ca, GNUTLS_X509_FMT_PEM);
@@ -264,6 +275,7 @@ void tls_server_free(struct tls_server **sp)
 		gnutls_free(srv->ticket_key.data);
 	}
 	free_alpn(srv->alpn, srv->nalpn);
+	tls_pkcs11_free(srv);
 	free(srv->name);
 	srv->magic = 0;
 	free(srv);
@@ -383,6 +395,8 @@ struct tls_client *tls_client_new(const struct conf_tls_client *t, struct diag *
 		bool key_ok = usable(d, t->key_where, "key", t->key, 1);
 		if (cert_ok && key_ok) {
 			check_cert_dates(d, t->cert_where, t->cert);
+			if (tls_is_pkcs11(t->key))
+				tls_pkcs11_check(d, t->key_where, t->key);
 			load_pair(cli->cred, d, t->cert_where, t->key_where, t->cert, t->key);
 		}
 	}

@@ -10,7 +10,7 @@ PKGS="build-essential autoconf automake pkg-config
  libgnutls28-dev libev-dev libconfuse-dev libcunit1-dev libidn2-dev libc-ares-dev
  gnutls-bin python3 swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl
  postfix dovecot-core dovecot-imapd dovecot-lmtpd isync clang procps testssl.sh
- faketime"
+ faketime softhsm2"
 
 missing=""
 for p in $PKGS; do
