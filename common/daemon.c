@@ -243,17 +243,25 @@ static int start_failed(const struct options *o, const char *err)
 }
 
 /* Descriptors: each session may hold two (client, upstream), plus the
- * daemon's own and the closed connections still lingering. */
+ * daemon's own and the closed connections still lingering. When the limit
+ * is short of that, lingering still gets an eighth of it: a close without
+ * lingering can turn into an RST that destroys the client's last reply. */
 static void raise_nofile(const struct conf *c)
 {
 	unsigned long sessions_fds = 64;
 	for (size_t i = 0; i < c->nlisteners; i++)
 		sessions_fds += 2UL * (unsigned long)c->listeners[i].max_connections;
 	unsigned long nofile = process_raise_nofile(sessions_fds + CONN_LINGER_MAX);
-	conn_set_linger_budget(nofile > sessions_fds
-			       ? (unsigned)(nofile - sessions_fds < CONN_LINGER_MAX
-					    ? nofile - sessions_fds : CONN_LINGER_MAX)
-			       : 0);
+	unsigned long spare = nofile > sessions_fds ? nofile - sessions_fds : 0;
+	if (nofile == 0)
+		spare = CONN_LINGER_MAX;	/* unknown limit: the default */
+	else if (spare < nofile / 8)
+		spare = nofile / 8;
+	conn_set_linger_budget(spare < CONN_LINGER_MAX ? (unsigned)spare : CONN_LINGER_MAX);
+	if (nofile && nofile < sessions_fds)
+		log_warn("open-file limit %lu: about %lu sessions fit, not the max_connections "
+			 "of every listener; raise the hard limit (LimitNOFILE=, ulimit -Hn) or "
+			 "lower max_connections", nofile, nofile > 64 ? (nofile - 64) / 2 : 0);
 }
 
 /* Binds, raises limits, writes the pidfile and drops privileges; then

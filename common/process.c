@@ -149,15 +149,19 @@ unsigned long process_raise_nofile(unsigned long want)
 		return 0;
 	if (rl.rlim_cur >= want)
 		return rl.rlim_cur;
-	rlim_t target = want;
-	if (rl.rlim_max != RLIM_INFINITY && target > rl.rlim_max) {
-		if (geteuid() == 0)
-			rl.rlim_max = target;
-		else
-			target = rl.rlim_max;
+	if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max) {
+		/* Raising the hard limit needs CAP_SYS_RESOURCE, which a
+		 * container's root often lacks: then the soft limit goes up to
+		 * the hard one, never stays where it was. */
+		struct rlimit both = { (rlim_t)want, (rlim_t)want };
+		if (setrlimit(RLIMIT_NOFILE, &both) == 0)
+			return want;
+		rl.rlim_cur = rl.rlim_max;
+	} else {
+		rl.rlim_cur = want;
 	}
-	rl.rlim_cur = target;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || getrlimit(RLIMIT_NOFILE, &rl) < 0)
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return 0;
 	return rl.rlim_cur;
 }

@@ -20,8 +20,9 @@ void process_remove_pidfile(const char *path);
  * group). user "root" keeps root (the caller warns). Otherwise no change.
  * Returns 0, or -1 with err filled. */
 int process_drop_privileges(const char *user, const char *group, char *err, size_t errsz);
-/* Raises RLIMIT_NOFILE towards want; returns the soft limit now in
- * force (0 if it cannot be read). */
+/* Raises RLIMIT_NOFILE towards want (the soft limit at least up to the
+ * hard one when the hard one cannot be raised); returns the soft limit
+ * now in force (0 if it cannot be read). */
 unsigned long process_raise_nofile(unsigned long want);
 
 enum process_signal { PSIG_TERM, PSIG_INT, PSIG_HUP, PSIG_CHLD, PSIG_COUNT };

@@ -370,6 +370,8 @@ void session_accept(struct server *srv, const struct session_ops *ops, const str
 	log_debug("session %s: %s connect from %s listener=%s", s->id, ops->name, s->ip, l->name);
 	if (ops->start)
 		ops->start(s);
+	if (s->state == SESSION_CLOSING)
+		return;	/* start() ended it: closed means closed */
 	if (l->tls_mode == TLS_MODE_IMPLICIT) {
 		s->state = SESSION_HANDSHAKE;
 		start_handshake(s);

@@ -55,7 +55,7 @@ struct session_ops {
 	const char *limit_refusal;
 	/* Sent instead of a line that could not be built (cannot happen). */
 	const char *internal_error;
-	void (*start)(struct session *s);	/* optional: after set-up, before TLS */
+	void (*start)(struct session *s);	/* optional: after set-up, before TLS; may close */
 	void (*greet)(struct session *s);	/* ACTIVE begins: the greeting */
 	/* After every handshake, with s->peer known (implicit: the one
 	 * before the greeting; else after STARTTLS): peers_only refusals,

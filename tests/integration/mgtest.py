@@ -707,10 +707,34 @@ def send_message(c, msg, mail="sender@test.example", rcpts=("user@example.org",)
     return c.reply()
 
 
+class _LogsOnFailure(unittest.TextTestResult):
+    """A failing test prints the last lines of every log its processes
+    wrote (gateway, sink, Postfix, Dovecot), so a CI failure explains
+    itself. Reported while the test's processes and temp dir still exist."""
+
+    def _dump(self, test):
+        for p in getattr(test, "procs", []):
+            path = getattr(p, "log_path", None) or getattr(p, "logfile", None)
+            try:
+                with open(path, errors="replace") as f:
+                    tail = f.read()[-4000:]
+            except (OSError, TypeError):
+                continue
+            self.stream.write("\n--- %s (last lines)\n%s\n" % (path, tail))
+
+    def addFailure(self, test, err):
+        self._dump(test)
+        super().addFailure(test, err)
+
+    def addError(self, test, err):
+        self._dump(test)
+        super().addError(test, err)
+
+
 def main():
     import warnings
     warnings.simplefilter("ignore", ResourceWarning)
-    unittest.main(verbosity=2)
+    unittest.main(verbosity=2, testRunner=unittest.TextTestRunner(resultclass=_LogsOnFailure, verbosity=2))
 
 
 class Dovecot(LogFile):
