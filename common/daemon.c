@@ -54,10 +54,11 @@ static void usage(const char *name)
 	fprintf(stderr, "usage: %s [-c FILE] [-f] [-t] [-d] [-V]\n", name);
 }
 
-static void after_proxy(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local)
+static void after_proxy(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local,
+			bool lb_local)
 {
 	struct accept_ctx *a = arg;
-	session_accept(a->srv, a->ops->session, a->l, fd, peer, local);
+	session_accept(a->srv, a->ops->session, a->l, fd, peer, local, lb_local);
 }
 
 static void on_accept(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local)
@@ -69,7 +70,7 @@ static void on_accept(void *arg, int fd, const struct mg_addr *peer, const struc
 		proxyin_start(fd, a->l, d_conf->timeout_handshake, peer, local, after_proxy, a);
 		return;
 	}
-	session_accept(a->srv, a->ops->session, a->l, fd, peer, local);
+	session_accept(a->srv, a->ops->session, a->l, fd, peer, local, false);
 }
 
 static void stop_listening(void)

@@ -20,6 +20,7 @@ struct proxyin {
 	const struct conf_listener *l;
 	proxyin_cb cb;
 	void *arg;
+	bool lb_local;		/* the header was v2 LOCAL */
 };
 
 static void finish(struct proxyin *p, bool ok, const char *why)
@@ -39,8 +40,9 @@ static void finish(struct proxyin *p, bool ok, const char *why)
 	int fd = p->fd;
 	proxyin_cb cb = p->cb;
 	void *arg = p->arg;
+	bool lb_local = p->lb_local;
 	free(p);
-	cb(arg, fd, &peer, &local);
+	cb(arg, fd, &peer, &local, lb_local);
 }
 
 static void try_read(struct proxyin *p)
@@ -83,6 +85,7 @@ static void try_read(struct proxyin *p)
 		p->peer = info.src;
 		p->local = info.dst;
 	}
+	p->lb_local = info.local;
 	finish(p, true, NULL);
 }
 

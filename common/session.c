@@ -203,7 +203,7 @@ static void tls_failed(struct session *s)
 	logkv_raw(&kv, "session", s->id);
 	logkv_raw(&kv, "client", s->ip);
 	logkv_str(&kv, "reason", conn_error(s->conn));
-	logkv_end(&kv, LOG_LVL_INFO);
+	logkv_end(&kv, session_is_null_check(s) ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	s->result = t && tls_failed_on_cert(t) ? RESULT_CERT_REJECTED : RESULT_TLS_FAILED;
 }
 
@@ -350,7 +350,7 @@ void session_kill_all(struct server *srv)
 }
 
 void session_accept(struct server *srv, const struct session_ops *ops, const struct conf_listener *l,
-		    int fd, const struct mg_addr *peer, const struct mg_addr *local)
+		    int fd, const struct mg_addr *peer, const struct mg_addr *local, bool lb_local)
 {
 	if (!server_admit(srv, l, fd, peer, ops->limit_refusal))
 		return;
@@ -362,6 +362,7 @@ void session_accept(struct server *srv, const struct session_ops *ops, const str
 	s->listener = l;
 	s->client = *peer;
 	s->local = *local;
+	s->lb_local = lb_local;
 	addr_ip_str(&s->client, s->ip, sizeof(s->ip));
 	s->start = conn_now();
 	s->result = RESULT_OK;

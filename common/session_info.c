@@ -101,7 +101,12 @@ void session_log_end(struct session *s)
 	snprintf(dur, sizeof(dur), "%.3f", conn_now() - s->start);
 	logkv_raw(&kv, "duration", dur);
 	logkv_raw(&kv, "result", session_result_name(r));
-	logkv_end(&kv, LOG_LVL_INFO);
+	logkv_end(&kv, session_is_null_check(s) ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+}
+
+bool session_is_null_check(const struct session *s)
+{
+	return s->lb_local && conn_bytes_in(s->conn) == 0;
 }
 
 void session_log_auth_failed(const struct session *s, const char *user, const char *mech)

@@ -13,5 +13,9 @@ void session_identify(struct session *s);
 /* The session-end line: core keys, the protocol's, then counters and
  * the result (ops->result may refine it). */
 void session_log_end(struct session *s);
+/* A balancer's own connection (PROXY v2 LOCAL: a health check) that has
+ * carried no data from the client (conn_bytes_in counts data, not the
+ * TLS handshake): its lines are logged at debug only. */
+bool session_is_null_check(const struct session *s);
 
 #endif
