@@ -249,3 +249,14 @@ void addr_from_sockaddr(struct mg_addr *a, const struct sockaddr *sa, socklen_t 
 	a->len = len;
 	addr_unmap_v4(a);
 }
+
+void addr_key(const struct mg_addr *a, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	if (a->u.sa.sa_family == AF_INET) {
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, &a->u.in4.sin_addr, 4);
+	} else if (a->u.sa.sa_family == AF_INET6) {
+		memcpy(out, a->u.in6.sin6_addr.s6_addr, 16);
+	}
+}

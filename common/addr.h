@@ -48,6 +48,9 @@ int addr_is_loopback(const struct mg_addr *a);
 uint16_t addr_port(const struct mg_addr *a);
 /* "192.0.2.1" / "2001:db8::1" */
 void addr_ip_str(const struct mg_addr *a, char *out, size_t sz);
+/* The address as 16 bytes for tables: IPv6 as is, IPv4 as ::ffff:a.b.c.d
+ * (so both spellings of one IPv4 client count as one), else zeros. */
+void addr_key(const struct mg_addr *a, uint8_t out[16]);
 /* "192.0.2.1:25" / "[2001:db8::1]:25" */
 void addr_str(const struct mg_addr *a, char *out, size_t sz);
 void addr_from_sockaddr(struct mg_addr *a, const struct sockaddr *sa, socklen_t len);

@@ -365,6 +365,7 @@ static cfg_opt_t listener_opts[] = {
 	CFG_STR("upstream", "", CFGF_NONE),
 	CFG_INT("max_connections", 10000, CFGF_NONE),
 	CFG_INT("max_per_ip", 50, CFGF_NONE),
+	CFG_INT("rate_per_ip", 0, CFGF_NONE),
 	CFG_END()
 };
 
@@ -375,6 +376,7 @@ static cfg_opt_t top_opts[] = {
 	CFG_STR("group", "", CFGF_NONE),
 	CFG_STR("pidfile", "", CFGF_NONE),
 	CFG_INT("workers", 1, CFGF_NONE),
+	CFG_BOOL("reuseport", cfg_false, CFGF_NONE),
 	CFG_STR("log_level", "info", CFGF_NONE),
 	CFG_STR("log_target", "syslog", CFGF_NONE),
 	CFG_STR("log_format", "text", CFGF_NONE),
@@ -708,6 +710,7 @@ static void conv_listener(cfg_t *sec, struct conf_listener *l)
 	get_cidrs(sec, "trusted_proxies", &l->trusted_proxies);
 	l->max_connections = get_int(sec, "max_connections", 1, 1000000);
 	l->max_per_ip = get_int(sec, "max_per_ip", 1, 1000000);
+	l->rate_per_ip = get_int(sec, "rate_per_ip", 0, 1000000);
 }
 
 /* Listener rules that need the other sections (DESIGN.md §3). */
@@ -805,10 +808,26 @@ static void check_upstream_tls(cfg_t *sec, struct conf_upstream *u, struct conf 
 	}
 }
 
+/* log_target: syslog | stderr | an absolute path, a file (DESIGN.md §3). */
+static int get_log_target(cfg_t *cfg, struct conf *c)
+{
+	static const char *const tgt_words[] = { "syslog", "stderr", NULL };
+	const char *v = cfg_getstr(cfg, "log_target");
+	int k = conf_parse_keyword(v, tgt_words);
+	c->log_target_where = where_of(cfg, "log_target");
+	c->log_file = xstrdup(k < 0 && v[0] == '/' ? v : "");
+	if (k >= 0)
+		return k;
+	if (v[0] == '/')
+		return LOG_TARGET_FILE;
+	err_at(c->log_target_where, "log_target: bad value '%s' (expected syslog | stderr | "
+	       "/path/to/file)", v);
+	return LOG_TARGET_SYSLOG;
+}
+
 static void conv_top(cfg_t *cfg, struct conf *c)
 {
 	static const char *const lvl_words[] = { "error", "warning", "notice", "info", "debug", NULL };
-	static const char *const tgt_words[] = { "syslog", "stderr", NULL };
 	static const char *const fmt_words[] = { "text", "json", NULL };
 	const char *hn = cfg_getstr(cfg, "hostname");
 	char buf[256];
@@ -830,8 +849,9 @@ static void conv_top(cfg_t *cfg, struct conf *c)
 	c->group = xstrdup(cfg_getstr(cfg, "group"));
 	c->pidfile = get_path(cfg, "pidfile");
 	c->workers = get_int(cfg, "workers", 0, 256);
+	c->reuseport = cfg_getbool(cfg, "reuseport");
 	c->log_level = get_keyword(cfg, "log_level", lvl_words, LOG_LVL_INFO);
-	c->log_target = get_keyword(cfg, "log_target", tgt_words, LOG_TARGET_SYSLOG);
+	c->log_target = get_log_target(cfg, c);
 	c->log_format = get_keyword(cfg, "log_format", fmt_words, LOG_FORMAT_TEXT);
 	c->metrics = xstrdup(cfg_getstr(cfg, "metrics"));
 	if (c->metrics[0]) {
@@ -1077,6 +1097,7 @@ void conf_free(struct conf **cp)
 	free(c->user);
 	free(c->group);
 	free(c->pidfile);
+	free(c->log_file);
 	free(c->metrics);
 	strlist_free(&c->files_);
 	free(c);

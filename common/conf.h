@@ -120,6 +120,7 @@ struct conf_listener {
 	const struct conf_upstream *upstream;
 	int max_connections;
 	int max_per_ip;
+	int rate_per_ip;		/* new sessions per IP per minute; 0 = off */
 	int index;
 };
 
@@ -130,8 +131,11 @@ struct conf {
 	char *hostname;
 	char *user, *group, *pidfile;
 	int workers;
+	bool reuseport;		/* a listening socket per worker (SO_REUSEPORT) */
 	int log_level;		/* enum log_level */
 	int log_target;		/* enum log_target */
+	char *log_file;		/* LOG_TARGET_FILE: the absolute path; else "" */
+	struct conf_where log_target_where;
 	int log_format;		/* enum log_format */
 	char *metrics;
 	int shutdown_timeout;

@@ -55,6 +55,11 @@ void conn_loop_init(void)
 	loop = ev_default_loop(EVFLAG_AUTO);
 }
 
+void conn_loop_fork(void)
+{
+	ev_loop_fork(loop);
+}
+
 void conn_loop_run(void)
 {
 	ev_run(loop, 0);

@@ -30,6 +30,7 @@ enum conn_event {
 typedef void (*conn_cb)(struct conn *c, enum conn_event ev, void *arg);
 
 void conn_loop_init(void);		/* default libev loop; call once per process */
+void conn_loop_fork(void);		/* in a child after fork() */
 void conn_loop_run(void);
 void conn_loop_break(void);
 double conn_now(void);

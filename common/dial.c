@@ -3,6 +3,7 @@
  * address. Completion is reported from a libev callback. */
 #include "dial.h"
 #include "log.h"
+#include "metrics.h"
 #include "xmem.h"
 
 #include <errno.h>
@@ -32,6 +33,7 @@ static void dial_fail(struct dial *d, const char *why)
 {
 	snprintf(d->err, sizeof(d->err), "%s: %s", d->u->addrs[d->index].text, why);
 	log_debug("upstream %s: %s", d->u->name, d->err);
+	metrics_upstream_failure();
 	if (d->fd >= 0) {
 		close(d->fd);
 		d->fd = -1;
@@ -78,10 +80,12 @@ static void try_from(struct dial *d, int index)
 		d->fd = socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (d->fd < 0) {
 			snprintf(d->err, sizeof(d->err), "%s: %s", d->u->addrs[index].text, strerror(errno));
+			metrics_upstream_failure();
 			continue;
 		}
 		if (connect(d->fd, &a->u.sa, a->len) < 0 && errno != EINPROGRESS) {
 			snprintf(d->err, sizeof(d->err), "%s: %s", d->u->addrs[index].text, strerror(errno));
+			metrics_upstream_failure();
 			close(d->fd);
 			d->fd = -1;
 			continue;

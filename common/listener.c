@@ -28,7 +28,7 @@ struct listener_watch {
 	void *arg;
 };
 
-int listener_bind(const struct mg_addr *a, const char **err)
+int listener_bind(const struct mg_addr *a, bool reuseport, const char **err)
 {
 	int one = 1;
 	int fd = socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -37,6 +37,11 @@ int listener_bind(const struct mg_addr *a, const char **err)
 		return -1;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+		*err = strerror(errno);
+		close(fd);
+		return -1;
+	}
 	if (a->u.sa.sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, &a->u.sa, a->len) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
@@ -47,10 +52,10 @@ int listener_bind(const struct mg_addr *a, const char **err)
 	return fd;
 }
 
-static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+/* Accepts up to max connections; false once the queue is empty. */
+static bool accept_some(struct ev_loop *loop, struct listener_watch *w, int max)
 {
-	struct listener_watch *w = io->data;
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
+	for (int i = 0; i < max; i++) {
 		struct sockaddr_storage ss, ls;
 		socklen_t sl = sizeof(ss), ll = sizeof(ls);
 		int fd = accept4(w->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -61,7 +66,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 				ev_timer_set(&w->retry, 1.0, 0.);
 				ev_timer_start(loop, &w->retry);
 			}
-			return;	/* EAGAIN, EINTR, ECONNABORTED, ... */
+			return false;	/* EAGAIN, EINTR, ECONNABORTED, ... */
 		}
 		struct mg_addr peer, local;
 		addr_from_sockaddr(&peer, (struct sockaddr *)&ss, sl);
@@ -71,6 +76,18 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 			memset(&local, 0, sizeof(local));
 		w->cb(w->arg, fd, &peer, &local);
 	}
+	return true;
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	accept_some(loop, io->data, ACCEPT_BATCH);
+}
+
+void listener_accept_pending(struct listener_watch *w)
+{
+	while (accept_some(EV_DEFAULT, w, ACCEPT_BATCH))
+		;
 }
 
 static void retry_cb(struct ev_loop *loop, ev_timer *t, int revents)

@@ -5,10 +5,14 @@
 #ifndef MG_LISTENER_H
 #define MG_LISTENER_H
 
+#include <stdbool.h>
+
 #include "addr.h"
 
-/* Returns a listening fd, or -1 with *err set (strerror text). */
-int listener_bind(const struct mg_addr *a, const char **err);
+/* Returns a listening fd, or -1 with *err set (strerror text). With
+ * reuseport, several sockets (one per worker) share the address and the
+ * kernel spreads connections over them (SO_REUSEPORT). */
+int listener_bind(const struct mg_addr *a, bool reuseport, const char **err);
 
 struct listener_watch;
 typedef void (*listener_accept_cb)(void *arg, int fd, const struct mg_addr *peer,
@@ -16,5 +20,8 @@ typedef void (*listener_accept_cb)(void *arg, int fd, const struct mg_addr *peer
 
 struct listener_watch *listener_watch_new(int fd, listener_accept_cb cb, void *arg);
 void listener_watch_free(struct listener_watch **w);	/* does not close the fd */
+/* Accepts what is queued now (before the socket closes, so that no
+ * completed connection is reset). */
+void listener_accept_pending(struct listener_watch *w);
 
 #endif

@@ -1,13 +1,24 @@
 /* log: sink selection and formatting. Text values are written bare when they
  * use only bytes 0x21-0x7E other than '"', '\\' and '='; otherwise they are
  * double-quoted with \" \\ and \xHH (DESIGN.md §7). JSON strings follow RFC
- * 8259 with invalid UTF-8 bytes written as \u00XX. */
+ * 8259 with invalid UTF-8 bytes written as \u00XX.
+ *
+ * Every line is built whole with the bounded builder and handed to the
+ * sink in one write(2): on stderr and in a log file "TIMESTAMP
+ * PROG[PID]: LEVEL: LINE" (text) or the JSON object, each with its
+ * newline; syslog gets the line alone (it stamps it itself). A log file is
+ * opened O_APPEND, so lines from several processes (the workers, later)
+ * never overwrite each other. */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,8 +29,18 @@ static enum log_format log_fmt = LOG_FORMAT_TEXT;
 static enum log_level log_lvl = LOG_LVL_INFO;
 static int syslog_open;
 
+/* LOG_TARGET_FILE: the open file, its path and the owner a file created
+ * by a privileged reopen gets. */
+static int log_fd = -1;
+static char log_path[4096];
+static uid_t log_uid;
+static gid_t log_gid;
+
 static const char *const level_names[] = { "error", "warning", "notice", "info", "debug" };
 static const int level_prio[] = { LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG };
+
+/* Room for the text prefix: timestamp, program name, pid, level. */
+#define LOG_PREFIX_MAX 128
 
 void log_init(const char *progname)
 {
@@ -31,16 +52,45 @@ void log_configure(enum log_target target, enum log_format format, enum log_leve
 	log_tgt = target;
 	log_fmt = format;
 	log_lvl = level;
+	if (target == LOG_TARGET_FILE && log_fd < 0)
+		log_tgt = LOG_TARGET_STDERR;	/* not opened: say it somewhere */
 	if (target == LOG_TARGET_SYSLOG && !syslog_open) {
 		openlog(log_prog, LOG_PID | LOG_NDELAY, LOG_MAIL);
 		syslog_open = 1;
 	}
 }
 
-
 int log_enabled(enum log_level level)
 {
 	return level <= log_lvl;
+}
+
+void log_timestamp(struct strbuf *b)
+{
+	struct timespec ts;
+	struct tm tm;
+	char s[32];
+	clock_gettime(CLOCK_REALTIME, &ts);
+	time_t t = ts.tv_sec;
+	gmtime_r(&t, &tm);
+	strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
+	sb_adds(b, s);
+	sb_addf(b, ".%03ldZ", (long)(ts.tv_nsec / 1000000));
+}
+
+/* One line, one write: a short write (a full pipe, a signal) continues;
+ * an error drops the line (there is nowhere left to say so). */
+static void write_line(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		p += w;
+		n -= (size_t)w;
+	}
 }
 
 static void emit(enum log_level level, const char *line)
@@ -49,17 +99,125 @@ static void emit(enum log_level level, const char *line)
 		syslog(level_prio[level], "%s", line);
 		return;
 	}
-	char ts[32];
-	time_t now = time(NULL);
-	struct tm tm;
-	gmtime_r(&now, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	if (log_fmt == LOG_FORMAT_JSON)
-		fprintf(stderr, "%s\n", line);
-	else
-		fprintf(stderr, "%s %s[%ld]: %s: %s\n", ts, log_prog, (long)getpid(),
-			level_names[level], line);
+	char out[LOG_LINE_MAX + LOG_PREFIX_MAX];
+	struct strbuf b;
+	sb_init(&b, out, sizeof(out));
+	if (log_fmt == LOG_FORMAT_TEXT) {
+		log_timestamp(&b);
+		sb_addc(&b, ' ');
+		sb_adds(&b, log_prog);
+		sb_addc(&b, '[');
+		sb_addu(&b, (unsigned long long)getpid());
+		sb_adds(&b, "]: ");
+		sb_adds(&b, level_names[level]);
+		sb_adds(&b, ": ");
+	}
+	size_t keep = sb_len(&b);
+	sb_adds(&b, line);
+	if (!sb_ok(&b)) {	/* longer than any line we build: cut, marked */
+		sb_truncate(&b, keep);
+		sb_add(&b, line, sb_room(&b) > 16 ? sb_room(&b) - 16 : 0);
+		sb_adds(&b, " [truncated]");
+	}
+	sb_addc(&b, '\n');
+	write_line(log_tgt == LOG_TARGET_FILE ? log_fd : STDERR_FILENO, sb_str(&b), sb_len(&b));
 }
+
+/* Opens path for appending; *created says whether this call made it. */
+static int open_append(const char *path, bool *created)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0640);
+	*created = fd >= 0;
+	if (fd < 0 && errno == EEXIST)
+		fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
+	return fd;
+}
+
+/* A new file: 0640 whatever the umask, owned by the unprivileged user
+ * when we are root (the master, later: a worker reopens it as that user). */
+static int adopt_new_file(int fd, const char **why)
+{
+	if (fchmod(fd, 0640) < 0) {
+		*why = strerror(errno);
+		return -1;
+	}
+	if (geteuid() == 0 && (log_uid != 0 || log_gid != 0) && fchown(fd, log_uid, log_gid) < 0) {
+		*why = strerror(errno);
+		return -1;
+	}
+	return 0;
+}
+
+static int open_log_file(const char *path, const char **why)
+{
+	bool created;
+	struct stat st;
+	int fd = open_append(path, &created);
+	if (fd < 0) {
+		*why = strerror(errno);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		*why = "not a regular file";
+		close(fd);
+		return -1;
+	}
+	if (created && adopt_new_file(fd, why) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int log_open_file(const char *path, uid_t uid, gid_t gid, char *err, size_t errsz)
+{
+	const char *why = NULL;
+	struct strbuf b;
+	sb_init(&b, log_path, sizeof(log_path));
+	sb_adds(&b, path);
+	if (!sb_ok(&b)) {
+		snprintf(err, errsz, "log_target: path too long");
+		return -1;
+	}
+	log_uid = uid;
+	log_gid = gid;
+	int fd = open_log_file(path, &why);
+	if (fd < 0) {
+		snprintf(err, errsz, "log_target: cannot open '%s': %s", path, why);
+		return -1;
+	}
+	if (log_fd >= 0)
+		close(log_fd);
+	log_fd = fd;
+	return 0;
+}
+
+int log_reopen(void)
+{
+	const char *why = NULL;
+	if (log_fd < 0)
+		return 0;
+	int fd = open_log_file(log_path, &why);
+	if (fd < 0) {
+		log_error("SIGUSR1: cannot reopen log file '%s': %s; still writing to the file "
+			  "that was open (let logrotate create the new file for the user mailgate "
+			  "runs as, or make its folder writable for that user)", log_path, why);
+		return -1;
+	}
+	/* Same descriptor number, new file: nothing else holds the old one. */
+	if (dup3(fd, log_fd, O_CLOEXEC) < 0) {
+		log_error("SIGUSR1: cannot reopen log file '%s': %s", log_path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	log_notice("SIGUSR1: log file '%s' reopened", log_path);
+	return 0;
+}
+
+/* JSON string content for p[0..n) into out (outsz), escaping whole
+ * sequences only; *used says how many input bytes made it. */
+static size_t json_escape(char *out, size_t outsz, const unsigned char *p, size_t n, size_t *used);
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
@@ -70,16 +228,24 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (log_fmt == LOG_FORMAT_JSON) {
-		char esc[2048 * 6 / 4];
-		char line[sizeof(esc) + 64];
-		log_escape_json(esc, sizeof(esc), msg, strnlen(msg, 1024));
-		snprintf(line, sizeof(line), "{\"level\":\"%s\",\"msg\":\"%s\"}",
-			 level_names[level], esc);
-		emit(level, line);
-	} else {
+	if (log_fmt != LOG_FORMAT_JSON) {
 		emit(level, msg);
+		return;
 	}
+	/* {"ts":"...","level":"...","msg":"..."[,"truncated":"yes"]} */
+	char line[LOG_LINE_MAX], esc[LOG_LINE_MAX - LOG_PREFIX_MAX];
+	struct strbuf b;
+	size_t n = strlen(msg), used = 0;
+	json_escape(esc, sizeof(esc), (const unsigned char *)msg, n, &used);
+	sb_init(&b, line, sizeof(line));
+	sb_adds(&b, "{\"ts\":\"");
+	log_timestamp(&b);
+	sb_adds(&b, "\",\"level\":\"");
+	sb_adds(&b, level_names[level]);
+	sb_adds(&b, "\",\"msg\":\"");
+	sb_adds(&b, esc);
+	sb_adds(&b, used < n ? "\",\"truncated\":\"yes\"}" : "\"}");
+	emit(level, sb_str(&b));	/* fits: esc leaves LOG_PREFIX_MAX for the rest */
 }
 
 static int bare_ok(unsigned char c)
@@ -160,15 +326,13 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
 	return len;
 }
 
-size_t log_escape_json(char *out, size_t outsz, const void *in, size_t inlen)
+static size_t json_escape(char *out, size_t outsz, const unsigned char *p, size_t inlen, size_t *used)
 {
-	const unsigned char *p = in;
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0, i = 0;
+	*used = 0;
 	if (outsz == 0)
 		return 0;
-	if (inlen > LOG_VALUE_MAX)
-		inlen = LOG_VALUE_MAX;
 	while (i < inlen) {
 		unsigned char c = p[i];
 		size_t n = utf8_seq(p + i, inlen - i);
@@ -203,7 +367,14 @@ size_t log_escape_json(char *out, size_t outsz, const void *in, size_t inlen)
 		}
 	}
 	out[o] = '\0';
+	*used = i;
 	return o;
+}
+
+size_t log_escape_json(char *out, size_t outsz, const void *in, size_t inlen)
+{
+	size_t used;
+	return json_escape(out, outsz, in, inlen > LOG_VALUE_MAX ? LOG_VALUE_MAX : inlen, &used);
 }
 
 /* Room kept at the end of every line for the longest ending. */
@@ -238,7 +409,12 @@ void logkv_begin(struct logkv *kv, const char *event, int show_event)
 	sb_init(&kv->b, kv->buf, sizeof(kv->buf));
 	kv->json = log_fmt == LOG_FORMAT_JSON;
 	if (kv->json) {
+		char ts[LOG_TS_LEN + 1];
+		struct strbuf t;
+		sb_init(&t, ts, sizeof(ts));
+		log_timestamp(&t);
 		kv_append(kv, "{", 1);
+		logkv_raw(kv, "ts", sb_str(&t));	/* the first key (RFC 3339) */
 		logkv_raw(kv, "event", event);
 	} else if (show_event) {
 		kv_append(kv, event, strlen(event));

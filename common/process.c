@@ -1,6 +1,7 @@
 /* process: see process.h. The readiness pipe carries one status byte and
  * an optional message that the parent prints before exiting 1. */
 #include "process.h"
+#include "log.h"
 #include "strbuf.h"
 #include "xmem.h"
 
@@ -10,6 +11,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +21,7 @@
 
 static int ready_fd = -1;
 
-void process_detach(void)
+void process_detach(bool keep_stderr)
 {
 	int p[2];
 	if (pipe(p) < 0) {
@@ -53,7 +55,8 @@ void process_detach(void)
 	if (nul >= 0) {
 		dup2(nul, 0);
 		dup2(nul, 1);
-		dup2(nul, 2);
+		if (!keep_stderr)
+			dup2(nul, 2);
 		if (nul > 2)
 			close(nul);
 	}
@@ -69,6 +72,13 @@ static void report(char status, const char *msg)
 	if (msg && write(ready_fd, msg, strlen(msg)) < 0) {
 	}
 	close(ready_fd);
+	ready_fd = -1;
+}
+
+void process_forget_parent(void)
+{
+	if (ready_fd >= 0)
+		close(ready_fd);
 	ready_fd = -1;
 }
 
@@ -111,25 +121,35 @@ void process_remove_pidfile(const char *path)
 		unlink(path);
 }
 
-int process_drop_privileges(const char *user, const char *group, char *err, size_t errsz)
+int process_user_ids(const char *user, const char *group, uid_t *uid, gid_t *gid, char *err,
+		     size_t errsz)
 {
-	if (geteuid() != 0 || strcmp(user, "root") == 0)
-		return 0;
 	struct passwd *pw = getpwnam(user);
 	if (!pw) {
 		snprintf(err, errsz, "user '%s' does not exist", user);
 		return -1;
 	}
-	gid_t gid = pw->pw_gid;
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
 	if (group[0]) {
 		struct group *gr = getgrnam(group);
 		if (!gr) {
 			snprintf(err, errsz, "group '%s' does not exist", group);
 			return -1;
 		}
-		gid = gr->gr_gid;
+		*gid = gr->gr_gid;
 	}
-	uid_t uid = pw->pw_uid;
+	return 0;
+}
+
+int process_drop_privileges(const char *user, const char *group, char *err, size_t errsz)
+{
+	uid_t uid;
+	gid_t gid;
+	if (geteuid() != 0 || strcmp(user, "root") == 0)
+		return 0;
+	if (process_user_ids(user, group, &uid, &gid, err, errsz) < 0)
+		return -1;
 	if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
 		snprintf(err, errsz, "dropping privileges to %s: %s", user, strerror(errno));
 		return -1;
@@ -142,28 +162,29 @@ int process_drop_privileges(const char *user, const char *group, char *err, size
 	return 0;
 }
 
-unsigned long process_raise_nofile(unsigned long want)
+unsigned long process_raise_nofile(unsigned long want, unsigned long *hard)
 {
 	struct rlimit rl;
+	*hard = 0;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return 0;
-	if (rl.rlim_cur >= want)
-		return rl.rlim_cur;
-	if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max) {
-		/* Raising the hard limit needs CAP_SYS_RESOURCE, which a
-		 * container's root often lacks: then the soft limit goes up to
-		 * the hard one, never stays where it was. */
-		struct rlimit both = { (rlim_t)want, (rlim_t)want };
-		if (setrlimit(RLIMIT_NOFILE, &both) == 0)
-			return want;
-		rl.rlim_cur = rl.rlim_max;
-	} else {
-		rl.rlim_cur = want;
+	if (rl.rlim_cur < want) {
+		rlim_t target = want;
+		struct rlimit both = { target, target };
+		if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= target)
+			both.rlim_max = rl.rlim_max;	/* the soft limit alone */
+		if (setrlimit(RLIMIT_NOFILE, &both) < 0 && rl.rlim_cur < rl.rlim_max) {
+			/* Raising the hard limit was refused: all it allows. */
+			rl.rlim_cur = rl.rlim_max;
+			if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+				/* keep what we had */
+			}
+		}
+		if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+			return 0;
 	}
-	(void)setrlimit(RLIMIT_NOFILE, &rl);
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return 0;
-	return rl.rlim_cur;
+	*hard = rl.rlim_max == RLIM_INFINITY ? (unsigned long)-1 : (unsigned long)rl.rlim_max;
+	return rl.rlim_cur == RLIM_INFINITY ? (unsigned long)-1 : (unsigned long)rl.rlim_cur;
 }
 
 static ev_signal sigw[PSIG_COUNT];
@@ -176,12 +197,21 @@ static void sig_handler(struct ev_loop *loop, ev_signal *w, int revents)
 
 void process_signals(process_signal_cb cb)
 {
-	static const int nums[PSIG_COUNT] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD };
-	signal(SIGPIPE, SIG_IGN);
+	static const int nums[PSIG_COUNT] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1 };
+	bool started = sig_cb != NULL;
 	sig_cb = cb;
+	if (started)
+		return;
+	signal(SIGPIPE, SIG_IGN);
 	for (int i = 0; i < PSIG_COUNT; i++) {
 		ev_signal_init(&sigw[i], sig_handler, nums[i]);
 		ev_signal_start(EV_DEFAULT, &sigw[i]);
 		ev_unref(EV_DEFAULT);	/* signal watchers alone do not keep the loop alive */
 	}
+}
+
+void process_kill(pid_t pid, int sig)
+{
+	if (pid > 0 && kill(pid, sig) < 0 && errno != ESRCH)
+		log_warn("kill(%ld, %d): %s", (long)pid, sig, strerror(errno));
 }

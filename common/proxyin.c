@@ -3,6 +3,7 @@
  * polled every 20 ms instead of watched (until the deadline). */
 #include "proxyin.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxyproto.h"
 #include "xmem.h"
 
@@ -23,13 +24,17 @@ struct proxyin {
 	bool lb_local;		/* the header was v2 LOCAL */
 };
 
-static void finish(struct proxyin *p, bool ok, const char *why)
+/* r: RESULT_OK hands the connection on; anything else refuses it (and
+ * counts it in connections_total with that result: no session line is
+ * logged for it). */
+static void finish(struct proxyin *p, enum session_result r, const char *why)
 {
 	ev_io_stop(EV_DEFAULT, &p->io);
 	ev_timer_stop(EV_DEFAULT, &p->poll);
 	ev_timer_stop(EV_DEFAULT, &p->deadline);
-	if (!ok) {
+	if (r != RESULT_OK) {
 		char ip[64];
+		metrics_connection(p->l->name, r);
 		addr_ip_str(&p->peer, ip, sizeof(ip));
 		log_info("listener \"%s\": PROXY header from %s refused: %s", p->l->name, ip, why);
 		close(p->fd);
@@ -50,13 +55,13 @@ static void try_read(struct proxyin *p)
 	unsigned char buf[PP_V2_MAX];
 	ssize_t n = recv(p->fd, buf, sizeof(buf), MSG_PEEK);
 	if (n == 0) {
-		finish(p, false, "closed before the header");
+		finish(p, RESULT_ERROR, "closed before the header");
 		return;
 	}
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
-		finish(p, false, "read error");
+		finish(p, RESULT_ERROR, "read error");
 		return;
 	}
 	struct pp_info info;
@@ -67,7 +72,7 @@ static void try_read(struct proxyin *p)
 		ev_timer_start(EV_DEFAULT, &p->poll);
 		return;
 	case PP_BAD:
-		finish(p, false, "malformed header");
+		finish(p, RESULT_ERROR, "malformed header");
 		return;
 	case PP_OK:
 		break;
@@ -76,7 +81,7 @@ static void try_read(struct proxyin *p)
 	while (got < used) {	/* the peeked bytes are there: consume exactly them */
 		ssize_t r = recv(p->fd, buf, used - got, 0);
 		if (r <= 0) {
-			finish(p, false, "read error");
+			finish(p, RESULT_ERROR, "read error");
 			return;
 		}
 		got += (size_t)r;
@@ -86,7 +91,7 @@ static void try_read(struct proxyin *p)
 		p->local = info.dst;
 	}
 	p->lb_local = info.local;
-	finish(p, true, NULL);
+	finish(p, RESULT_OK, NULL);
 }
 
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -102,7 +107,7 @@ static void poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	finish(w->data, false, "no header within timeout_handshake");
+	finish(w->data, RESULT_TIMEOUT, "no header within timeout_handshake");
 }
 
 void proxyin_start(int fd, const struct conf_listener *l, double timeout, const struct mg_addr *peer,
@@ -124,7 +129,7 @@ void proxyin_start(int fd, const struct conf_listener *l, double timeout, const 
 	ev_timer_init(&p->deadline, deadline_cb, timeout, 0.);
 	p->io.data = p->poll.data = p->deadline.data = p;
 	if (!trusted) {
-		finish(p, false, "sender not in trusted_proxies");
+		finish(p, RESULT_ERROR, "sender not in trusted_proxies");
 		return;
 	}
 	ev_io_start(EV_DEFAULT, &p->io);

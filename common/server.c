@@ -1,7 +1,8 @@
 /* server: see server.h. */
 #include "server.h"
-#include "iptable.h"
+#include "admission.h"
 #include "log.h"
+#include "metrics.h"
 #include "peer.h"
 #include "result.h"
 #include "tls.h"
@@ -31,8 +32,7 @@ int server_init(struct server *srv, const struct conf *c, struct diag *d)
 		if (c->upstreams[i].tls != TLS_MODE_NONE)
 			srv->tls_clients[i] = tls_client_new(c->upstreams[i].tls_client, d);
 	srv->ls = xcalloc(c->nlisteners + 1, sizeof(*srv->ls));
-	for (size_t i = 0; i < c->nlisteners; i++)
-		srv->ls[i].per_ip = iptable_new();
+	srv->admission_slot = -1;
 	if (d->errors > errors) {
 		server_fini(srv);
 		return -1;
@@ -49,9 +49,9 @@ void server_fini(struct server *srv)
 	for (size_t i = 0; srv->tls_clients && i < c->nupstreams; i++)
 		tls_client_free(&srv->tls_clients[i]);
 	XFREE(srv->tls_clients);
-	for (size_t i = 0; srv->ls && i < c->nlisteners; i++)
-		iptable_free(&srv->ls[i].per_ip);
 	XFREE(srv->ls);
+	if (srv->admission_own)
+		admission_free(&srv->admission);
 }
 
 int server_check_keys(struct server *srv, char *err, size_t errsz)
@@ -89,28 +89,74 @@ static void refuse(const struct conf_listener *l, int fd, const struct mg_addr *
 	logkv_raw(&kv, "reason", why);
 	logkv_raw(&kv, "result", session_result_name(RESULT_LIMIT));
 	logkv_end(&kv, LOG_LVL_NOTICE);
+	metrics_connection(l->name, RESULT_LIMIT);
 }
 
-bool server_admit(struct server *srv, const struct conf_listener *l, int fd,
-		  const struct mg_addr *peer, const char *refusal)
+size_t server_sessions_max(const struct conf *c)
 {
-	struct server_listener *ls = &srv->ls[l->index];
-	if (ls->active >= (unsigned)l->max_connections) {
-		refuse(l, fd, peer, refusal, "max_connections");
+	size_t n = 0;
+	for (size_t i = 0; i < c->nlisteners; i++)
+		n += (size_t)c->listeners[i].max_connections;
+	return n;
+}
+
+void server_set_admission(struct server *srv, struct admission *lm, int slot)
+{
+	srv->admission = lm;
+	srv->admission_slot = slot;
+	for (size_t i = 0; i < srv->conf->nlisteners; i++)
+		srv->ls[i].key = admission_listener(lm, srv->conf->listeners[i].name);
+}
+
+/* A process with no master (tests, fuzzers): limits of its own. */
+static bool own_admission(struct server *srv)
+{
+	size_t n = server_sessions_max(srv->conf);
+	struct admission *lm = admission_new(1, n, n);
+	if (!lm)
 		return false;
-	}
-	if (iptable_inc(ls->per_ip, peer) > (unsigned)l->max_per_ip) {
-		iptable_dec(ls->per_ip, peer);
-		refuse(l, fd, peer, refusal, "max_per_ip");
-		return false;
-	}
-	ls->active++;
+	srv->admission_own = true;
+	server_set_admission(srv, lm, admission_slot_take(lm));
 	return true;
 }
 
-void server_release(struct server *srv, const struct conf_listener *l, const struct mg_addr *peer)
+static const char *verdict_reason(enum admission_verdict v)
 {
-	struct server_listener *ls = &srv->ls[l->index];
-	ls->active--;
-	iptable_dec(ls->per_ip, peer);
+	switch (v) {
+	case ADMISSION_MAX_CONNECTIONS: return "max_connections";
+	case ADMISSION_MAX_PER_IP: return "max_per_ip";
+	case ADMISSION_RATE_PER_IP: return "rate_per_ip";
+	default: return "table-full";
+	}
+}
+
+int server_admit(struct server *srv, const struct conf_listener *l, int fd,
+		 const struct mg_addr *peer, const char *refusal)
+{
+	if (!srv->admission && !own_admission(srv)) {
+		refuse(l, fd, peer, refusal, "no-memory");
+		return -1;
+	}
+	struct admission_rule rule = {
+		.max_connections = (unsigned)l->max_connections,
+		.max_per_ip = (unsigned)l->max_per_ip,
+		.rate_per_ip = (unsigned)l->rate_per_ip,
+	};
+	uint8_t ip[16];
+	int ticket;
+	addr_key(peer, ip);
+	enum admission_verdict v = admission_admit(srv->admission, srv->admission_slot, srv->ls[l->index].key, ip,
+					     &rule, admission_now(), &ticket);
+	if (v != ADMISSION_OK) {
+		refuse(l, fd, peer, refusal, verdict_reason(v));
+		return -1;
+	}
+	srv->ls[l->index].active++;
+	return ticket;
+}
+
+void server_release(struct server *srv, const struct conf_listener *l, int ticket)
+{
+	srv->ls[l->index].active--;
+	admission_release(srv->admission, srv->admission_slot, ticket);
 }

@@ -15,12 +15,12 @@
 
 struct tls_server;
 struct tls_client;
-struct iptable;
+struct admission;
 struct session;
 
 struct server_listener {
 	unsigned active;
-	struct iptable *per_ip;
+	int key;			/* the listener's key in the shared admission counts */
 };
 
 struct server {
@@ -31,6 +31,9 @@ struct server {
 	struct session *sessions;		/* live sessions (session.c) */
 	unsigned nsessions;
 	bool shutting_down;
+	struct admission *admission;		/* counts shared across workers */
+	int admission_slot;			/* this process's slot in them */
+	bool admission_own;			/* made by server_admit (no master) */
 };
 
 /* Loads TLS credentials; problems go to d. Returns 0 or -1. */
@@ -43,12 +46,20 @@ int server_check_keys(struct server *srv, char *err, size_t errsz);
 struct tls_server *server_tls(const struct server *srv, const struct conf_tls *t);
 struct tls_client *server_tls_client(const struct server *srv, const struct conf_upstream *u);
 
-/* Counts a new connection on l, or refuses it: refusal (a protocol line,
- * CRLF included) is sent unless l uses implicit TLS, fd is closed, and a
- * "result=limit" line is logged. Returns true when admitted. */
-bool server_admit(struct server *srv, const struct conf_listener *l, int fd,
-		  const struct mg_addr *peer, const char *refusal);
+/* Sessions the configuration allows at once (all listeners). */
+size_t server_sessions_max(const struct conf *c);
+/* The admission counts shared by a master's workers (admission.h), and this
+ * process's slot in them. Without it, server_admit makes a region of its
+ * own (a process with no master: tests, fuzzers). */
+void server_set_admission(struct server *srv, struct admission *lm, int slot);
+/* Counts a new connection on l against max_connections, max_per_ip and
+ * rate_per_ip (across workers), or refuses it: the refusal (a protocol
+ * line, CRLF included) is sent unless l uses implicit TLS, fd is closed,
+ * and a "result=limit" line is logged. Returns the admission's ticket
+ * (>= 0), or -1 when refused. */
+int server_admit(struct server *srv, const struct conf_listener *l, int fd,
+		 const struct mg_addr *peer, const char *refusal);
 /* Gives back what server_admit counted. */
-void server_release(struct server *srv, const struct conf_listener *l, const struct mg_addr *peer);
+void server_release(struct server *srv, const struct conf_listener *l, int ticket);
 
 #endif

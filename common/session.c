@@ -6,8 +6,10 @@
  * statement of the callback that calls it. */
 #include "session.h"
 #include "session_int.h"
+#include "certlog.h"
 #include "conn.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "strbuf.h"
 #include "timer.h"
@@ -133,6 +135,7 @@ static void link_session(struct session *s)
 		srv->sessions->prev = s;
 	srv->sessions = s;
 	srv->nsessions++;
+	metrics_session_open();
 }
 
 static void unlink_session(struct session *s)
@@ -145,11 +148,14 @@ static void unlink_session(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
-	server_release(srv, s->listener, &s->client);
+	server_release(srv, s->listener, s->admission);
+	metrics_session_close();
 }
 
 static void session_free(struct session *s)
 {
+	if (s->handshaking)	/* it never finished */
+		session_count_handshake(s, false);
 	session_log_end(s);
 	if (s->ops->free)
 		s->ops->free(s);
@@ -191,19 +197,35 @@ void session_starttls(struct session *s)
 static void start_handshake(struct session *s)
 {
 	struct tls_server *ts = server_tls(s->srv, s->listener->tls);
+	s->handshaking = 1;
 	conn_set_timeout(s->conn, session_conf(s)->timeout_handshake);
 	conn_start_tls(s->conn, tls_session_server(ts, conn_fd(s->conn), s->listener->client_cert));
+}
+
+/* One line per failed handshake. A refused client certificate comes with
+ * what an admin needs to act on it: its status, fingerprint, names,
+ * issuer and expiry (certlog.c). */
+static void log_tls_failed(struct session *s, const char *reason)
+{
+	struct tls_session *t = conn_tls(s->conn);
+	const struct tls_peer *p = t && tls_failed_on_cert(t) ? tls_peer(t) : NULL;
+	struct logkv kv;
+	logkv_begin(&kv, "tls-failed", 1);
+	logkv_raw(&kv, "session", s->id);
+	logkv_raw(&kv, "client", s->ip);
+	logkv_str(&kv, "reason", reason);
+	logkv_str(&kv, "listener", s->listener->name);
+	if (p) {
+		logkv_raw(&kv, "cert", tls_cert_status_name(p->status));
+		certlog_add(&kv, p);
+	}
+	logkv_end(&kv, session_is_null_check(s) ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 }
 
 static void tls_failed(struct session *s)
 {
 	struct tls_session *t = conn_tls(s->conn);
-	struct logkv kv;
-	logkv_begin(&kv, "tls-failed", 1);
-	logkv_raw(&kv, "session", s->id);
-	logkv_raw(&kv, "client", s->ip);
-	logkv_str(&kv, "reason", conn_error(s->conn));
-	logkv_end(&kv, session_is_null_check(s) ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	log_tls_failed(s, conn_error(s->conn));
 	s->result = t && tls_failed_on_cert(t) ? RESULT_CERT_REJECTED : RESULT_TLS_FAILED;
 }
 
@@ -213,6 +235,7 @@ static void handshake_done(struct session *s)
 {
 	bool implicit = s->state == SESSION_HANDSHAKE;
 	session_identify(s);
+	session_count_handshake(s, true);
 	session_enter(s, SESSION_ACTIVE);
 	if (s->ops->identified)
 		s->ops->identified(s, implicit);
@@ -258,6 +281,8 @@ static bool on_end(struct session *s, enum conn_event ev)
 		return true;
 	default:	/* CONN_EV_TIMEOUT */
 		if (s->state != SESSION_ACTIVE) {
+			if (conn_tls(s->conn) && !conn_tls_ready(s->conn))
+				log_tls_failed(s, "handshake timed out");
 			session_set_result(s, RESULT_TIMEOUT);
 			return true;
 		}
@@ -352,9 +377,11 @@ void session_kill_all(struct server *srv)
 void session_accept(struct server *srv, const struct session_ops *ops, const struct conf_listener *l,
 		    int fd, const struct mg_addr *peer, const struct mg_addr *local, bool lb_local)
 {
-	if (!server_admit(srv, l, fd, peer, ops->limit_refusal))
+	int admission = server_admit(srv, l, fd, peer, ops->limit_refusal);
+	if (admission < 0)
 		return;
 	struct session *s = xcalloc(1, ops->size);
+	s->admission = admission;
 	s->magic = SESSION_MAGIC;
 	s->ops = ops;
 	s->srv = srv;

@@ -3,9 +3,10 @@
  * the implicit TLS handshake, the greeting, the protocol's own phase, the
  * STARTTLS switch-over, the client certificate's identity after every
  * handshake, the error budget, timeouts and an absolute deadline, graceful
- * shutdown, the closing sequence and the session-end log line (DESIGN.md
- * §7). A protocol embeds struct session as the first member of its own
- * session struct and plugs in through struct session_ops.
+ * shutdown, the closing sequence and the session-end log line and
+ * metrics (DESIGN.md §7). A protocol embeds struct session as the first
+ * member of its own session struct and plugs in through struct
+ * session_ops.
  *
  * States, with one setter (session_enter):
  *
@@ -100,12 +101,14 @@ struct session {
 	struct conn *conn;		/* the client connection */
 	enum session_result result;
 	int errors;			/* error replies the gateway sent (max_errors) */
+	int admission;			/* server_admit's ticket */
 	struct mg_timer *deadline;
 	/* After every handshake: */
 	const struct conf_peer *peer;	/* matched peer section, or NULL */
 	const char *peer_reason;	/* why none matched (static) */
 	unsigned pin : 1;		/* matched by a pin */
 	unsigned out_full : 1;		/* session_output_full() paused reading */
+	unsigned handshaking : 1;	/* a handshake started and has not finished */
 	unsigned lb_local : 1;		/* opened by the balancer itself (PROXY v2 LOCAL) */
 };
 

@@ -2,11 +2,14 @@
  * per-process prefix plus a counter, unique across workers and restarts
  * without coordination), the client certificate's identity (peer
  * matching, DESIGN.md §6), the session-end line and the auth-failed line
- * (§7), and the PROXY header describing the client to an upstream (§3). */
+ * (§7) with the metrics that go with them (handshake, client certificate,
+ * peer expiry, connection result, bytes, failed logins), and the PROXY
+ * header describing the client to an upstream (§3). */
 #include "session.h"
 #include "domain.h"
 #include "session_int.h"
 #include "conn.h"
+#include "metrics.h"
 #include "peer.h"
 #include "proxyproto.h"
 #include "tls.h"
@@ -82,10 +85,25 @@ void session_identify(struct session *s)
 {
 	const struct conf *c = session_conf(s);
 	struct peer_result r;
-	peer_match(c->peers, c->npeers, session_cert(s), &r);
+	const struct tls_peer *p = session_cert(s);
+	peer_match(c->peers, c->npeers, p, &r);
 	s->peer = r.peer;
 	s->pin = r.pin;
 	s->peer_reason = r.reason;
+	if (r.peer && p && p->not_after != (time_t)-1)
+		metrics_peer_cert(r.peer->name, p->not_after);
+}
+
+void session_count_handshake(struct session *s, bool ok)
+{
+	struct tls_session *t = conn_tls(s->conn);
+	const struct tls_peer *p = t ? tls_peer(t) : NULL;
+	s->handshaking = 0;
+	metrics_handshake(s->listener->name, ok);
+	/* As logged (cert=): a pin match reports verified. A handshake that
+	 * failed may still have read the certificate it refused. */
+	if (p)
+		metrics_client_cert(ok ? peer_cert_status(p, s->pin) : p->status);
 }
 
 void session_log_end(struct session *s)
@@ -102,6 +120,8 @@ void session_log_end(struct session *s)
 	logkv_raw(&kv, "duration", dur);
 	logkv_raw(&kv, "result", session_result_name(r));
 	logkv_end(&kv, session_is_null_check(s) ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	metrics_connection(s->listener->name, r);
+	metrics_bytes(conn_bytes_in(s->conn), conn_bytes_out(s->conn));
 }
 
 bool session_is_null_check(const struct session *s)
@@ -119,6 +139,7 @@ void session_log_auth_failed(const struct session *s, const char *user, const ch
 		logkv_str(&kv, "user", user);
 	logkv_str(&kv, "mech", mech);
 	logkv_end(&kv, LOG_LVL_NOTICE);
+	metrics_auth(false);	/* one per auth-failed line */
 }
 
 size_t session_proxy_header(const struct session *s, enum proxy_out v, unsigned char *out, size_t sz)

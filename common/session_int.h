@@ -10,8 +10,12 @@ void session_new_id(char out[16]);
 /* After a handshake: matches the client certificate against the peer
  * sections (DESIGN.md §6) and records the result in s. */
 void session_identify(struct session *s);
+/* A handshake ended (ok, or the session ended before it did): the
+ * metrics of the handshake and of the client certificate it carried. */
+void session_count_handshake(struct session *s, bool ok);
 /* The session-end line: core keys, the protocol's, then counters and
- * the result (ops->result may refine it). */
+ * the result (ops->result may refine it); the same result and byte
+ * counts go to the metrics. */
 void session_log_end(struct session *s);
 /* A balancer's own connection (PROXY v2 LOCAL: a health check) that has
  * carried no data from the client (conn_bytes_in counts data, not the

@@ -103,7 +103,65 @@ static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
 		errno = EAGAIN;
 		return -1;
 	}
+	if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		s->io_errno = errno;	/* for the words in transport_failure() */
+	if (r > 0 && !s->got_first) {
+		s->got_first = 1;
+		s->first_byte = *(unsigned char *)buf;
+	}
 	return r;
+}
+
+/* The sending half: what GnuTLS would do (sendmsg, no SIGPIPE), with the
+ * socket's error kept for the log. */
+static ssize_t transport_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
+{
+	struct tls_session *s = ptr;
+	struct msghdr m = { .msg_iov = (struct iovec *)(uintptr_t)iov, .msg_iovlen = (size_t)iovcnt };
+	ssize_t r = sendmsg(s->fd, &m, MSG_NOSIGNAL);
+	if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		s->io_errno = errno;
+	return r;
+}
+
+/* A peer that speaks a line protocol where TLS was expected: its first
+ * byte is printable text, never a TLS record's content type (20-24). */
+static bool plain_text(const struct tls_session *s)
+{
+	return s->got_first && s->first_byte >= 0x20 && s->first_byte < 0x7f;
+}
+
+/* An admin reads "connection reset by peer", not "Error in the pull
+ * function.": GnuTLS's words for the transport's failures, replaced. */
+static void transport_failure(struct tls_session *s, int err)
+{
+	const char *during = s->handshaking ? " during the handshake" : "";
+	if (err == GNUTLS_E_PREMATURE_TERMINATION) {
+		tls_set_reason(s, "peer closed the connection%s", during);
+		return;
+	}
+	switch (s->io_errno) {
+	case ECONNRESET:
+		tls_set_reason(s, "connection reset by peer%s", during);
+		return;
+	case EPIPE:
+		tls_set_reason(s, "peer closed the connection%s", during);
+		return;
+	case ETIMEDOUT:
+		tls_set_reason(s, "connection timed out%s", during);
+		return;
+	case 0:
+		tls_set_reason(s, "network error%s", during);
+		return;
+	default:
+		tls_set_reason(s, "%s%s", strerror(s->io_errno), during);
+	}
+}
+
+static bool transport_error(int err)
+{
+	return err == GNUTLS_E_PULL_ERROR || err == GNUTLS_E_PUSH_ERROR ||
+	       err == GNUTLS_E_PREMATURE_TERMINATION;
 }
 
 /* GnuTLS's default would take the transport pointer for an fd. */
@@ -119,8 +177,9 @@ static int transport_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms)
 static void set_transport(struct tls_session *s, int fd)
 {
 	s->fd = fd;
-	gnutls_transport_set_ptr2(s->gs, s, (gnutls_transport_ptr_t)(intptr_t)fd);
+	gnutls_transport_set_ptr(s->gs, s);
 	gnutls_transport_set_pull_function(s->gs, transport_pull);
+	gnutls_transport_set_vec_push_function(s->gs, transport_push);
 	gnutls_transport_set_pull_timeout_function(s->gs, transport_pull_timeout);
 }
 
@@ -237,12 +296,13 @@ static void send_failure_alert(struct tls_session *s, int err)
 
 int tls_handshake(struct tls_session *s)
 {
+	s->handshaking = 1;
 	for (;;) {
 		int r = gnutls_handshake(s->gs);
 		if (r == GNUTLS_E_SUCCESS)
 			break;
 		if ((r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) && starved(s)) {
-			tls_set_reason(s, "%s", gnutls_strerror(GNUTLS_E_PREMATURE_TERMINATION));
+			transport_failure(s, GNUTLS_E_PREMATURE_TERMINATION);
 			return TLS_FAILED;
 		}
 		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
@@ -258,12 +318,18 @@ int tls_handshake(struct tls_session *s)
 			} else if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
 				tls_set_reason(s, "peer sent alert %s",
 					       gnutls_alert_get_name(gnutls_alert_get(s->gs)));
+			else if (transport_error(r))
+				transport_failure(s, r);
+			else if (plain_text(s))
+				tls_set_reason(s, "not a TLS handshake: the peer sent plain text (a "
+					       "STARTTLS or plain port?): %s", gnutls_strerror(r));
 			else
 				tls_set_reason(s, "%s", gnutls_strerror(r));
 		}
 		send_failure_alert(s, r);
 		return TLS_FAILED;
 	}
+	s->handshaking = 0;
 	/* Resumed sessions skip the verify callback: apply the policy to the
 	 * certificate stored in the ticket again (DESIGN.md §3). */
 	if (s->role == TLS_ROLE_SERVER && s->mode != CLIENT_CERT_NONE &&
@@ -346,6 +412,8 @@ ssize_t tls_recv(struct tls_session *s, void *buf, size_t len)
 		if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
 			tls_set_reason(s, "peer sent alert %s",
 				       gnutls_alert_get_name(gnutls_alert_get(s->gs)));
+		else if (transport_error((int)r))
+			transport_failure(s, (int)r);
 		else
 			tls_set_reason(s, "%s", gnutls_strerror((int)r));
 		return TLS_FAILED;
@@ -361,14 +429,17 @@ ssize_t tls_send(struct tls_session *s, const void *buf, size_t len)
 		return r;
 	}
 	if ((r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) && starved(s)) {
-		tls_set_reason(s, "%s", gnutls_strerror(GNUTLS_E_PREMATURE_TERMINATION));
+		transport_failure(s, GNUTLS_E_PREMATURE_TERMINATION);
 		return TLS_FAILED;
 	}
 	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
 		s->send_pending = 1;
 		return want(s);
 	}
-	tls_set_reason(s, "%s", gnutls_strerror((int)r));
+	if (transport_error((int)r))
+		transport_failure(s, (int)r);
+	else
+		tls_set_reason(s, "%s", gnutls_strerror((int)r));
 	return TLS_FAILED;
 }
 
@@ -397,6 +468,11 @@ int tls_bye(struct tls_session *s)
 const char *tls_reason(const struct tls_session *s)
 {
 	return s->reason ? s->reason : "unknown TLS error";
+}
+
+const char *tls_verify_name(const struct tls_session *s)
+{
+	return s->verify_host ? s->verify_host : "";
 }
 
 bool tls_failed_on_cert(const struct tls_session *s)

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "conf.h"
 #include "diag.h"
@@ -89,9 +90,16 @@ struct tls_peer {
 	char **email;		/* rfc822Name SANs, as dns */
 	size_t nemail;
 	size_t email_bad;
+	time_t not_after;	/* the certificate's notAfter ((time_t)-1: unreadable) */
 	char sig_alg[32];	/* OpenSSL spelling, e.g. "ecdsa-with-SHA256" (PROXY v2) */
 	char key_alg[16];	/* e.g. "EC256", "RSA2048" */
+	/* For logs only, never for a decision: the issuer DN (RFC 4514, at
+	 * most TLS_MAX_ISSUER_LOG bytes of it; NULL if unreadable). */
+	char *issuer;
+	/* Upstream certificates (tls_client): what accepted it. */
+	enum tls_match { TLS_MATCH_NONE, TLS_MATCH_PIN, TLS_MATCH_NAME } match;
 };
+#define TLS_MAX_ISSUER_LOG 256
 
 struct tls_server;
 struct tls_client;
@@ -114,6 +122,16 @@ void tls_server_set_pin_accept(struct tls_server *srv,
  * dropped (and in every worker), so a token the unprivileged user cannot
  * use stops the start. 0, or -1 with the reason in err. srv may be NULL. */
 int tls_server_check_keys(struct tls_server *srv, char *err, size_t errsz);
+
+/* The certificates a server (tls section) or client (tls_client section)
+ * loaded, for expiry metrics: each file as configured and its notAfter,
+ * read from the credentials in use. *out is owned by the object. */
+struct tls_cert_info {
+	const char *file;
+	time_t not_after;
+};
+size_t tls_server_certs(const struct tls_server *srv, const struct tls_cert_info **out);
+size_t tls_client_certs(const struct tls_client *cli, const struct tls_cert_info **out);
 
 /* t may be NULL: system trust store, no client certificate. */
 struct tls_client *tls_client_new(const struct conf_tls_client *t, struct diag *d);
@@ -154,8 +172,14 @@ void tls_set_wipe(struct tls_session *s, bool on);
  * (TLS 1.3 half-close; the peer's remaining data, then its EOF). */
 int tls_bye(struct tls_session *s);
 
-/* Why the last call failed (static string or owned by the session). */
+/* Why the last call failed (static string or owned by the session).
+ * Transport failures are put in words ("connection reset by peer",
+ * "peer closed the connection during the handshake"), not GnuTLS's
+ * "Error in the pull function." */
 const char *tls_reason(const struct tls_session *s);
+/* Client sessions: the DNS-ID the upstream's certificate must carry
+ * ("" when pins decide). */
+const char *tls_verify_name(const struct tls_session *s);
 /* Result class of a failed handshake for logs and metrics:
  * "cert-rejected" when a client certificate was refused, else "tls-failed". */
 bool tls_failed_on_cert(const struct tls_session *s);

@@ -134,6 +134,46 @@ static int load_pair(gnutls_certificate_credentials_t cred, struct diag *d,
 	return -1;
 }
 
+/* The notAfter of pair idx of cred (as loaded: PEM file or PKCS#11),
+ * appended to *v as file's; nothing when it cannot be read. */
+static void note_cert(gnutls_certificate_credentials_t cred, unsigned idx, const char *file,
+		      struct tls_cert_info **v, size_t *n)
+{
+	gnutls_datum_t der = { NULL, 0 };	/* cred's own copy: not freed */
+	gnutls_x509_crt_t crt;
+	time_t na = (time_t)-1;
+	if (gnutls_certificate_get_crt_raw(cred, idx, 0, &der) < 0 || gnutls_x509_crt_init(&crt) < 0)
+		return;
+	if (gnutls_x509_crt_import(crt, &der, GNUTLS_X509_FMT_DER) >= 0)
+		na = gnutls_x509_crt_get_expiration_time(crt);
+	gnutls_x509_crt_deinit(crt);
+	if (na == (time_t)-1)
+		return;
+	*v = xreallocarray(*v, *n + 1, sizeof(**v));
+	(*v)[*n].file = xstrdup(file);
+	(*v)[*n].not_after = na;
+	(*n)++;
+}
+
+static void free_certs(struct tls_cert_info *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free((char *)v[i].file);
+	free(v);
+}
+
+size_t tls_server_certs(const struct tls_server *srv, const struct tls_cert_info **out)
+{
+	*out = srv->certs;
+	return srv->ncerts;
+}
+
+size_t tls_client_certs(const struct tls_client *cli, const struct tls_cert_info **out)
+{
+	*out = cli->certs;
+	return cli->ncerts;
+}
+
 static int server_verify(gnutls_session_t gs)
 {
 	struct tls_session *s = gnutls_session_get_ptr(gs);
@@ -199,6 +239,7 @@ struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
 			tls_pkcs11_check(d, t->key_where, t->key.v[i]);
 		if (load_pair(srv->cred, d, t->cert_where, t->key_where, t->cert.v[i], t->key.v[i]) < 0)
 			continue;
+		note_cert(srv->cred, (unsigned)nchains, t->cert.v[i], &srv->certs, &srv->ncerts);
 		chain_idx[i] = nchains++;
 		if (tls_is_pkcs11(t->key.v[i]))
 			tls_pkcs11_keep(srv, d, t->key_where, t->key.v[i]);
@@ -276,6 +317,7 @@ void tls_server_free(struct tls_server **sp)
 	}
 	free_alpn(srv->alpn, srv->nalpn);
 	tls_pkcs11_free(srv);
+	free_certs(srv->certs, srv->ncerts);
 	free(srv->name);
 	srv->magic = 0;
 	free(srv);
@@ -328,13 +370,20 @@ static int client_verify(gnutls_session_t gs)
 	int ok = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) >= 0 &&
 		 tls_cert_hashes(crt, s->peer->fp, s->peer->spki) == 0;
 	bool server_purpose = ok && gnutls_x509_crt_check_key_purpose(crt, GNUTLS_KP_TLS_WWW_SERVER, 0);
-	if (ok)
+	if (ok) {
 		tls_read_names(crt, s->peer);
+		s->peer->not_after = gnutls_x509_crt_get_expiration_time(crt);
+	}
 	gnutls_x509_crt_deinit(crt);
 	if (!ok) {
 		tls_set_reason(s, "server certificate rejected: unreadable");
 		return -1;
 	}
+	gnutls_typed_vdata_st purpose = { GNUTLS_DT_KEY_PURPOSE_OID,
+					  (unsigned char *)GNUTLS_KP_TLS_WWW_SERVER, 0 };
+	int vr = gnutls_certificate_verify_peers(gs, &purpose, 1, &st);
+	/* The chain's own result, for the log (a pin does not change it). */
+	s->peer->status = tls_status_from_gnutls(vr < 0 ? GNUTLS_CERT_INVALID : st);
 	if (s->cli->npins_fp || s->cli->npins_spki) {
 		if (!pin_match(s->cli, s->peer->fp, s->peer->spki)) {
 			char fps[120];
@@ -347,11 +396,10 @@ static int client_verify(gnutls_session_t gs)
 					  "usage does not allow a TLS server (serverAuth)");
 			return -1;
 		}
+		s->peer->match = TLS_MATCH_PIN;
 		return 0;
 	}
-	gnutls_typed_vdata_st purpose = { GNUTLS_DT_KEY_PURPOSE_OID,
-					  (unsigned char *)GNUTLS_KP_TLS_WWW_SERVER, 0 };
-	if (gnutls_certificate_verify_peers(gs, &purpose, 1, &st) < 0 || st != 0) {
+	if (vr < 0 || st != 0) {
 		gnutls_datum_t out = { NULL, 0 };
 		gnutls_certificate_verification_status_print(st, GNUTLS_CRT_X509, &out, 0);
 		tls_set_reason(s, "server certificate rejected: %s",
@@ -363,8 +411,10 @@ static int client_verify(gnutls_session_t gs)
 	 * (over-long, NUL-bearing, beyond TLS_MAX_SANS) can only fail to
 	 * match, never match as something else, and the CN is never used. */
 	for (size_t i = 0; i < s->peer->ndns; i++)
-		if (s->verify_host[0] && peer_dnsid_match(s->verify_host, s->peer->dns[i], true))
+		if (s->verify_host[0] && peer_dnsid_match(s->verify_host, s->peer->dns[i], true)) {
+			s->peer->match = TLS_MATCH_NAME;
 			return 0;
+		}
 	if (s->peer->dns_bad) {
 		tls_set_reason(s, "server certificate rejected: no DNS name in it matches '%s' "
 				  "(%zu unreadable)", s->verify_host, s->peer->dns_bad);
@@ -397,7 +447,8 @@ struct tls_client *tls_client_new(const struct conf_tls_client *t, struct diag *
 			check_cert_dates(d, t->cert_where, t->cert);
 			if (tls_is_pkcs11(t->key))
 				tls_pkcs11_check(d, t->key_where, t->key);
-			load_pair(cli->cred, d, t->cert_where, t->key_where, t->cert, t->key);
+			if (load_pair(cli->cred, d, t->cert_where, t->key_where, t->cert, t->key) == 0)
+				note_cert(cli->cred, 0, t->cert, &cli->certs, &cli->ncerts);
 		}
 	}
 	gnutls_certificate_set_verify_limits(cli->cred, TLS_MAX_KEY_BITS, TLS_MAX_CHAIN_DEPTH);
@@ -437,6 +488,7 @@ void tls_client_free(struct tls_client **cp)
 	if (cli->prio)
 		gnutls_priority_deinit(cli->prio);
 	free_alpn(cli->alpn, cli->nalpn);
+	free_certs(cli->certs, cli->ncerts);
 	free(cli->verify_name);
 	free(cli->pins_fp);
 	free(cli->pins_spki);

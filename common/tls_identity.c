@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *const status_names[] = {
 	[CERT_NONE] = "none",
@@ -259,6 +260,18 @@ unreadable:
 		gnutls_subject_alt_names_deinit(sans);
 }
 
+/* The issuer DN and notAfter, for log lines an admin acts on (a refused
+ * client certificate, the upstream's): the DN as GnuTLS prints it (RFC
+ * 4514), cut to TLS_MAX_ISSUER_LOG bytes - it decides nothing. */
+static void read_log_facts(gnutls_x509_crt_t crt, struct tls_peer *p)
+{
+	gnutls_datum_t dn = { NULL, 0 };
+	p->not_after = gnutls_x509_crt_get_expiration_time(crt);
+	if (gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0) >= 0 && dn.data)
+		p->issuer = xmemdup0(dn.data, dn.size > TLS_MAX_ISSUER_LOG ? TLS_MAX_ISSUER_LOG : dn.size);
+	gnutls_free(dn.data);
+}
+
 void tls_read_names(gnutls_x509_crt_t crt, struct tls_peer *p)
 {
 	if (p->names_read)
@@ -266,6 +279,7 @@ void tls_read_names(gnutls_x509_crt_t crt, struct tls_peer *p)
 	p->names_read = true;
 	read_cn(crt, p);
 	read_sans(crt, p);
+	read_log_facts(crt, p);
 }
 
 /* The certificate's signature and key algorithms as OpenSSL (and so
@@ -300,6 +314,7 @@ void tls_peer_free(struct tls_peer *p)
 	if (!p)
 		return;
 	free(p->cn);
+	free(p->issuer);
 	for (size_t i = 0; i < p->ndns; i++)
 		free(p->dns[i]);
 	free(p->dns);
@@ -354,6 +369,7 @@ int tls_evaluate_peer(struct tls_session *s)
 		tls_read_names(crt, s->peer);
 		read_algs(crt, s->peer);
 	}
+	s->peer->not_after = gnutls_x509_crt_get_expiration_time(crt);
 	gnutls_x509_crt_deinit(crt);
 
 	if (n > TLS_MAX_CHAIN_DEPTH) {

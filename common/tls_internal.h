@@ -43,6 +43,8 @@ struct tls_server {
 	void *pin_arg;
 	struct tls_p11key *p11;
 	size_t np11;
+	struct tls_cert_info *certs;	/* loaded pairs (tls_server_certs) */
+	size_t ncerts;
 };
 
 struct tls_client {
@@ -55,6 +57,8 @@ struct tls_client {
 	size_t npins_fp;
 	unsigned char (*pins_spki)[32];
 	size_t npins_spki;
+	struct tls_cert_info *certs;	/* our certificate, if any (tls_client_certs) */
+	size_t ncerts;
 };
 
 enum tls_role { TLS_ROLE_SERVER, TLS_ROLE_CLIENT };
@@ -67,8 +71,12 @@ struct tls_session {
 	uint8_t cert_failed;
 	uint8_t bye_sent;
 	uint8_t peer_fin;	/* the peer's TCP FIN was read (transport_pull) */
+	uint8_t handshaking;	/* inside tls_handshake() until it succeeds */
+	uint8_t got_first;	/* first_byte holds the first byte received */
+	uint8_t first_byte;	/* 22 for TLS; a letter when the peer speaks plain text */
 	uint8_t wipe;		/* tls_set_wipe(): received plaintext may be secret */
 	uint8_t alert;		/* alert to send when the handshake fails, 0 = none */
+	int io_errno;		/* the last socket error the transport saw (not EAGAIN) */
 	gnutls_session_t gs;
 	int fd;
 	gnutls_packet_t held;	/* wipe: the record being handed out */

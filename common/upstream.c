@@ -3,9 +3,11 @@
  * Every report to the owner is the last statement of its path: the owner
  * may free us there. */
 #include "upstream.h"
+#include "certlog.h"
 #include "conn.h"
 #include "dial.h"
 #include "log.h"
+#include "metrics.h"
 #include "timer.h"
 #include "tls.h"
 #include "xmem.h"
@@ -71,12 +73,19 @@ static void report(struct upstream *up, enum upstream_event ev, const char *data
 
 static void report_str(struct upstream *up, enum upstream_event ev, const char *why)
 {
+	/* mailgate_upstream_failures_total: every address that failed in
+	 * set-up (dial.c counts failed connects, upstream_failover() the
+	 * rest), and every connection lost or silent once ready. FAILED
+	 * sums up the addresses already counted. */
+	if (ev == UPSTREAM_LOST || ev == UPSTREAM_TIMEOUT)
+		metrics_upstream_failure();
 	report(up, ev, why, strlen(why));
 }
 
 void upstream_failover(struct upstream *up, const char *why)
 {
 	log_info("%s %s %s: %s", up->p.log_name, up->p.cu->name, up->p.cu->addrs[up->index].text, why);
+	metrics_upstream_failure();
 	conn_free(&up->conn);
 	up_enter(up, UP_DIAL);
 	dial_next(up->dial, why);	/* reports from the loop: dialed() */
@@ -125,6 +134,38 @@ static void on_read(struct upstream *up)
 	free(copy);
 }
 
+static bool in_handshake(const struct upstream *up)
+{
+	return up->st == UP_TLS_IMPLICIT || up->st == UP_TLS_STARTTLS;
+}
+
+/* The upstream's certificate: at debug level when it was accepted (and
+ * by what: a pin or verify_name), at warning level when it was refused,
+ * with what an admin needs to fix either side (certlog.c). */
+static void log_cert(struct upstream *up, const char *refused)
+{
+	struct tls_session *t = conn_tls(up->conn);
+	const struct tls_peer *p = t ? tls_peer(t) : NULL;
+	enum log_level lvl = refused ? LOG_LVL_WARNING : LOG_LVL_DEBUG;
+	if (!p || !log_enabled(lvl))
+		return;
+	struct logkv kv;
+	logkv_begin(&kv, "upstream-cert", 1);
+	logkv_str(&kv, "upstream", up->p.cu->name);
+	logkv_str(&kv, "address", up->p.cu->addrs[up->index].text);
+	if (up->p.who[0])
+		logkv_raw(&kv, "session", up->p.who);
+	logkv_raw(&kv, "result", refused ? "refused" : "accepted");
+	logkv_raw(&kv, "cert", tls_cert_status_name(p->status));
+	logkv_raw(&kv, "match", certlog_match_name(p->match));
+	if (tls_verify_name(t)[0])
+		logkv_str(&kv, "verify_name", tls_verify_name(t));
+	certlog_add(&kv, p);
+	if (refused)
+		logkv_str(&kv, "reason", refused);
+	logkv_end(&kv, lvl);
+}
+
 static void on_end(struct upstream *up, enum conn_event ev)
 {
 	char why[300];
@@ -132,7 +173,10 @@ static void on_end(struct upstream *up, enum conn_event ev)
 		report_str(up, UPSTREAM_TIMEOUT, "no response within timeout_reply");
 		return;
 	}
-	strncpy(why, ev == CONN_EV_EOF ? "connection closed" : ev == CONN_EV_TIMEOUT ? "timeout"
+	if (ev == CONN_EV_ERROR && in_handshake(up))
+		log_cert(up, conn_error(up->conn));
+	strncpy(why, ev == CONN_EV_EOF ? "connection closed"
+		: ev == CONN_EV_TIMEOUT ? (in_handshake(up) ? "TLS handshake timed out" : "timeout")
 		: conn_error(up->conn), sizeof(why) - 1);
 	why[sizeof(why) - 1] = '\0';
 	if (in_setup(up))
@@ -158,6 +202,7 @@ static void conn_event(struct conn *c, enum conn_event ev, void *arg)
 		on_read(up);
 		return;
 	case CONN_EV_HANDSHAKE:
+		log_cert(up, NULL);
 		if (up->st == UP_TLS_IMPLICIT) {
 			up_enter(up, UP_SETUP);
 			report(up, UPSTREAM_CONNECTED, NULL, 0);	/* the greeting comes next */
@@ -206,6 +251,7 @@ static void fail_now(void *arg)
 {
 	struct upstream *up = arg;
 	mg_timer_stop(&up->fail_soon);
+	metrics_upstream_failure();	/* no address was even tried */
 	report_str(up, UPSTREAM_FAILED, "the PROXY header does not fit (not sent without it)");
 }
 

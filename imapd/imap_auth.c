@@ -7,6 +7,7 @@
 #include "imap_proxy.h"
 #include "imap_server.h"
 #include "log.h"
+#include "metrics.h"
 #include "peer.h"
 #include "proxyproto.h"
 #include "sasl.h"
@@ -102,6 +103,7 @@ static void login_done(void *owner, enum login_event ev, const char *data, size_
 		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
 		is->up = imap_login_take_conn(&is->login);
 		imap_drop_credentials(is);
+		metrics_auth(true);
 		session_set_result(&is->s, RESULT_OK);	/* an earlier "unavailable" is over */
 		imap_proxy_start(is);
 		conn_uncork(c);

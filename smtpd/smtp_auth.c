@@ -2,6 +2,7 @@
 #include "smtp_auth.h"
 #include "smtp_conf.h"
 #include "b64.h"
+#include "metrics.h"
 #include "sasl.h"
 #include "smtp_parse.h"
 #include "smtp_relay.h"
@@ -51,6 +52,7 @@ static void auth_reply(struct smtp_session *ss, const struct smtp_reply *r)
 	}
 	if (r->code == 235) {
 		ss->authed = 1;
+		metrics_auth(true);
 		free(ss->user);
 		ss->user = xstrdup(ss->auth_user ? ss->auth_user : "");
 		return;

@@ -2,6 +2,7 @@
 #include "smtp_body.h"
 #include "smtp_conf.h"
 #include "conn.h"
+#include "metrics.h"
 #include "peer.h"
 #include "rdns.h"
 #include "smtp_received.h"
@@ -97,8 +98,10 @@ void smtp_data_cmd(struct smtp_session *ss, const char *args, size_t len)
 static void dot_reply(struct smtp_session *ss, const struct smtp_reply *r)
 {
 	smtp_reply_relay(ss, r);
-	if (r->code >= 200 && r->code < 300)
+	if (r->code >= 200 && r->code < 300) {
 		ss->delivered++;
+		metrics_message();
+	}
 	smtp_reset_tx(ss);
 }
 

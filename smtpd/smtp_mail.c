@@ -2,6 +2,7 @@
 #include "smtp_mail.h"
 #include "smtp_conf.h"
 #include "log.h"
+#include "metrics.h"
 #include "smtp_parse.h"
 #include "smtp_policy.h"
 #include "smtp_relay.h"
@@ -185,6 +186,7 @@ static bool relay_refused(struct smtp_session *ss, const struct smtp_path *p)
 	if (smtp_rcpt_policy(&ss->keys->accept_domains, p) == RCPT_LOCAL || smtp_may_relay(ss))
 		return false;
 	ss->relay_denied = 1;
+	metrics_relay_denied();
 	struct logkv kv;
 	logkv_begin(&kv, "relay-denied", 1);
 	logkv_raw(&kv, "session", ss->s.id);

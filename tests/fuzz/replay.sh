@@ -5,7 +5,7 @@
 set -eu
 top=${MG_SRCDIR:-$(dirname "$0")/../..}
 bld=${MG_BUILDDIR:-$top}
-for t in smtp_parse smtp_data smtp_reply conf_value conf_strip imap_parser imap_resp imap_watch proxyproto; do
+for t in smtp_parse smtp_data smtp_reply conf_value conf_strip imap_parser imap_resp imap_watch proxyproto metrics_http; do
   echo "== $t"
   "$bld/tests/fuzz/replay_$t" "$top/tests/fuzz/corpus/$t"
 done

@@ -9,7 +9,7 @@ secs=${1:-20}
 mkdir -p "$top/build-fuzz"
 cd "$top/build-fuzz"
 [ -f Makefile ] || CC=clang "$top/configure" -q --enable-fuzzers --enable-werror
-targets="smtp_parse smtp_data smtp_reply conf_value conf_strip imap_parser imap_resp imap_watch proxyproto"
+targets="smtp_parse smtp_data smtp_reply conf_value conf_strip imap_parser imap_resp imap_watch proxyproto metrics_http"
 for t in $targets; do make -s "tests/fuzz/fuzz_$t"; done
 failed=""
 for t in $targets; do

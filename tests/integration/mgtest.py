@@ -32,11 +32,32 @@ def need(*tools):
         raise unittest.SkipTest("missing tools: " + " ".join(missing))
 
 
+PORT_RESERVATIONS = os.path.join(tempfile.gettempdir(), "mgtest-ports")
+PORT_RESERVATION_TTL = 900     # seconds a port handed out is not handed out again
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    """A free 127.0.0.1 port, never handed out to another test (of any
+    process of the parallel suite) for PORT_RESERVATION_TTL seconds: the
+    kernel may give the same free port to two tests that have not bound it
+    yet."""
+    os.makedirs(PORT_RESERVATIONS, exist_ok=True)
+    for _ in range(200):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        path = os.path.join(PORT_RESERVATIONS, str(port))
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return port
+        except FileExistsError:
+            try:
+                if time.time() - os.stat(path).st_mtime > PORT_RESERVATION_TTL:
+                    os.utime(path)
+                    return port
+            except OSError:
+                pass
     return port
 
 
@@ -224,6 +245,26 @@ def stop_by_pidfile(pidfile, timeout=10):
         pass
 
 
+def children(pid):
+    """The child processes of pid (a master's workers)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def worker_pids(master, n=1, timeout=10.0):
+    """The n worker processes of a master, once they are all there."""
+    deadline = time.time() + timeout
+    while True:
+        kids = children(master)
+        if len(kids) == n or time.time() > deadline:
+            assert len(kids) == n, "master %d has workers %s, expected %d" % (master, kids, n)
+            return kids
+        time.sleep(0.02)
+
+
 def memory_find(pid, needle, max_region=1 << 30):
     """The writable mappings of process pid whose bytes contain needle, as
     (mapping name, address) pairs - for tests that secrets are wiped.
@@ -284,7 +325,9 @@ class Gateway(LogFile):
 
     _count = 0
 
-    def __init__(self, tmp, conf, ports, binary=None, name="smtpd", extra_args=(), env=None):
+    def __init__(self, tmp, conf, ports, binary=None, name="smtpd", extra_args=(), env=None,
+                 wrapper=()):
+        """wrapper: a command that execs the daemon (prlimit ...)."""
         self.tmp = tmp
         Gateway._count += 1
         if Gateway._count > 1:    # a restarted gateway gets fresh files
@@ -296,7 +339,8 @@ class Gateway(LogFile):
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1:detect_stack_use_after_return=1")
         if env:
             e.update(env)
-        self.proc = Proc([self.binary, "-f", "-c", self.conf_path, *extra_args], self.log_path, env=e)
+        self.proc = Proc([*wrapper, self.binary, "-f", "-c", self.conf_path, *extra_args], self.log_path,
+                         env=e)
         # Listeners are bound before "ready" is logged; waiting for the log
         # line (not connecting) keeps probe sessions out of the logs. With
         # a log_level above notice there is no such line: probe the ports.
@@ -307,6 +351,10 @@ class Gateway(LogFile):
             if self.proc.p.poll() is not None or time.time() > deadline:
                 raise RuntimeError("gateway did not start (rc=%s):\n%s" % (self.proc.p.poll(), self.log()))
             time.sleep(0.02)
+
+    def worker_pid(self):
+        """The worker process (with workers = 1): where sessions live."""
+        return worker_pids(self.proc.pid, 1)[0]
 
     def stop(self, sig=signal.SIGTERM):
         rc = self.proc.stop(sig)

@@ -226,7 +226,7 @@ class PasswordWiped(GatewayTest):
         return c, reply
 
     def assert_wiped(self, pw, what):
-        self.assertEqual(memory_find(self.gw.proc.pid, pw.encode()), [], what)
+        self.assertEqual(memory_find(self.gw.worker_pid(), pw.encode()), [], what)
 
     FORMS = ("plain-ir", "plain-continuation", "login-atom", "login-quoted", "login-literal")
 

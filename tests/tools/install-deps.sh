@@ -12,14 +12,15 @@
 # openssl (s_client, the OCSP responder of test_ocsp.py, pkcs8) for the TLS
 # tests; softhsm2 for test_pkcs11.py; haproxy for test_proxy.py and
 # test_scaleout.py; postfix and dovecot for the upstream tests; faketime
-# for test_ocsp.py's expired responses; isync (mbsync) and swaks as
-# clients.
+# for test_ocsp.py's expired responses; python3-prometheus-client (the
+# reference parser of the /metrics text) for test_metrics.py; isync
+# (mbsync) and swaks as clients.
 set -eu
 PKGS="build-essential autoconf automake pkg-config
  libgnutls28-dev libev-dev libconfuse-dev libcunit1-dev libidn2-dev libc-ares-dev
  gnutls-bin openssl python3 swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl
  postfix dovecot-core dovecot-imapd dovecot-lmtpd haproxy isync clang procps testssl.sh
- faketime softhsm2"
+ faketime softhsm2 python3-prometheus-client"
 # package:service of the daemons that must not run as system services
 SERVICES="postfix:postfix dovecot-core:dovecot haproxy:haproxy"
 

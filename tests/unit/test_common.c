@@ -7,7 +7,6 @@
 #include "buf.h"
 #include "cu_main.h"
 #include "domain.h"
-#include "iptable.h"
 #include "log.h"
 #include "strbuf.h"
 
@@ -179,21 +178,6 @@ static void test_buf(void)
 	CU_ASSERT_EQUAL(b.cap, 0);
 }
 
-static void test_iptable(void)
-{
-	struct iptable *t = iptable_new();
-	struct mg_addr a, b;
-	addr_from_literal("192.0.2.1", 1, &a);
-	addr_from_literal("192.0.2.2", 2, &b);
-	CU_ASSERT_EQUAL(iptable_inc(t, &a), 1);
-	CU_ASSERT_EQUAL(iptable_inc(t, &a), 2);
-	CU_ASSERT_EQUAL(iptable_inc(t, &b), 1);
-	iptable_dec(t, &a);
-	iptable_dec(t, &a);
-	CU_ASSERT_EQUAL(iptable_inc(t, &a), 1);
-	iptable_free(&t);
-	CU_ASSERT_PTR_NULL(t);
-}
 
 /* The bounded builder: all-or-nothing appends, overflow latched, never a
  * byte past the storage (a guard byte after it stays intact). */
@@ -306,7 +290,6 @@ void register_tests(void)
 	CU_ADD(s, test_domain);
 	CU_ADD(s, test_b64);
 	CU_ADD(s, test_buf);
-	CU_ADD(s, test_iptable);
 	CU_ADD(s, test_strbuf);
 	CU_ADD(s, test_logkv_json_truncated_is_json);
 }

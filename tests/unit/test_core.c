@@ -387,7 +387,7 @@ static int tcp_pair(int *cl, int *sv, int cl_rcvbuf, int sv_sndbuf)
 	*cl = *sv = -1;
 	if (addr_from_literal("127.0.0.1", 0, &a) < 0)
 		return -1;
-	int l = listener_bind(&a, &err);
+	int l = listener_bind(&a, false, &err);
 	if (l < 0)
 		return -1;
 	*cl = connect_to(port_of(l), cl_rcvbuf);
@@ -1036,7 +1036,7 @@ static int gate_open(struct gate *g, const char *listener)
 	for (size_t i = 0; i < cconf->nlisteners; i++)
 		if (strcmp(cconf->listeners[i].name, listener) == 0)
 			g->l = &cconf->listeners[i];
-	if (!g->l || addr_from_literal("127.0.0.1", 0, &a) < 0 || (g->fd = listener_bind(&a, &err)) < 0)
+	if (!g->l || addr_from_literal("127.0.0.1", 0, &a) < 0 || (g->fd = listener_bind(&a, false, &err)) < 0)
 		return -1;
 	g->port = port_of(g->fd);
 	g->w = listener_watch_new(g->fd, gate_accept, g);
@@ -1485,7 +1485,7 @@ static int fake_open(struct fake *f, const char *greeting, bool accepting)
 	const char *err = NULL;
 	memset(f, 0, sizeof(*f));
 	f->greeting = greeting;
-	if (addr_from_literal("127.0.0.1", 0, &a) < 0 || (f->fd = listener_bind(&a, &err)) < 0)
+	if (addr_from_literal("127.0.0.1", 0, &a) < 0 || (f->fd = listener_bind(&a, false, &err)) < 0)
 		return -1;
 	f->port = port_of(f->fd);
 	if (accepting)
