@@ -154,7 +154,9 @@ static void unlink_session(struct session *s)
 
 static void session_free(struct session *s)
 {
-	if (s->handshaking)	/* it never finished */
+	/* A handshake that never finished failed - unless no client was
+	 * there: a balancer's check connects and closes (not counted). */
+	if (s->handshaking && !session_is_null_check(s))
 		session_count_handshake(s, false);
 	session_log_end(s);
 	if (s->ops->free)

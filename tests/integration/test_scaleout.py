@@ -1,22 +1,28 @@
 """Scaling out behind a real HAProxy (README "Scaling out"): HAProxy runs
 etc/haproxy-mailgate.cfg.example itself - its addresses and ports replaced
-by loopback ones, maxconn lowered - in front of two mailgate-smtpd and two mailgate-imapd
-instances (send-proxy-v2 -> proxy_protocol = true, one shared ticket_key),
-with a real Postfix and a real Dovecot behind them. Checked:
+by loopback ones, maxconn lowered - in front of two mailgate-smtpd and two
+mailgate-imapd instances (send-proxy-v2 -> proxy_protocol = true, one
+shared ticket_key), with a real Postfix and a real Dovecot behind them,
+plus a control instance (its own ticket key, low per-client limits).
+Checked:
 
   - the client address HAProxy declares reaches Postfix through XCLIENT
     (Postfix logs client=unknown[127.0.0.9], not the balancer's address)
     and Dovecot through ID (rip=127.0.0.9);
   - a TLS session ticket issued by one instance resumes on the other (and,
-    the control, not on an instance with its own random key);
+    the control, not on an instance with its own random key); rotating
+    the key as the README says - a new file, then a reload of each
+    instance - cuts resumption across the instances only while one has
+    the new file and the other the old;
   - health checks are TCP checks with a PROXY v2 LOCAL header; the
     gateways log such byte-less connections at debug only (HAProxy's
-    dontlognull), real sessions through the balancer at info;
+    dontlognull) and leave them out of /metrics, where a real session
+    through the balancer is counted (and logged at info);
   - per-client limits at the balancer: the example's stick table refuses
     a source address's 51st concurrent connection and its 121st new one
     within a minute, other addresses unaffected; and behind it each
-    gateway still applies its own max_per_ip to the address PROXY
-    declares (a backstop);
+    gateway still applies its own max_per_ip and rate_per_ip to the
+    address PROXY declares (a backstop);
   - one SMTP instance SIGKILLed while four clients send: HAProxy's health
     check marks it DOWN, new connections go to the other, and every message
     that got a 250 is at Postfix exactly once; every message eventually got
@@ -28,6 +34,7 @@ import signal
 import socket
 import threading
 import time
+import urllib.request
 
 from mgtest import (SRCDIR, GatewayTest, Imap, Proc, Smtp, SmtpReplyError, client_context, free_port,
                     imapd_conf, listener, main, message, need, send_message, smtpd_conf)
@@ -114,12 +121,14 @@ class ScaleOut(GatewayTest):
         imap_port = free_port()
         self.dc = self.dovecot(imap_port=imap_port, users={"alice": "secret"})
         self.smtp = {}
+        self.metrics_port = free_port()     # gw1's /metrics
         for name in ("gw1", "gw2"):
             p465, p587 = free_port(), free_port()
+            extra = 'metrics = "127.0.0.1:%d"' % self.metrics_port if name == "gw1" else ""
             gw = self.gateway(smtpd_conf(self.pki, self.pf.port,
                                          listener("smtps", p465, "implicit", pp % 1000) +
                                          listener("submission", p587, "starttls", pp % 1000),
-                                         upstream_extra="xclient = true", tls_extra=tls_extra),
+                                         extra=extra, upstream_extra="xclient = true", tls_extra=tls_extra),
                               [p465, p587])
             self.smtp[name] = (gw, p465, p587)
         self.imap = {}
@@ -128,10 +137,11 @@ class ScaleOut(GatewayTest):
             gw = self.imap_gateway(imapd_conf(self.pki, imap_port, listener("imaps", p993, "implicit", pp % 1000),
                                               tls_extra=tls_extra), [p993])
             self.imap[name] = (gw, p993)
-        # The control instance: its own (random) ticket key, and a low
-        # max_per_ip (the per-instance backstop behind the balancer).
+        # The control instance: its own (random) ticket key, and low
+        # max_per_ip and rate_per_ip (the per-instance backstop).
         p_ctl = free_port()
-        self.control = self.gateway(smtpd_conf(self.pki, self.pf.port, listener("smtps", p_ctl, "implicit", pp % 2),
+        self.control = self.gateway(smtpd_conf(self.pki, self.pf.port,
+                                               listener("smtps", p_ctl, "implicit", pp % 2 + "\n  rate_per_ip = 6"),
                                                upstream_extra="xclient = true"), [p_ctl])
         self.f_smtps, self.f_sub, self.f_imaps = free_port(), free_port(), free_port()
         ports = {":465": "127.0.0.1:%d" % self.f_smtps, ":587": "127.0.0.1:%d" % self.f_sub,
@@ -230,6 +240,38 @@ class ScaleOut(GatewayTest):
         reused, _ = self.tls_session(self.pin["control"], "127.0.0.35", sess)
         self.assertFalse(reused, "an instance with its own key resumed a foreign ticket")
 
+        # Rotation (README): a new file, then a reload of each instance.
+        with open(self.ticket_key, "wb") as f:
+            f.write(os.urandom(64))
+        self.reload(self.smtp["gw2"][0])
+        # gw2 has the new key, gw1 the old: no resumption either way.
+        reused, _ = self.tls_session(self.pin["gw2"], "127.0.0.36", sess)
+        self.assertFalse(reused, "gw2 resumed a ticket of the old key after its reload")
+        reused, new = self.tls_session(self.pin["gw2"], "127.0.0.37")
+        self.assertFalse(reused)
+        reused, _ = self.tls_session(self.pin["gw1"], "127.0.0.38", new)
+        self.assertFalse(reused, "gw1 (old key) resumed a ticket of the new key")
+        # Both reloaded: resumption across them again, with the new key.
+        self.reload(self.smtp["gw1"][0])
+        reused, _ = self.tls_session(self.pin["gw1"], "127.0.0.39", new)
+        self.assertTrue(reused, "gw1 did not resume gw2's new-key ticket after its reload")
+
+    def reload(self, gw):
+        """SIGHUP to the instance's master; returns once its new workers
+        serve and the old one has stopped accepting (it is told to after
+        the new ones are ready: until it reads that, it may still take a
+        connection, with the old key)."""
+        log = gw.log()
+        done, drained = log.count("reload done"), log.count("reload: no new connections")
+        os.kill(gw.proc.pid, signal.SIGHUP)
+        deadline = time.time() + 20
+        while True:
+            log = gw.log()
+            if log.count("reload done") > done and log.count("reload: no new connections") > drained:
+                return
+            self.assertLess(time.time(), deadline, "no reload:\n" + log[-3000:])
+            time.sleep(0.1)
+
     # ---- health checks ----
 
     def test_health_checks_are_quiet(self):
@@ -248,16 +290,33 @@ class ScaleOut(GatewayTest):
             log = gw.log()
             self.assertNotRegex(log, r"info: .*session=")
             self.assertNotIn("PROXY header", log)
-        # A real session through the balancer is still logged at info.
-        c = Smtp(self.f_smtps, tls=True, source="127.0.0.9")
+        # Nor are they counted: not a connection, not a failed handshake.
+        m = self.metrics()
+        counted = {k: v for k, v in m.items() if k[0] == "mailgate_connections_total" and v}
+        self.assertEqual(counted, {})
+        self.assertEqual(m[("mailgate_tls_handshakes_total", (("listener", "smtps"), ("result", "failed")))], 0)
+        # A real session through the balancer (here pinned to gw1) is
+        # logged at info and counted.
+        c = Smtp(self.pin["gw1"], tls=True, source="127.0.0.9")
         self.assertEqual(c.reply()[0], 220)
         c.expect("QUIT", 221)
         c.close()
-        rx = re.compile(r"info: session=\w+ listener=smtps client=127\.0\.0\.9:\d+ .*result=quit")
-        deadline = time.time() + 10
-        while not any(rx.search(g.log()) for g, _, _ in self.smtp.values()):
-            self.assertLess(time.time(), deadline, "the real session was not logged at info")
-            time.sleep(0.1)
+        self.smtp["gw1"][0].wait_log(r"info: session=\w+ listener=smtps client=127\.0\.0\.9:\d+ .*result=quit")
+        m = self.metrics()
+        counted = {k: v for k, v in m.items() if k[0] == "mailgate_connections_total" and v}
+        self.assertEqual(counted, {("mailgate_connections_total", (("listener", "smtps"), ("result", "quit"))): 1})
+        self.assertEqual(m[("mailgate_tls_handshakes_total", (("listener", "smtps"), ("result", "ok")))], 1)
+        self.assertEqual(m[("mailgate_tls_handshakes_total", (("listener", "smtps"), ("result", "failed")))], 0)
+
+    def metrics(self):
+        """gw1's /metrics: {(name, sorted labels): value}."""
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port, timeout=10) as r:
+            text = r.read().decode()
+        out = {}
+        for name, labels, value in re.findall(r"(?m)^(\w+)(?:\{(.*)\})? (\S+)$", text):
+            key = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', labels)))
+            out[(name, key)] = float(value)
+        return out
 
     # ---- limits: the balancer's, and each gateway's backstop ----
 
@@ -348,8 +407,9 @@ class ScaleOut(GatewayTest):
             self.assertEqual(sum(len(rx.findall(g.log())) for g, _, _ in self.smtp.values()), served, ip)
 
     def test_gateway_backstop_on_declared_client(self):
-        """Each gateway's own max_per_ip (2 on the control instance)
-        counts the address HAProxy declares, not the balancer's."""
+        """Each gateway's own max_per_ip and rate_per_ip (2 and 6 on the
+        control instance) count the address HAProxy declares, not the
+        balancer's."""
         a = Smtp(self.pin["control"], tls=True, source="127.0.0.42")
         b = Smtp(self.pin["control"], tls=True, source="127.0.0.42")
         self.assertEqual(a.reply()[0], 220)
@@ -362,6 +422,17 @@ class ScaleOut(GatewayTest):
         self.assertEqual(d.reply()[0], 220)
         for c in (a, b, d):
             c.expect("QUIT", 221)
+        # rate_per_ip = 6: six sessions in a row from one declared client,
+        # the seventh within the minute is refused.
+        for i in range(6):
+            c = Smtp(self.pin["control"], tls=True, source="127.0.0.46")
+            self.assertEqual(c.reply()[0], 220, "session %d" % (i + 1))
+            c.expect("QUIT", 221)
+            c.close()
+        with self.assertRaises((OSError, EOFError)):
+            c = Smtp(self.pin["control"], tls=True, source="127.0.0.46")
+            c.reply()
+        self.control.wait_log(r"notice: listener=smtps client=127\.0\.0\.46 reason=rate_per_ip result=limit")
 
     # ---- one instance killed, no message lost ----
 
