@@ -55,9 +55,12 @@ void conn_loop_init(void)
 	loop = ev_default_loop(EVFLAG_AUTO);
 }
 
+static void lingerers_forget(void);
+
 void conn_loop_fork(void)
 {
 	ev_loop_fork(loop);
+	lingerers_forget();
 }
 
 void conn_loop_run(void)
@@ -174,7 +177,10 @@ struct lingerer {
 	ev_io io;
 	ev_timer t;
 	int fd;
+	struct lingerer *prev, *next;
 };
+
+static struct lingerer *lingerers;
 
 /* Lingering fds belong to no session, so no session limit counts them: a
  * client cycling short sessions could otherwise run the worker out of
@@ -191,8 +197,22 @@ static void linger_end(struct lingerer *l)
 	ev_io_stop(loop, &l->io);
 	ev_timer_stop(loop, &l->t);
 	close(l->fd);
+	if (l->prev)
+		l->prev->next = l->next;
+	else
+		lingerers = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
 	free(l);
 	lingering--;
+}
+
+/* In a forked child, the lingering closes are the parent's: closed here
+ * without a read, so the parent's go on undisturbed. */
+static void lingerers_forget(void)
+{
+	while (lingerers)
+		linger_end(lingerers);
 }
 
 static void linger_read(struct ev_loop *lp, ev_io *w, int revents)
@@ -228,6 +248,10 @@ static void close_lingering(int fd)
 	struct lingerer *l = xcalloc(1, sizeof(*l));
 	lingering++;
 	l->fd = fd;
+	l->next = lingerers;
+	if (lingerers)
+		lingerers->prev = l;
+	lingerers = l;
 	ev_io_init(&l->io, linger_read, fd, EV_READ);
 	ev_timer_init(&l->t, linger_timeout, LINGER_SECONDS, 0.);
 	l->io.data = l->t.data = l;
@@ -259,6 +283,17 @@ void conn_free(struct conn **cp)
 	c->magic = 0;
 	free(c);
 	*cp = NULL;
+}
+
+void conn_abandon(struct conn **cp)
+{
+	struct conn *c = *cp;
+	if (!c)
+		return;
+	c->failed = 1;		/* no close_notify, no lingering close */
+	if (c->tls)
+		c->tls_ready = 0;
+	conn_free(cp);
 }
 
 void conn_set_cb(struct conn *c, conn_cb cb, void *arg)

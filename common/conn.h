@@ -30,7 +30,7 @@ enum conn_event {
 typedef void (*conn_cb)(struct conn *c, enum conn_event ev, void *arg);
 
 void conn_loop_init(void);		/* default libev loop; call once per process */
-void conn_loop_fork(void);		/* in a child after fork() */
+void conn_loop_fork(void);		/* in a child after fork(); the parent's lingering closes are left to it */
 void conn_loop_run(void);
 void conn_loop_break(void);
 double conn_now(void);
@@ -45,6 +45,10 @@ void conn_set_linger_budget(unsigned n);
 struct conn *conn_new(int fd, size_t in_max, conn_cb cb, void *arg);
 /* Stops every watcher, sends close_notify once if TLS is up, closes fd. */
 void conn_free(struct conn **c);
+/* For a connection inherited across fork(), the parent's: stops the
+ * watchers and closes this process's fd - no close_notify, no shutdown,
+ * no lingering read. */
+void conn_abandon(struct conn **c);
 void conn_set_cb(struct conn *c, conn_cb cb, void *arg);
 int conn_fd(const struct conn *c);
 

@@ -84,7 +84,7 @@ void daemon_metrics_server(const struct server *srv)
 
 void daemon_metrics_forget(void)
 {
-	metrics_http_free(&m_http);
+	metrics_http_abandon(&m_http);
 	if (m_fd >= 0)
 		close(m_fd);
 	m_fd = -1;

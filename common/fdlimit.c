@@ -8,6 +8,8 @@
 #include "log.h"
 #include "process.h"
 
+#include <sys/resource.h>
+
 struct fdneed {
 	unsigned long connections;	/* max_connections, all listeners */
 	unsigned long sessions_fds;	/* 2 per session + FDLIMIT_RESERVE */
@@ -60,6 +62,16 @@ size_t fdlimit_apply(const struct conf *c)
 		 "(LimitNOFILE= in the systemd unit, ulimit -Hn, limits.conf) or lower "
 		 "max_connections", nofile, hard, n.want, fit, n.connections);
 	return fit ? (size_t)fit : 1;
+}
+
+size_t fdlimit_capacity(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	unsigned long nofile = (unsigned long)rl.rlim_cur;
+	unsigned long linger = nofile / 8 < CONN_LINGER_MAX ? nofile / 8 : CONN_LINGER_MAX;
+	return (size_t)sessions_fit(nofile - linger);
 }
 
 void fdlimit_check(const struct conf *c, struct diag *d)

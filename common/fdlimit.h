@@ -20,6 +20,9 @@
  * logs a warning when max_connections does not fit. Returns the sessions
  * one process can hold (at least 1). */
 size_t fdlimit_apply(const struct conf *c);
+/* The sessions one process could hold in its open-file limit as it is
+ * now, whatever the configuration says (0 if unknown). */
+size_t fdlimit_capacity(void);
 /* -t (and start-up, on stderr): a warning when the limit this process
  * can get does not fit max_connections. Raises the limit as a start
  * would. */

@@ -128,8 +128,8 @@ static int open_append(const char *path, bool *created)
 {
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0640);
 	*created = fd >= 0;
-	if (fd < 0 && errno == EEXIST)
-		fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 && errno == EEXIST)	/* never through a symbolic link */
+		fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
 	return fd;
 }
 
@@ -159,6 +159,14 @@ static int open_log_file(const char *path, const char **why)
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		*why = "not a regular file";
+		close(fd);
+		return -1;
+	}
+	/* The folder may be the unprivileged user's (so that it can create
+	 * the file after logrotate): root appends only to a file of root's or
+	 * of that user, with one name - not to a file planted there. */
+	if (!created && geteuid() == 0 && ((st.st_uid != 0 && st.st_uid != log_uid) || st.st_nlink != 1)) {
+		*why = "owned by another user or hard-linked (refused)";
 		close(fd);
 		return -1;
 	}

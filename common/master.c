@@ -71,6 +71,9 @@ struct restart {
 	unsigned failures;
 };
 
+/* Sessions the per-address table is sized for at least (see size_counts). */
+#define MASTER_COUNTS_SESSIONS 32768
+
 static struct {
 	const struct daemon_ops *ops;
 	const struct daemon_options *o;
@@ -80,18 +83,26 @@ static struct {
 	size_t nrestarts;
 	struct bindings b;
 	struct admission *adm;
+	/* What adm was sized for at start (the master's own copy): a
+	 * reload asking more is refused. */
+	unsigned adm_workers;
+	size_t adm_per_worker, adm_sessions;
 	ev_timer maintain, kill_timer;
 	bool started, stopping;
+	bool hup_pending;	/* SIGHUP during start-up: reload once ready */
 	int status;
 	unsigned gen_ids;
 } m;
 
-static unsigned nworkers_of(const struct conf *c)
+static unsigned cpu_count(void)
 {
-	if (c->workers > 0)
-		return (unsigned)c->workers;
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n > 0 ? (unsigned)n : 1;
+}
+
+static unsigned nworkers_of(const struct conf *c)
+{
+	return c->workers > 0 ? (unsigned)c->workers : cpu_count();
 }
 
 static double now(void)
@@ -133,6 +144,7 @@ static void worker_gone(struct wk *w, int status);
 static void restarts_for(const struct gen *g);
 static void schedule_restart_number(unsigned number);
 static void child_cb(struct ev_loop *loop, ev_child *c, int revents);
+static void reload(void);
 
 static void ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
@@ -147,9 +159,9 @@ static void ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 	}
 	buf[n] = '\0';
 	if (buf[0] == WORKER_MSG_FATAL) {
-		struct strbuf b;
-		sb_init(&b, w->fatal, sizeof(w->fatal));
-		sb_add(&b, buf + 1, strnlen(buf + 1, sizeof(w->fatal) - 1));
+		/* A worker's words are escaped like a client's: it runs
+		 * unprivileged and may be compromised. */
+		log_escape_value(w->fatal, sizeof(w->fatal), buf + 1, strnlen(buf + 1, (size_t)n - 1));
 		return;
 	}
 	struct gen *g = gen_of(w);
@@ -179,6 +191,10 @@ static void ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 			   tls_lib_version(), m.cur->nworkers);
 		if (!m.o->foreground)
 			process_ready();
+		if (m.hup_pending) {
+			m.hup_pending = false;
+			reload();
+		}
 	}
 }
 
@@ -417,6 +433,26 @@ static void reload_failed_worker(struct wk *w, const char *what)
 	gen_free(&g);
 }
 
+/* The shared counts were sized at start (size_counts): a reload asking
+ * for more workers than they hold needs a restart; more sessions than a
+ * worker's share are refused as they come (table full, logged). */
+static bool fits_admission(const struct conf *c)
+{
+	size_t per_worker = fdlimit_apply(c);
+	if (nworkers_of(c) > m.adm_workers) {
+		log_error("reload failed: workers = %u is more than the %u this master sized its shared "
+			  "counts for at start; restart to apply it - the running configuration stays",
+			  nworkers_of(c), m.adm_workers);
+		return false;
+	}
+	if (per_worker > m.adm_per_worker || server_sessions_max(c) > m.adm_sessions)
+		log_warn("reload: max_connections over all listeners (%zu) is more than the shared "
+			 "counts hold (%zu per worker, %zu in all, sized at start); sessions beyond "
+			 "are refused until a restart", server_sessions_max(c), m.adm_per_worker,
+			 m.adm_sessions);
+	return true;
+}
+
 static void reload(void)
 {
 	struct diag d;
@@ -444,6 +480,10 @@ static void reload(void)
 		loader_free(m.ops, &c, &srv);
 		return;
 	}
+	if (!fits_admission(c)) {
+		loader_free(m.ops, &c, &srv);
+		return;
+	}
 	if (!c->reuseport && bindings_apply(&m.b, c, false, false, err, sizeof(err)) < 0) {
 		log_error("reload failed: %s; the running configuration stays", err);
 		loader_free(m.ops, &c, &srv);
@@ -466,6 +506,9 @@ static void reload(void)
 		log_error("reload failed: no worker could be started; the running configuration stays");
 		m.next = NULL;
 		gen_free(&g);
+		/* Back to what the running configuration binds. */
+		if (bindings_apply(&m.b, m.cur->conf, false, true, err, sizeof(err)) == 0)
+			bindings_prune(&m.b);
 	}
 }
 
@@ -516,8 +559,14 @@ static void on_signal(enum process_signal sig)
 		process_remove_pidfile(m.cur->conf->pidfile);
 		_exit(1);
 	case PSIG_HUP:
-		if (!m.stopping)
-			reload();
+		if (m.stopping)
+			return;
+		if (!m.started) {
+			log_notice("SIGHUP during start-up: reloading once the workers are ready");
+			m.hup_pending = true;
+			return;
+		}
+		reload();
 		return;
 	case PSIG_USR1:
 		log_reopen();
@@ -546,6 +595,23 @@ static int start_failed(const char *err)
 	return 1;
 }
 
+/* Room for what a reload may ask without a restart: as many workers as
+ * CPUs (or the configured number if more), as many sessions per worker as
+ * its descriptors allow, and per-address entries for at least
+ * MASTER_COUNTS_SESSIONS sessions. Untouched pages of the shared mapping
+ * cost no memory. */
+static void size_counts(const struct conf *c, size_t per_worker)
+{
+	unsigned cpus = cpu_count();
+	size_t fit = fdlimit_capacity();
+	m.adm_workers = m.cur->nworkers > cpus ? m.cur->nworkers : cpus;
+	m.adm_per_worker = fit > per_worker ? fit : per_worker;
+	size_t all = m.adm_per_worker * m.adm_workers;
+	m.adm_sessions = server_sessions_max(c);
+	if (m.adm_sessions < MASTER_COUNTS_SESSIONS)
+		m.adm_sessions = all < MASTER_COUNTS_SESSIONS ? all : MASTER_COUNTS_SESSIONS;
+}
+
 int master_run(const struct daemon_ops *ops, const struct daemon_options *o, struct conf *c,
 	       struct server *srv)
 {
@@ -560,7 +626,8 @@ int master_run(const struct daemon_ops *ops, const struct daemon_options *o, str
 	size_t per_worker = fdlimit_apply(c);
 	if (!c->reuseport && bindings_apply(&m.b, c, false, false, err, sizeof(err)) < 0)
 		return start_failed(err);
-	m.adm = admission_new(ADMISSION_GENERATIONS * m.cur->nworkers, per_worker, server_sessions_max(c));
+	size_counts(c, per_worker);
+	m.adm = admission_new(ADMISSION_GENERATIONS * m.adm_workers, m.adm_per_worker, m.adm_sessions);
 	if (!m.adm) {
 		struct strbuf b;
 		sb_init(&b, err, sizeof(err));

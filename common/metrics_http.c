@@ -60,7 +60,7 @@ int metrics_http_bind(const char *addr, char *err, size_t errsz)
 	return fd;
 }
 
-static void scrape_free(struct scrape *s)
+static void scrape_free_as(struct scrape *s, bool inherited)
 {
 	struct metrics_http *m = s->m;
 	if (s->prev)
@@ -73,9 +73,17 @@ static void scrape_free(struct scrape *s)
 		m->tail = s->prev;
 	m->n--;
 	mg_timer_stop(&s->deadline);
-	conn_free(&s->c);
+	if (inherited)
+		conn_abandon(&s->c);
+	else
+		conn_free(&s->c);
 	s->magic = 0;
 	free(s);
+}
+
+static void scrape_free(struct scrape *s)
+{
+	scrape_free_as(s, false);
 }
 
 static struct scrape *scrape_of(void *arg)
@@ -202,6 +210,18 @@ void metrics_http_stop(struct metrics_http *m)
 	if (m->fd >= 0)
 		close(m->fd);
 	m->fd = -1;
+}
+
+void metrics_http_abandon(struct metrics_http **mp)
+{
+	struct metrics_http *m = *mp;
+	if (!m)
+		return;
+	metrics_http_stop(m);
+	while (m->head)
+		scrape_free_as(m->head, true);
+	free(m);
+	*mp = NULL;
 }
 
 void metrics_http_free(struct metrics_http **mp)

@@ -32,5 +32,8 @@ struct metrics_http *metrics_http_start(int fd, metrics_http_body body, void *ar
 void metrics_http_stop(struct metrics_http *m);
 /* Ends everything, scrapes in progress included; *m becomes NULL. */
 void metrics_http_free(struct metrics_http **m);
+/* In a forked child: the endpoint and its scrapes are the parent's; only
+ * this process's descriptors are closed (no shutdown, no lingering). */
+void metrics_http_abandon(struct metrics_http **m);
 
 #endif

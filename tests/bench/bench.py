@@ -583,6 +583,8 @@ def main():
     ap.add_argument("--latency", type=int, help="sessions for the one-connection latency (default 300; quick 40)")
     ap.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset of " + ",".join(SERVERS))
     ap.add_argument("--json", help="raw results file (default tests/bench/last-run.json in the source tree)")
+    ap.add_argument("--only", default="", help="comma-separated subset of the figures (row keys: %s); "
+                    "a partial run is not written to the default raw-numbers file" % ",".join(r[0] for r in ROWS))
     a = ap.parse_args()
     q = a.quick
     a.duration = a.duration or (2.0 if q else 15.0)
@@ -591,6 +593,11 @@ def main():
     a.warmup = 20 if q else 100
     a.data_c, a.data_k = 2, 5
     a.fetch_k, a.fetch_c = 2, 4
+    only = set(k for k in a.only.split(",") if k)
+    for k in only:
+        if k not in [r[0] for r in ROWS]:
+            ap.error("unknown figure %r" % k)
+    want = (lambda key: not only or key in only)
     wanted = [s for s in a.servers.split(",") if s]
     for s in wanted:
         if s not in SERVERS:
@@ -599,7 +606,8 @@ def main():
         ap.error("the table compares mailgate: keep it in --servers")
     if not os.access(LOADGEN, os.X_OK):
         sys.exit("bench: %s not built (make tests/bench/loadgen)" % LOADGEN)
-    json_path = os.path.normpath(a.json or os.path.join(mgtest.SRCDIR, "tests", "bench", "last-run.json"))
+    json_path = os.path.normpath(a.json or os.path.join(mgtest.SRCDIR, "tests", "bench",
+                                                        "last-run-partial.json" if only else "last-run.json"))
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -620,6 +628,8 @@ def main():
     try:
         sink = mgtest.SmtpSink(tmp, args=("-m", "16000"), dump=False)
         try:
+            if not (want("fetch") or want("lat_imaps")):
+                raise RuntimeError("not wanted (--only)")
             dc, dc_port = dovecot_with_message(tmp, 10 << 20)
         except Exception as e:    # IMAP rows are then left out
             log("bench: no Dovecot, IMAP rows skipped: %s" % e)
@@ -629,36 +639,56 @@ def main():
         httpd = http.server.ThreadingHTTPServer(("127.0.0.1", auth_port), AuthHttp)
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         for keytype in ("ecdsa", "rsa"):
+            if not any(want(k) for k, *_ in ROWS if k.endswith("rsa") == (keytype == "rsa")):
+                continue
             servers = start_servers(tmp, pki, keytype, sink.port, dc_port, auth_port, wanted)
             try:
                 for name in [s for s in SERVERS if s in servers]:
                     srv = servers[name]
                     port = srv.ports["smtps"]
                     if keytype == "ecdsa":
-                        full = bench_full(srv, port, a)
-                        record(name, "full", "full_cpu", full)
-                        record(name, "resumed", "resumed_cpu", bench_resumed(srv, port, a, full["cpu_per_session"]))
-                        record(name, "data 1MiB", "data", bench_data(srv, port, a))
-                        idle = bench_idle(srv, port, a)
-                        idle["want"] = a.idle
-                        record(name, "idle", "idle", idle)
-                        record(name, "latency", "lat_ecdsa", bench_latency(srv, port, a))
-                        record(name, "lat resumed", "lat_resumed", bench_latency(srv, port, a, ["--resume"]))
+                        full = {"cpu_per_session": NAN}
+                        if want("full_cpu") or want("resumed_cpu"):
+                            full = bench_full(srv, port, a)
+                            record(name, "full", "full_cpu", full)
+                        if want("resumed_cpu"):
+                            record(name, "resumed", "resumed_cpu",
+                                   bench_resumed(srv, port, a, full["cpu_per_session"]))
+                        if want("data"):
+                            record(name, "data 1MiB", "data", bench_data(srv, port, a))
+                        if want("idle"):
+                            idle = bench_idle(srv, port, a)
+                            idle["want"] = a.idle
+                            record(name, "idle", "idle", idle)
+                        if want("lat_ecdsa"):
+                            record(name, "latency", "lat_ecdsa", bench_latency(srv, port, a))
+                        if want("lat_resumed"):
+                            record(name, "lat resumed", "lat_resumed", bench_latency(srv, port, a, ["--resume"]))
                         # with no delayed ACK from the client a server's Nagle wait cannot last
-                        record(name, "lat quickack", "lat_quickack", bench_latency(srv, port, a, ["--quickack"]))
-                        if "smtp-starttls" in srv.ports:
+                        if want("lat_quickack"):
+                            record(name, "lat quickack", "lat_quickack",
+                                   bench_latency(srv, port, a, ["--quickack"]))
+                        if "smtp-starttls" in srv.ports and want("lat_starttls"):
                             record(name, "lat starttls", "lat_starttls",
                                    bench_latency(srv, srv.ports["smtp-starttls"], a, ["--starttls"]))
                         if "imaps" in srv.ports:
-                            record(name, "lat imaps", "lat_imaps", bench_latency(srv, srv.ports["imaps"], a, ["--imap"]))
-                            record(name, "fetch 10MiB", "fetch", bench_fetch(srv, srv.ports["imaps"], a))
+                            if want("lat_imaps"):
+                                record(name, "lat imaps", "lat_imaps",
+                                       bench_latency(srv, srv.ports["imaps"], a, ["--imap"]))
+                            if want("fetch"):
+                                record(name, "fetch 10MiB", "fetch", bench_fetch(srv, srv.ports["imaps"], a))
                     else:
-                        record(name, "full rsa", "rsa_rate", bench_full(srv, port, a))
-                        record(name, "latency rsa", "lat_rsa", bench_latency(srv, port, a))
+                        if want("rsa_rate"):
+                            record(name, "full rsa", "rsa_rate", bench_full(srv, port, a))
+                        if want("lat_rsa"):
+                            record(name, "latency rsa", "lat_rsa", bench_latency(srv, port, a))
                 imapd = servers.get("mailgate-imapd")
                 if imapd:
-                    record("mailgate", "lat imaps", "lat_imaps", bench_latency(imapd, imapd.ports["imaps"], a, ["--imap"]))
-                    record("mailgate", "fetch 10MiB", "fetch", bench_fetch(imapd, imapd.ports["imaps"], a))
+                    if want("lat_imaps"):
+                        record("mailgate", "lat imaps", "lat_imaps",
+                               bench_latency(imapd, imapd.ports["imaps"], a, ["--imap"]))
+                    if want("fetch"):
+                        record("mailgate", "fetch 10MiB", "fetch", bench_fetch(imapd, imapd.ports["imaps"], a))
             finally:
                 for s in servers.values():
                     s.stop()

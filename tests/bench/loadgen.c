@@ -138,14 +138,14 @@ struct sess {
 	char *left;
 	size_t left_len, left_off;
 	/* timing (CLOCK_MONOTONIC ns) */
-	uint64_t t0, t_conn, t_hs, t_first_byte, deadline;
+	uint64_t t0, t_conn, t_hs, t_first_byte, t_msg_sent, deadline;
 	gnutls_datum_t ticket;
 };
 
 struct stats {
 	uint64_t ok, aborted, resumed, full, messages, payload, bytes_in, bytes_out;
 	uint64_t err[E_N];
-	struct lg_hist connect, handshake, first_byte, first_reply, session;
+	struct lg_hist connect, handshake, first_byte, first_reply, msg_reply, session;
 };
 
 struct thr {
@@ -700,6 +700,7 @@ static int step(struct sess *s)
 	case A_SEND_MSG:
 		if ((r = wr(s, msg, msg_len + 3)) <= 0)
 			return r;
+		s->t_msg_sent = now_ns();
 		break;
 	case A_SMTP:
 	case A_IMAP_GREETING:
@@ -718,8 +719,10 @@ static int step(struct sess *s)
 		}
 		if (a->flags & F_MSG) {
 			s->t->st.messages++;
-			if (!(a->flags & F_FETCH))
+			if (!(a->flags & F_FETCH)) {
 				s->t->st.payload += msg_len;
+				lg_hist_add(&s->t->st.msg_reply, now_ns() - s->t_msg_sent);
+			}
 		}
 		break;
 	case A_HOLD:
@@ -1341,6 +1344,7 @@ int main(int argc, char **argv)
 		lg_hist_init(&t->st.handshake);
 		lg_hist_init(&t->st.first_byte);
 		lg_hist_init(&t->st.first_reply);
+		lg_hist_init(&t->st.msg_reply);
 		lg_hist_init(&t->st.session);
 	}
 	if (O.ncpus)
@@ -1404,6 +1408,7 @@ int main(int argc, char **argv)
 	lg_hist_init(&all.handshake);
 	lg_hist_init(&all.first_byte);
 	lg_hist_init(&all.first_reply);
+	lg_hist_init(&all.msg_reply);
 	lg_hist_init(&all.session);
 	double thr_max = 0;
 	const char *first_error = "";
@@ -1426,6 +1431,7 @@ int main(int argc, char **argv)
 		lg_hist_merge(&all.handshake, &s->handshake);
 		lg_hist_merge(&all.first_byte, &s->first_byte);
 		lg_hist_merge(&all.first_reply, &s->first_reply);
+		lg_hist_merge(&all.msg_reply, &s->msg_reply);
 		lg_hist_merge(&all.session, &s->session);
 		if (!first_error[0] && th[i].first_error[0])
 			first_error = th[i].first_error;
@@ -1477,6 +1483,8 @@ int main(int argc, char **argv)
 		human_hist("connect -> handshake done", &all.handshake);
 		human_hist("handshake -> first byte", &all.first_byte);
 		human_hist("handshake -> first reply", &all.first_reply);
+		if (all.msg_reply.n)
+			human_hist("end of data -> its reply", &all.msg_reply);
 		human_hist("whole session", &all.session);
 		if (all.messages)
 			fprintf(stderr, "  payload: %llu messages, %.1f MB, %.1f MB/s\n",
@@ -1512,6 +1520,7 @@ int main(int argc, char **argv)
 		json_hist(stdout, "handshake_ms", &all.handshake, 1);
 		json_hist(stdout, "first_byte_ms", &all.first_byte, 1);
 		json_hist(stdout, "first_reply_ms", &all.first_reply, 1);
+		json_hist(stdout, "msg_reply_ms", &all.msg_reply, 1);
 		json_hist(stdout, "session_ms", &all.session, 1);
 		printf("\"cpu_s\":%.4f,\"cpu_share\":%.4f,\"thread_cpu_share_max\":%.4f,"
 		       "\"pinned_cpu_busy\":%.4f,\"client_bound\":%s}\n",

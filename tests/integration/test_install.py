@@ -91,7 +91,7 @@ class Install(unittest.TestCase):
                          "ExecReload=/bin/kill -HUP $MAINPID", "NoNewPrivileges=yes", "ProtectSystem=strict",
                          "ReadWritePaths=-/var/log/mailgate", "PrivateTmp=yes", "ProtectHome=yes",
                          "RuntimeDirectory=mailgate", "RuntimeDirectoryPreserve=yes", "LimitNOFILE=65536",
-                         "CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_SETUID CAP_SETGID CAP_CHOWN "
+                         "CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_SETUID CAP_SETGID CAP_CHOWN CAP_DAC_OVERRIDE "
                          "CAP_DAC_READ_SEARCH CAP_KILL"):
                 self.assertIn("\n" + line + "\n", unit, (path, line))
             # The sample's pidfile is the unit's PIDFile.
