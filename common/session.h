@@ -117,7 +117,8 @@ struct session {
  * came with a PROXY v2 LOCAL header (a balancer's health check); if it
  * ends without the client sending a byte of data (a TLS handshake alone
  * sends none), its lines are logged at debug only - HAProxy's
- * dontlognull - so checks do not flood the log. */
+ * dontlognull - and it is left out of the connection and handshake
+ * metrics, so checks flood neither. */
 void session_accept(struct server *srv, const struct session_ops *ops, const struct conf_listener *l,
 		    int fd, const struct mg_addr *peer, const struct mg_addr *local, bool lb_local);
 
