@@ -1,6 +1,7 @@
 /* worker: one worker process, from the master's fork() to its exit. It
  * takes its slot in the shared admission counts, drops privileges (any
- * failure is fatal; root must not be regainable), accepts on the
+ * failure is fatal; root must not be regainable), makes every pkcs11:
+ * key sign once as the unprivileged user (fatal too), accepts on the
  * master's listening sockets, tells the master it is ready, and serves
  * until it is told to stop:
  *
