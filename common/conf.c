@@ -17,6 +17,7 @@
  * (stale entries, leaked lexer buffers), and it would report the resolved
  * path rather than the name the user wrote. */
 #include "conf.h"
+#include "admission.h"
 #include "conf_strip.h"
 #include "conf_value.h"
 #include "domain.h"
@@ -312,7 +313,7 @@ static cfg_opt_t tls_opts[] = {
 	CFG_STR_LIST("crl", "{}", CFGF_NONE),
 	CFG_STR("client_cert", "none", CFGF_NONE),
 	CFG_STR("client_eku", "any", CFGF_NONE),
-	CFG_STR("ocsp_staple", "", CFGF_NONE),
+	CFG_STR_LIST("ocsp_staple", "{}", CFGF_NONE),
 	CFG_STR("ticket_key", "", CFGF_NONE),
 	CFG_BOOL("alpn", cfg_true, CFGF_NONE),
 	CFG_STR_LIST("alpn_ids", "{}", CFGF_NONE),
@@ -543,6 +544,7 @@ static void conv_tls(cfg_t *sec, struct conf_tls *t, const struct conf_schema *s
 	get_strlist(sec, "cert", &t->cert, 1);
 	get_strlist(sec, "key", &t->key, 1);
 	get_strlist(sec, "crl", &t->crl, 1);
+	get_strlist(sec, "ocsp_staple", &t->ocsp_staple, 1);
 	get_strlist(sec, "alpn_ids", &t->alpn_ids, 0);
 	t->cert_where = where_of(sec, "cert");
 	t->key_where = where_of(sec, "key");
@@ -553,7 +555,6 @@ static void conv_tls(cfg_t *sec, struct conf_tls *t, const struct conf_schema *s
 	t->priority_where = where_of(sec, "priority");
 	t->priority = xstrdup(cfg_getstr(sec, "priority"));
 	t->client_ca = get_path(sec, "client_ca");
-	t->ocsp_staple = get_path(sec, "ocsp_staple");
 	t->ticket_key = get_path(sec, "ticket_key");
 	t->client_cert = get_keyword(sec, "client_cert", cc_words, CLIENT_CERT_NONE);
 	t->client_eku_client = get_keyword(sec, "client_eku", eku_words, 0) == 1;
@@ -571,6 +572,9 @@ static void conv_tls(cfg_t *sec, struct conf_tls *t, const struct conf_schema *s
 	if (t->cert.n != t->key.n)
 		err_at(t->key_where, "tls \"%s\": %zu cert(s) but %zu key(s); give one key per cert, in the same order",
 		       t->name, t->cert.n, t->key.n);
+	if (t->ocsp_staple.n > t->cert.n)
+		err_at(t->ocsp_where, "tls \"%s\": %zu ocsp_staple response(s) for %zu cert(s); give one per cert, "
+		       "in the same order (\"\" for none)", t->name, t->ocsp_staple.n, t->cert.n);
 	if (t->client_cert != CLIENT_CERT_NONE && !t->client_ca[0])
 		warn_at(where_of(sec, "client_cert"),
 			"tls \"%s\": client_cert = %s without client_ca: only pinned peers can ever verify",
@@ -845,7 +849,7 @@ static void conv_top(cfg_t *cfg, struct conf *c)
 	c->user = xstrdup(cfg_getstr(cfg, "user"));
 	c->group = xstrdup(cfg_getstr(cfg, "group"));
 	c->pidfile = get_path(cfg, "pidfile");
-	c->workers = get_int(cfg, "workers", 0, 256);
+	c->workers = get_int(cfg, "workers", 0, ADMISSION_WORKERS_MAX);
 	c->reuseport = cfg_getbool(cfg, "reuseport");
 	c->log_level = get_keyword(cfg, "log_level", lvl_words, LOG_LVL_INFO);
 	c->log_target = get_log_target(cfg, c);
@@ -969,6 +973,11 @@ static void convert(cfg_t *cfg, struct conf *c)
 	}
 	if (c->nlisteners == 0)
 		diag_error(pctx->diag, c->path, 0, "no listener section: nothing to serve");
+	if (c->nlisteners > ADMISSION_CONF_LISTENERS_MAX)
+		err_at(c->listeners[ADMISSION_CONF_LISTENERS_MAX].where,
+		       "listener \"%s\": more than %d listener sections (the shared connection counts "
+		       "tell apart at most that many)", c->listeners[ADMISSION_CONF_LISTENERS_MAX].name,
+		       ADMISSION_CONF_LISTENERS_MAX);
 }
 
 struct conf *conf_load(const char *path, const struct conf_schema *schema, struct diag *d)
@@ -1046,7 +1055,7 @@ void conf_free(struct conf **cp)
 		strlist_free(&t->alpn_ids);
 		free(t->priority);
 		free(t->client_ca);
-		free(t->ocsp_staple);
+		strlist_free(&t->ocsp_staple);
 		free(t->ticket_key);
 	}
 	free(c->tls);

@@ -56,7 +56,7 @@ struct conf_tls {
 	struct conf_where ocsp_where, ticket_where, priority_where;
 	char *priority;
 	char *client_ca;
-	char *ocsp_staple;
+	struct strlist ocsp_staple;	/* DER OCSP responses, parallel to cert ("" = none) */
 	char *ticket_key;
 	enum client_cert_mode client_cert;
 	bool client_eku_client;	/* client_eku = "client" */

@@ -69,7 +69,8 @@ void conf_check_files(const struct conf *c, struct diag *d)
 		for (size_t j = 0; j < t->crl.n; j++)
 			conf_check_file(d, t->crl_where, "crl", t->crl.v[j], 0);
 		conf_check_file(d, t->client_ca_where, "client_ca", t->client_ca, 0);
-		conf_check_file(d, t->ocsp_where, "ocsp_staple", t->ocsp_staple, 0);
+		for (size_t j = 0; j < t->ocsp_staple.n; j++)
+			conf_check_file(d, t->ocsp_where, "ocsp_staple", t->ocsp_staple.v[j], 0);
 		conf_check_ticket_key(d, t->ticket_where, t->ticket_key);
 	}
 	for (size_t i = 0; i < c->ntls_clients; i++) {

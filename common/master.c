@@ -36,8 +36,9 @@
 /* Back-off before restarting a crash-looping worker: first, at most. */
 #define MASTER_BACKOFF_FIRST 0.5
 #define MASTER_BACKOFF_MAX 30.0
-/* How often the admission counts drop their stale rate history. */
-#define MASTER_MAINTAIN 30.0
+/* How often the admission counts are looked after: slots a worker's
+ * lock kept from being given back, then (every 30 s) stale history. */
+#define MASTER_MAINTAIN 1.0
 /* After shutdown_timeout, how long workers get to exit before SIGKILL. */
 #define MASTER_KILL_GRACE 5.0
 /* Descriptors beyond the sessions' own (logs, listeners, DNS, ...). */
@@ -61,6 +62,7 @@ struct wk {
 	ev_child child_w;	/* libev reaps children on the default loop */
 	double started;
 	bool ready;
+	bool stop_due;		/* told to drain, has not said it stopped accepting */
 	char fatal[256];	/* what it said before exiting WORKER_EXIT_FATAL */
 };
 
@@ -90,6 +92,8 @@ static struct {
 	ev_timer maintain, kill_timer;
 	bool started, stopping;
 	bool hup_pending;	/* SIGHUP during start-up: reload once ready */
+	unsigned stops_due;	/* replaced workers still accepting (see switch_generation) */
+	unsigned done_gen, drained_gen;	/* for the "reload done" line */
 	int status;
 	unsigned gen_ids;
 } m;
@@ -146,6 +150,45 @@ static void schedule_restart_number(unsigned number);
 static void child_cb(struct ev_loop *loop, ev_child *c, int revents);
 static void reload(void);
 
+/* "reload done" once no worker of the replaced configuration accepts any
+ * more: a connection made after that line meets the new one. */
+static void stopped_accepting(struct wk *w)
+{
+	if (!w->stop_due)
+		return;
+	w->stop_due = false;
+	if (m.stops_due && --m.stops_due == 0)
+		log_notice("reload done: generation %u serves with %u worker(s); generation %u drains",
+			   m.done_gen, m.cur->nworkers, m.drained_gen);
+}
+
+/* The reload's workers all accept: the old ones are told to drain. */
+static void switch_generation(void)
+{
+	struct gen *old = m.cur;
+	m.cur = m.next;
+	m.next = NULL;
+	m.done_gen = m.cur->id;
+	m.drained_gen = old->id;
+	m.stops_due++;		/* held until every old worker is told */
+	for (struct wk *o = m.workers; o; o = o->next) {
+		if (o->gen != old->id)
+			continue;
+		if (write(o->ctl, (char[]){ WORKER_MSG_DRAIN }, 1) < 0) {
+			process_kill(o->pid, SIGTERM);
+		} else if (!o->stop_due) {
+			o->stop_due = true;
+			m.stops_due++;
+		}
+	}
+	daemon_metrics_server(m.cur->srv);
+	restarts_for(m.cur);
+	bindings_prune(&m.b);
+	gen_free(&old);
+	struct wk none = { .stop_due = true };
+	stopped_accepting(&none);	/* the hold above */
+}
+
 static void ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct wk *w = io->data;
@@ -158,6 +201,10 @@ static void ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 		return;
 	}
 	buf[n] = '\0';
+	if (w->stop_due && memchr(buf, WORKER_MSG_STOPPED, (size_t)n)) {
+		stopped_accepting(w);
+		return;
+	}
 	if (buf[0] == WORKER_MSG_FATAL) {
 		/* A worker's words are escaped like a client's: it runs
 		 * unprivileged and may be compromised. */
@@ -170,19 +217,7 @@ static void ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 	w->ready = true;
 	g->nready++;
 	if (g == m.next && m.next->nready == m.next->nworkers) {
-		/* The reload's workers all accept: the old ones drain. */
-		struct gen *old = m.cur;
-		for (struct wk *o = m.workers; o; o = o->next)
-			if (o->gen == old->id && write(o->ctl, (char[]){ WORKER_MSG_DRAIN }, 1) < 0)
-				process_kill(o->pid, SIGTERM);
-		m.cur = m.next;
-		m.next = NULL;
-		daemon_metrics_server(m.cur->srv);
-		restarts_for(m.cur);
-		bindings_prune(&m.b);
-		log_notice("reload done: generation %u serves with %u worker(s); generation %u drains",
-			   m.cur->id, m.cur->nworkers, old->id);
-		gen_free(&old);
+		switch_generation();
 		return;
 	}
 	if (!m.started && g == m.cur && m.cur->nready == m.cur->nworkers) {
@@ -361,6 +396,7 @@ static void worker_gone(struct wk *w, int status)
 {
 	char what[384];
 	describe_exit(w, status, what, sizeof(what));
+	stopped_accepting(w);
 	admission_reap(m.adm, w->slot);
 	metrics_slot_reset((unsigned)w->slot);
 	struct gen *g = gen_of(w);
@@ -453,6 +489,24 @@ static bool fits_admission(const struct conf *c)
 	return true;
 }
 
+/* Admission keys for the running and the reloaded listener names (keys
+ * no generation uses are recycled); false (logged) when they do not fit. */
+static bool admission_names(const struct conf *c)
+{
+	const struct conf *both[2] = { m.cur->conf, c };
+	admission_listeners_reset(m.adm);
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0; i < both[k]->nlisteners; i++)
+			if (admission_listener(m.adm, both[k]->listeners[i].name) < 0) {
+				log_error("reload failed: listener \"%s\": the admission counts cannot tell apart "
+					  "more than %d listener names in use; the running configuration stays "
+					  "(a restart is needed)", both[k]->listeners[i].name,
+					  ADMISSION_LISTENERS_MAX);
+				return false;
+			}
+	return true;
+}
+
 static void reload(void)
 {
 	struct diag d;
@@ -480,7 +534,7 @@ static void reload(void)
 		loader_free(m.ops, &c, &srv);
 		return;
 	}
-	if (!fits_admission(c)) {
+	if (!fits_admission(c) || !admission_names(c)) {
 		loader_free(m.ops, &c, &srv);
 		return;
 	}
@@ -490,8 +544,6 @@ static void reload(void)
 		bindings_apply(&m.b, m.cur->conf, false, true, err, sizeof(err));	/* wanted again */
 		return;
 	}
-	for (size_t i = 0; i < c->nlisteners; i++)
-		admission_listener(m.adm, c->listeners[i].name);
 	struct gen *g = xcalloc(1, sizeof(*g));
 	g->id = ++m.gen_ids;
 	g->conf = c;

@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 
 struct metrics_region *metrics_region;
+uint32_t metrics_capacity, metrics_limit;
 static size_t region_size;
 static unsigned my_slot;
 
@@ -52,6 +53,8 @@ int metrics_init(const struct conf *c)
 	r->magic = METRICS_MAGIC;
 	r->capacity = (uint32_t)cap;
 	r->limit = (uint32_t)(cap / 2);
+	metrics_capacity = (uint32_t)cap;
+	metrics_limit = (uint32_t)(cap / 2);
 	metrics_region = r;
 	region_size = size;
 	metrics_register(c);
@@ -63,6 +66,7 @@ void metrics_fini(void)
 	if (metrics_region)
 		munmap(metrics_region, region_size);
 	metrics_region = NULL;
+	metrics_capacity = metrics_limit = 0;
 	region_size = 0;
 	my_slot = 0;
 }
@@ -74,7 +78,7 @@ bool metrics_enabled(void)
 
 size_t metrics_series_limit(void)
 {
-	return metrics_region ? metrics_region->limit : 0;
+	return metrics_region ? metrics_limit : 0;
 }
 
 static uint32_t hash(unsigned family, const char *name, size_t len)
@@ -93,7 +97,7 @@ static void overflow(struct metrics_region *r, const char *name)
 	atomic_fetch_add_explicit(&r->overflow, 1, memory_order_relaxed);
 	if (atomic_exchange_explicit(&r->overflow_logged, 1, memory_order_relaxed) == 0)
 		log_warn("metrics: no series for \"%.64s\" (table of %u full, or a name over %d bytes): "
-			 "counted in mailgate_metrics_overflow_total", name, r->limit, METRICS_LABEL_MAX - 1);
+			 "counted in mailgate_metrics_overflow_total", name, metrics_limit, METRICS_LABEL_MAX - 1);
 }
 
 static uint32_t wait_ready(struct metrics_series *s)
@@ -110,7 +114,7 @@ static uint32_t wait_ready(struct metrics_series *s)
 static bool claim(struct metrics_region *r, struct metrics_series *s, unsigned family,
 		  const char *name, size_t len, uint32_t *st)
 {
-	if (atomic_fetch_add_explicit(&r->claimed, 1, memory_order_relaxed) >= r->limit) {
+	if (atomic_fetch_add_explicit(&r->claimed, 1, memory_order_relaxed) >= metrics_limit) {
 		atomic_fetch_sub_explicit(&r->claimed, 1, memory_order_relaxed);
 		return false;
 	}
@@ -138,7 +142,7 @@ static struct metrics_series *series(struct metrics_region *r, unsigned family, 
 		overflow(r, name);
 		return NULL;
 	}
-	uint32_t mask = r->capacity - 1, h = hash(family, name, len);
+	uint32_t mask = metrics_capacity - 1, h = hash(family, name, len);
 	for (uint32_t i = 0; i <= mask; i++) {
 		struct metrics_series *s = &r->series[(h + i) & mask];
 		uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
@@ -150,7 +154,7 @@ static struct metrics_series *series(struct metrics_region *r, unsigned family, 
 		}
 		if (st == SLOT_BUSY)
 			st = wait_ready(s);
-		if (st == SLOT_READY && s->family == family && !strcmp(s->name, name))
+		if (st == SLOT_READY && s->family == family && !strncmp(s->name, name, METRICS_LABEL_MAX))
 			return s;
 	}
 	overflow(r, name);
@@ -173,7 +177,7 @@ void metrics_register(const struct conf *c)
 
 void metrics_set_slot(unsigned slot)
 {
-	my_slot = slot % METRICS_SLOTS_MAX;
+	my_slot = slot % METRICS_SLOTS_MAX;	/* admission slots are fewer: never wraps */
 }
 
 void metrics_slot_reset(unsigned slot)

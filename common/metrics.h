@@ -21,6 +21,11 @@
  * mailgate_metrics_overflow_total instead (logged once), never silently
  * nowhere.
  *
+ * Every worker can write the region, so no process trusts it: the table's
+ * capacity and limit are kept in private memory (set by metrics_init,
+ * inherited by fork), and a name read from the region is copied with a
+ * bounded length before use.
+ *
  * With metrics = "" nothing is mapped and every call below is a no-op.
  * Protocol code calls these functions only; it never sees the region. */
 #ifndef MG_METRICS_H
@@ -31,14 +36,15 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "admission.h"
 #include "conf.h"
 #include "result.h"
 #include "strbuf.h"
 #include "tls.h"
 
-/* Worker slots: conf's workers is at most 256; old and new workers
- * overlap during a reload, hence twice that. */
-#define METRICS_SLOTS_MAX 512
+/* Worker slots: one gauge per admission slot (the master numbers its
+ * workers by admission slot), so two live workers never share one. */
+#define METRICS_SLOTS_MAX ADMISSION_SLOTS_MAX
 /* Longest name label kept (NUL included). */
 #define METRICS_LABEL_MAX 256
 /* Series slots beyond what the configuration needs (names added by a
@@ -60,7 +66,7 @@ void metrics_fini(void);
 bool metrics_enabled(void);
 
 /* This process's worker slot (0 in a single process; taken modulo
- * METRICS_SLOTS_MAX). */
+ * METRICS_SLOTS_MAX, which admission slots never reach). */
 void metrics_set_slot(unsigned slot);
 /* The master, after worker `slot` died: its live-process gauges go to 0. */
 void metrics_slot_reset(unsigned slot);

@@ -51,8 +51,9 @@ struct metrics_slot {
 
 struct metrics_region {
 	uint32_t magic;
-	uint32_t capacity;		/* series slots, a power of two */
-	uint32_t limit;			/* series that may be claimed (half of it) */
+	/* Copies for debuggers, never read: see metrics_capacity. */
+	uint32_t capacity;
+	uint32_t limit;
 	_Atomic uint32_t claimed;
 	_Atomic uint32_t overflow_logged;
 	_Atomic uint64_t overflow;
@@ -67,5 +68,8 @@ struct metrics_region {
 
 /* The region of this process (NULL: metrics off). */
 extern struct metrics_region *metrics_region;
+/* Private (never read from the region, which workers can write): series
+ * slots, a power of two, and how many may be claimed (half of them). */
+extern uint32_t metrics_capacity, metrics_limit;
 
 #endif

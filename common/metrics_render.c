@@ -5,7 +5,9 @@
  * \\, \" and \n) and kept valid UTF-8 (an invalid byte becomes U+FFFD:
  * Prometheus refuses a scrape with invalid UTF-8, and a name in the
  * configuration may hold any byte). Everything goes through the bounded
- * builder; metrics_render_alloc() grows the buffer up to a hard cap. */
+ * builder; metrics_render_alloc() grows the buffer up to a hard cap.
+ * The region is read as untrusted: walked with the private capacity,
+ * names copied with a bounded length. */
 #include "metrics.h"
 #include "metrics_int.h"
 #include "log.h"
@@ -127,22 +129,34 @@ static uint64_t get(_Atomic uint64_t *v)
 	return atomic_load_explicit(v, memory_order_relaxed);
 }
 
+/* A series seen by the renderer: its name copied out of the region
+ * (bounded, NUL-terminated: the region is any worker's to write). */
+struct seen {
+	char name[METRICS_LABEL_MAX];
+	struct metrics_series *s;
+};
+
 static int by_name(const void *a, const void *b)
 {
-	const struct metrics_series *x = *(struct metrics_series *const *)a;
-	const struct metrics_series *y = *(struct metrics_series *const *)b;
-	return strcmp(x->name, y->name);
+	return strcmp(((const struct seen *)a)->name, ((const struct seen *)b)->name);
 }
 
-/* The READY series of family f sorted by name (the caller frees). */
-static struct metrics_series **collect(struct metrics_region *r, unsigned f, size_t *n)
+/* The READY series of family f sorted by name (the caller frees). The
+ * table is walked with the private capacity, never the region's. */
+static struct seen *collect(struct metrics_region *r, unsigned f, size_t *n)
 {
-	struct metrics_series **v = xcalloc(r->capacity + 1, sizeof(*v));
+	size_t cnt = 0;
+	for (uint32_t i = 0; i < metrics_capacity; i++)
+		cnt += atomic_load_explicit(&r->series[i].state, memory_order_acquire) == SLOT_READY;
+	struct seen *v = xcalloc(cnt + 1, sizeof(*v));
 	*n = 0;
-	for (uint32_t i = 0; i < r->capacity; i++) {
+	for (uint32_t i = 0; i < metrics_capacity && *n < cnt; i++) {
 		struct metrics_series *s = &r->series[i];
-		if (atomic_load_explicit(&s->state, memory_order_acquire) == SLOT_READY && s->family == f)
-			v[(*n)++] = s;
+		if (atomic_load_explicit(&s->state, memory_order_acquire) != SLOT_READY || s->family != f)
+			continue;
+		memcpy(v[*n].name, s->name, METRICS_LABEL_MAX - 1);
+		v[*n].name[METRICS_LABEL_MAX - 1] = '\0';
+		v[(*n)++].s = s;
 	}
 	qsort(v, *n, sizeof(*v), by_name);
 	return v;
@@ -155,15 +169,15 @@ static void name_family(struct strbuf *b, struct metrics_region *r, unsigned f, 
 			const char *(*token)(unsigned))
 {
 	size_t n;
-	struct metrics_series **v = collect(r, f, &n);
+	struct seen *v = collect(r, f, &n);
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
 		uint64_t sum[METRICS_TOKENS] = { 0 };
-		for (; j < n && !strcmp(v[j]->name, v[i]->name); j++)
-			for (unsigned t = 0; t < ntokens; t++)
-				sum[t] += get(&v[j]->v[t]);
-		for (unsigned t = 0; t < ntokens; t++) {
-			sample_name(b, metric, key, v[i]->name, tkey, token(t));
+		for (; j < n && !strcmp(v[j].name, v[i].name); j++)
+			for (unsigned t = 0; t < ntokens && t < METRICS_TOKENS; t++)
+				sum[t] += get(&v[j].s->v[t]);
+		for (unsigned t = 0; t < ntokens && t < METRICS_TOKENS; t++) {
+			sample_name(b, metric, key, v[i].name, tkey, token(t));
 			value_u(b, sum[t]);
 		}
 		i = j;
@@ -184,17 +198,17 @@ static const char *hs_token(unsigned t)
 static void peer_family(struct strbuf *b, struct metrics_region *r, time_t now)
 {
 	size_t n;
-	struct metrics_series **v = collect(r, MF_PEER_EXPIRY, &n);
+	struct seen *v = collect(r, MF_PEER_EXPIRY, &n);
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
 		int64_t least = METRICS_UNSET;
-		for (; j < n && !strcmp(v[j]->name, v[i]->name); j++) {
-			int64_t m = atomic_load_explicit(&v[j]->min, memory_order_relaxed);
+		for (; j < n && !strcmp(v[j].name, v[i].name); j++) {
+			int64_t m = atomic_load_explicit(&v[j].s->min, memory_order_relaxed);
 			least = m < least ? m : least;
 		}
 		if (least != METRICS_UNSET) {	/* no certificate seen yet: no sample */
-			sample_name(b, "mailgate_peer_cert_expiry_seconds", "peer", v[i]->name, NULL, NULL);
-			value_i(b, least - (int64_t)now);
+			sample_name(b, "mailgate_peer_cert_expiry_seconds", "peer", v[i].name, NULL, NULL);
+			value_i(b, (int64_t)((uint64_t)least - (uint64_t)now));	/* any value: no overflow */
 		}
 		i = j;
 	}

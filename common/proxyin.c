@@ -23,6 +23,7 @@ struct proxyin {
 	const struct conf_listener *l;
 	proxyin_cb cb;
 	void *arg;
+	bool lb_local;		/* the header was v2 LOCAL */
 };
 
 /* r: RESULT_OK hands the connection on; anything else refuses it (and
@@ -46,8 +47,9 @@ static void finish(struct proxyin *p, enum session_result r, const char *why)
 	int fd = p->fd;
 	proxyin_cb cb = p->cb;
 	void *arg = p->arg;
+	bool lb_local = p->lb_local;
 	free(p);
-	cb(arg, fd, &peer, &local);
+	cb(arg, fd, &peer, &local, lb_local);
 }
 
 static void try_read(struct proxyin *p)
@@ -93,6 +95,7 @@ static void try_read(struct proxyin *p)
 		p->peer = info.src;
 		p->local = info.dst;
 	}
+	p->lb_local = info.local;
 	finish(p, RESULT_OK, NULL);
 }
 

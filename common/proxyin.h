@@ -7,11 +7,17 @@
 #ifndef MG_PROXYIN_H
 #define MG_PROXYIN_H
 
+#include <stdbool.h>
+
 #include "addr.h"
 #include "conf.h"
 
-/* Called with the declared addresses (or the socket's for LOCAL). */
-typedef void (*proxyin_cb)(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local);
+/* Called with the declared addresses (or the socket's for LOCAL);
+ * lb_local: the header was v2 LOCAL - a connection the balancer made
+ * itself, which is what HAProxy's health checks of a send-proxy-v2
+ * server send. */
+typedef void (*proxyin_cb)(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local,
+			   bool lb_local);
 
 /* Takes ownership of fd. */
 void proxyin_start(int fd, const struct conf_listener *l, double timeout, const struct mg_addr *peer,

@@ -54,6 +54,14 @@ void server_fini(struct server *srv)
 		admission_free(&srv->admission);
 }
 
+int server_check_keys(struct server *srv, char *err, size_t errsz)
+{
+	for (size_t i = 0; srv->tls && i < srv->conf->ntls; i++)
+		if (tls_server_check_keys(srv->tls[i], err, errsz) < 0)
+			return -1;
+	return 0;
+}
+
 struct tls_server *server_tls(const struct server *srv, const struct conf_tls *t)
 {
 	return srv->tls[t - srv->conf->tls];

@@ -39,6 +39,10 @@ struct server {
 /* Loads TLS credentials; problems go to d. Returns 0 or -1. */
 int server_init(struct server *srv, const struct conf *c, struct diag *d);
 void server_fini(struct server *srv);
+/* Signs once with every pkcs11: key the listeners' tls sections hold
+ * (tls_server_check_keys): call after dropping privileges. 0, or -1 with
+ * the reason in err. */
+int server_check_keys(struct server *srv, char *err, size_t errsz);
 struct tls_server *server_tls(const struct server *srv, const struct conf_tls *t);
 struct tls_client *server_tls_client(const struct server *srv, const struct conf_upstream *u);
 

@@ -154,7 +154,9 @@ static void unlink_session(struct session *s)
 
 static void session_free(struct session *s)
 {
-	if (s->handshaking)	/* it never finished */
+	/* A handshake that never finished failed - unless no client was
+	 * there: a balancer's check connects and closes (not counted). */
+	if (s->handshaking && !session_is_null_check(s))
 		session_count_handshake(s, false);
 	session_log_end(s);
 	if (s->ops->free)
@@ -219,7 +221,7 @@ static void log_tls_failed(struct session *s, const char *reason)
 		logkv_raw(&kv, "cert", tls_cert_status_name(p->status));
 		certlog_add(&kv, p);
 	}
-	logkv_end(&kv, LOG_LVL_INFO);
+	logkv_end(&kv, session_is_null_check(s) ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 }
 
 static void tls_failed(struct session *s)
@@ -375,7 +377,7 @@ void session_kill_all(struct server *srv)
 }
 
 void session_accept(struct server *srv, const struct session_ops *ops, const struct conf_listener *l,
-		    int fd, const struct mg_addr *peer, const struct mg_addr *local)
+		    int fd, const struct mg_addr *peer, const struct mg_addr *local, bool lb_local)
 {
 	int admission = server_admit(srv, l, fd, peer, ops->limit_refusal);
 	if (admission < 0)
@@ -389,6 +391,7 @@ void session_accept(struct server *srv, const struct session_ops *ops, const str
 	s->listener = l;
 	s->client = *peer;
 	s->local = *local;
+	s->lb_local = lb_local;
 	addr_ip_str(&s->client, s->ip, sizeof(s->ip));
 	s->start = conn_now();
 	s->result = RESULT_OK;

@@ -109,12 +109,18 @@ struct session {
 	unsigned pin : 1;		/* matched by a pin */
 	unsigned out_full : 1;		/* session_output_full() paused reading */
 	unsigned handshaking : 1;	/* a handshake started and has not finished */
+	unsigned lb_local : 1;		/* opened by the balancer itself (PROXY v2 LOCAL) */
 };
 
 /* Takes ownership of fd: admits it (or refuses it, logging result=limit),
- * then starts the implicit handshake or greets. */
+ * then starts the implicit handshake or greets. lb_local: the connection
+ * came with a PROXY v2 LOCAL header (a balancer's health check); if it
+ * ends without the client sending a byte of data (a TLS handshake alone
+ * sends none), its lines are logged at debug only - HAProxy's
+ * dontlognull - and it is left out of the connection and handshake
+ * metrics, so checks flood neither. */
 void session_accept(struct server *srv, const struct session_ops *ops, const struct conf_listener *l,
-		    int fd, const struct mg_addr *peer, const struct mg_addr *local);
+		    int fd, const struct mg_addr *peer, const struct mg_addr *local, bool lb_local);
 
 /* Ends the session: CLOSING (final), the protocol's closing hook, input
  * discarded, queued output flushed (10 s at most), then freed by the core.

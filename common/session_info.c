@@ -119,9 +119,16 @@ void session_log_end(struct session *s)
 	snprintf(dur, sizeof(dur), "%.3f", conn_now() - s->start);
 	logkv_raw(&kv, "duration", dur);
 	logkv_raw(&kv, "result", session_result_name(r));
-	logkv_end(&kv, LOG_LVL_INFO);
-	metrics_connection(s->listener->name, r);
+	bool check = session_is_null_check(s);
+	logkv_end(&kv, check ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	if (!check)	/* a balancer's check is no client connection */
+		metrics_connection(s->listener->name, r);
 	metrics_bytes(conn_bytes_in(s->conn), conn_bytes_out(s->conn));
+}
+
+bool session_is_null_check(const struct session *s)
+{
+	return s->lb_local && conn_bytes_in(s->conn) == 0;
 }
 
 void session_log_auth_failed(const struct session *s, const char *user, const char *mech)

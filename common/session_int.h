@@ -17,5 +17,10 @@ void session_count_handshake(struct session *s, bool ok);
  * the result (ops->result may refine it); the same result and byte
  * counts go to the metrics. */
 void session_log_end(struct session *s);
+/* A balancer's own connection (PROXY v2 LOCAL: a health check) that has
+ * carried no data from the client (conn_bytes_in counts data, not the
+ * TLS handshake): its lines are logged at debug only, and it counts
+ * neither as a connection nor as a failed handshake in the metrics. */
+bool session_is_null_check(const struct session *s);
 
 #endif

@@ -118,6 +118,11 @@ void tls_server_free(struct tls_server **srv);
 void tls_server_set_pin_accept(struct tls_server *srv,
 			       int (*fn)(void *arg, const struct tls_peer *p), void *arg);
 
+/* Signs once with every pkcs11: key of srv: run after the privileges are
+ * dropped (and in every worker), so a token the unprivileged user cannot
+ * use stops the start. 0, or -1 with the reason in err. srv may be NULL. */
+int tls_server_check_keys(struct tls_server *srv, char *err, size_t errsz);
+
 /* The certificates a server (tls section) or client (tls_client section)
  * loaded, for expiry metrics: each file as configured and its notAfter,
  * read from the credentials in use. *out is owned by the object. */

@@ -1,8 +1,9 @@
 /* tls_creds: loading of server and client credentials from the
  * configuration, with FILE:LINE diagnostics: cert/key pairs (key mismatch,
  * expired or soon-expiring certificates), client CA, CRLs (past
- * nextUpdate), OCSP staple, priority strings, ALPN ids and the per-section
- * ticket key derived from ticket_key (or a random per-start master). */
+ * nextUpdate), priority strings, ALPN ids and the per-section ticket key
+ * derived from ticket_key (or a random per-start master). OCSP staples
+ * are tls_ocsp.c's, what is ours around pkcs11: keys tls_pkcs11.c's. */
 #include "tls_internal.h"
 #include "peer.h"
 #include "xmem.h"
@@ -111,19 +112,25 @@ static void check_crl_dates(struct diag *d, struct conf_where w, const char *pat
 	gnutls_free(data.data);
 }
 
+/* key may be a pkcs11: URL: GnuTLS loads it through p11-kit's modules;
+ * its PIN never appears in a message (tls_key_shown). */
 static int load_pair(gnutls_certificate_credentials_t cred, struct diag *d,
 		     struct conf_where cw, struct conf_where kw, const char *cert, const char *key)
 {
+	char shown[TLS_KEY_SHOWN_MAX];
 	int r = gnutls_certificate_set_x509_key_file2(cred, cert, key, GNUTLS_X509_FMT_PEM, NULL, 0);
 	if (r >= 0)
 		return 0;
+	tls_key_shown(key, shown, sizeof(shown));
 	if (r == GNUTLS_E_CERTIFICATE_KEY_MISMATCH)
-		diag_error(d, kw.file, kw.line, "key: '%s' does not match cert '%s'", key, cert);
-	else if (r == GNUTLS_E_DECRYPTION_FAILED)
+		diag_error(d, kw.file, kw.line, "key: '%s' does not match cert '%s'", shown, cert);
+	else if (r == GNUTLS_E_DECRYPTION_FAILED && !tls_is_pkcs11(key))
 		diag_error(d, kw.file, kw.line, "key: '%s' is encrypted; store it unencrypted (mode 0600)",
-			   key);
+			   shown);
+	else if (tls_is_pkcs11(key))
+		tls_pkcs11_explain(d, kw, key, r);
 	else
-		diag_error(d, cw.file, cw.line, "cert '%s' / key '%s': %s", cert, key, gnutls_strerror(r));
+		diag_error(d, cw.file, cw.line, "cert '%s' / key '%s': %s", cert, shown, gnutls_strerror(r));
 	return -1;
 }
 
@@ -214,15 +221,28 @@ struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
 
 	srv->magic = TLS_SERVER_MAGIC;
 	srv->name = xstrdup(t->name);
+	/* chain_idx[i]: where cert i landed in cred (GnuTLS numbers the
+	 * chains in the order they were added), -1 if it did not load. */
+	int *chain_idx = xcalloc(t->cert.n + 1, sizeof(*chain_idx));
+	int nchains = 0;
 	gnutls_certificate_allocate_credentials(&srv->cred);
-	for (size_t i = 0, loaded = 0; i < t->cert.n && i < t->key.n; i++) {
+	for (size_t i = 0; i < t->cert.n; i++) {
+		chain_idx[i] = -1;
+		if (i >= t->key.n)
+			continue;
 		bool cert_ok = usable(d, t->cert_where, "cert", t->cert.v[i], 0);
 		bool key_ok = usable(d, t->key_where, "key", t->key.v[i], 1);
 		if (!cert_ok || !key_ok)
 			continue;
 		check_cert_dates(d, t->cert_where, t->cert.v[i]);
-		if (load_pair(srv->cred, d, t->cert_where, t->key_where, t->cert.v[i], t->key.v[i]) == 0)
-			note_cert(srv->cred, (unsigned)loaded++, t->cert.v[i], &srv->certs, &srv->ncerts);
+		if (tls_is_pkcs11(t->key.v[i]))
+			tls_pkcs11_check(d, t->key_where, t->key.v[i]);
+		if (load_pair(srv->cred, d, t->cert_where, t->key_where, t->cert.v[i], t->key.v[i]) < 0)
+			continue;
+		note_cert(srv->cred, (unsigned)nchains, t->cert.v[i], &srv->certs, &srv->ncerts);
+		chain_idx[i] = nchains++;
+		if (tls_is_pkcs11(t->key.v[i]))
+			tls_pkcs11_keep(srv, d, t->key_where, t->key.v[i]);
 	}
 	if (t->client_ca[0] && usable(d, t->client_ca_where, "client_ca", t->client_ca, 0)) {
 		int r = gnutls_certificate_set_x509_trust_file(srv->cred, t->client_ca, GNUTLS_X509_FMT_PEM);
@@ -242,12 +262,8 @@ struct tls_server *tls_server_new(const struct conf_tls *t, struct diag *d)
 		else
 			check_crl_dates(d, t->crl_where, t->crl.v[i]);
 	}
-	if (t->ocsp_staple[0] && t->cert.n && usable(d, t->ocsp_where, "ocsp_staple", t->ocsp_staple, 0)) {
-		int r = gnutls_certificate_set_ocsp_status_request_file(srv->cred, t->ocsp_staple, 0);
-		if (r < 0)
-			diag_error(d, t->ocsp_where.file, t->ocsp_where.line, "ocsp_staple: '%s': %s",
-				   t->ocsp_staple, gnutls_strerror(r));
-	}
+	tls_ocsp_load(srv->cred, t, chain_idx, d);
+	free(chain_idx);
 	gnutls_certificate_set_verify_function(srv->cred, server_verify);
 	gnutls_certificate_set_verify_limits(srv->cred, TLS_MAX_KEY_BITS, TLS_MAX_CHAIN_DEPTH);
 	if (gnutls_priority_init(&srv->prio, t->priority, &errpos) < 0) {
@@ -300,6 +316,7 @@ void tls_server_free(struct tls_server **sp)
 		gnutls_free(srv->ticket_key.data);
 	}
 	free_alpn(srv->alpn, srv->nalpn);
+	tls_pkcs11_free(srv);
 	free_certs(srv->certs, srv->ncerts);
 	free(srv->name);
 	srv->magic = 0;
@@ -428,6 +445,8 @@ struct tls_client *tls_client_new(const struct conf_tls_client *t, struct diag *
 		bool key_ok = usable(d, t->key_where, "key", t->key, 1);
 		if (cert_ok && key_ok) {
 			check_cert_dates(d, t->cert_where, t->cert);
+			if (tls_is_pkcs11(t->key))
+				tls_pkcs11_check(d, t->key_where, t->key);
 			if (load_pair(cli->cred, d, t->cert_where, t->key_where, t->cert, t->key) == 0)
 				note_cert(cli->cred, 0, t->cert, &cli->certs, &cli->ncerts);
 		}

@@ -1,9 +1,11 @@
 /* tls_internal: state shared by the files of the TLS module (tls.c,
- * tls_creds.c, tls_identity.c). Nothing outside common/tls*.c includes it. */
+ * tls_creds.c, tls_identity.c, tls_ocsp.c, tls_pkcs11.c). Nothing outside
+ * common/tls*.c includes it. */
 #ifndef MG_TLS_INTERNAL_H
 #define MG_TLS_INTERNAL_H
 
 #include <gnutls/gnutls.h>
+#include <gnutls/abstract.h>
 #include <gnutls/x509.h>
 #include <stdint.h>
 
@@ -11,6 +13,14 @@
 
 #define TLS_SERVER_MAGIC 0x544c5353u
 #define TLS_SESSION_MAGIC 0x544c5345u
+
+/* A pkcs11: key of a tls section, imported once more beside the copy
+ * GnuTLS holds in cred, for the signature test after the privilege drop
+ * (tls_server_check_keys); shown = the URL with its PIN hidden. */
+struct tls_p11key {
+	gnutls_privkey_t key;
+	char *shown;
+};
 
 struct tls_server {
 	uint32_t magic;
@@ -31,6 +41,8 @@ struct tls_server {
 	 * the daemon (peer_pinned); may be NULL. */
 	int (*pin_accept)(void *arg, const struct tls_peer *p);
 	void *pin_arg;
+	struct tls_p11key *p11;
+	size_t np11;
 	struct tls_cert_info *certs;	/* loaded pairs (tls_server_certs) */
 	size_t ncerts;
 };
@@ -76,6 +88,26 @@ struct tls_session {
 	char *reason_owned;
 	char *verify_host;	/* client: the DNS-ID the server must present */
 };
+
+/* tls_ocsp.c: loads t->ocsp_staple[i] for the chain chain_idx[i] of cred
+ * (-1: cert i did not load, skipped), after checking each response;
+ * problems go to d (see there). */
+void tls_ocsp_load(gnutls_certificate_credentials_t cred, const struct conf_tls *t, const int *chain_idx,
+		   struct diag *d);
+
+/* tls_pkcs11.c: private keys given as pkcs11: URLs (see there). */
+#define TLS_KEY_SHOWN_MAX 1024	/* a key path or URL as printed, PIN hidden */
+bool tls_is_pkcs11(const char *key);
+/* key as it may be printed: a pkcs11: URL with pin-value=(hidden). */
+void tls_key_shown(const char *key, char *out, size_t outsz);
+/* -t checks of where url's PIN lives (pin-source file, pin-value). */
+void tls_pkcs11_check(struct diag *d, struct conf_where w, const char *url);
+/* Reports a failed load of url (GnuTLS error err) in words. */
+void tls_pkcs11_explain(struct diag *d, struct conf_where w, const char *url, int err);
+/* Imports url once more into srv->p11 and signs with it once; an error
+ * goes to d. */
+void tls_pkcs11_keep(struct tls_server *srv, struct diag *d, struct conf_where w, const char *url);
+void tls_pkcs11_free(struct tls_server *srv);
 
 /* tls_identity.c */
 int tls_evaluate_peer(struct tls_session *s);

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "process.h"
 #include "proxyin.h"
+#include "server.h"
 #include "session.h"
 #include "strbuf.h"
 #include "timer.h"
@@ -14,6 +15,7 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -46,10 +48,11 @@ static struct {
 	bool shut;	/* session_shutdown_all() done: 421 / BYE said */
 } w;
 
-static void after_proxy(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local)
+static void after_proxy(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local,
+			bool lb_local)
 {
 	struct accept_ctx *a = arg;
-	session_accept(a->srv, a->ops->session, a->l, fd, peer, local);
+	session_accept(a->srv, a->ops->session, a->l, fd, peer, local, lb_local);
 }
 
 static void on_accept(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local)
@@ -61,7 +64,7 @@ static void on_accept(void *arg, int fd, const struct mg_addr *peer, const struc
 		proxyin_start(fd, a->l, w.p->conf->timeout_handshake, peer, local, after_proxy, a);
 		return;
 	}
-	session_accept(a->srv, a->ops->session, a->l, fd, peer, local);
+	session_accept(a->srv, a->ops->session, a->l, fd, peer, local, false);
 }
 
 static void ctl_send(char type, const char *msg)
@@ -181,8 +184,10 @@ static void ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n > 0) {
-		if (memchr(buf, WORKER_MSG_DRAIN, (size_t)n))
+		if (memchr(buf, WORKER_MSG_DRAIN, (size_t)n)) {
 			stop("reload", true);
+			ctl_send(WORKER_MSG_STOPPED, NULL);
+		}
 		return;
 	}
 	ev_ref(loop);	/* it was unreferenced when started */
@@ -220,6 +225,23 @@ static void accept_everywhere(void)
 	}
 }
 
+/* Every pkcs11: key signs once more as the unprivileged user: a token
+ * that keeps its objects in files (SoftHSM re-reads them at every use)
+ * may be unusable now, and would fail every handshake. */
+static void check_keys_unprivileged(struct server *srv)
+{
+	char err[512], msg[1024];
+	if (server_check_keys(srv, err, sizeof(err)) == 0)
+		return;
+	struct strbuf b;
+	sb_init(&b, msg, sizeof(msg));
+	struct passwd *pw = getpwuid(geteuid());
+	sb_addf(&b, "%s (running as user '%s': a token that keeps its objects in files, "
+		"like SoftHSM's token directory, must be readable and writable by that user)",
+		err, pw ? pw->pw_name : "?");
+	fatal(sb_str(&b));
+}
+
 void worker_run(const struct worker_params *p)
 {
 	char err[512];
@@ -228,6 +250,7 @@ void worker_run(const struct worker_params *p)
 	server_set_admission(p->srv, p->admission, p->slot);
 	if (process_drop_privileges(p->conf->user, p->conf->group, err, sizeof(err)) < 0)
 		fatal(err);
+	check_keys_unprivileged(p->srv);
 	accept_everywhere();
 	ev_io_init(&w.ctl, ctl_cb, p->ctl_fd, EV_READ);
 	ev_io_start(EV_DEFAULT, &w.ctl);

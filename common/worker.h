@@ -1,6 +1,7 @@
 /* worker: one worker process, from the master's fork() to its exit. It
  * takes its slot in the shared admission counts, drops privileges (any
- * failure is fatal; root must not be regainable), accepts on the
+ * failure is fatal; root must not be regainable), makes every pkcs11:
+ * key sign once as the unprivileged user (fatal too), accepts on the
  * master's listening sockets, tells the master it is ready, and serves
  * until it is told to stop:
  *
@@ -29,7 +30,8 @@ struct admission;
 
 #define WORKER_MSG_READY 'R'
 #define WORKER_MSG_FATAL 'F'
-#define WORKER_MSG_DRAIN 'D'
+#define WORKER_MSG_DRAIN 'D'	/* master -> worker: replaced, stop accepting */
+#define WORKER_MSG_STOPPED 'S'	/* worker -> master: accepts no more */
 
 struct worker_params {
 	const struct daemon_ops *ops;

@@ -472,9 +472,10 @@ static const struct conf_listener *the_listener(void)
 	return &hx.conf->listeners[0];
 }
 
-static void after_proxy(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local)
+static void after_proxy(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local,
+			bool lb_local)
 {
-	session_accept(hx.srv, hx.proto->ops->session, the_listener(), fd, peer, local);
+	session_accept(hx.srv, hx.proto->ops->session, the_listener(), fd, peer, local, lb_local);
 }
 
 static void new_client(void)
@@ -497,7 +498,7 @@ static void new_client(void)
 		proxyin_start(fd, l, hx.conf->timeout_handshake, &c->addr, &local, after_proxy, NULL);
 		return;
 	}
-	session_accept(hx.srv, hx.proto->ops->session, l, fd, &c->addr, &local);
+	session_accept(hx.srv, hx.proto->ops->session, l, fd, &c->addr, &local, false);
 }
 
 static struct hx_client *cur_client(void)

@@ -2,11 +2,11 @@
  * fuzz_imap_session.c) share - one input is one scenario in the simulated
  * world of tests/sim/: a configuration variant, the daemon's real
  * daemon_ops (server_new, server_start) and session hooks, each client
- * handed to the session core's session_accept() as daemon.c does (through
- * proxyin.c first on a PROXY-protocol listener), then a stream of
- * operations by the client(s) and the upstream server(s), then virtual
- * time until every session has ended. The protocol plugs in its
- * configurations and its stream checks through struct hx_proto.
+ * handed to the session core's session_accept() as a worker does
+ * (worker.c; through proxyin.c first on a PROXY-protocol listener), then
+ * a stream of operations by the client(s) and the upstream server(s),
+ * then virtual time until every session has ended. The protocol plugs in
+ * its configurations and its stream checks through struct hx_proto.
  *
  * Input format (tests/fuzz/mkseeds.py writes it):
  *   byte 0   configuration variant (modulo the protocol's list)

@@ -80,9 +80,9 @@ def pki_dir():
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.path.exists(os.path.join(d, "done-9")):
+        if not os.path.exists(os.path.join(d, "done-10")):
             subprocess.run(["sh", os.path.join(SRCDIR, "tests", "tools", "mkpki.sh"), d], check=True)
-            open(os.path.join(d, "done-9"), "w").close()
+            open(os.path.join(d, "done-10"), "w").close()
     return d
 
 

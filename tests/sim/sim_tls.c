@@ -189,6 +189,14 @@ void tls_client_free(struct tls_client **cp)
 	*cp = NULL;
 }
 
+/* No keys in the simulation, on a token or elsewhere: nothing to sign with. */
+int tls_server_check_keys(struct tls_server *srv, char *err, size_t errsz)
+{
+	if (srv && srv->magic != SRV_MAGIC)
+		sim_fail("tls_server_check_keys on a bad object");
+	return 0;
+}
+
 /* No certificate files in the simulation: nothing for expiry metrics. */
 size_t tls_server_certs(const struct tls_server *srv, const struct tls_cert_info **out)
 {

@@ -25,6 +25,9 @@
 #     multicn         three CNs (bob.test, alice, multicn.test)
 #   noeku             a server certificate for upstream.test without any EKU
 #   selfsigned-srv    self-signed pinned-srv.test, EKU serverAuth only
+#   ocsp              an OCSP responder certificate from ca (EKU OCSPSigning:
+#                     the responder ca delegated, for `openssl ocsp -rsigner`)
+#   ocsp-foreign      the same from ca2 (a responder ca never delegated)
 # Keys are written mode 0600. Existing files are kept (idempotent).
 set -eu
 dir=${1:?usage: mkpki.sh DIR}
@@ -136,6 +139,17 @@ if [ ! -f selfsigned-srv.pem ]; then
   certtool --generate-self-signed --load-privkey selfsigned-srv.key --template selfsigned-srv.tmpl \
     --outfile selfsigned-srv.pem 2>/dev/null
 fi
+
+ocsp_responder() { # name issuer
+  [ -f "$1.pem" ] && return 0
+  certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 --outfile "$1.key" 2>/dev/null
+  printf 'cn = "mailgate test OCSP responder (%s)"\nserial = %s\nexpiration_days = 365\nsigning_key\nocsp_signing_key\n' \
+    "$2" "$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')" > "$1.tmpl"
+  certtool --generate-certificate --load-privkey "$1.key" --load-ca-certificate "$2.pem" \
+    --load-ca-privkey "$2.key" --template "$1.tmpl" --outfile "$1.pem" 2>/dev/null
+}
+ocsp_responder ocsp ca
+ocsp_responder ocsp-foreign ca2
 
 if [ ! -f longchain.pem ]; then
   issuer=ca

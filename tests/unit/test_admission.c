@@ -224,6 +224,26 @@ static void test_rate_history_recycled(void)
 	admission_free(&a);
 }
 
+/* IPv6 clients count by /64 (max_per_ip, rate_per_ip); IPv4 by address. */
+static void test_ipv6_by_64(void)
+{
+	struct admission *a = admission_new(1, 8, 8);
+	int l = admission_listener(a, "mx"), s = admission_slot_take(a), t1, t2, t3;
+	struct admission_rule r = { 100, 2, 0 };
+	uint8_t x[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1 };
+	CU_ASSERT_EQUAL(admission_admit(a, s, l, x, &r, 1, &t1), ADMISSION_OK);
+	x[15] = 2;
+	CU_ASSERT_EQUAL(admission_admit(a, s, l, x, &r, 1, &t2), ADMISSION_OK);
+	x[9] = 0x77;	/* same /64 */
+	CU_ASSERT_EQUAL(admission_admit(a, s, l, x, &r, 1, &t3), ADMISSION_MAX_PER_IP);
+	x[7] = 2;	/* another /64 */
+	CU_ASSERT_EQUAL(admission_admit(a, s, l, x, &r, 1, &t3), ADMISSION_OK);
+	admission_release(a, s, t1);
+	x[7] = 1;
+	CU_ASSERT_EQUAL(admission_admit(a, s, l, x, &r, 1, &t1), ADMISSION_OK);
+	admission_free(&a);
+}
+
 void register_tests(void)
 {
 	CU_pSuite s = CU_add_suite("admission", NULL, NULL);
@@ -234,6 +254,7 @@ void register_tests(void)
 	CU_ADD(s, test_concurrent_processes);
 	CU_ADD(s, test_slot_and_listener_exhaustion);
 	CU_ADD(s, test_rate_history_recycled);
+	CU_ADD(s, test_ipv6_by_64);
 }
 
 CU_MAIN

@@ -12,8 +12,10 @@
 #include "conf.h"
 #include "conf_strip.h"
 #include "conf_value.h"
+#include "admission.h"
 #include "cu_main.h"
 #include "diag.h"
+#include "strbuf.h"
 #include "tls.h"
 
 #include <stdio.h>
@@ -169,6 +171,32 @@ static void test_rules(void)
 	CU_ASSERT(has(&d, "rules.conf", 26, "fingerprint: malformed SHA-256 fingerprint"));
 	CU_ASSERT(has(&d, "rules.conf", 30, "listener \"d\": no tls section \"nope\""));
 	CU_ASSERT(has(&d, "rules.conf", 31, "listener \"d\": no upstream section \"missing\""));
+	diag_free(&d);
+}
+
+/* More listener sections than the shared admission counts tell apart:
+ * refused at the first one too many (-t and the start say so). */
+static void test_too_many_listeners(void)
+{
+	enum { N = ADMISSION_CONF_LISTENERS_MAX + 1 };
+	static char text[N * 80 + 512];
+	struct strbuf b;
+	struct diag d;
+	sb_init(&b, text, sizeof(text));
+	sb_adds(&b, BASE);			/* lines 1-8 */
+	for (unsigned i = 0; i < N; i++) {	/* 4 lines each */
+		sb_addf(&b, "listener \"l%u\" {\n  address = \"127.0.0.1:%u\"\n", i, 20000 + i);
+		sb_adds(&b, "  tls_mode = \"none\"\n}\n");
+	}
+	CU_ASSERT_FATAL(sb_ok(&b));
+	struct conf *c = load("many.conf", text, &smtpd_schema, &d);
+	CU_ASSERT(d.errors > 0);
+	conf_free(&c);
+	char want[160];
+	struct strbuf w;
+	sb_init(&w, want, sizeof(want));
+	sb_addf(&w, "listener \"l%u\": more than %u listener sections", N - 1, N - 1);
+	CU_ASSERT(has(&d, "many.conf", 10 + 4 * (N - 1), want));	/* the section as conf.c places it */
 	diag_free(&d);
 }
 
@@ -730,6 +758,7 @@ void register_tests(void)
 	CU_ADD(s, test_good);
 	CU_ADD(s, test_unknown_key);
 	CU_ADD(s, test_rules);
+	CU_ADD(s, test_too_many_listeners);
 	CU_ADD(s, test_hostname_and_tls_literal);
 	CU_ADD(s, test_warnings);
 	CU_ADD(s, test_include);

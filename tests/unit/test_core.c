@@ -1024,7 +1024,7 @@ struct gate {
 static void gate_accept(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local)
 {
 	struct gate *g = arg;
-	session_accept(&srv, &stub_ops, g->l, fd, peer, local);
+	session_accept(&srv, &stub_ops, g->l, fd, peer, local, false);
 }
 
 static int gate_open(struct gate *g, const char *listener)
