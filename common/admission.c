@@ -137,20 +137,34 @@ static size_t align(size_t n)
 	return (n + 63) & ~(size_t)63;
 }
 
-/* Points the private view at the mapping p. */
+/* Where each part of the mapping starts, and the mapping's size. */
+struct parts {
+	size_t slots, held, free, entries, size;
+};
+
+static struct parts parts_of(const struct admission *lm)
+{
+	struct parts o;
+	o.slots = align(sizeof(struct shared));
+	o.held = align(o.slots + lm->nslots * sizeof(struct slot));
+	o.free = align(o.held + (size_t)lm->nslots * lm->per_slot * sizeof(struct held));
+	o.entries = align(o.free + (size_t)lm->nslots * lm->per_slot * sizeof(int32_t));
+	o.size = o.entries + lm->cap * sizeof(struct entry);
+	return o;
+}
+
+/* Points the private view at the mapping p (never NULL: offsets from a
+ * null pointer are undefined behaviour, so sizes come from parts_of). */
 static void layout(struct admission *lm, void *p, size_t size)
 {
+	struct parts o = parts_of(lm);
 	char *base = p;
-	size_t slots_off = align(sizeof(struct shared));
-	size_t held_off = align(slots_off + lm->nslots * sizeof(struct slot));
-	size_t free_off = align(held_off + (size_t)lm->nslots * lm->per_slot * sizeof(struct held));
-	size_t entries_off = align(free_off + (size_t)lm->nslots * lm->per_slot * sizeof(int32_t));
 	lm->sh = p;
-	lm->slots = (struct slot *)(base + slots_off);
-	lm->held = (struct held *)(base + held_off);
-	lm->free = (int32_t *)(base + free_off);
-	lm->entries = (struct entry *)(base + entries_off);
-	lm->map_size = size ? size : entries_off + lm->cap * sizeof(struct entry);
+	lm->slots = (struct slot *)(base + o.slots);
+	lm->held = (struct held *)(base + o.held);
+	lm->free = (int32_t *)(base + o.free);
+	lm->entries = (struct entry *)(base + o.entries);
+	lm->map_size = size ? size : o.size;
 }
 
 static void init_shared(struct admission *lm)
@@ -178,7 +192,7 @@ struct admission *admission_new(unsigned nslots, size_t per_slot, size_t session
 	lm->cap = 1024;
 	while (lm->cap < 2 * sessions + ADMISSION_RATE_HEADROOM)
 		lm->cap *= 2;
-	layout(lm, NULL, 0);	/* the size only */
+	lm->map_size = parts_of(lm).size;
 	void *p = mmap(NULL, lm->map_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	lm->taken = calloc(lm->nslots + 1, 1);
 	lm->pending = calloc(lm->nslots + 1, 1);

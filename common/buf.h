@@ -16,7 +16,9 @@ struct buf {
 };
 
 static inline size_t buf_len(const struct buf *b) { return b->len; }
-static inline const char *buf_head(const struct buf *b) { return b->data + b->off; }
+/* Never NULL: an empty queue may have no storage, and NULL + 0 is
+ * undefined behaviour in C. */
+static inline const char *buf_head(const struct buf *b) { return b->data ? b->data + b->off : ""; }
 
 /* Returns room for at least min(want, ...) bytes at the tail; *avail gets
  * the room actually available (>= want). */

@@ -10,18 +10,17 @@
  * a freed conn is never called back. */
 #include "conn.h"
 #include "buf.h"
+#include "sysio.h"
 #include "tls.h"
 #include "xmem.h"
 
 #include <errno.h>
 #include <ev.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #define CONN_MAGIC 0x434f4e4eu
 #define READ_CHUNK 16384
@@ -153,9 +152,7 @@ static void conn_arm(struct conn *c)
 struct conn *conn_new(int fd, size_t in_max, conn_cb cb, void *arg)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
-	int fl = fcntl(fd, F_GETFL);
-	if (fl >= 0)
-		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	sysio_set_nonblock(fd);
 	c->magic = CONN_MAGIC;
 	c->fd = fd;
 	c->in_max = in_max;
@@ -196,7 +193,7 @@ static void linger_end(struct lingerer *l)
 {
 	ev_io_stop(loop, &l->io);
 	ev_timer_stop(loop, &l->t);
-	close(l->fd);
+	sysio_close(l->fd);
 	if (l->prev)
 		l->prev->next = l->next;
 	else
@@ -220,7 +217,7 @@ static void linger_read(struct ev_loop *lp, ev_io *w, int revents)
 	struct lingerer *l = w->data;
 	char sink[4096];
 	ssize_t n;
-	while ((n = recv(l->fd, sink, sizeof(sink), 0)) > 0)
+	while ((n = sysio_recv(l->fd, sink, sizeof(sink), 0)) > 0)
 		;
 	if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
 		linger_end(l);
@@ -234,15 +231,15 @@ static void linger_timeout(struct ev_loop *lp, ev_timer *w, int revents)
 static void close_lingering(int fd)
 {
 	char sink[4096];
-	if (lingering >= linger_budget || shutdown(fd, SHUT_WR) < 0) {
-		close(fd);
+	if (lingering >= linger_budget || sysio_shutdown(fd, SHUT_WR) < 0) {
+		sysio_close(fd);
 		return;
 	}
 	ssize_t n;
-	while ((n = recv(fd, sink, sizeof(sink), 0)) > 0)
+	while ((n = sysio_recv(fd, sink, sizeof(sink), 0)) > 0)
 		;
 	if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
-		close(fd);	/* EOF already seen, or the peer is gone */
+		sysio_close(fd);	/* EOF already seen, or the peer is gone */
 		return;
 	}
 	struct lingerer *l = xcalloc(1, sizeof(*l));
@@ -274,7 +271,7 @@ void conn_free(struct conn **cp)
 	}
 	if (c->fd >= 0) {
 		if (c->failed)
-			close(c->fd);
+			sysio_close(c->fd);
 		else
 			close_lingering(c->fd);
 	}
@@ -388,7 +385,7 @@ static void shut_write_step(struct conn *c)
 	if (c->tls && c->tls_ready && tls_bye(c->tls) == TLS_WANT_WRITE)
 		return;	/* the write watcher brings us back */
 	c->wr_closed = 1;
-	if (shutdown(c->fd, SHUT_WR) < 0 && errno != ENOTCONN)
+	if (sysio_shutdown(c->fd, SHUT_WR) < 0 && errno != ENOTCONN)
 		fail(c, strerror(errno));
 }
 
@@ -411,7 +408,7 @@ static void flush(struct conn *c)
 				return;
 			}
 		} else {
-			r = send(c->fd, buf_head(&c->out), n, MSG_NOSIGNAL);
+			r = sysio_send(c->fd, buf_head(&c->out), n, MSG_NOSIGNAL);
 			if (r < 0) {
 				if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 					return;
@@ -454,7 +451,7 @@ static size_t read_some(struct conn *c)
 				break;
 			}
 		} else {
-			r = recv(c->fd, dst, room, 0);
+			r = sysio_recv(c->fd, dst, room, 0);
 			if (r == 0) {
 				c->eof = 1;
 				break;
@@ -579,7 +576,7 @@ static size_t write_direct(struct conn *c, const char *p, size_t n)
 				break;
 			}
 		} else {
-			r = send(c->fd, p + done, chunk, MSG_NOSIGNAL);
+			r = sysio_send(c->fd, p + done, chunk, MSG_NOSIGNAL);
 			if (r < 0) {
 				if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 					fail(c, strerror(errno));

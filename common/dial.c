@@ -4,6 +4,7 @@
 #include "dial.h"
 #include "log.h"
 #include "metrics.h"
+#include "sysio.h"
 #include "xmem.h"
 
 #include <errno.h>
@@ -14,7 +15,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 struct dial {
 	const struct conf_upstream *u;
@@ -37,7 +37,7 @@ static void dial_fail(struct dial *d, const char *why)
 	log_debug("upstream %s: %s", d->u->name, d->err);
 	metrics_upstream_failure();
 	if (d->fd >= 0) {
-		close(d->fd);
+		sysio_close(d->fd);
 		d->fd = -1;
 	}
 	ev_io_stop(EV_DEFAULT, &d->io);
@@ -50,7 +50,7 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	struct dial *d = w->data;
 	int soerr = 0;
 	socklen_t sl = sizeof(soerr);
-	if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+	if (sysio_getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
 		soerr = errno;
 	if (soerr) {
 		dial_fail(d, strerror(soerr));
@@ -79,7 +79,7 @@ static void try_from(struct dial *d, int index)
 	for (; index <= d->last; index++) {
 		const struct mg_addr *a = &d->u->addrs[index].addr;
 		d->index = index;
-		d->fd = socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		d->fd = sysio_socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (d->fd < 0) {
 			snprintf(d->err, sizeof(d->err), "%s: %s", d->u->addrs[index].text, strerror(errno));
 			metrics_upstream_failure();
@@ -88,11 +88,11 @@ static void try_from(struct dial *d, int index)
 		/* Without it, a message's last few octets (its final dot) wait
 		 * behind Nagle for the upstream's delayed ACK: 40 ms a message. */
 		int one = 1;
-		setsockopt(d->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (connect(d->fd, &a->u.sa, a->len) < 0 && errno != EINPROGRESS) {
+		sysio_setsockopt(d->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (sysio_connect(d->fd, &a->u.sa, a->len) < 0 && errno != EINPROGRESS) {
 			snprintf(d->err, sizeof(d->err), "%s: %s", d->u->addrs[index].text, strerror(errno));
 			metrics_upstream_failure();
-			close(d->fd);
+			sysio_close(d->fd);
 			d->fd = -1;
 			continue;
 		}
@@ -145,7 +145,7 @@ void dial_free(struct dial **dp)
 	ev_io_stop(EV_DEFAULT, &d->io);
 	ev_timer_stop(EV_DEFAULT, &d->timer);
 	if (d->fd >= 0)
-		close(d->fd);
+		sysio_close(d->fd);
 	free(d);
 	*dp = NULL;
 }

@@ -3,17 +3,16 @@
  * smtp_accept); EINTR, EAGAIN and ECONNABORTED are ignored. */
 #include "listener.h"
 #include "log.h"
+#include "sysio.h"
 #include "xmem.h"
 
 #include <errno.h>
 #include <ev.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 /* The accept queue (as nginx and Postfix size it; the kernel caps it at
  * net.core.somaxconn). */
@@ -32,25 +31,25 @@ struct listener_watch {
 int listener_bind(const struct mg_addr *a, bool reuseport, const char **err)
 {
 	int one = 1;
-	int fd = socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = sysio_socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		*err = strerror(errno);
 		return -1;
 	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+	sysio_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (reuseport && sysio_setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
 		*err = strerror(errno);
-		close(fd);
+		sysio_close(fd);
 		return -1;
 	}
 	if (a->u.sa.sa_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		sysio_setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	/* Inherited by every accepted socket (Linux copies the listener's
 	 * options): no reply waits for Nagle (see README "Performance"). */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (bind(fd, &a->u.sa, a->len) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+	sysio_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (sysio_bind(fd, &a->u.sa, a->len) < 0 || sysio_listen(fd, LISTEN_BACKLOG) < 0) {
 		*err = strerror(errno);
-		close(fd);
+		sysio_close(fd);
 		return -1;
 	}
 	return fd;
@@ -62,7 +61,7 @@ static bool accept_some(struct ev_loop *loop, struct listener_watch *w, int max)
 	for (int i = 0; i < max; i++) {
 		struct sockaddr_storage ss, ls;
 		socklen_t sl = sizeof(ss), ll = sizeof(ls);
-		int fd = accept4(w->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = sysio_accept4(w->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE) {
 				log_warn("accept: %s; pausing the listener for 1 s", strerror(errno));
@@ -74,7 +73,7 @@ static bool accept_some(struct ev_loop *loop, struct listener_watch *w, int max)
 		}
 		struct mg_addr peer, local;
 		addr_from_sockaddr(&peer, (struct sockaddr *)&ss, sl);
-		if (getsockname(fd, (struct sockaddr *)&ls, &ll) == 0)
+		if (sysio_getsockname(fd, (struct sockaddr *)&ls, &ll) == 0)
 			addr_from_sockaddr(&local, (struct sockaddr *)&ls, ll);
 		else
 			memset(&local, 0, sizeof(local));

@@ -5,13 +5,15 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxyproto.h"
+#include "sysio.h"
 #include "xmem.h"
 
 #include <errno.h>
 #include <ev.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <unistd.h>
+
+#define POLL_INTERVAL 0.02	/* seconds between looks at an incomplete header */
 
 struct proxyin {
 	ev_io io;
@@ -37,7 +39,7 @@ static void finish(struct proxyin *p, enum session_result r, const char *why)
 		metrics_connection(p->l->name, r);
 		addr_ip_str(&p->peer, ip, sizeof(ip));
 		log_info("listener \"%s\": PROXY header from %s refused: %s", p->l->name, ip, why);
-		close(p->fd);
+		sysio_close(p->fd);
 		free(p);
 		return;
 	}
@@ -53,7 +55,7 @@ static void finish(struct proxyin *p, enum session_result r, const char *why)
 static void try_read(struct proxyin *p)
 {
 	unsigned char buf[PP_V2_MAX];
-	ssize_t n = recv(p->fd, buf, sizeof(buf), MSG_PEEK);
+	ssize_t n = sysio_recv(p->fd, buf, sizeof(buf), MSG_PEEK);
 	if (n == 0) {
 		finish(p, RESULT_ERROR, "closed before the header");
 		return;
@@ -69,6 +71,9 @@ static void try_read(struct proxyin *p)
 	switch (pp_parse(buf, (size_t)n, &info, &used)) {
 	case PP_MORE:
 		ev_io_stop(EV_DEFAULT, &p->io);	/* poll, do not spin */
+		/* Set again each time: a fired timer restarted as it is keeps
+		 * its remaining time, ~0, and the poll would spin. */
+		ev_timer_set(&p->poll, POLL_INTERVAL, 0.);
 		ev_timer_start(EV_DEFAULT, &p->poll);
 		return;
 	case PP_BAD:
@@ -79,7 +84,7 @@ static void try_read(struct proxyin *p)
 	}
 	size_t got = 0;
 	while (got < used) {	/* the peeked bytes are there: consume exactly them */
-		ssize_t r = recv(p->fd, buf, used - got, 0);
+		ssize_t r = sysio_recv(p->fd, buf, used - got, 0);
 		if (r <= 0) {
 			finish(p, RESULT_ERROR, "read error");
 			return;
@@ -125,7 +130,7 @@ void proxyin_start(int fd, const struct conf_listener *l, double timeout, const 
 	p->cb = cb;
 	p->arg = arg;
 	ev_io_init(&p->io, io_cb, fd, EV_READ);
-	ev_timer_init(&p->poll, poll_cb, 0.02, 0.);
+	ev_timer_init(&p->poll, poll_cb, POLL_INTERVAL, 0.);
 	ev_timer_init(&p->deadline, deadline_cb, timeout, 0.);
 	p->io.data = p->poll.data = p->deadline.data = p;
 	if (!trusted) {

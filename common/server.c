@@ -5,13 +5,13 @@
 #include "metrics.h"
 #include "peer.h"
 #include "result.h"
+#include "sysio.h"
 #include "tls.h"
 #include "xmem.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 int server_init(struct server *srv, const struct conf *c, struct diag *d)
 {
@@ -78,10 +78,10 @@ static void refuse(const struct conf_listener *l, int fd, const struct mg_addr *
 	char ip[64];
 	struct logkv kv;
 	/* Implicit TLS: close right after accept, before any handshake work. */
-	if (l->tls_mode != TLS_MODE_IMPLICIT && send(fd, refusal, strlen(refusal), MSG_NOSIGNAL) < 0) {
+	if (l->tls_mode != TLS_MODE_IMPLICIT && sysio_send(fd, refusal, strlen(refusal), MSG_NOSIGNAL) < 0) {
 		/* the refusal is best effort */
 	}
-	close(fd);
+	sysio_close(fd);
 	addr_ip_str(peer, ip, sizeof(ip));
 	logkv_begin(&kv, "session", 0);
 	logkv_str(&kv, "listener", l->name);

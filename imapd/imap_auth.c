@@ -5,6 +5,7 @@
 #include "conn.h"
 #include "imap_login.h"
 #include "imap_proxy.h"
+#include "imap_resp.h"
 #include "imap_server.h"
 #include "log.h"
 #include "metrics.h"
@@ -84,6 +85,35 @@ static bool is_master_user(const struct imap_session *is, const char *name)
 	return !isalnum(sep) && !strchr(".-_@+", sep);
 }
 
+/* A line's text with each bare CR written as a space: no client sees a
+ * line end the upstream did not send. */
+static void write_text(struct conn *c, const char *p, size_t n)
+{
+	const char *cr;
+	while ((cr = memchr(p, '\r', n))) {
+		conn_write(c, p, (size_t)(cr - p));
+		conn_write(c, " ", 1);
+		n -= (size_t)(cr - p) + 1;
+		p = cr + 1;
+	}
+	conn_write(c, p, n);
+}
+
+/* An upstream response the client sees before login: its lines end in
+ * CRLF whatever the upstream used, and hold no other CR (the client's
+ * parser is not the upstream's); literal data goes as it came. */
+static void relay_response(struct conn *c, const char *p, size_t len)
+{
+	size_t pos = 0, text, lit;
+	while (pos < len) {
+		size_t next = imap_resp_line(p, len, pos, &text, &lit);
+		write_text(c, p + pos, text);
+		conn_write(c, "\r\n", 2);
+		conn_write(c, p + next - lit, lit);
+		pos = next;
+	}
+}
+
 /* The login finished one way or the other (from the login's callback). */
 static void login_done(void *owner, enum login_event ev, const char *data, size_t len, const char *why)
 {
@@ -93,13 +123,13 @@ static void login_done(void *owner, enum login_event ev, const char *data, size_
 	conn_cork(c);
 	switch (ev) {
 	case LOGIN_UNTAGGED:
-		conn_write(c, data, len);	/* e.g. "* CAPABILITY ..." */
+		relay_response(c, data, len);	/* e.g. "* CAPABILITY ..." */
 		conn_uncork(c);
 		return;
 	case LOGIN_OK:
 		conn_write(c, is->tag, strlen(is->tag));
 		conn_write(c, " ", 1);
-		conn_write(c, data, len);	/* the upstream's code and text */
+		relay_response(c, data, len);	/* the upstream's code and text */
 		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
 		is->up = imap_login_take_conn(&is->login);
 		imap_drop_credentials(is);
@@ -111,7 +141,7 @@ static void login_done(void *owner, enum login_event ev, const char *data, size_
 	case LOGIN_NO:
 		conn_write(c, is->tag, strlen(is->tag));
 		conn_write(c, " ", 1);
-		conn_write(c, data, len);
+		relay_response(c, data, len);
 		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
 		imap_login_free(&is->login);	/* a retry reconnects */
 		imap_drop_credentials(is);

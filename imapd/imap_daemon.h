@@ -1,4 +1,6 @@
-/* imap_daemon: the daemon_ops of mailgate-imapd (DESIGN.md §2, §5). */
+/* imap_daemon: the daemon_ops of mailgate-imapd (DESIGN.md §2, §5). main.c
+ * hands them to daemon_main(); the session fuzzer drives the same table
+ * without a main(). */
 #ifndef MG_IMAP_DAEMON_H
 #define MG_IMAP_DAEMON_H
 

@@ -5,6 +5,25 @@
 #include <string.h>
 #include <strings.h>
 
+/* The literal the line buf[pos, e) announces ("{n}" or "{n+}" at its
+ * end, e excluding the line's CR and LF): true and its size in *n. */
+static bool announces_literal(const char *buf, size_t pos, size_t e, size_t *n)
+{
+	if (e <= pos || buf[e - 1] != '}')
+		return false;
+	size_t d = e - 1, mult = 1, digits = 0;
+	*n = 0;
+	if (d > pos && buf[d - 1] == '+')
+		d--;
+	while (d > pos && buf[d - 1] >= '0' && buf[d - 1] <= '9' && digits < 9) {
+		*n += (size_t)(buf[d - 1] - '0') * mult;
+		mult *= 10;
+		d--;
+		digits++;
+	}
+	return digits && d > pos && buf[d - 1] == '{';
+}
+
 long imap_resp_length(const char *buf, size_t len)
 {
 	size_t pos = 0;
@@ -16,31 +35,34 @@ long imap_resp_length(const char *buf, size_t len)
 		if (end + 1 > IMAP_RESP_MAX)
 			return -1;
 		/* A line ending in "{n}" or "{n+}" announces n more octets. */
-		size_t e = end;
+		size_t e = end, n;
 		if (e > pos && buf[e - 1] == '\r')
 			e--;
-		if (e > pos && buf[e - 1] == '}') {
-			size_t d = e - 1, n = 0, mult = 1;
-			if (d > pos && buf[d - 1] == '+')
-				d--;
-			size_t digits = 0;
-			while (d > pos && buf[d - 1] >= '0' && buf[d - 1] <= '9' && digits < 9) {
-				n += (size_t)(buf[d - 1] - '0') * mult;
-				mult *= 10;
-				d--;
-				digits++;
-			}
-			if (digits && d > pos && buf[d - 1] == '{') {
-				if (end + 1 + n > IMAP_RESP_MAX)
-					return -1;
-				if (end + 1 + n > len)
-					return 0;
-				pos = end + 1 + n;	/* the line continues after the literal */
-				continue;
-			}
+		if (announces_literal(buf, pos, e, &n)) {
+			if (end + 1 + n > IMAP_RESP_MAX)
+				return -1;
+			if (end + 1 + n > len)
+				return 0;
+			pos = end + 1 + n;	/* the line continues after the literal */
+			continue;
 		}
 		return (long)end + 1;
 	}
+}
+
+size_t imap_resp_line(const char *buf, size_t len, size_t pos, size_t *text_len, size_t *lit_len)
+{
+	const char *lf = memchr(buf + pos, '\n', len - pos);
+	size_t end = lf ? (size_t)(lf - buf) : len, e = end, n = 0;
+	if (e > pos && buf[e - 1] == '\r')
+		e--;
+	*text_len = e - pos;
+	*lit_len = 0;
+	if (!lf)
+		return len;
+	if (announces_literal(buf, pos, e, &n))
+		*lit_len = n < len - end - 1 ? n : len - end - 1;
+	return end + 1 + *lit_len;
 }
 
 static const struct {

@@ -1,6 +1,6 @@
 /* imap_resp: pure parsing of the upstream IMAP server's responses during
- * login: where one response ends (a line, plus the literals it announces),
- * and what it says - untagged / continuation / tagged, status (OK, NO,
+ * login: where one response ends (a line, plus the literals it announces)
+ * and its lines, and what it says - untagged / continuation / tagged, status (OK, NO,
  * BAD, PREAUTH, BYE), response code, text - and capability lists.
  * Fuzzed by tests/fuzz/fuzz_imap_resp.c. */
 #ifndef MG_IMAP_RESP_H
@@ -31,6 +31,11 @@ struct imap_resp {
  * literals, through the final CRLF), 0 if incomplete, -1 if it would
  * exceed IMAP_RESP_MAX. */
 long imap_resp_length(const char *buf, size_t len);
+/* The lines of a response imap_resp_length() framed, one at a time (for
+ * relaying it with CRLF line ends whatever the upstream used): from pos,
+ * the line's text without CR or LF (*text_len) and the literal it
+ * announces, cut at len (*lit_len); returns the offset after both. */
+size_t imap_resp_line(const char *buf, size_t len, size_t pos, size_t *text_len, size_t *lit_len);
 /* Parses the first line of a response (without its CRLF). 0, or -1 when
  * the line is not an IMAP response. */
 int imap_resp_parse(const char *line, size_t len, struct imap_resp *out);

@@ -1,4 +1,6 @@
-/* smtp_daemon: the daemon_ops of mailgate-smtpd (DESIGN.md §2, §4). */
+/* smtp_daemon: the daemon_ops of mailgate-smtpd (DESIGN.md §2, §4). main.c
+ * hands them to daemon_main(); the session fuzzer drives the same table
+ * without a main(). */
 #ifndef MG_SMTP_DAEMON_H
 #define MG_SMTP_DAEMON_H
 

@@ -210,7 +210,9 @@ static void on_lost(struct smtp_session *ss, bool timeout, const char *why)
 		if (!ss->reconnect_closes)
 			return;
 		smtp_reply(ss, "421 4.4.2 Upstream connection lost, closing");
-	} else if (ss->in_tx) {
+	} else if (ss->in_tx && op != OP_NONE) {
+		/* the waiting command's reply; between commands nothing is
+		 * waiting for one: 421 (DESIGN.md §4.4) */
 		smtp_reply(ss, "451 4.4.2 Upstream %s", timeout ? "timeout" : "connection lost");
 	} else {
 		smtp_reply(ss, "421 4.4.2 Upstream %s, closing", timeout ? "timeout" : "connection lost");
@@ -280,5 +282,6 @@ void smtp_relay_end(struct smtp_session *ss)
 	else
 		smtp_up_quit(&ss->up);
 	ss->wait.op = OP_NONE;
+	ss->wait_rdns = 0;	/* a name arriving now opens no upstream */
 	drop_line(ss);
 }

@@ -16,6 +16,7 @@ void smtp_enter(struct smtp_session *ss, enum smtp_state st)
 }
 
 /* Lines are built whole by the session core (common/session.c). */
+static void reply_v(struct smtp_session *ss, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void reply_v(struct smtp_session *ss, const char *fmt, va_list ap)
 {
 	session_vline(&ss->s, fmt, ap);

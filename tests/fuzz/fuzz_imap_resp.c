@@ -1,5 +1,6 @@
 /* fuzz_imap_resp: upstream IMAP responses - response boundaries with
- * literals, status/code/text parsing, capability search. */
+ * literals, the lines within one, status/code/text parsing, capability
+ * search. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,6 +20,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		if ((size_t)n > size - pos)
 			abort();
+		/* Its lines cover it exactly, each step moving on. */
+		size_t at = 0, text, lit;
+		while (at < (size_t)n) {
+			size_t next = imap_resp_line(p + pos, (size_t)n, at, &text, &lit);
+			if (next <= at || next > (size_t)n || text + lit > next - at ||
+			    memchr(p + pos + at, '\n', text))
+				abort();
+			at = next;
+		}
 		struct imap_resp r;
 		const char *lf = memchr(p + pos, '\n', (size_t)n);
 		size_t ll = lf ? (size_t)(lf - (p + pos)) : (size_t)n;

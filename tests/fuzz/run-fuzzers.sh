@@ -1,23 +1,32 @@
 #!/bin/sh
 # run-fuzzers.sh [SECONDS]: builds the libFuzzer targets with clang
 # (ASan+UBSan) in build-fuzz/ and runs each for SECONDS (default 20),
-# starting from the seed corpus. Any crash fails the run; the reproducer
-# is left in build-fuzz/ as crash-*.
+# starting from the seed corpus, with the target's dictionary when it has
+# one (tests/fuzz/TARGET.dict). Any crash fails the run; the reproducer is
+# left in build-fuzz/ as crash-*. The whole-session targets take longer
+# inputs (one input is a whole scenario).
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-20}
+# UBSan reports are failures too (the build lets them recover).
+UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+export UBSAN_OPTIONS
 mkdir -p "$top/build-fuzz"
 cd "$top/build-fuzz"
 [ -f Makefile ] || CC=clang "$top/configure" -q --enable-fuzzers --enable-werror
-targets="smtp_parse smtp_data smtp_reply conf_value conf_strip imap_parser imap_resp imap_watch proxyproto metrics_http"
+targets="smtp_parse smtp_data smtp_reply conf_value conf_strip imap_parser imap_resp imap_watch proxyproto \
+  metrics_http smtp_session imap_session"
 for t in $targets; do make -s "tests/fuzz/fuzz_$t"; done
 failed=""
 for t in $targets; do
   work=$(mktemp -d)
   cp "$top/tests/fuzz/corpus/$t/"* "$work/"
+  opts="-max_len=4096"
+  case $t in *_session) opts="-max_len=8192" ;; esac
+  [ -f "$top/tests/fuzz/$t.dict" ] && opts="$opts -dict=$top/tests/fuzz/$t.dict"
   echo "== fuzz_$t for ${secs}s"
   # No pipe here: the fuzzer's exit status is what fails the run.
-  if ./tests/fuzz/fuzz_$t -max_total_time="$secs" -max_len=4096 -print_final_stats=0 \
+  if ./tests/fuzz/fuzz_$t -max_total_time="$secs" $opts -print_final_stats=0 \
        "$work" > "$work.log" 2>&1; then
     tail -n 1 "$work.log"
   else

@@ -4,9 +4,11 @@
  * literal, never for {n+}), lists, overlong lines, oversize and
  * unterminated literals, bad tags (never echoed) - SASL PLAIN, and the
  * COMPRESS watcher of the relay (imap_watch), fed whole, byte by byte and
- * split at every point. */
+ * split at every point - and the lines of an upstream response
+ * (imap_resp_line: bare LF or CRLF, literal data kept whole). */
 #include "cu_main.h"
 #include "imap_parser.h"
+#include "imap_resp.h"
 #include "sasl.h"
 #include "imap_watch.h"
 
@@ -237,6 +239,33 @@ static void test_watch_latch(void)
 	CU_ASSERT_TRUE(w.compress);
 }
 
+/* An upstream response line by line: texts without CR/LF, literals
+ * whole whatever bytes they hold, a missing final LF tolerated. */
+static void test_resp_lines(void)
+{
+	static const char r[] = "* 1 FETCH (BODY[] {4}\na\nb\r)\r\nM2 OK done\n";
+	size_t len = sizeof(r) - 1, text, lit;
+	CU_ASSERT_EQUAL(imap_resp_length(r, len), 29);
+	size_t pos = imap_resp_line(r, len, 0, &text, &lit);
+	CU_ASSERT_EQUAL(text, 21);
+	CU_ASSERT_EQUAL(lit, 4);
+	CU_ASSERT_EQUAL(pos, 26);
+	pos = imap_resp_line(r, len, pos, &text, &lit);
+	CU_ASSERT_EQUAL(text, 1);	/* ")" */
+	CU_ASSERT_EQUAL(lit, 0);
+	CU_ASSERT_EQUAL(pos, 29);
+	pos = imap_resp_line(r, len, pos, &text, &lit);
+	CU_ASSERT_EQUAL(text, 10);	/* "M2 OK done" */
+	CU_ASSERT_EQUAL(pos, len);
+	/* A literal cut short by the end, and a line without LF. */
+	CU_ASSERT_EQUAL(imap_resp_line("x {9}\r\nab", 9, 0, &text, &lit), 9);
+	CU_ASSERT_EQUAL(text, 5);
+	CU_ASSERT_EQUAL(lit, 2);
+	CU_ASSERT_EQUAL(imap_resp_line("M1 NO", 5, 0, &text, &lit), 5);
+	CU_ASSERT_EQUAL(text, 5);
+	CU_ASSERT_EQUAL(lit, 0);
+}
+
 void register_tests(void)
 {
 	CU_pSuite s = CU_add_suite("imap_parser", NULL, NULL);
@@ -247,6 +276,7 @@ void register_tests(void)
 	CU_ADD(s, test_sasl_plain);
 	CU_ADD(s, test_watch_compress);
 	CU_ADD(s, test_watch_latch);
+	CU_ADD(s, test_resp_lines);
 }
 
 CU_MAIN
