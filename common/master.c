@@ -555,12 +555,12 @@ static void reload(void)
 		started++;
 	g->nworkers = started;	/* fewer when slots ran out: logged by spawn */
 	if (started == 0) {
-		log_error("reload failed: no worker could be started; the running configuration stays");
 		m.next = NULL;
 		gen_free(&g);
-		/* Back to what the running configuration binds. */
+		/* Back to what the running configuration binds, before saying so. */
 		if (bindings_apply(&m.b, m.cur->conf, false, true, err, sizeof(err)) == 0)
 			bindings_prune(&m.b);
+		log_error("reload failed: no worker could be started; the running configuration stays");
 	}
 }
 
