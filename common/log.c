@@ -6,7 +6,8 @@
  * Every line is built whole with the bounded builder and handed to the
  * sink in one write(2): on stderr and in a log file "TIMESTAMP
  * PROG[PID]: LEVEL: LINE" (text) or the JSON object, each with its
- * newline; syslog gets the line alone (it stamps it itself). A log file is
+ * newline; syslog gets the line alone (syslog_send stamps it, and drops
+ * rather than blocks when the receiver is not reading). A log file is
  * opened O_APPEND, so lines from several processes (the workers, later)
  * never overwrite each other. */
 #include "log.h"
@@ -22,6 +23,8 @@
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "syslog_send.h"
 
 static const char *log_prog = "mailgate";
 static enum log_target log_tgt = LOG_TARGET_STDERR;
@@ -42,6 +45,8 @@ static const int level_prio[] = { LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LO
 /* Room for the text prefix: timestamp, program name, pid, level. */
 #define LOG_PREFIX_MAX 128
 
+_Static_assert(SYSLOG_LINE_MAX >= LOG_LINE_MAX, "syslog_send takes every line the log builds");
+
 void log_init(const char *progname)
 {
 	log_prog = progname;
@@ -55,7 +60,7 @@ void log_configure(enum log_target target, enum log_format format, enum log_leve
 	if (target == LOG_TARGET_FILE && log_fd < 0)
 		log_tgt = LOG_TARGET_STDERR;	/* not opened: say it somewhere */
 	if (target == LOG_TARGET_SYSLOG && !syslog_open) {
-		openlog(log_prog, LOG_PID | LOG_NDELAY, LOG_MAIL);
+		syslog_send_open(log_prog);
 		syslog_open = 1;
 	}
 }
@@ -96,7 +101,7 @@ static void write_line(int fd, const char *p, size_t n)
 static void emit(enum log_level level, const char *line)
 {
 	if (log_tgt == LOG_TARGET_SYSLOG) {
-		syslog(level_prio[level], "%s", line);
+		syslog_send(level_prio[level], line);	/* never blocks the loop */
 		return;
 	}
 	char out[LOG_LINE_MAX + LOG_PREFIX_MAX];

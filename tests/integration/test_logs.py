@@ -319,6 +319,33 @@ class Logs(GatewayTest):
         self.assertTrue(any(re.match(r"<22>.*mailgate-smtpd\[\d+\]: session=\S+ listener=local .*helo=ns\.test",
                                      m) for m in res["datagrams"]), res["datagrams"])
 
+    def test_syslog_receiver_not_reading_never_blocks(self):
+        """A syslog receiver that stops reading (its queue full) must not
+        stop the worker: sessions go on, the lines that found the queue
+        full are dropped, and the first line through says how many."""
+        if not shutil.which("unshare"):
+            self.skipTest("no unshare")
+        p = free_port()
+        conf = self.tmp.file("s.conf", self.conf(p, '"syslog"').replace(
+            "hostname =", 'pidfile = "%s"\nhostname =' % self.tmp.file("s.pid"), 1))
+        helper = self.tmp.file("syslog_full.py", SYSLOG_FULL)
+        r = subprocess.run(["unshare", "-m", sys.executable, helper, SMTPD, conf, str(p)],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        res = json.loads(r.stdout.splitlines()[-1])
+        # Every session was answered while nobody read the log socket.
+        self.assertEqual(res["stalled_sessions"], ["221", "221", "221"], res)
+        grams = res["datagrams"]
+        dropped = [g for g in grams if re.search(r"<20>.*mailgate-smtpd\[\d+\]: warning: \d+ log lines "
+                                                 r"dropped: the syslog receiver was not reading", g)]
+        self.assertTrue(dropped, grams)
+        after = [i for i, g in enumerate(grams) if "helo=after.test" in g]
+        self.assertTrue(after, grams)
+        self.assertLess(grams.index(dropped[0]), after[0], grams)
+        # Only lines sent once the queue had room again arrived: none of
+        # the stalled sessions' lines.
+        self.assertFalse(any("helo=stalled.test" in g for g in grams), grams)
+
 
 # Run as root in its own mount namespace (unshare -m): /dev becomes a
 # private tmpfs with null, zero, urandom and random; -t runs without
@@ -362,6 +389,78 @@ deadline = time.time() + 10
 while time.time() < deadline and not any(b"helo=ns.test" in g for g in list(grams)):
     time.sleep(0.05)
 pid = int(open(conf.replace(".conf", ".pid")).read())
+os.kill(pid, 15)
+while os.path.exists("/proc/%d" % pid) and time.time() < deadline + 10:
+    time.sleep(0.05)
+res["datagrams"] = [g.decode("utf-8", "replace") for g in list(grams)]
+print(json.dumps(res))
+'''
+
+
+# Same namespace set-up; the socket at /dev/log is filled to the brim and
+# not read while three sessions run; then it is drained and one more
+# session runs.
+SYSLOG_FULL = r'''
+import json, os, socket, subprocess, sys, threading, time
+smtpd, conf, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "none", "/dev"], check=True)
+for name, minor in (("null", 3), ("zero", 5), ("random", 8), ("urandom", 9)):
+    os.mknod("/dev/" + name, 0o20666, os.makedev(1, minor))
+    os.chmod("/dev/" + name, 0o666)
+res = {}
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/dev/log")
+os.chmod("/dev/log", 0o666)
+r = subprocess.run([smtpd, "-c", conf], capture_output=True, text=True)
+pid = int(open(conf.replace(".conf", ".pid")).read())
+
+def session(helo):
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    f = c.makefile("rb")
+    f.readline()
+    c.sendall(b"EHLO " + helo + b"\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    c.sendall(b"QUIT\r\n")
+    code = f.readline()[:3].decode()
+    c.close()
+    return code
+
+# Fill the receiver's queue (net.unix.max_dgram_qlen) from here.
+filler = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+filler.connect("/dev/log")
+filler.setblocking(False)
+n = 0
+while True:
+    try:
+        filler.send(b"<22>filler")
+        n += 1
+    except BlockingIOError:
+        break
+res["filled"] = n
+try:
+    res["stalled_sessions"] = [session(b"stalled.test") for _ in range(3)]
+except Exception as e:
+    res["stalled_sessions"] = repr(e)
+grams = []
+s.setblocking(False)
+while True:
+    try:
+        s.recv(65536)
+    except BlockingIOError:
+        break
+def collect():
+    s.setblocking(True)
+    while True:
+        g = s.recv(65536)
+        if not g.startswith(b"<22>filler"):
+            grams.append(g)
+threading.Thread(target=collect, daemon=True).start()
+session(b"after.test")
+deadline = time.time() + 10
+while time.time() < deadline and not any(b"helo=after.test" in g for g in list(grams)):
+    time.sleep(0.05)
 os.kill(pid, 15)
 while os.path.exists("/proc/%d" % pid) and time.time() < deadline + 10:
     time.sleep(0.05)
