@@ -7,7 +7,8 @@
  * sink in one write(2): on stderr and in a log file "TIMESTAMP
  * PROG[PID]: LEVEL: LINE" (text) or the JSON object, each with its
  * newline; syslog gets the line alone (syslog_send stamps it, and drops
- * rather than blocks when the receiver is not reading). A log file is
+ * rather than blocks when the receiver is not reading; so does a stderr
+ * that is a socket, the journal's). A log file is
  * opened O_APPEND, so lines from several processes (the workers, later)
  * never overwrite each other. */
 #include "log.h"
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
@@ -31,6 +33,10 @@ static enum log_target log_tgt = LOG_TARGET_STDERR;
 static enum log_format log_fmt = LOG_FORMAT_TEXT;
 static enum log_level log_lvl = LOG_LVL_INFO;
 static int syslog_open;
+/* stderr is a socket (systemd's journal stream): written without waiting. */
+static bool stderr_socket;
+/* Lines dropped on that socket and not yet reported. */
+static unsigned long long stderr_dropped;
 
 /* LOG_TARGET_FILE: the open file, its path and the owner a file created
  * by a privileged reopen gets. */
@@ -59,6 +65,8 @@ void log_configure(enum log_target target, enum log_format format, enum log_leve
 	log_lvl = level;
 	if (target == LOG_TARGET_FILE && log_fd < 0)
 		log_tgt = LOG_TARGET_STDERR;	/* not opened: say it somewhere */
+	struct stat st;
+	stderr_socket = log_tgt == LOG_TARGET_STDERR && fstat(STDERR_FILENO, &st) == 0 && S_ISSOCK(st.st_mode);
 	if (target == LOG_TARGET_SYSLOG && !syslog_open) {
 		syslog_send_open(log_prog);
 		syslog_open = 1;
@@ -98,6 +106,60 @@ static void write_line(int fd, const char *p, size_t n)
 	}
 }
 
+/* A line to a stderr that is a stream socket (the journal): when the
+ * reader is so far behind that nothing of the line fits, the line is
+ * dropped and counted rather than the event loop stopped; once part of it
+ * went out, the rest follows (a line is never cut). Returns whether the
+ * line was written. */
+static bool send_line(const char *p, size_t n)
+{
+	ssize_t w = send(STDERR_FILENO, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (w < 0 && errno == ENOTSOCK) {
+		stderr_socket = false;
+		write_line(STDERR_FILENO, p, n);
+		return true;
+	}
+	if (w <= 0)
+		return false;
+	write_line(STDERR_FILENO, p + w, n - (size_t)w);
+	return true;
+}
+
+static void write_stderr(const char *p, size_t n)
+{
+	if (!stderr_socket) {
+		write_line(STDERR_FILENO, p, n);
+		return;
+	}
+	if (stderr_dropped) {
+		char note[128 + LOG_PREFIX_MAX];
+		struct strbuf b;
+		sb_init(&b, note, sizeof(note));
+		if (log_fmt == LOG_FORMAT_TEXT) {
+			log_timestamp(&b);
+			sb_adds(&b, " ");
+			sb_adds(&b, log_prog);
+			sb_addc(&b, '[');
+			sb_addu(&b, (unsigned long long)getpid());
+			sb_adds(&b, "]: warning: ");
+		} else {
+			sb_adds(&b, "{\"ts\":\"");
+			log_timestamp(&b);
+			sb_adds(&b, "\",\"level\":\"warning\",\"msg\":\"");
+		}
+		sb_addu(&b, stderr_dropped);
+		sb_adds(&b, " log lines dropped: the reader of standard error was not reading");
+		sb_adds(&b, log_fmt == LOG_FORMAT_TEXT ? "\n" : "\"}\n");
+		if (!send_line(sb_str(&b), sb_len(&b))) {
+			stderr_dropped++;
+			return;
+		}
+		stderr_dropped = 0;
+	}
+	if (!send_line(p, n))
+		stderr_dropped++;
+}
+
 static void emit(enum log_level level, const char *line)
 {
 	if (log_tgt == LOG_TARGET_SYSLOG) {
@@ -125,7 +187,10 @@ static void emit(enum log_level level, const char *line)
 		sb_adds(&b, " [truncated]");
 	}
 	sb_addc(&b, '\n');
-	write_line(log_tgt == LOG_TARGET_FILE ? log_fd : STDERR_FILENO, sb_str(&b), sb_len(&b));
+	if (log_tgt == LOG_TARGET_FILE)
+		write_line(log_fd, sb_str(&b), sb_len(&b));
+	else
+		write_stderr(sb_str(&b), sb_len(&b));
 }
 
 /* Opens path for appending; *created says whether this call made it. */

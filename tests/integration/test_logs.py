@@ -247,6 +247,46 @@ class Logs(GatewayTest):
         got = self.read_until(a.fileno(), r" ready \(GnuTLS")
         self.assertIn("mailgate-smtpd: logging to standard error (the systemd journal)", got)
 
+    def test_stderr_journal_stream_full_never_blocks(self):
+        """The journal's socket full (journald not reading): sessions go
+        on, lines that do not fit are dropped, and the first line through
+        afterwards says how many."""
+        p = free_port()
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        pidfile = self.tmp.file("jf.pid")
+        conf = self.tmp.file("jf.conf", self.conf(p).replace("hostname =", 'pidfile = "%s"\nhostname ='
+                                                             % pidfile, 1))
+        proc = subprocess.Popen([SMTPD, "-c", conf], stderr=b.fileno(), stdout=subprocess.DEVNULL)
+        self.assertEqual(proc.wait(30), 0)
+        self.addCleanup(stop_by_pidfile, pidfile)
+        got = self.read_until(a.fileno(), r" ready \(GnuTLS")
+        # Fill the stream from the daemon's end until nothing more fits
+        # (MSG_DONTWAIT: O_NONBLOCK would be set on the daemon's stderr too).
+        try:
+            while True:
+                b.send(b"x" * 4096, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+        b.close()
+        for _ in range(3):
+            self.session(p, "stalled.test")	# each must end: nothing waits on the log
+        a.setblocking(False)
+        try:
+            while True:
+                if not a.recv(1 << 20):
+                    break
+        except BlockingIOError:
+            pass
+        a.setblocking(True)
+        self.session(p, "after.test")
+        got = self.read_until(a.fileno(), r"helo=after\.test")
+        m = re.search(r"warning: (\d+) log lines dropped: the reader of standard error was not reading", got)
+        self.assertTrue(m, got[-3000:])
+        self.assertGreaterEqual(int(m.group(1)), 3)
+        self.assertLess(m.start(), got.index("helo=after.test"))
+        self.assertNotIn("helo=stalled.test", got)
+
     def test_stderr_terminal_warns(self):
         p = free_port()
         conf = self.conf(p)
