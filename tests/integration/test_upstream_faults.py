@@ -53,6 +53,23 @@ class Hang(Exception):
     pass
 
 
+class TracedSmtp(Smtp):
+    """Smtp that keeps the last exchanges, for a failure to show."""
+
+    def __init__(self, *a, **kw):
+        self.trace = []
+        super().__init__(*a, **kw)
+
+    def send(self, data):
+        self.trace = (self.trace + ["C: %r" % (data[:60] if len(data) < 200 else data[:40] + b"..." + data[-20:])])[-12:]
+        super().send(data)
+
+    def line(self):
+        line = super().line()
+        self.trace = (self.trace + ["S: " + line])[-12:]
+        return line
+
+
 class SmtpFaults(GatewayTest):
     def setUp(self):
         super().setUp()
@@ -72,13 +89,16 @@ class SmtpFaults(GatewayTest):
         self.outcome = {}        # msgid -> (code of the reply to the final dot, or the step that failed)
         self.replies_5xx = []
         self.hangs = []
+        self.sent = {}           # msgid -> the message as sent (before dot-stuffing)
 
     def body(self, rng, msgid):
         n = rng.randrange(100, 6000)
         filler = "".join(rng.choice("abcdefghij .") for _ in range(n))
         lines = [filler[i:i + 70] for i in range(0, len(filler), 70)]
-        return ("From: sender@test.example\r\nTo: user@example.org\r\nSubject: fault %s\r\n"
-                "Message-ID: <%s>\r\n\r\n%s\r\n" % (msgid, msgid, "\r\n".join(lines))).encode()
+        msg = ("From: sender@test.example\r\nTo: user@example.org\r\nSubject: fault %s\r\n"
+               "Message-ID: <%s>\r\n\r\n%s\r\n" % (msgid, msgid, "\r\n".join(lines))).encode()
+        self.sent[msgid] = msg
+        return re.sub(rb"(?m)^\.", b"..", msg)     # dot-stuffed: some lines start with "."
 
     def step(self, c, line, want, msgid, what):
         try:
@@ -87,7 +107,7 @@ class SmtpFaults(GatewayTest):
             raise Hang("%s: %s" % (msgid, what))
         if code >= 500:
             with self.lock:
-                self.replies_5xx.append((msgid, what, lines))
+                self.replies_5xx.append((msgid, what, lines, c.trace))
         if code != want:
             self.outcome[msgid] = (what, code)
             return False
@@ -105,7 +125,7 @@ class SmtpFaults(GatewayTest):
                 return
             c = None
             try:
-                c = Smtp(self.p, tls=True, ctx=self.ctx, timeout=CLIENT_TIMEOUT)
+                c = TracedSmtp(self.p, tls=True, ctx=self.ctx, timeout=CLIENT_TIMEOUT)
                 if c.reply()[0] != 220 or c.cmd("EHLO faults.test")[0] != 250:
                     raise EOFError("no greeting")
                 while batch:
@@ -136,6 +156,20 @@ class SmtpFaults(GatewayTest):
             for msgid in batch:       # never attempted: another session sends them
                 ids.put(msgid)
 
+    def sink_ids(self, want, timeout=30):
+        """Message-ID -> the sink's messages with it, once every id of
+        want is there (or timeout seconds passed)."""
+        deadline = time.time() + timeout
+        while True:
+            sink = {}
+            for m in self.up.messages():
+                hit = re.search(rb"(?im)^Message-ID: <([^>]+)>", m.message)
+                self.assertIsNotNone(hit, m.raw[:300])
+                sink.setdefault(hit.group(1).decode(), []).append(m)
+            if want <= set(sink) or time.time() > deadline:
+                return sink
+            time.sleep(0.2)
+
     def test_thousand_messages_with_random_faults(self):
         ids = queue.Queue()
         for i in range(MESSAGES):
@@ -152,11 +186,7 @@ class SmtpFaults(GatewayTest):
 
         got250 = {m for m, o in self.outcome.items() if o == 250}
         fwd = self.dialect.final
-        sink = {}
-        for m in self.up.wait_messages(len(got250), timeout=30):
-            hit = re.search(rb"(?im)^Message-ID: <([^>]+)>", m.message)
-            self.assertIsNotNone(hit, m.raw[:300])
-            sink[hit.group(1).decode()] = sink.get(hit.group(1).decode(), 0) + 1
+        sink = self.sink_ids(got250)
 
         kinds = {}
         for f in self.proxy.faults:
@@ -167,7 +197,7 @@ class SmtpFaults(GatewayTest):
                 fails[str(o)] = fails.get(str(o), 0) + 1
         print("%d messages in %.1f s over %d upstream connections: %d got 250, %d in the sink, "
               "%d final replies forwarded" % (len(self.outcome), took, len(self.proxy.faults),
-                                              len(got250), sum(sink.values()), len(fwd)))
+                                              len(got250), sum(map(len, sink.values())), len(fwd)))
         print("faults drawn: %s" % sorted(kinds.items()))
         print("client outcomes other than 250: %s" % sorted(fails.items()))
 
@@ -175,7 +205,9 @@ class SmtpFaults(GatewayTest):
         self.assertEqual(self.hangs, [])
         self.assertEqual(self.replies_5xx, [])
         for m in got250:
-            self.assertEqual(sink.get(m), 1, "%s: got 250, in the sink %s times" % (m, sink.get(m)))
+            self.assertEqual(len(sink.get(m, [])), 1, "%s: got 250, in the sink %d times"
+                             % (m, len(sink.get(m, []))))
+            self.assertEqual(sink[m][0].without_our_received()[0], self.sent[m].replace(b"\r\n", b"\n"), m)
             self.assertEqual(len(fwd.get(m, [])), 1, (m, fwd.get(m)))
             self.assertTrue(fwd[m][0].startswith("250"), (m, fwd[m]))
         for m, replies in fwd.items():
@@ -183,7 +215,7 @@ class SmtpFaults(GatewayTest):
                 self.assertEqual(self.outcome.get(m), 250,
                                  "%s: the upstream's 250 was forwarded, the client got %s"
                                  % (m, self.outcome.get(m)))
-        self.assertEqual([m for m, n in sink.items() if n > 1], [])
+        self.assertEqual([m for m, n in sink.items() if len(n) > 1], [])
         # The faults were real: many messages failed, many went through.
         self.assertGreater(len(got250), MESSAGES // 4)
         self.assertGreater(MESSAGES - len(got250), MESSAGES // 10)
