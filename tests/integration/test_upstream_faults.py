@@ -8,8 +8,8 @@ every message it accepted). Faults per upstream connection: refused, close
 or stall at the greeting, before/after EHLO, MAIL, RCPT, DATA, mid-message
 after k bytes, before/after the final dot and after forwarding the final
 reply, or slow forwarding. (XCLIENT is not among the stages: smtp-sink
-does not offer it; test_smtp_upstream.py covers an upstream failing
-XCLIENT.) Asserted: every message the client got 250 for is in the sink's
+does not offer it: XclientFaults kills and stalls a scripted upstream
+that offers XCLIENT at that stage.) Asserted: every message the client got 250 for is in the sink's
 dump exactly once, and the sink's 250 for it was forwarded by the proxy;
 every forwarded 250 reached its client as 250 (the gateway waits for the
 final reply); no message is in the dump twice; no reply was a 5xx (every
@@ -34,8 +34,8 @@ import threading
 import time
 
 import faultproxy
-from mgtest import (GatewayTest, Imap, Smtp, client_context, free_port, imapd_conf, listener,
-                    main, smtpd_conf)
+from mgtest import (GatewayTest, Imap, ScriptedSmtp, Smtp, client_context, free_port, imapd_conf,
+                    listener, main, smtpd_conf)
 
 MESSAGES = int(os.environ.get("MG_FAULT_MESSAGES", "1000"))
 CLIENTS = 8
@@ -227,6 +227,48 @@ class SmtpFaults(GatewayTest):
         c.expect("NOOP", 250)
         c.expect("QUIT", 221)
         self.gw.check_sanitizers()
+
+
+class FixedFault(faultproxy.SmtpDialect):
+    def __init__(self, fault):
+        super().__init__()
+        self.fault = fault
+
+    def pick(self, rng):
+        return self.fault
+
+
+class XclientFaults(GatewayTest):
+    """The XCLIENT stage (xclient = true) against a scripted upstream
+    that offers it, through the proxy: closed or stalled before or after
+    the XCLIENT line. The client's MAIL gets a 4xx (never a 250), the
+    session never hangs, and MAIL never reaches the upstream."""
+
+    def test_close_or_stall_at_xclient(self):
+        for kind in ("close", "stall"):
+            for when in ("before", "after"):
+                up = ScriptedSmtp({"EHLO": b"250-scripted.test\r\n250-XCLIENT ADDR NAME PORT PROTO HELO\r\n"
+                                           b"250 8BITMIME\r\n"})
+                self.addCleanup(up.stop)
+                proxy = faultproxy.FaultProxy(up.port, FixedFault(faultproxy.Fault(kind, "xclient", when)), 0)
+                self.addCleanup(proxy.stop)
+                p = free_port()
+                gw = self.gateway(smtpd_conf(self.pki, proxy.port, listener("local", p, "none",
+                                                                             'relay_networks = "127.0.0.1/32"'),
+                                             upstream_extra="xclient = true\n  timeout_reply = %d" % TIMEOUT_REPLY),
+                                  [p])
+                c = Smtp(p, timeout=CLIENT_TIMEOUT)
+                self.assertEqual(c.reply()[0], 220)
+                c.expect("EHLO x.test", 250)
+                t0 = time.time()
+                code, lines = c.cmd("MAIL FROM:<a@test.example>")
+                print("%s %s XCLIENT: %s after %.1f s" % (kind, when, lines, time.time() - t0))
+                self.assertEqual(code // 100, 4, lines)
+                self.assertTrue(c.closed(), "%s %s: session left open" % (kind, when))
+                self.assertTrue(any(x.startswith("XCLIENT") for x in up.commands) == (when == "after"),
+                                up.commands)
+                self.assertFalse(any(x.startswith("MAIL") for x in up.commands), up.commands)
+                self._stop(gw)
 
 
 class ImapFaults(GatewayTest):
