@@ -44,7 +44,7 @@ struct conn {
 	    handshaking : 1, hs_want_write : 1, read_wants_write : 1, write_wants_read : 1,
 	    want_drained : 1, tls_ready : 1, kicked : 1, corked : 1,
 	    shut_wr : 1 /* conn_shutdown_write() asked */, wr_closed : 1 /* and done */,
-	    sensitive : 1;
+	    sensitive : 1, line_activity : 1 /* only input completing a line counts */;
 };
 
 static struct ev_loop *loop;
@@ -304,6 +304,11 @@ int conn_fd(const struct conn *c)
 	return c->fd;
 }
 
+void conn_set_line_activity(struct conn *c, bool on)
+{
+	c->line_activity = on;
+}
+
 void conn_set_timeout(struct conn *c, double seconds)
 {
 	c->timeout = seconds;
@@ -473,7 +478,11 @@ static size_t read_some(struct conn *c)
 		buf_clear(&c->in);	/* release a buffer reserved in vain */
 	if (total) {
 		c->bytes_in += total;
-		touch(c);
+		/* A slowloris trickling a line that never ends must not keep
+		 * its session alive: with line_activity, input counts as
+		 * activity only when it completes a line. */
+		if (!c->line_activity || buf_find_lf(&c->in, c->in.len - total) >= 0)
+			touch(c);
 	}
 	return total;
 }

@@ -53,6 +53,11 @@ void conn_set_cb(struct conn *c, conn_cb cb, void *arg);
 int conn_fd(const struct conn *c);
 
 void conn_set_timeout(struct conn *c, double seconds);	/* 0 = none */
+/* Off (the default): any byte read or written is activity. On: input is
+ * activity only when it completes a line (holds an LF), so bytes trickled
+ * into a line that never ends do not move the timeout (slowloris);
+ * output still is. For line protocols between commands. */
+void conn_set_line_activity(struct conn *c, bool on);
 void conn_read_start(struct conn *c);
 void conn_read_stop(struct conn *c);
 

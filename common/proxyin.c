@@ -24,6 +24,7 @@ struct proxyin {
 	proxyin_cb cb;
 	void *arg;
 	bool lb_local;		/* the header was v2 LOCAL */
+	double accepted;
 };
 
 /* r: RESULT_OK hands the connection on; anything else refuses it (and
@@ -48,8 +49,9 @@ static void finish(struct proxyin *p, enum session_result r, const char *why)
 	proxyin_cb cb = p->cb;
 	void *arg = p->arg;
 	bool lb_local = p->lb_local;
+	double accepted = p->accepted;
 	free(p);
-	cb(arg, fd, &peer, &local, lb_local);
+	cb(arg, fd, &peer, &local, lb_local, accepted);
 }
 
 static void try_read(struct proxyin *p)
@@ -129,6 +131,7 @@ void proxyin_start(int fd, const struct conf_listener *l, double timeout, const 
 	p->l = l;
 	p->cb = cb;
 	p->arg = arg;
+	p->accepted = ev_now(EV_DEFAULT);
 	ev_io_init(&p->io, io_cb, fd, EV_READ);
 	ev_timer_init(&p->poll, poll_cb, POLL_INTERVAL, 0.);
 	ev_timer_init(&p->deadline, deadline_cb, timeout, 0.);

@@ -15,9 +15,11 @@
 /* Called with the declared addresses (or the socket's for LOCAL);
  * lb_local: the header was v2 LOCAL - a connection the balancer made
  * itself, which is what HAProxy's health checks of a send-proxy-v2
- * server send. */
+ * server send. accepted: when the connection was accepted (conn_now()
+ * clock) - timeout_handshake is one deadline for the header and the TLS
+ * handshake behind it. */
 typedef void (*proxyin_cb)(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local,
-			   bool lb_local);
+			   bool lb_local, double accepted);
 
 /* Takes ownership of fd. */
 void proxyin_start(int fd, const struct conf_listener *l, double timeout, const struct mg_addr *peer,

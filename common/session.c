@@ -22,6 +22,7 @@
 
 #define SESSION_MAGIC 0x53455353u
 #define CLOSE_GRACE 10.0	/* seconds to flush the last words */
+#define HANDSHAKE_MIN_LEFT 0.001	/* a handshake whose time is up still gets its timer */
 
 static const char *const state_names[] = { "handshake", "active", "starttls", "closing" };
 
@@ -196,11 +197,16 @@ void session_starttls(struct session *s)
 	conn_notify_drained(s->conn);
 }
 
-static void start_handshake(struct session *s)
+/* since: when the handshake's time started - the accept, for an implicit
+ * handshake (a PROXY header's wait counts), or now (STARTTLS). Nothing
+ * during a handshake moves conn's timer (its reads and writes go through
+ * GnuTLS), so the timeout is a deadline: a trickled ClientHello is cut. */
+static void start_handshake(struct session *s, double since)
 {
 	struct tls_server *ts = server_tls(s->srv, s->listener->tls);
+	double left = session_conf(s)->timeout_handshake - (conn_now() - since);
 	s->handshaking = 1;
-	conn_set_timeout(s->conn, session_conf(s)->timeout_handshake);
+	conn_set_timeout(s->conn, left > HANDSHAKE_MIN_LEFT ? left : HANDSHAKE_MIN_LEFT);
 	conn_start_tls(s->conn, tls_session_server(ts, conn_fd(s->conn), s->listener->client_cert));
 }
 
@@ -252,7 +258,7 @@ static void handshake_done(struct session *s)
 static void on_drained(struct session *s)
 {
 	if (s->state == SESSION_STARTTLS && !conn_tls(s->conn)) {
-		start_handshake(s);
+		start_handshake(s, conn_now());
 		return;
 	}
 	if (s->state != SESSION_ACTIVE)
@@ -379,6 +385,13 @@ void session_kill_all(struct server *srv)
 void session_accept(struct server *srv, const struct session_ops *ops, const struct conf_listener *l,
 		    int fd, const struct mg_addr *peer, const struct mg_addr *local, bool lb_local)
 {
+	session_accept_at(srv, ops, l, fd, peer, local, lb_local, conn_now());
+}
+
+void session_accept_at(struct server *srv, const struct session_ops *ops, const struct conf_listener *l,
+		       int fd, const struct mg_addr *peer, const struct mg_addr *local, bool lb_local,
+		       double accepted)
+{
 	int admission = server_admit(srv, l, fd, peer, ops->limit_refusal);
 	if (admission < 0)
 		return;
@@ -404,7 +417,7 @@ void session_accept(struct server *srv, const struct session_ops *ops, const str
 		return;	/* start() ended it: closed means closed */
 	if (l->tls_mode == TLS_MODE_IMPLICIT) {
 		s->state = SESSION_HANDSHAKE;
-		start_handshake(s);
+		start_handshake(s, accepted);
 		return;
 	}
 	s->state = SESSION_ACTIVE;

@@ -121,6 +121,12 @@ struct session {
  * metrics, so checks flood neither. */
 void session_accept(struct server *srv, const struct session_ops *ops, const struct conf_listener *l,
 		    int fd, const struct mg_addr *peer, const struct mg_addr *local, bool lb_local);
+/* The same for a connection accepted earlier (conn_now() clock), behind a
+ * PROXY header: the implicit handshake gets what is left of
+ * timeout_handshake, one deadline for the header and the handshake. */
+void session_accept_at(struct server *srv, const struct session_ops *ops, const struct conf_listener *l,
+		       int fd, const struct mg_addr *peer, const struct mg_addr *local, bool lb_local,
+		       double accepted);
 
 /* Ends the session: CLOSING (final), the protocol's closing hook, input
  * discarded, queued output flushed (10 s at most), then freed by the core.

@@ -49,10 +49,10 @@ static struct {
 } w;
 
 static void after_proxy(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local,
-			bool lb_local)
+			bool lb_local, double accepted)
 {
 	struct accept_ctx *a = arg;
-	session_accept(a->srv, a->ops->session, a->l, fd, peer, local, lb_local);
+	session_accept_at(a->srv, a->ops->session, a->l, fd, peer, local, lb_local, accepted);
 }
 
 static void on_accept(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local)

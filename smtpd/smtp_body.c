@@ -64,6 +64,7 @@ static void begin_data(struct smtp_session *ss)
 	ss->data_fail = DF_NONE;
 	smtp_enter(ss, SMTP_DATA);
 	sensitive(ss, false);	/* a message is not a secret to wipe byte by byte */
+	conn_set_line_activity(ss->s.conn, false);	/* body bytes are progress */
 	conn_set_timeout(ss->s.conn, ss->keys->timeout_data);
 	if (ss->keys->received_header)
 		send_received(ss);
@@ -109,6 +110,7 @@ static void end_of_data(struct smtp_session *ss)
 {
 	smtp_enter(ss, SMTP_CMD);
 	sensitive(ss, true);
+	conn_set_line_activity(ss->s.conn, true);
 	conn_set_timeout(ss->s.conn, ss->keys->timeout_command);
 	if (ss->data_fail == DF_NONE && ss->up) {
 		smtp_relay_expect_dot(ss, dot_reply);

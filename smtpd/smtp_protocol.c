@@ -51,6 +51,9 @@ static void start(struct session *s)
 static void greet(struct session *s)
 {
 	struct smtp_session *ss = smtp_of(s);
+	/* timeout_command counts from the last complete command line (or
+	 * reply): a line trickled byte by byte does not reset it. */
+	conn_set_line_activity(s->conn, true);
 	conn_set_timeout(s->conn, ss->keys->timeout_command);
 	if (ss->peer_refused == PEER_REFUSED_GREETED) {
 		/* RFC 5321 §3.1: refuse with 554, then only QUIT works - for

@@ -473,9 +473,10 @@ static const struct conf_listener *the_listener(void)
 }
 
 static void after_proxy(void *arg, int fd, const struct mg_addr *peer, const struct mg_addr *local,
-			bool lb_local)
+			bool lb_local, double accepted)
 {
-	session_accept(hx.srv, hx.proto->ops->session, the_listener(), fd, peer, local, lb_local);
+	session_accept_at(hx.srv, hx.proto->ops->session, the_listener(), fd, peer, local, lb_local,
+			  accepted);
 }
 
 static void new_client(void)

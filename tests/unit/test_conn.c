@@ -334,6 +334,45 @@ static void test_timeout_after_inactivity_only(void)
 	teardown();
 }
 
+/* With line activity (a slowloris guard), bytes of a line that never ends
+ * do not move the timeout; a byte that completes a line does. */
+static void test_line_activity_counts_complete_lines_only(void)
+{
+	struct sim_sock *s = setup(1024);
+	double t0 = sim_now();
+	conn_read_start(rec.c);
+	conn_set_line_activity(rec.c, true);
+	conn_set_timeout(rec.c, 10);
+	sim_advance_by(4);
+	sim_peer_send(s, "MAIL", 4);	/* +4: no line yet */
+	sim_run_until_idle();
+	sim_advance_by(4);
+	sim_peer_send(s, " FROM", 5);	/* +8: still none */
+	sim_run_until_idle();
+	sim_advance_by(2.5);		/* +10.5: cut at +10, the partial bytes ignored */
+	CU_ASSERT_EQUAL(count(CONN_EV_TIMEOUT), 1);
+	CU_ASSERT(rec.at[rec.n - 1] - t0 >= 10.0 && rec.at[rec.n - 1] - t0 < 10.5);
+	teardown();
+
+	s = setup(1024);
+	t0 = sim_now();
+	conn_read_start(rec.c);
+	conn_set_line_activity(rec.c, true);
+	conn_set_timeout(rec.c, 10);
+	sim_advance_by(4);
+	sim_peer_send(s, "NO", 2);
+	sim_run_until_idle();
+	sim_advance_by(4);
+	sim_peer_send(s, "OP\r\nRS", 6);	/* +8: completes a line (and starts one) */
+	sim_run_until_idle();
+	sim_advance_by(9);		/* +17 */
+	CU_ASSERT_EQUAL(count(CONN_EV_TIMEOUT), 0);
+	sim_advance_by(1.5);		/* +18.5: cut at +18 */
+	CU_ASSERT_EQUAL(count(CONN_EV_TIMEOUT), 1);
+	teardown();
+	(void)t0;
+}
+
 static void test_shutdown_write_after_output(void)
 {
 	struct sim_sock *s = setup(1024);
@@ -389,6 +428,7 @@ void register_tests(void)
 	CU_ADD(s, test_tls_required_cert_missing);
 	CU_ADD(s, test_tls_pending_bytes_delivered);
 	CU_ADD(s, test_timeout_after_inactivity_only);
+	CU_ADD(s, test_line_activity_counts_complete_lines_only);
 	CU_ADD(s, test_shutdown_write_after_output);
 	CU_ADD(s, test_peer_reset_is_an_error);
 }
