@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 void tls_global_init(void)
 {
@@ -97,8 +98,26 @@ static int client_hello_hook(gnutls_session_t gs, unsigned htype, unsigned when,
 static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
 {
 	struct tls_session *s = ptr;
-	ssize_t r = recv(s->fd, buf, len, 0);
-	if (r == 0 && len) {
+	if (!len)
+		return 0;
+	if (s->ahead_len) {
+		size_t n = len < s->ahead_len ? len : s->ahead_len;
+		memcpy(buf, s->ahead + s->ahead_off, n);
+		s->ahead_off = (uint8_t)(s->ahead_off + n);
+		s->ahead_len = (uint8_t)(s->ahead_len - n);
+		return (ssize_t)n;	/* GnuTLS asks again for the rest */
+	}
+	/* What was asked for, and whatever follows up to a record header
+	 * into ahead[] (see there): one recvmsg per record, not two. */
+	struct iovec iov[2] = { { buf, len }, { s->ahead, sizeof(s->ahead) } };
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2 };
+	ssize_t r = recvmsg(s->fd, &m, 0);
+	if (r > (ssize_t)len) {
+		s->ahead_off = 0;
+		s->ahead_len = (uint8_t)((size_t)r - len);
+		r = (ssize_t)len;
+	}
+	if (r == 0) {
 		s->peer_fin = 1;
 		errno = EAGAIN;
 		return -1;
@@ -169,7 +188,7 @@ static int transport_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms)
 {
 	struct tls_session *s = ptr;
 	struct pollfd p = { .fd = s->fd, .events = POLLIN };
-	if (s->peer_fin)
+	if (s->peer_fin || s->ahead_len)
 		return 1;	/* readable: the EOF */
 	return poll(&p, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
 }
@@ -451,7 +470,9 @@ size_t tls_pending(struct tls_session *s)
 		gnutls_packet_get(s->held, &d, NULL);
 		held = d.size - s->held_off;
 	}
-	return held + gnutls_record_check_pending(s->gs);
+	/* ahead[] is at most a record header, never a whole record with a
+	 * body - but counted, so that no byte waits for the socket to stir. */
+	return held + s->ahead_len + gnutls_record_check_pending(s->gs);
 }
 
 int tls_bye(struct tls_session *s)

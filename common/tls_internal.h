@@ -13,6 +13,7 @@
 
 #define TLS_SERVER_MAGIC 0x544c5353u
 #define TLS_SESSION_MAGIC 0x544c5345u
+#define TLS_RECORD_HEADER 5	/* type, version, length (RFC 8446 §5.1) */
 
 /* A pkcs11: key of a tls section, imported once more beside the copy
  * GnuTLS holds in cred, for the signature test after the privilege drop
@@ -76,6 +77,12 @@ struct tls_session {
 	uint8_t first_byte;	/* 22 for TLS; a letter when the peer speaks plain text */
 	uint8_t wipe;		/* tls_set_wipe(): received plaintext may be secret */
 	uint8_t alert;		/* alert to send when the handshake fails, 0 = none */
+	uint8_t ahead_len;	/* bytes in ahead[] not yet handed to GnuTLS */
+	uint8_t ahead_off;	/* where they start */
+	/* Read-ahead of the next record's header (transport_pull): GnuTLS
+	 * asks for a record's header, then its body; reading the next
+	 * header along with a body halves the receive calls per record. */
+	unsigned char ahead[TLS_RECORD_HEADER];
 	int io_errno;		/* the last socket error the transport saw (not EAGAIN) */
 	gnutls_session_t gs;
 	int fd;

@@ -246,6 +246,7 @@ void worker_run(const struct worker_params *p)
 {
 	char err[512];
 	w.p = p;
+	xmem_keep_heap();
 	process_signals(on_signal);
 	server_set_admission(p->srv, p->admission, p->slot);
 	if (process_drop_privileges(p->conf->user, p->conf->group, err, sizeof(err)) < 0)

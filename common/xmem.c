@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__	/* defined by the headers above */
+#include <malloc.h>
+#endif
 
 static void oom(size_t n)
 {
@@ -65,4 +68,12 @@ void xfree_ptr(void *pp)
 	void **p = pp;
 	free(*p);
 	*p = NULL;
+}
+
+void xmem_keep_heap(void)
+{
+#if defined(__GLIBC__) && defined(M_TRIM_THRESHOLD)
+	mallopt(M_TRIM_THRESHOLD, (int)XMEM_KEEP);
+	mallopt(M_MMAP_THRESHOLD, (int)XMEM_HEAP_BLOCK);
+#endif
 }

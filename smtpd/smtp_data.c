@@ -9,6 +9,9 @@
 #include "smtp_data.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 void smtp_data_init(struct smtp_data_scan *s, uint64_t max)
 {
@@ -52,21 +55,51 @@ static void line_byte(struct smtp_data_scan *s, struct feed *f, unsigned char c,
 	s->st = SD_MID;
 }
 
+/* Offset of the first CR or LF in p[0..len), or len: one pass, sixteen
+ * bytes at a time where SSE2 is there (two memchr calls per line, one
+ * for each byte, were half of the scanner's cost on 78-octet lines). */
+static size_t find_cr_or_lf(const char *p, size_t len)
+{
+	size_t i = 0;
+#ifdef __SSE2__
+	const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+	for (; len - i >= 16; i += 16) {
+		__m128i v = _mm_loadu_si128((const void *)(p + i));
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
+		if (m)
+			return i + (size_t)__builtin_ctz(m);
+	}
+#endif
+	for (; i < len; i++)
+		if (p[i] == '\r' || p[i] == '\n')
+			return i;
+	return len;
+}
+
 /* Fast path inside a line: skips ordinary bytes up to the next CR or LF
- * with memchr (the scanner was 70% of the CPU of a large message, byte by
- * byte). Returns the new position. */
+ * (byte by byte, the scanner was 70% of the CPU of a large message), and
+ * on through every CRLF followed by an ordinary byte (not '.', CR or LF):
+ * exactly what step() does with those three bytes when no size mark
+ * falls on them, so a message of ordinary lines never leaves this loop.
+ * Returns the new position, still in SD_MID. */
 static size_t skip_ordinary(struct smtp_data_scan *s, struct feed *f, const char *p, size_t i, size_t len)
 {
-	const char *cr = memchr(p + i, '\r', len - i);
-	size_t lim = cr ? (size_t)(cr - (p + i)) : len - i;
-	const char *lf = memchr(p + i, '\n', lim);
-	size_t skip = lf ? (size_t)(lf - (p + i)) : lim;
-	if (s->max && !s->oversize && s->size + skip > s->max) {
-		s->oversize = true;
-		mark_bad(f, i + (size_t)(s->max - s->size));
+	for (;;) {
+		size_t skip = find_cr_or_lf(p + i, len - i);
+		if (s->max && !s->oversize && s->size + skip > s->max) {
+			s->oversize = true;
+			mark_bad(f, i + (size_t)(s->max - s->size));
+		}
+		s->size += skip;
+		i += skip;
+		if (len - i < 3 || p[i] != '\r' || p[i + 1] != '\n' || p[i + 2] == '.' || p[i + 2] == '\r' ||
+		    p[i + 2] == '\n')
+			return i;
+		if (s->max && !s->oversize && s->size + 3 > s->max)
+			return i;	/* step() places the mark */
+		s->size += 3;	/* CRLF counts 2, the next line's first byte 1 */
+		i += 3;
 	}
-	s->size += skip;
-	return i + skip;
 }
 
 static void step(struct smtp_data_scan *s, struct feed *f, unsigned char c, size_t i)
