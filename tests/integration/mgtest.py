@@ -207,15 +207,17 @@ class SmtpSink:
             raise RuntimeError("smtp-sink did not start: " + self.proc.output())
 
     def messages(self):
-        out = []
-        for name in sorted(os.listdir(self.dump), key=lambda n: os.path.getmtime(os.path.join(self.dump, n))):
-            with open(os.path.join(self.dump, name), "rb") as f:
-                raw = f.read()
-            # smtp-sink opens a capture file at MAIL; it stays empty until
-            # the transaction completes (and vanishes if it never does).
-            if raw:
-                out.append(SinkMessage(raw))
-        return out
+        # smtp-sink opens a capture file at MAIL; it stays empty until
+        # the transaction completes, and vanishes if it never does - also
+        # between our listdir() and our reading it: such a file is skipped.
+        found = []
+        for name in os.listdir(self.dump):
+            try:
+                with open(os.path.join(self.dump, name), "rb") as f:
+                    found.append((os.fstat(f.fileno()).st_mtime, name, f.read()))
+            except FileNotFoundError:
+                continue
+        return [SinkMessage(raw) for _, _, raw in sorted(found) if raw]
 
     def wait_messages(self, n, timeout=10):
         deadline = time.time() + timeout
