@@ -16,9 +16,10 @@ static void grow(struct buf *b, size_t cap)
 	if (b->len)
 		memcpy(n, b->data, b->len);	/* already compacted to offset 0 */
 	if (b->data)
-		explicit_bzero(b->data, b->cap);
+		explicit_bzero(b->data, b->used);
 	free(b->data);
 	b->data = n;
+	b->used = b->len;
 }
 
 char *buf_reserve(struct buf *b, size_t want, size_t *avail)
@@ -26,7 +27,7 @@ char *buf_reserve(struct buf *b, size_t want, size_t *avail)
 	if (b->cap - b->off - b->len < want) {
 		if (b->off && b->cap - b->len >= want) {
 			memmove(b->data, b->data + b->off, b->len);
-			b->off = 0;
+			b->off = 0;	/* used stays: the moved-from bytes are still there */
 		} else {
 			size_t need = b->len + want, cap = b->cap ? b->cap : 256;
 			while (cap < need)
@@ -43,9 +44,16 @@ char *buf_reserve(struct buf *b, size_t want, size_t *avail)
 	return b->data + b->off + b->len;
 }
 
+static void note_used(struct buf *b)
+{
+	if (b->off + b->len > b->used)
+		b->used = b->off + b->len;
+}
+
 void buf_commit(struct buf *b, size_t n)
 {
 	b->len += n;
+	note_used(b);
 }
 
 void buf_append(struct buf *b, const void *p, size_t n)
@@ -56,6 +64,7 @@ void buf_append(struct buf *b, const void *p, size_t n)
 	char *dst = buf_reserve(b, n, &avail);
 	memcpy(dst, p, n);
 	b->len += n;
+	note_used(b);
 }
 
 void buf_consume(struct buf *b, size_t n)
@@ -71,17 +80,19 @@ void buf_consume(struct buf *b, size_t n)
 void buf_clear(struct buf *b)
 {
 	if (b->wipe && b->data)
-		explicit_bzero(b->data, b->cap);
+		explicit_bzero(b->data, b->used);
 	free(b->data);
 	b->data = NULL;
-	b->off = b->len = b->cap = 0;
+	b->off = b->len = b->cap = b->used = 0;
 }
 
 void buf_set_wipe(struct buf *b, bool on)
 {
 	if (b->wipe && !on && b->data) {
 		explicit_bzero(b->data, b->off);
-		explicit_bzero(b->data + b->off + b->len, b->cap - b->off - b->len);
+		if (b->used > b->off + b->len)
+			explicit_bzero(b->data + b->off + b->len, b->used - b->off - b->len);
+		b->used = b->off + b->len;
 	}
 	b->wipe = on;
 }

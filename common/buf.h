@@ -12,6 +12,10 @@ struct buf {
 	size_t off;		/* start of unread bytes */
 	size_t len;		/* unread bytes */
 	size_t cap;
+	/* Bytes of storage ever written since it was allocated: what a wipe
+	 * covers (a 16 KiB read buffer that held a 6-byte command is wiped
+	 * for 6 bytes, not 16 KiB, on every clear). */
+	size_t used;
 	bool wipe;		/* may hold secrets: wiped whenever storage is let go */
 };
 

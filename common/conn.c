@@ -151,8 +151,13 @@ static void conn_arm(struct conn *c)
 
 struct conn *conn_new(int fd, size_t in_max, conn_cb cb, void *arg)
 {
-	struct conn *c = xcalloc(1, sizeof(*c));
 	sysio_set_nonblock(fd);
+	return conn_new_nonblocking(fd, in_max, cb, arg);
+}
+
+struct conn *conn_new_nonblocking(int fd, size_t in_max, conn_cb cb, void *arg)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
 	c->magic = CONN_MAGIC;
 	c->fd = fd;
 	c->in_max = in_max;

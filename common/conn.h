@@ -43,6 +43,9 @@ void conn_set_linger_budget(unsigned n);
 
 /* Takes ownership of fd (made non-blocking). Reading starts paused. */
 struct conn *conn_new(int fd, size_t in_max, conn_cb cb, void *arg);
+/* The same for an fd already non-blocking (accept4 or socket with
+ * SOCK_NONBLOCK): no fcntl() calls (two syscalls per session). */
+struct conn *conn_new_nonblocking(int fd, size_t in_max, conn_cb cb, void *arg);
 /* Stops every watcher, sends close_notify once if TLS is up, closes fd. */
 void conn_free(struct conn **c);
 /* For a connection inherited across fork(), the parent's: stops the

@@ -26,6 +26,10 @@ struct listener_watch {
 	int fd;
 	listener_accept_cb cb;
 	void *arg;
+	/* Bound to one address (not 0.0.0.0 or ::): every accepted socket has
+	 * it as its local address, so no getsockname() per accept. */
+	bool local_fixed;
+	struct mg_addr local;
 };
 
 int listener_bind(const struct mg_addr *a, bool reuseport, const char **err)
@@ -73,7 +77,9 @@ static bool accept_some(struct ev_loop *loop, struct listener_watch *w, int max)
 		}
 		struct mg_addr peer, local;
 		addr_from_sockaddr(&peer, (struct sockaddr *)&ss, sl);
-		if (sysio_getsockname(fd, (struct sockaddr *)&ls, &ll) == 0)
+		if (w->local_fixed)
+			local = w->local;
+		else if (sysio_getsockname(fd, (struct sockaddr *)&ls, &ll) == 0)
 			addr_from_sockaddr(&local, (struct sockaddr *)&ls, ll);
 		else
 			memset(&local, 0, sizeof(local));
@@ -99,12 +105,27 @@ static void retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	ev_io_start(loop, &w->io);
 }
 
+static bool is_wildcard(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (ss->ss_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return true;	/* unknown: ask for every connection */
+}
+
 struct listener_watch *listener_watch_new(int fd, listener_accept_cb cb, void *arg)
 {
 	struct listener_watch *w = xcalloc(1, sizeof(*w));
 	w->fd = fd;
 	w->cb = cb;
 	w->arg = arg;
+	struct sockaddr_storage ls;
+	socklen_t ll = sizeof(ls);
+	if (sysio_getsockname(fd, (struct sockaddr *)&ls, &ll) == 0 && !is_wildcard(&ls)) {
+		addr_from_sockaddr(&w->local, (struct sockaddr *)&ls, ll);
+		w->local_fixed = true;
+	}
 	ev_io_init(&w->io, accept_cb, fd, EV_READ);
 	ev_init(&w->retry, retry_cb);
 	w->io.data = w->retry.data = w;

@@ -408,7 +408,7 @@ void session_accept_at(struct server *srv, const struct session_ops *ops, const 
 	addr_ip_str(&s->client, s->ip, sizeof(s->ip));
 	s->start = conn_now();
 	s->result = RESULT_OK;
-	s->conn = conn_new(fd, ops->in_max(srv->conf), client_cb, s);
+	s->conn = conn_new_nonblocking(fd, ops->in_max(srv->conf), client_cb, s);
 	link_session(s);
 	log_debug("session %s: %s connect from %s listener=%s", s->id, ops->name, s->ip, l->name);
 	if (ops->start)

@@ -112,7 +112,8 @@ struct session {
 	unsigned lb_local : 1;		/* opened by the balancer itself (PROXY v2 LOCAL) */
 };
 
-/* Takes ownership of fd: admits it (or refuses it, logging result=limit),
+/* Takes ownership of fd, a non-blocking socket (accept4 with
+ * SOCK_NONBLOCK, as listener.c accepts): admits it (or refuses it, logging result=limit),
  * then starts the implicit handshake or greets. lb_local: the connection
  * came with a PROXY v2 LOCAL header (a balancer's health check); if it
  * ends without the client sending a byte of data (a TLS handshake alone

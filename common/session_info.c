@@ -15,6 +15,8 @@
 #include "tls.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -22,7 +24,7 @@
 
 static uint32_t id_prefix;
 static uint32_t id_counter;
-static pid_t id_pid;
+static bool id_seeded;	/* in this process: a fork clears it (ids_forked) */
 
 static void reseed(void)
 {
@@ -37,12 +39,24 @@ static void reseed(void)
 		r = (uint32_t)time(NULL) ^ (uint32_t)getpid() << 16;
 	id_prefix = r & 0xffffff;
 	id_counter = 0;
-	id_pid = getpid();
+	id_seeded = true;
+}
+
+/* A child (a worker) draws its own prefix: told by fork itself, not by a
+ * getpid() per session. */
+static void ids_forked(void)
+{
+	id_seeded = false;
 }
 
 void session_new_id(char out[16])
 {
-	if (id_pid != getpid() || id_counter >= 0xffffff)
+	static bool hooked;
+	if (!hooked) {
+		pthread_atfork(NULL, NULL, ids_forked);
+		hooked = true;
+	}
+	if (!id_seeded || id_counter >= 0xffffff)
 		reseed();
 	id_counter++;
 	snprintf(out, 16, "%06X%06X", (unsigned)id_prefix, (unsigned)id_counter);
@@ -111,16 +125,21 @@ void session_log_end(struct session *s)
 	struct logkv kv;
 	char dur[32];
 	enum session_result r = s->ops->result ? s->ops->result(s, s->result) : s->result;
-	log_begin(s, &kv);
-	if (s->ops->log)
-		s->ops->log(s, &kv);
-	logkv_u64(&kv, "bytes_in", conn_bytes_in(s->conn));
-	logkv_u64(&kv, "bytes_out", conn_bytes_out(s->conn));
-	snprintf(dur, sizeof(dur), "%.3f", conn_now() - s->start);
-	logkv_raw(&kv, "duration", dur);
-	logkv_raw(&kv, "result", session_result_name(r));
 	bool check = session_is_null_check(s);
-	logkv_end(&kv, check ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	enum log_level lvl = check ? LOG_LVL_DEBUG : LOG_LVL_INFO;
+	/* A line below log_level is not built at all (a per-session cost:
+	 * escaping, number formatting). */
+	if (log_enabled(lvl)) {
+		log_begin(s, &kv);
+		if (s->ops->log)
+			s->ops->log(s, &kv);
+		logkv_u64(&kv, "bytes_in", conn_bytes_in(s->conn));
+		logkv_u64(&kv, "bytes_out", conn_bytes_out(s->conn));
+		snprintf(dur, sizeof(dur), "%.3f", conn_now() - s->start);
+		logkv_raw(&kv, "duration", dur);
+		logkv_raw(&kv, "result", session_result_name(r));
+		logkv_end(&kv, lvl);
+	}
 	if (!check)	/* a balancer's check is no client connection */
 		metrics_connection(s->listener->name, r);
 	metrics_bytes(conn_bytes_in(s->conn), conn_bytes_out(s->conn));

@@ -63,6 +63,11 @@ static int client_hello_ext(void *ctx, unsigned tls_id, const unsigned char *dat
 	struct tls_session *s = ctx;
 	if (tls_id != 16)	/* application_layer_protocol_negotiation */
 		return 0;
+	/* Only now: GnuTLS keeps ≈ 300 bytes per session for a protocol
+	 * list, which a client offering no ALPN (every mail client) never
+	 * needs (DESIGN.md §8). Set before GnuTLS parses the extensions. */
+	gnutls_alpn_set_protocols(s->gs, s->srv->alpn, s->srv->nalpn,
+				  GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE);
 	unsigned pos = 2;
 	while (pos < size) {
 		unsigned l = data[pos++];
@@ -77,7 +82,8 @@ static int client_hello_ext(void *ctx, unsigned tls_id, const unsigned char *dat
 	return 0;
 }
 
-/* Notes the client's ALPN list so a refusal can be logged with it. */
+/* With alpn = true: arms ALPN when the client offers it, and notes the
+ * client's list so that a refusal can be logged with it. */
 static int client_hello_hook(gnutls_session_t gs, unsigned htype, unsigned when,
 			     unsigned incoming, const gnutls_datum_t *msg)
 {
@@ -222,12 +228,9 @@ struct tls_session *tls_session_server(struct tls_server *srv, int fd, enum clie
 	gnutls_session_ticket_enable_server(s->gs, &srv->ticket_key);
 	gnutls_db_set_cache_expiration(s->gs, TLS_TICKET_LIFETIME);
 	gnutls_handshake_set_timeout(s->gs, GNUTLS_INDEFINITE_TIMEOUT);
-	if (srv->alpn_strict) {
-		gnutls_alpn_set_protocols(s->gs, srv->alpn, srv->nalpn,
-					  GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE);
+	if (srv->alpn_strict)	/* ALPN is armed by the hook, when offered */
 		gnutls_handshake_set_hook_function(s->gs, GNUTLS_HANDSHAKE_CLIENT_HELLO,
 						   GNUTLS_HOOK_PRE, client_hello_hook);
-	}
 	set_transport(s, fd);
 	return s;
 }

@@ -233,7 +233,7 @@ static void dialed(void *arg, int fd, int index, const char *err)
 		return;
 	}
 	up->index = index;
-	up->conn = conn_new(fd, up->p.in_max, conn_event, up);
+	up->conn = conn_new_nonblocking(fd, up->p.in_max, conn_event, up);	/* dial.c: SOCK_NONBLOCK */
 	conn_set_sensitive(up->conn, up->sensitive);
 	conn_read_start(up->conn);
 	if (up->p.pp_len)	/* before anything else, TLS included */

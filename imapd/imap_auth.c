@@ -130,7 +130,7 @@ static void login_done(void *owner, enum login_event ev, const char *data, size_
 		conn_write(c, is->tag, strlen(is->tag));
 		conn_write(c, " ", 1);
 		relay_response(c, data, len);	/* the upstream's code and text */
-		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
+		is->up_addr = imap_login_addr(is->login);
 		is->up = imap_login_take_conn(&is->login);
 		imap_drop_credentials(is);
 		metrics_auth(true);
@@ -142,7 +142,7 @@ static void login_done(void *owner, enum login_event ev, const char *data, size_
 		conn_write(c, is->tag, strlen(is->tag));
 		conn_write(c, " ", 1);
 		relay_response(c, data, len);
-		snprintf(is->up_addr, sizeof(is->up_addr), "%s", imap_login_addr(is->login));
+		is->up_addr = imap_login_addr(is->login);
 		imap_login_free(&is->login);	/* a retry reconnects */
 		imap_drop_credentials(is);
 		imap_enter(is, IMAP_PREAUTH);
@@ -258,17 +258,18 @@ static void external_response(struct imap_session *is, const char *tag, const ch
 {
 	struct sasl_plain cred;
 	char authzid[SASL_NAME_MAX + 1];
+	const char *ext_user = is->ext_user ? is->ext_user : "";	/* set whenever EXTERNAL is offered */
 	int rc = sasl_external_authzid(b64, len, authzid);
 	if (rc == -1) {
 		imap_bad(is, tag, "Invalid base64");
 		return;
 	}
-	if (rc < 0 || (authzid[0] && strcmp(authzid, is->ext_user) != 0)) {
-		refuse_login(is, tag, is->ext_user, "EXTERNAL", "Authorization identity not allowed");
+	if (rc < 0 || (authzid[0] && strcmp(authzid, ext_user) != 0)) {
+		refuse_login(is, tag, ext_user, "EXTERNAL", "Authorization identity not allowed");
 		return;
 	}
 	memset(&cred, 0, sizeof(cred));
-	snprintf(cred.authzid, sizeof(cred.authzid), "%s", is->ext_user);
+	snprintf(cred.authzid, sizeof(cred.authzid), "%s", ext_user);
 	snprintf(cred.authcid, sizeof(cred.authcid), "%s", is->keys->master_user);
 	snprintf(cred.passwd, sizeof(cred.passwd), "%s", is->server->master_password);
 	start_login(is, tag, "EXTERNAL", &cred);

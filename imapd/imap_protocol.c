@@ -16,6 +16,7 @@
 #include "server.h"
 #include "peer.h"
 #include "strbuf.h"
+#include "xmem.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,7 +56,10 @@ static void identified(struct session *s, bool implicit)
 		return;
 	}
 	const struct tls_peer *p = session_cert(s);
-	is->ext = (uint8_t)peer_external_user(p, is->keys->external_identity, is->ext_user);
+	char user[SASL_NAME_MAX + 1];
+	is->ext = (uint8_t)peer_external_user(p, is->keys->external_identity, user);
+	free(is->ext_user);
+	is->ext_user = is->ext == EXT_MAP_OK ? xstrdup(user) : NULL;
 	if (p && is->ext != EXT_MAP_OK)
 		log_debug("session %s: identity=%s", s->id, peer_ext_map_name(is->ext));
 }
@@ -254,7 +258,7 @@ static void log_keys(struct session *s, struct logkv *kv)
 	struct imap_session *is = imap_of(s);
 	if (is->user)
 		logkv_str(kv, "user", is->user);
-	if (is->up_addr[0])
+	if (is->up_addr && is->up_addr[0])
 		logkv_str(kv, "upstream", is->up_addr);
 }
 
@@ -263,6 +267,7 @@ static void free_(struct session *s)
 	struct imap_session *is = imap_of(s);
 	release(is);
 	free(is->user);
+	free(is->ext_user);
 }
 
 /* Room for the start of a pipelined next command after a whole one. */

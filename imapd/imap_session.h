@@ -50,12 +50,16 @@ struct imap_session {
 	struct sasl_plain *cred;	/* during login only */
 	struct imap_login *login;
 	struct conn *up;		/* upstream connection after login */
-	char up_addr[300];
+	/* Last upstream address, for the log: points into the configuration,
+	 * which outlives every session of the worker (NULL: none yet). */
+	const char *up_addr;
 	struct imap_watch watch;	/* client->upstream after login: COMPRESS seen? */
 	unsigned up_bol : 1, sasl_external : 1,
 	    client_eof : 1;		/* the client half-closed: it sends nothing more */
 	uint8_t ext;			/* enum ext_map of the client certificate */
-	char ext_user[SASL_NAME_MAX + 1];		/* the user it names when ext == EXT_MAP_OK */
+	/* The user it names when ext == EXT_MAP_OK, else NULL: allocated
+	 * only then (an idle session keeps no name buffer, DESIGN.md §8). */
+	char *ext_user;
 };
 
 static inline struct imap_session *imap_of(struct session *s)

@@ -250,7 +250,7 @@ static void log_keys(struct session *s, struct logkv *kv)
 	if (ss->user)
 		logkv_str(kv, "user", ss->user);
 	logkv_u64(kv, "msgs", ss->delivered);
-	if (ss->up_addr[0])
+	if (ss->up_addr && ss->up_addr[0])
 		logkv_str(kv, "upstream", ss->up_addr);
 }
 

@@ -225,7 +225,7 @@ static void on_event(struct smtp_session *ss, enum up_event ev, const struct smt
 {
 	switch (ev) {
 	case UP_READY:
-		snprintf(ss->up_addr, sizeof(ss->up_addr), "%s", upstream_addr(smtp_up_link(ss->up)));
+		ss->up_addr = upstream_addr(smtp_up_link(ss->up));
 		smtp_up_command(ss->up, ss->wait.line, ss->wait.len);
 		drop_line(ss);
 		return;

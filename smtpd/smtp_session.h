@@ -105,7 +105,9 @@ struct smtp_session {
 	unsigned msgs;		/* DATA transactions started */
 	unsigned delivered;	/* messages the upstream accepted */
 	struct smtp_upstream *up;
-	char up_addr[300];	/* last upstream address, for the log */
+	/* Last upstream address, for the log: points into the configuration,
+	 * which outlives every session of the worker (NULL: none yet). */
+	const char *up_addr;
 	struct smtp_data_scan scan;
 };
 

@@ -6,7 +6,8 @@
  *   greet       connect, TLS handshake, greeting, QUIT / LOGOUT, close
  *   smtp-data   greet + EHLO + K x (MAIL, RCPT, DATA, one B-octet message)
  *   imap-fetch  greeting, LOGIN, SELECT, K x FETCH 1 BODY[] (counted), LOGOUT
- *   idle        handshake + greeting, then hold (prints "READY ..." when all
+ *   idle        handshake + greeting (IMAP with --login: and LOGIN), then
+ *               hold (prints "READY ..." when all
  *               N are up; holds until SIGTERM/SIGINT or --hold seconds)
  * with implicit TLS or --starttls, optional ticket resumption (--resume),
  * client certificate, CA check, SNI, ALPN and a GnuTLS priority string.
@@ -80,7 +81,7 @@ struct act {
 
 static struct {
 	enum script script;
-	int imap, starttls, resume, json, quiet, quickack;
+	int imap, starttls, resume, json, quiet, quickack, login;
 	long trace;		/* print the read timeline of the first N sessions */
 	long concurrency, threads, ramp, messages, max_errors;
 	unsigned long long count;
@@ -252,6 +253,10 @@ static void build_script(void)
 	}
 	switch (O.script) {
 	case SC_IDLE:
+		if (O.login) {	/* a logged-in IMAP session, upstream connection included */
+			add(A_SEND, fmt_line("L LOGIN \"%s\" \"%s\"\r\n", O.user, O.pass), 0, 0);
+			add(A_IMAP_TAGGED, "L", 0, 0);
+		}
 		add(A_HOLD, NULL, 0, 0);
 		break;
 	case SC_GREET:
@@ -1114,6 +1119,7 @@ static void usage(void)
 	fputs("usage: loadgen [options] HOST:PORT\n"
 	      "  -s, --script S      greet | smtp-data | imap-fetch | idle (default greet)\n"
 	      "      --imap          IMAP instead of SMTP (imap-fetch implies it)\n"
+	      "      --login         idle: LOGIN (--user/--pass) before holding (implies --imap)\n"
 	      "  -c, --concurrency N sessions in flight (idle: sessions to hold) (default 1)\n"
 	      "  -n, --count N       sessions in all (default: run for --duration)\n"
 	      "  -d, --duration S    seconds to start sessions for (default 10 without -n)\n"
@@ -1154,7 +1160,7 @@ static void parse_args(int argc, char **argv)
 {
 	enum { O_CPUS = 256, O_USER, O_PASS, O_MAILBOX, O_HOLD, O_RAMP, O_TIMEOUT, O_RESUME,
 	       O_STARTTLS, O_CERT, O_KEY, O_CA, O_SNI, O_ALPN, O_PRIORITY, O_JSON, O_IMAP,
-	       O_EHLO, O_FROM, O_RCPT, O_MAXERR, O_TRACE, O_QUICKACK };
+	       O_EHLO, O_FROM, O_RCPT, O_MAXERR, O_TRACE, O_QUICKACK, O_LOGIN };
 	static const struct option lo[] = {
 		{ "script", 1, 0, 's' }, { "concurrency", 1, 0, 'c' }, { "count", 1, 0, 'n' },
 		{ "duration", 1, 0, 'd' }, { "threads", 1, 0, 't' }, { "size", 1, 0, 'b' },
@@ -1163,7 +1169,7 @@ static void parse_args(int argc, char **argv)
 		{ "ramp", 1, 0, O_RAMP }, { "timeout", 1, 0, O_TIMEOUT }, { "resume", 0, 0, O_RESUME },
 		{ "starttls", 0, 0, O_STARTTLS }, { "cert", 1, 0, O_CERT }, { "key", 1, 0, O_KEY },
 		{ "ca", 1, 0, O_CA }, { "sni", 1, 0, O_SNI }, { "alpn", 1, 0, O_ALPN },
-		{ "priority", 1, 0, O_PRIORITY }, { "json", 0, 0, O_JSON }, { "imap", 0, 0, O_IMAP },
+		{ "priority", 1, 0, O_PRIORITY }, { "json", 0, 0, O_JSON }, { "imap", 0, 0, O_IMAP }, { "login", 0, 0, O_LOGIN },
 		{ "ehlo", 1, 0, O_EHLO }, { "from", 1, 0, O_FROM }, { "rcpt", 1, 0, O_RCPT },
 		{ "max-errors", 1, 0, O_MAXERR }, { "trace", 1, 0, O_TRACE },
 		{ "quickack", 0, 0, O_QUICKACK }, { "quiet", 0, 0, 'q' }, { "help", 0, 0, 'h' },
@@ -1208,6 +1214,7 @@ static void parse_args(int argc, char **argv)
 		case O_PRIORITY: O.priority = optarg; break;
 		case O_JSON: O.json = 1; break;
 		case O_IMAP: O.imap = 1; break;
+		case O_LOGIN: O.login = O.imap = 1; break;
 		case O_EHLO: O.ehlo = optarg; break;
 		case O_FROM: O.from = optarg; break;
 		case O_RCPT: O.rcpt = optarg; break;
@@ -1221,6 +1228,8 @@ static void parse_args(int argc, char **argv)
 		O.imap = 1;
 	if (O.script == SC_DATA && O.imap)
 		die("smtp-data is an SMTP script");
+	if (O.login && O.script != SC_IDLE)
+		die("--login goes with the idle script");
 	if (O.concurrency < 1 || O.threads < 1 || O.messages < 1 || O.ramp < 1)
 		die("concurrency, threads, messages and ramp must be at least 1");
 	if (O.threads > O.concurrency)
