@@ -8,6 +8,10 @@
  *
  * The wire format is glibc's (RFC 3164 as rsyslog and journald read it):
  * "<PRI>Mmm dd hh:mm:ss TAG[PID]: MESSAGE", local time, facility mail.
+ * Like glibc, a /dev/log that is a stream socket (syslog-ng's
+ * unix-stream) is connected as one, each line ended by a NUL byte; a line
+ * only partly sent closes that stream (the receiver sees the cut line end
+ * there, not run into the next one) and counts as dropped.
  * A receiver that went away (restarted) is reconnected, at most once a
  * second, so a missing /dev/log costs one failed call per second. */
 #include "syslog_send.h"
@@ -31,22 +35,37 @@
 #define SYSLOG_RETRY_SECONDS 1
 
 static int sl_fd = -1;
+static bool sl_stream;	/* sl_fd is a SOCK_STREAM: frames end with a NUL */
 static const char *sl_tag = "mailgate";
 static unsigned long long sl_dropped;	/* lines lost since the last one sent */
 static time_t sl_last_try;
 
-static int sl_connect(void)
+static int sl_connect_type(int type)
 {
 	struct sockaddr_un sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	memcpy(sa.sun_path, _PATH_LOG, sizeof(_PATH_LOG));	/* a short constant */
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
 		close(fd);
+		errno = e;
 		return -1;
+	}
+	return fd;
+}
+
+/* A datagram socket, or a stream one when /dev/log is that (EPROTOTYPE). */
+static int sl_connect(void)
+{
+	sl_stream = false;
+	int fd = sl_connect_type(SOCK_DGRAM);
+	if (fd < 0 && errno == EPROTOTYPE) {
+		fd = sl_connect_type(SOCK_STREAM);
+		sl_stream = fd >= 0;
 	}
 	return fd;
 }
@@ -113,8 +132,16 @@ static bool send_line(int prio, const char *line)
 			if (sl_fd < 0)
 				return false;
 		}
-		if (send(sl_fd, sb_str(&b), sb_len(&b), MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+		/* sb_str() is NUL-terminated: a stream's frame ends with it. */
+		size_t n = sb_len(&b) + (sl_stream ? 1 : 0);
+		ssize_t w = send(sl_fd, sb_str(&b), n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w == (ssize_t)n)
 			return true;
+		if (w >= 0) {	/* part of a stream frame: end it there */
+			close(sl_fd);
+			sl_fd = -1;
+			return false;
+		}
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS || errno == EINTR)
 			return false;	/* the receiver is behind: dropped, not waited for */
 		/* ECONNREFUSED, ENOTCONN...: the receiver restarted. */
