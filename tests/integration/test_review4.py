@@ -1,0 +1,95 @@
+"""Reproducers and guards from the hostile review of the performance
+changes (8fd3d8d..9e2ccf3: the DATA scanner's one-pass fast path, the TLS
+record-header read-ahead, freed heap kept mapped with wipes bounded by a
+high-water mark, ALPN armed by a ClientHello hook).
+
+  1. AuthSecretsTls: with freed heap kept mapped (xmem_keep_heap) an
+     unwiped copy of an AUTH secret is never given back to the kernel; a
+     wipe that covers only the bytes ever written (buf "used") must still
+     cover every copy. After AUTH PLAIN (initial response and
+     continuation) and AUTH LOGIN, over implicit TLS and in clear
+     (loopback), and again after 400 pipelined commands have regrown and
+     compacted the buffers, neither the password nor a base64 form of it,
+     nor the tail of either (what a freed buffer partly overwritten by
+     later data keeps), is anywhere in the worker's writable memory.
+     Not counting AUTH lines as written in buf_commit() fails the PLAIN
+     cases (a tail of the blob is found in the heap).
+"""
+import base64
+import os
+import time
+
+from mgtest import (GatewayTest, ScriptedSmtp, Smtp, free_port, listener, main, memory_find, smtpd_conf)
+
+
+def b64(b):
+    return base64.b64encode(b).decode()
+
+
+class AuthSecretsTls(GatewayTest):
+    """Secrets after AUTH are gone from the worker's memory (see above)."""
+
+    def run_form(self, form, mode):
+        pw = ("Pw-%s-secret" % os.urandom(8).hex()).encode()
+        user = b"alice.smith@example.org"
+        plain = b64(b"\0" + user + b"\0" + pw)
+        replies = {"EHLO": b"250-scripted.test\r\n250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n"}
+        if form == "plain-ir":
+            replies["AUTH"] = b"235 2.7.0 ok\r\n"
+        elif form == "plain-continuation":
+            replies["AUTH"] = b"334 \r\n"
+            replies[plain.upper() + "\r"] = b"235 2.7.0 ok\r\n"    # ScriptedSmtp keeps the CR
+        else:
+            replies["AUTH"] = b"334 VXNlcm5hbWU6\r\n"
+            replies[b64(user).upper() + "\r"] = b"334 UGFzc3dvcmQ6\r\n"
+            replies[b64(pw).upper() + "\r"] = b"235 2.7.0 ok\r\n"
+        up = ScriptedSmtp(replies)
+        self.addCleanup(up.stop)
+        p = free_port()
+        gw = self.gateway(smtpd_conf(self.pki, up.port, listener("l", p, mode)), [p])
+        c = Smtp(p, tls=mode == "implicit", timeout=30)
+        c.reply()
+        for _ in range(50):    # until the start-up probe has seen AUTH
+            if any("AUTH" in l for l in c.expect("EHLO x.test", 250)):
+                break
+            time.sleep(0.1)
+        if form == "plain-ir":
+            c.expect("AUTH PLAIN " + plain, 235)
+        elif form == "plain-continuation":
+            c.expect("AUTH PLAIN", 334)
+            c.expect(plain, 235)
+        else:
+            c.expect("AUTH LOGIN", 334)
+            c.expect(b64(user), 334)
+            c.expect(b64(pw), 235)
+        c.expect("NOOP", 250)
+        # Whole secrets and tails: a freed buffer partly overwritten by
+        # later data keeps only the end of a line (the password's end).
+        needles = [pw, pw[-14:], plain.encode(), plain.encode()[-16:], b64(pw).encode(), b64(pw).encode()[-16:]]
+        for n in needles:
+            self.assertEqual(memory_find(gw.worker_pid(), n), [], "%s/%s: %r after AUTH" % (form, mode, n))
+        # The session goes on: pipelined commands regrow and compact the
+        # buffers that held the secret (in the command phase, wiped ones).
+        c.send("NOOP\r\n" * 400)
+        for _ in range(400):
+            self.assertEqual(c.reply()[0], 250)
+        for n in needles:
+            self.assertEqual(memory_find(gw.worker_pid(), n), [], "%s/%s: %r after 400 commands" % (form, mode, n))
+        c.expect("QUIT", 221)
+        c.close()
+
+    def test_plain_initial_response(self):
+        self.run_form("plain-ir", "implicit")
+        self.run_form("plain-ir", "none")
+
+    def test_plain_continuation(self):
+        self.run_form("plain-continuation", "implicit")
+        self.run_form("plain-continuation", "none")
+
+    def test_login(self):
+        self.run_form("login", "implicit")
+        self.run_form("login", "none")
+
+
+if __name__ == "__main__":
+    main()
