@@ -14,12 +14,20 @@ high-water mark, ALPN armed by a ClientHello hook).
      later data keeps), is anywhere in the worker's writable memory.
      Not counting AUTH lines as written in buf_commit() fails the PLAIN
      cases (a tail of the blob is found in the heap).
+  2. ImapSecretTails (a finding, older than the performance work): after
+     every imapd login that reached the upstream (upstream NO or OK, any
+     login form) the whole PLAIN blob imapd sent to Dovecot - base64 of
+     the user's password - was left on the worker's stack:
+     gnutls_base64_encode2() encodes through a stack buffer (tmpres) it
+     never wipes. b64_encode() is now ours, writing straight into the
+     result the caller wipes, like b64_decode().
 """
 import base64
 import os
 import time
 
 from mgtest import (GatewayTest, ScriptedSmtp, Smtp, free_port, listener, main, memory_find, smtpd_conf)
+import test_imap_security
 
 
 def b64(b):
@@ -89,6 +97,21 @@ class AuthSecretsTls(GatewayTest):
     def test_login(self):
         self.run_form("login", "implicit")
         self.run_form("login", "none")
+
+
+
+class ImapSecretTails(test_imap_security.PasswordWiped):
+    """test_imap_security.PasswordWiped (every login form; upstream NO,
+    unavailable, OK) also looking for the tail of the password and the
+    PLAIN blob, whole and its tail."""
+
+    def login(self, form, user, pw):
+        self.blob = base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode())
+        return super().login(form, user, pw)
+
+    def assert_wiped(self, pw, what):
+        for n in (pw.encode(), pw.encode()[-14:], self.blob, self.blob[-16:]):
+            self.assertEqual(memory_find(self.gw.worker_pid(), n), [], "%s: %r" % (what, n))
 
 
 if __name__ == "__main__":
