@@ -24,9 +24,11 @@ high-water mark, ALPN armed by a ClientHello hook).
 """
 import base64
 import os
+import secrets
 import time
 
-from mgtest import (GatewayTest, ScriptedSmtp, Smtp, free_port, listener, main, memory_find, smtpd_conf)
+from mgtest import (GatewayTest, ScriptedSmtp, Smtp, free_port, imapd_conf, listener, main, memory_find,
+                    smtpd_conf)
 import test_imap_security
 
 
@@ -112,6 +114,27 @@ class ImapSecretTails(test_imap_security.PasswordWiped):
     def assert_wiped(self, pw, what):
         for n in (pw.encode(), pw.encode()[-14:], self.blob, self.blob[-16:]):
             self.assertEqual(memory_find(self.gw.worker_pid(), n), [], "%s: %r" % (what, n))
+
+
+
+class ImapSecretTailsTlsUpstream(ImapSecretTails):
+    """The same with Dovecot behind implicit TLS: the login goes out
+    through GnuTLS's record layer (client side) too."""
+
+    def setUp(self):
+        GatewayTest.setUp(self)
+        self.good = "Ok" + secrets.token_hex(12)
+        self.dc_port, dc_tls = free_port(), free_port()
+        self.dc = self.dovecot(imap_port=self.dc_port, imaps_port=dc_tls,
+                               users={"alice": "secret", "carol": self.good},
+                               tls_cert=self.pki + "/upstream.pem", tls_key=self.pki + "/upstream.key")
+        self.p_imaps = free_port()
+        conf = imapd_conf(self.pki, dc_tls, listener("imaps", self.p_imaps, "implicit"),
+                          upstream_extra='tls = "implicit"\n  tls_client = "dc"',
+                          extra='max_auth_failures = 10\ntls_client "dc" {\n  ca = "%s/ca.pem"\n'
+                                '  verify_name = "upstream.test"\n}\n' % self.pki)
+        self.gw = self.imap_gateway(conf, [self.p_imaps])
+        self.source = 20
 
 
 if __name__ == "__main__":
