@@ -21,13 +21,17 @@ high-water mark, ALPN armed by a ClientHello hook).
      gnutls_base64_encode2() encodes through a stack buffer (tmpres) it
      never wipes. b64_encode() is now ours, writing straight into the
      result the caller wipes, like b64_decode().
+  3. RecordCuts: the TLS record-header read-ahead (transport_pull) under
+     ciphertext cut at every offset, and an EOF inside a record header.
+     Not advancing the read-ahead's offset, or dropping it, fails both.
 """
 import base64
 import os
+import socket
 import secrets
 import time
 
-from mgtest import (GatewayTest, ScriptedSmtp, Smtp, free_port, imapd_conf, listener, main, memory_find,
+from mgtest import (BioTls, GatewayTest, ScriptedSmtp, Smtp, free_port, imapd_conf, listener, main, memory_find,
                     smtpd_conf)
 import test_imap_security
 
@@ -135,6 +139,82 @@ class ImapSecretTailsTlsUpstream(ImapSecretTails):
                                 '  verify_name = "upstream.test"\n}\n' % self.pki)
         self.gw = self.imap_gateway(conf, [self.p_imaps])
         self.source = 20
+
+
+
+class RecordCuts(GatewayTest):
+    """The TLS pull function reads the next record's header with a
+    record's body into a 5-octet read-ahead. A message sent in ~300 small
+    records whose ciphertext reaches the gateway cut at every offset
+    (pieces of 1 to 13 octets, each its own segment) arrives at the
+    upstream byte for byte; a stream that ends inside a record header
+    (after 1 to 4 of its octets) ends the session with nothing
+    delivered and no hang."""
+
+    def setUp(self):
+        super().setUp()
+        self.up = self.sink()
+        self.p = free_port()
+        self.gw = self.gateway(smtpd_conf(self.pki, self.up.port, listener("smtps", self.p, "implicit")),
+                               [self.p])
+
+    def client(self):
+        c = BioTls(self.p, timeout=20)
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.assertTrue(c.line().startswith("220"))
+        for cmd, code in (("EHLO x.test", "250 "), ("MAIL FROM:<a@test.example>", "250"),
+                          ("RCPT TO:<u@example.org>", "250"), ("DATA", "354")):
+            c.send(cmd + "\r\n")
+            while True:
+                line = c.line()
+                if line.startswith(code[:3] + " ") or not line.startswith(code[:3]):
+                    break
+            self.assertTrue(line.startswith(code[:3] + " "), "%s -> %s" % (cmd, line))
+        return c
+
+    def records(self, c, data):
+        """data written as records of 1 to 40 octets; their ciphertext."""
+        i, k = 0, 0
+        while i < len(data):
+            n = 1 + (k * 7) % 40
+            c.tls.write(data[i:i + n])
+            i, k = i + n, k + 1
+        return c.outgoing.read()
+
+    def cut_send(self, c, wire):
+        i, k = 0, 0
+        while i < len(wire):
+            n = 1 + k % 13
+            c.sock.sendall(wire[i:i + n])
+            time.sleep(0.0005)
+            i, k = i + n, k + 1
+
+    def test_every_cut(self):
+        c = self.client()
+        body = b"".join(b"Line %04d of a message cut into small TLS records.\r\n" % n for n in range(200))
+        msg = b"Subject: cuts\r\n\r\n" + body
+        self.cut_send(c, self.records(c, msg + b".\r\n"))
+        self.assertTrue(c.line().startswith("250 "))
+        got = self.up.wait_messages(1)
+        self.assertEqual(len(got), 1)
+        lf = body.replace(b"\r\n", b"\n")    # smtp-sink's dump has LF line ends
+        self.assertIn(b"\n\n" + lf, got[0].raw)
+        self.assertEqual(got[0].raw.count(b"Line "), 200)
+
+    def test_eof_inside_a_header(self):
+        for keep in (1, 2, 3, 4):
+            c = self.client()
+            wire = self.records(c, b"Subject: cut\r\n\r\nbody\r\n")
+            c.tls.write(b".\r\n")
+            tail = c.outgoing.read()
+            self.cut_send(c, wire + tail[:keep])    # the final dot's record: only its header's start
+            c.sock.shutdown(socket.SHUT_WR)
+            t0 = time.time()
+            c.read_to_end()    # the gateway closes (no reply owed to a cut message)
+            self.assertLess(time.time() - t0, 10)
+            c.close()
+        time.sleep(0.5)
+        self.assertEqual(self.up.messages(), [])
 
 
 if __name__ == "__main__":
