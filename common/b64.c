@@ -1,10 +1,11 @@
-/* b64: strict validation and decoding are ours (GnuTLS is lenient about
- * whitespace, and its decoder leaves copies of what it decoded - a SASL
- * password - where nobody wipes them); encoding is GnuTLS's. */
+/* b64: strict validation, decoding and encoding, all ours: GnuTLS is
+ * lenient about whitespace, and both its decoder and its encoder leave
+ * copies of what they handled - a SASL password, a PLAIN blob - where
+ * nobody wipes them (gnutls_base64_encode2 encodes through a buffer on
+ * its stack). */
 #include "b64.h"
 #include "xmem.h"
 
-#include <gnutls/gnutls.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -68,17 +69,22 @@ int b64_decode(const char *s, size_t len, unsigned char **out, size_t *outlen)
 	return 0;
 }
 
+/* Written straight into the result, for the same reason as the decoder:
+ * a PLAIN blob is as good as the password, and GnuTLS's encoder leaves
+ * the last 48 octets' encoding in a stack buffer it never wipes. */
 char *b64_encode(const void *p, size_t len)
 {
-	gnutls_datum_t in, res = { NULL, 0 };
-	if (len == 0)
-		return xstrdup("");
-	in.data = (unsigned char *)(uintptr_t)p;
-	in.size = (unsigned)len;
-	if (gnutls_base64_encode2(&in, &res) < 0)
-		return xstrdup("");
-	char *s = xmemdup0(res.data, res.size);
-	gnutls_memset(res.data, 0, res.size);	/* a PLAIN blob, as good as the password */
-	gnutls_free(res.data);
+	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *in = p;
+	char *s = xmalloc((len + 2) / 3 * 4 + 1), *o = s;
+	for (size_t i = 0; i < len; i += 3) {
+		size_t n = len - i < 3 ? len - i : 3;
+		unsigned v = (unsigned)in[i] << 16 | (n > 1 ? (unsigned)in[i + 1] << 8 : 0u) | (n > 2 ? in[i + 2] : 0u);
+		*o++ = abc[v >> 18 & 63];
+		*o++ = abc[v >> 12 & 63];
+		*o++ = n > 1 ? abc[v >> 6 & 63] : '=';
+		*o++ = n > 2 ? abc[v & 63] : '=';
+	}
+	*o = '\0';
 	return s;
 }

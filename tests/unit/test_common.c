@@ -158,6 +158,24 @@ static void test_b64(void)
 	char *e = b64_encode("\0bob\0pw", 7);
 	CU_ASSERT_STRING_EQUAL(e, "AGJvYgBwdw==");
 	free(e);
+	/* RFC 4648 §10, and every byte value through a round trip. */
+	static const char *vec[] = { "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy" };
+	for (size_t i = 0; i < 7; i++) {
+		e = b64_encode("foobar", i);
+		CU_ASSERT_STRING_EQUAL(e, vec[i]);
+		free(e);
+	}
+	unsigned char all[256];
+	for (size_t i = 0; i < 256; i++)
+		all[i] = (unsigned char)(255 - i);
+	for (size_t len = 1; len <= 256; len += 17) {
+		e = b64_encode(all, len);
+		CU_ASSERT_EQUAL(strlen(e), (len + 2) / 3 * 4);
+		CU_ASSERT_EQUAL_FATAL(b64_decode(e, strlen(e), &out, &n), 0);
+		CU_ASSERT(n == len && memcmp(out, all, len) == 0);
+		free(out);
+		free(e);
+	}
 }
 
 static void test_buf(void)
