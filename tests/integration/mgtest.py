@@ -101,6 +101,36 @@ def client_context(ca=True, alpn=None, maxver=None, ciphers=None):
     return ctx
 
 
+# The start of every script run_with_private_dev() runs: as root in its
+# own mount namespace (unshare -m), /dev becomes a private tmpfs holding
+# only null, zero, random and urandom, so the script can put its own
+# socket at /dev/log without touching the machine's logger. The script
+# gets the daemon binary, its config and its port as smtpd, conf, port.
+PRIVATE_DEV_PRELUDE = r'''
+import json, os, socket, subprocess, sys, threading, time
+smtpd, conf, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "none", "/dev"], check=True)
+for name, minor in (("null", 3), ("zero", 5), ("random", 8), ("urandom", 9)):
+    os.mknod("/dev/" + name, 0o20666, os.makedev(1, minor))
+    os.chmod("/dev/" + name, 0o666)
+'''
+
+
+def run_with_private_dev(test, tmp, name, script, daemon, conf, port, timeout=120):
+    """Runs PRIVATE_DEV_PRELUDE + script in a private mount namespace
+    (skips the test without unshare); the script's last line of output is
+    JSON, returned decoded. Fails the test if the script fails."""
+    import json
+    if not shutil.which("unshare"):
+        test.skipTest("no unshare")
+    helper = tmp.file(name, PRIVATE_DEV_PRELUDE + script)
+    r = subprocess.run(["unshare", "-m", sys.executable, helper, daemon, conf, str(port)],
+                       capture_output=True, text=True, timeout=timeout)
+    test.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+    return json.loads(r.stdout.splitlines()[-1])
+
+
 class TempDir:
     def __init__(self, prefix="mgtest-"):
         self.path = tempfile.mkdtemp(prefix=prefix)

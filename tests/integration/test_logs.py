@@ -16,15 +16,13 @@ import pty
 import pwd
 import re
 import select
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 
-from mgtest import (IMAPD, SMTPD, GatewayTest, Smtp, free_port, listener, main, smtpd_conf,
-                    stop_by_pidfile)
+from mgtest import (SMTPD, GatewayTest, Smtp, free_port, listener, main, run_with_private_dev,
+                    smtpd_conf, stop_by_pidfile)
 
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 NOBODY = pwd.getpwnam("nobody")
@@ -341,16 +339,10 @@ class Logs(GatewayTest):
         """In a private mount namespace with its own /dev: without /dev/log
         -t warns; with a socket there, no warning, and the daemon's lines
         arrive at it with facility mail."""
-        if not shutil.which("unshare"):
-            self.skipTest("no unshare")
         p = free_port()
         conf = self.tmp.file("s.conf", self.conf(p, '"syslog"').replace(
             "hostname =", 'pidfile = "%s"\nhostname =' % self.tmp.file("s.pid"), 1))
-        helper = self.tmp.file("syslog_ns.py", SYSLOG_NS)
-        r = subprocess.run(["unshare", "-m", sys.executable, helper, SMTPD, conf, str(p)],
-                           capture_output=True, text=True, timeout=120)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        res = json.loads(r.stdout.splitlines()[-1])
+        res = run_with_private_dev(self, self.tmp, "syslog_ns.py", SYSLOG_NS, SMTPD, conf, p)
         n = 1 + next(i for i, l in enumerate(open(conf).read().splitlines()) if l.startswith("log_target"))
         self.assertEqual(res["check_without"][0], 0)
         self.assertIn("%s:%d: warning: log_target = syslog, but /dev/log: No such file or directory" % (conf, n),
@@ -366,16 +358,10 @@ class Logs(GatewayTest):
         """A syslog receiver that stops reading (its queue full) must not
         stop the worker: sessions go on, the lines that found the queue
         full are dropped, and the first line through says how many."""
-        if not shutil.which("unshare"):
-            self.skipTest("no unshare")
         p = free_port()
         conf = self.tmp.file("s.conf", self.conf(p, '"syslog"').replace(
             "hostname =", 'pidfile = "%s"\nhostname =' % self.tmp.file("s.pid"), 1))
-        helper = self.tmp.file("syslog_full.py", SYSLOG_FULL)
-        r = subprocess.run(["unshare", "-m", sys.executable, helper, SMTPD, conf, str(p)],
-                           capture_output=True, text=True, timeout=120)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        res = json.loads(r.stdout.splitlines()[-1])
+        res = run_with_private_dev(self, self.tmp, "syslog_full.py", SYSLOG_FULL, SMTPD, conf, p)
         # Every session was answered while nobody read the log socket.
         self.assertEqual(res["stalled_sessions"], ["221", "221", "221"], res)
         grams = res["datagrams"]
@@ -390,18 +376,10 @@ class Logs(GatewayTest):
         # asserted either way.)
 
 
-# Run as root in its own mount namespace (unshare -m): /dev becomes a
-# private tmpfs with null, zero, urandom and random; -t runs without
+# Run by run_with_private_dev (a private /dev): -t runs without
 # /dev/log, then with a datagram socket bound there, which then collects
 # what the daemon sends during one session.
 SYSLOG_NS = r'''
-import json, os, socket, subprocess, sys, threading, time
-smtpd, conf, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-subprocess.run(["mount", "--make-rprivate", "/"], check=True)
-subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "none", "/dev"], check=True)
-for name, minor in (("null", 3), ("zero", 5), ("random", 8), ("urandom", 9)):
-    os.mknod("/dev/" + name, 0o20666, os.makedev(1, minor))
-    os.chmod("/dev/" + name, 0o666)
 res = {}
 r = subprocess.run([smtpd, "-t", "-c", conf], capture_output=True, text=True)
 res["check_without"] = [r.returncode, r.stderr]
@@ -444,13 +422,6 @@ print(json.dumps(res))
 # not read while three sessions run; then it is drained and one more
 # session runs.
 SYSLOG_FULL = r'''
-import json, os, socket, subprocess, sys, threading, time
-smtpd, conf, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-subprocess.run(["mount", "--make-rprivate", "/"], check=True)
-subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "none", "/dev"], check=True)
-for name, minor in (("null", 3), ("zero", 5), ("random", 8), ("urandom", 9)):
-    os.mknod("/dev/" + name, 0o20666, os.makedev(1, minor))
-    os.chmod("/dev/" + name, 0o666)
 res = {}
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind("/dev/log")

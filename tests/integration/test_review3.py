@@ -12,31 +12,20 @@ the gateway must do.
      on), while in DATA any body byte is progress (timeout_data): a slow
      body line is not cut. No test guarded either switch.
 """
-import json
 import re
-import shutil
-import subprocess
-import sys
 import time
 
-from mgtest import SMTPD, GatewayTest, Smtp, free_port, listener, main, message, send_message, smtpd_conf
+from mgtest import (SMTPD, GatewayTest, Smtp, free_port, listener, main, message, run_with_private_dev,
+                    send_message, smtpd_conf)
 from test_slowloris import peer_closed, trickle
 
 TIMEOUT = 3
 SLACK = 2.0
 
 
-# Run as root in its own mount namespace (unshare -m): /dev becomes a
-# private tmpfs; /dev/log is a *stream* socket whose connections are read
+# Run by run_with_private_dev (a private /dev); /dev/log is a *stream* socket whose connections are read
 # as NUL-terminated frames; one session runs.
 SYSLOG_STREAM = r'''
-import json, os, socket, subprocess, sys, threading, time
-smtpd, conf, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-subprocess.run(["mount", "--make-rprivate", "/"], check=True)
-subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "none", "/dev"], check=True)
-for name, minor in (("null", 3), ("zero", 5), ("random", 8), ("urandom", 9)):
-    os.mknod("/dev/" + name, 0o20666, os.makedev(1, minor))
-    os.chmod("/dev/" + name, 0o666)
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.bind("/dev/log")
 os.chmod("/dev/log", 0o666)
@@ -86,19 +75,13 @@ class SyslogStream(GatewayTest):
     def test_stream_dev_log_gets_the_lines(self):
         """/dev/log a stream socket: the lines arrive there, one
         NUL-terminated frame each, facility mail, tagged with the pid."""
-        if not shutil.which("unshare"):
-            self.skipTest("no unshare")
         p = free_port()
         up = self.sink()
         conf = smtpd_conf(self.pki, up.port, listener("local", p, "none"))
         conf = conf.replace('log_target = "stderr"', 'log_target = "syslog"').replace(
             "hostname =", 'pidfile = "%s"\nhostname =' % self.tmp.file("s.pid"), 1)
         path = self.tmp.file("s.conf", conf)
-        helper = self.tmp.file("syslog_stream.py", SYSLOG_STREAM)
-        r = subprocess.run(["unshare", "-m", sys.executable, helper, SMTPD, path, str(p)],
-                           capture_output=True, text=True, timeout=120)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        res = json.loads(r.stdout.splitlines()[-1])
+        res = run_with_private_dev(self, self.tmp, "syslog_stream.py", SYSLOG_STREAM, SMTPD, path, p)
         self.assertEqual(res["start"][0], 0, res)
         frames = res["frames"]
         self.assertTrue(any(re.match(r"<22>\w{3} [ \d]\d \d\d:\d\d:\d\d mailgate-smtpd\[\d+\]: "
