@@ -22,7 +22,13 @@ for t in $targets; do
   work=$(mktemp -d)
   cp "$top/tests/fuzz/corpus/$t/"* "$work/"
   opts="-max_len=4096"
-  case $t in *_session) opts="-max_len=8192" ;; esac
+  # Whole sessions light up ~30,000 coverage features per input; libFuzzer's
+  # entropic schedule then spends most of its time keeping per-input feature
+  # frequencies (UpdateFeatureFrequency was 51 % of the CPU under perf). Off,
+  # the session targets run 3-5x more inputs in the same time and reach more
+  # coverage (20 s, same seeds: smtp 1,758 -> 8,163 runs, cov 7,994 -> 8,023;
+  # imap 2,896 -> 8,171 runs, cov 7,095 -> 7,217).
+  case $t in *_session) opts="-max_len=8192 -entropic=0" ;; esac
   [ -f "$top/tests/fuzz/$t.dict" ] && opts="$opts -dict=$top/tests/fuzz/$t.dict"
   echo "== fuzz_$t for ${secs}s"
   # No pipe here: the fuzzer's exit status is what fails the run.
