@@ -34,6 +34,11 @@ struct conn {
 	ev_timer timer;
 	double timeout, last;
 	struct buf in, out;
+	/* Zero-copy input (read_view): the unread plaintext of one TLS
+	 * record, still in the TLS layer's record buffer. Only while in is
+	 * empty; what the owner leaves of it moves into in at the next read. */
+	const char *view;
+	size_t view_len;
 	size_t in_max;
 	struct tls_session *tls;
 	conn_cb cb;
@@ -48,6 +53,17 @@ struct conn {
 };
 
 static struct ev_loop *loop;
+
+static size_t in_len(const struct conn *c)
+{
+	return c->in.len + c->view_len;
+}
+
+/* Decrypted bytes the TLS layer holds beyond the view handed out. */
+static bool tls_more(struct conn *c)
+{
+	return tls_pending(c->tls) > c->view_len;
+}
 
 void conn_loop_init(void)
 {
@@ -139,7 +155,7 @@ static void conn_arm(struct conn *c)
 		r = !c->hs_want_write;
 		w = c->hs_want_write;
 	} else {
-		r = (c->reading && !c->eof && c->in.len < c->in_max && !c->read_wants_write) ||
+		r = (c->reading && !c->eof && in_len(c) < c->in_max && !c->read_wants_write) ||
 		    c->write_wants_read;
 		w = (c->out.len && !c->write_wants_read) || c->read_wants_write ||
 		    (c->want_drained && !c->out.len) ||
@@ -323,7 +339,7 @@ void conn_set_timeout(struct conn *c, double seconds)
 
 static void feed_if_tls_pending(struct conn *c)
 {
-	if (c->tls_ready && c->reading && c->in.len < c->in_max && tls_pending(c->tls))
+	if (c->tls_ready && c->reading && in_len(c) < c->in_max && tls_more(c))
 		ev_feed_event(loop, &c->rio, EV_READ);
 }
 
@@ -344,18 +360,32 @@ void conn_read_stop(struct conn *c)
 
 size_t conn_in_len(const struct conn *c)
 {
-	return c->in.len;
+	return in_len(c);
 }
 
 const char *conn_in_data(const struct conn *c)
 {
-	return buf_head(&c->in);
+	return c->view ? c->view : buf_head(&c->in);
+}
+
+static void view_consume(struct conn *c, size_t n)
+{
+	if (n > c->view_len)
+		n = c->view_len;
+	tls_view_consume(c->tls, n);
+	c->view += n;
+	c->view_len -= n;
+	if (!c->view_len)
+		c->view = NULL;
 }
 
 void conn_in_consume(struct conn *c, size_t n)
 {
-	bool was_full = c->in.len >= c->in_max;
-	buf_consume(&c->in, n);
+	bool was_full = in_len(c) >= c->in_max;
+	if (c->view)
+		view_consume(c, n);
+	else
+		buf_consume(&c->in, n);
 	if (was_full && !c->failed)
 		conn_arm(c);
 	feed_if_tls_pending(c);
@@ -363,6 +393,8 @@ void conn_in_consume(struct conn *c, size_t n)
 
 void conn_in_clear(struct conn *c)
 {
+	if (c->view)
+		view_consume(c, c->view_len);
 	buf_clear(&c->in);
 	if (!c->failed)
 		conn_arm(c);
@@ -370,11 +402,15 @@ void conn_in_clear(struct conn *c)
 
 bool conn_in_full(const struct conn *c)
 {
-	return c->in.len >= c->in_max;
+	return in_len(c) >= c->in_max;
 }
 
 size_t conn_in_line_end(const struct conn *c)
 {
+	if (c->view) {
+		const char *lf = memchr(c->view, '\n', c->view_len);
+		return lf ? (size_t)(lf - c->view) + 1 : 0;
+	}
 	long i = buf_find_lf(&c->in, 0);
 	return i < 0 ? 0 : (size_t)i + 1;
 }
@@ -434,10 +470,58 @@ static void flush(struct conn *c)
 	shut_write_step(c);
 }
 
+/* One TLS record's plaintext as the input, without copying it out of
+ * the TLS layer: for an empty input queue on a conn that is not
+ * sensitive (a relay, a DATA body: bytes the owner takes whole and
+ * passes on). Returns the bytes, 0 when none came (eof/failed set). */
+static size_t read_view(struct conn *c)
+{
+	const char *p;
+	ssize_t r = tls_recv_view(c->tls, &p);
+	if (r == TLS_WANT_READ)
+		return 0;
+	if (r == TLS_WANT_WRITE) {
+		c->read_wants_write = 1;
+		return 0;
+	}
+	if (r == TLS_CLOSED) {
+		c->eof = 1;
+		return 0;
+	}
+	if (r < 0) {
+		fail(c, tls_reason(c->tls));
+		return 0;
+	}
+	c->read_wants_write = 0;
+	c->view = p;
+	c->view_len = (size_t)r;
+	return (size_t)r;
+}
+
+static void note_input(struct conn *c, size_t total)
+{
+	c->bytes_in += total;
+	/* A slowloris trickling a line that never ends must not keep its
+	 * session alive: with line_activity, input counts as activity only
+	 * when it completes a line. */
+	if (!c->line_activity || memchr(conn_in_data(c) + in_len(c) - total, '\n', total))
+		touch(c);
+}
+
 /* Reads while there is room. Returns the number of bytes queued. */
 static size_t read_some(struct conn *c)
 {
 	size_t total = 0;
+	if (c->view) {	/* the owner left part of a record: queue it, read on */
+		buf_append(&c->in, c->view, c->view_len);
+		view_consume(c, c->view_len);
+	}
+	if (c->tls && !c->sensitive && !c->in.len && c->in_max && !c->eof && !c->failed) {
+		total = read_view(c);
+		if (total)
+			note_input(c, total);
+		return total;
+	}
 	while (c->in.len < c->in_max && total < READ_BUDGET && !c->eof && !c->failed) {
 		size_t room = c->in_max - c->in.len, avail;
 		if (room > READ_CHUNK)
@@ -481,14 +565,8 @@ static size_t read_some(struct conn *c)
 	}
 	if (c->in.len == 0)
 		buf_clear(&c->in);	/* release a buffer reserved in vain */
-	if (total) {
-		c->bytes_in += total;
-		/* A slowloris trickling a line that never ends must not keep
-		 * its session alive: with line_activity, input counts as
-		 * activity only when it completes a line. */
-		if (!c->line_activity || buf_find_lf(&c->in, c->in.len - total) >= 0)
-			touch(c);
-	}
+	if (total)
+		note_input(c, total);
 	return total;
 }
 
@@ -538,8 +616,8 @@ static void conn_io(struct conn *c)
 			got = read_some(c);
 	}
 	conn_arm(c);
-	if (got || (kicked && c->in.len && !c->failed)) {
-		if (c->eof || c->failed || (c->tls_ready && tls_pending(c->tls) && c->reading))
+	if (got || (kicked && in_len(c) && !c->failed)) {
+		if (c->eof || c->failed || (c->tls_ready && tls_more(c) && c->reading))
 			ev_feed_event(loop, &c->rio, EV_READ);
 		c->cb(c, CONN_EV_READ, c->arg);
 		return;

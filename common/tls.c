@@ -407,6 +407,35 @@ static ssize_t recv_wiped(struct tls_session *s, void *buf, size_t len)
 	return take_held(s, buf, len);
 }
 
+/* What a failed or short gnutls_record_recv*() means: TLS_CLOSED,
+ * TLS_WANT_*, TLS_FAILED, or 0 for "try again" (a non-fatal error). */
+static ssize_t recv_result(struct tls_session *s, ssize_t r)
+{
+	if (r == 0)
+		return TLS_CLOSED;
+	if ((r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) && starved(s))
+		r = GNUTLS_E_PREMATURE_TERMINATION;	/* the FIN, at a record boundary or not */
+	else if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+		return want(s);
+	if (r == GNUTLS_E_PREMATURE_TERMINATION) {
+		tls_set_reason(s, "connection closed without close_notify");
+		return TLS_CLOSED;
+	}
+	if (r == GNUTLS_E_REHANDSHAKE) {
+		tls_set_reason(s, "renegotiation refused");
+		return TLS_FAILED;
+	}
+	if (!gnutls_error_is_fatal((int)r))
+		return 0;
+	if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
+		tls_set_reason(s, "peer sent alert %s", gnutls_alert_get_name(gnutls_alert_get(s->gs)));
+	else if (transport_error((int)r))
+		transport_failure(s, (int)r);
+	else
+		tls_set_reason(s, "%s", gnutls_strerror((int)r));
+	return TLS_FAILED;
+}
+
 ssize_t tls_recv(struct tls_session *s, void *buf, size_t len)
 {
 	if (s->held)
@@ -415,31 +444,41 @@ ssize_t tls_recv(struct tls_session *s, void *buf, size_t len)
 		ssize_t r = s->wipe ? recv_wiped(s, buf, len) : gnutls_record_recv(s->gs, buf, len);
 		if (r > 0)
 			return r;
-		if (r == 0)
-			return TLS_CLOSED;
-		if ((r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) && starved(s))
-			r = GNUTLS_E_PREMATURE_TERMINATION;	/* the FIN, at a record boundary or not */
-		else if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
-			return want(s);
-		if (r == GNUTLS_E_PREMATURE_TERMINATION) {
-			tls_set_reason(s, "connection closed without close_notify");
-			return TLS_CLOSED;
-		}
-		if (r == GNUTLS_E_REHANDSHAKE) {
-			tls_set_reason(s, "renegotiation refused");
-			return TLS_FAILED;
-		}
-		if (!gnutls_error_is_fatal((int)r))
-			continue;
-		if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
-			tls_set_reason(s, "peer sent alert %s",
-				       gnutls_alert_get_name(gnutls_alert_get(s->gs)));
-		else if (transport_error((int)r))
-			transport_failure(s, (int)r);
-		else
-			tls_set_reason(s, "%s", gnutls_strerror((int)r));
-		return TLS_FAILED;
+		if ((r = recv_result(s, r)) != 0)
+			return r;
 	}
+}
+
+ssize_t tls_recv_view(struct tls_session *s, const char **p)
+{
+	gnutls_datum_t d;
+	while (!s->held) {
+		gnutls_packet_t pk = NULL;
+		ssize_t r = gnutls_record_recv_packet(s->gs, &pk);
+		if (r > 0 && pk) {
+			s->held = pk;
+			s->held_off = 0;
+			break;
+		}
+		if (pk)
+			gnutls_packet_deinit(pk);
+		if ((r = recv_result(s, r)) != 0)
+			return r;
+	}
+	gnutls_packet_get(s->held, &d, NULL);
+	*p = (const char *)d.data + s->held_off;
+	return (ssize_t)(d.size - s->held_off);
+}
+
+void tls_view_consume(struct tls_session *s, size_t n)
+{
+	gnutls_datum_t d;
+	if (!s->held)
+		return;
+	gnutls_packet_get(s->held, &d, NULL);
+	s->held_off += n;
+	if (s->held_off >= d.size)
+		drop_held(s);
 }
 
 ssize_t tls_send(struct tls_session *s, const void *buf, size_t len)

@@ -155,6 +155,14 @@ void tls_session_free(struct tls_session **s);
 int tls_handshake(struct tls_session *s);
 /* > 0: bytes read; or TLS_CLOSED / TLS_WANT_* / TLS_FAILED. */
 ssize_t tls_recv(struct tls_session *s, void *buf, size_t len);
+/* Zero-copy receive: the unread plaintext of the current record, left
+ * inside GnuTLS's record buffer (no copy out). Returns its length (> 0)
+ * with *p pointing at it, or TLS_CLOSED / TLS_WANT_* / TLS_FAILED as
+ * tls_recv. The bytes stay valid until tls_view_consume() takes them
+ * all, tls_recv() copies them out, or the session is freed; they are
+ * counted by tls_pending(). Wiped when released if tls_set_wipe is on. */
+ssize_t tls_recv_view(struct tls_session *s, const char **p);
+void tls_view_consume(struct tls_session *s, size_t n);
 /* > 0: bytes consumed. After TLS_WANT_*, call again with the same (or a
  * longer) buffer: the interrupted record is completed first. */
 ssize_t tls_send(struct tls_session *s, const void *buf, size_t len);

@@ -86,7 +86,7 @@ struct tls_session {
 	int io_errno;		/* the last socket error the transport saw (not EAGAIN) */
 	gnutls_session_t gs;
 	int fd;
-	gnutls_packet_t held;	/* wipe: the record being handed out */
+	gnutls_packet_t held;	/* the record being handed out (wipe, tls_recv_view) */
 	size_t held_off;	/* bytes of it already handed out */
 	struct tls_server *srv;
 	struct tls_client *cli;

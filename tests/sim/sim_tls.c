@@ -409,12 +409,9 @@ static void need_ready(struct tls_session *s, const char *call)
 		sim_fail("%s on fd %d before the handshake completed", call, sim_sock_fd(s->sock));
 }
 
-ssize_t tls_recv(struct tls_session *s, void *buf, size_t len)
+/* A "record" from the socket into s->in when none is left: > 0, or TLS_*. */
+static ssize_t fill_record(struct tls_session *s)
 {
-	S(s);
-	need_ready(s, "tls_recv");
-	if (!len)
-		sim_fail("tls_recv with an empty buffer");
 	if (!s->in_len) {
 		if (!s->in && !(s->in = malloc(RECORD_MAX)))
 			abort();
@@ -432,11 +429,42 @@ ssize_t tls_recv(struct tls_session *s, void *buf, size_t len)
 		s->in_off = 0;
 		s->in_len = (size_t)r;
 	}
+	return (ssize_t)s->in_len;
+}
+
+ssize_t tls_recv(struct tls_session *s, void *buf, size_t len)
+{
+	S(s);
+	need_ready(s, "tls_recv");
+	if (!len)
+		sim_fail("tls_recv with an empty buffer");
+	ssize_t r = fill_record(s);
+	if (r < 0)
+		return r;
 	size_t n = len < s->in_len ? len : s->in_len;
 	memcpy(buf, s->in + s->in_off, n);
 	s->in_off += n;
 	s->in_len -= n;
 	return (ssize_t)n;
+}
+
+ssize_t tls_recv_view(struct tls_session *s, const char **p)
+{
+	S(s);
+	need_ready(s, "tls_recv_view");
+	ssize_t r = fill_record(s);
+	if (r > 0)
+		*p = (const char *)s->in + s->in_off;
+	return r;
+}
+
+void tls_view_consume(struct tls_session *s, size_t n)
+{
+	S(s);
+	if (n > s->in_len)
+		sim_fail("tls_view_consume of %zu octets, %zu held", n, s->in_len);
+	s->in_off += n;
+	s->in_len -= n;
 }
 
 ssize_t tls_send(struct tls_session *s, const void *buf, size_t len)
