@@ -104,6 +104,7 @@ static void dot_reply(struct smtp_session *ss, const struct smtp_reply *r)
 	smtp_reply_relay(ss, r);
 	if (r->code >= 200 && r->code < 300) {
 		ss->delivered++;
+		ss->junk = 0;	/* as Postfix: a delivered message earns new junk commands */
 		metrics_message();
 	}
 	smtp_reset_tx(ss);
