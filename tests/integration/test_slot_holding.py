@@ -15,6 +15,7 @@ administrator expects, and how each is closed (as Postfix does):
   success goes on as a logged-in session."""
 import select
 import socket
+import ssl
 import threading
 import time
 
@@ -87,6 +88,19 @@ class Junk(GatewayTest):
         self.assertEqual(c.cmd("NOOP")[0], 250)           # error 3: the limit
         self.assertEqual(c.reply(), (421, ["421 4.7.0 Too many errors"]))
 
+    def test_pipelined_flood_ends_at_the_limit(self):
+        # Hostile: 500 NOOPs in one burst. Exactly JUNK_LIMIT + MAX_ERRORS
+        # are answered 250, then 421 4.7.0 and the close - no hang, no
+        # reply for the rest.
+        c = self.session()
+        c.send("NOOP\r\n" * 500)
+        c.sock.settimeout(5)
+        lines = c.read_to_end().decode().split("\r\n")
+        self.assertEqual(lines[-1], "")
+        lines = lines[:-1]
+        self.assertEqual(lines[:-1], ["250 2.0.0 OK"] * (JUNK_LIMIT + MAX_ERRORS))
+        self.assertEqual(lines[-1], "421 4.7.0 Too many errors")
+
     def test_delivered_message_resets_the_count(self):
         # Postfix: "The junk command count is reset after mail is delivered."
         c = self.session()
@@ -102,14 +116,15 @@ class DataRate(GatewayTest):
     def setUp(self):
         super().setUp()
         self.up = self.sink()
-        self.port = free_port()
+        self.port, self.p_tls = free_port(), free_port()
         conf = smtpd_conf(self.pki, self.up.port,
-                          listener("local", self.port, "none", 'relay_networks = "127.0.0.1/32"'),
+                          listener("local", self.port, "none", 'relay_networks = "127.0.0.1/32"') +
+                          listener("smtps", self.p_tls, "implicit", 'relay_networks = "127.0.0.1/32"'),
                           extra="timeout_data = %d\nmin_data_rate = %d" % (TIMEOUT_DATA, MIN_RATE))
-        self.gw = self.gateway(conf, [self.port])
+        self.gw = self.gateway(conf, [self.port, self.p_tls])
 
-    def start_data(self):
-        c = Smtp(self.port, timeout=5)
+    def start_data(self, tls=False):
+        c = Smtp(self.p_tls if tls else self.port, tls=tls, timeout=5)
         self.assertEqual(c.reply()[0], 220)
         c.expect("EHLO rate.test", 250)
         c.expect("MAIL FROM:<s@test.example>", 250)
@@ -121,7 +136,15 @@ class DataRate(GatewayTest):
         # 10 bytes/s, a tenth of min_data_rate: each byte buys 10 ms, so
         # the 2 s deadline moves on by 0.1 s per second - cut at ~2.2 s.
         # (Before min_data_rate every byte reset timeout_data: never cut.)
-        c = self.start_data()
+        self.trickle(self.start_data())
+
+    def test_trickle_over_tls_counts_plaintext(self):
+        # Hostile: over TLS each byte is a record of ~23 octets on the
+        # wire, above the rate if ciphertext counted; the rate is of
+        # message bytes (after TLS), so this is cut as well.
+        self.trickle(self.start_data(tls=True))
+
+    def trickle(self, c):
         body = message("trickled", "x" * 200 + "\r\n")
         t0, cut, got, i = time.time(), None, b"", 0
         while time.time() - t0 < 15:
@@ -129,15 +152,18 @@ class DataRate(GatewayTest):
             if r:
                 try:
                     data = c.sock.recv(4096)
-                except ConnectionResetError:
+                except ssl.SSLWantReadError:
+                    data = None
+                except (ConnectionResetError, ssl.SSLError):
                     data = b""
+            if r and data is not None:
                 got += data
                 if not data:
                     cut = time.time() - t0
                     break
             try:
                 c.sock.sendall(body[i:i + 1])
-            except (BrokenPipeError, ConnectionResetError):
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
                 cut = time.time() - t0
                 break
             i += 1
@@ -260,13 +286,14 @@ class PreauthLogin(GatewayTest):
         return c, t0
 
     def test_failed_login_after_the_deadline_gets_its_no_then_bye(self):
-        # Dovecot answers a failed login after auth_failure_delay (2 s):
-        # sent at 1 s, its NO comes after the 2 s deadline.
+        # Dovecot answers a failed login after auth_failure_delay (2 s;
+        # its clock has whole seconds, so 1 to 2.5 s): sent at 1.5 s, its
+        # NO comes after the 2 s deadline.
         dc_port = free_port()
         self.dovecot(imap_port=dc_port, users={"alice": "secret"})
         self.start(dc_port)
         c, t0 = self.connect()
-        time.sleep(1.0)
+        time.sleep(1.5)
         c.send("a1 LOGIN alice wrong\r\n")
         lines = c.until_tagged("a1")
         answered = time.time() - t0
