@@ -10,6 +10,7 @@
  * a freed conn is never called back. */
 #include "conn.h"
 #include "buf.h"
+#include "datarate.h"
 #include "sysio.h"
 #include "tls.h"
 #include "xmem.h"
@@ -33,6 +34,7 @@ struct conn {
 	ev_io rio, wio;
 	ev_timer timer;
 	double timeout, last;
+	double min_rate;	/* bytes/s; > 0: input buys time (datarate.h) */
 	struct buf in, out;
 	/* Zero-copy input (read_view): the unread plaintext of one TLS
 	 * record, still in the TLS layer's record buffer. Only while in is
@@ -131,6 +133,14 @@ static void timer_cb(struct ev_loop *l, ev_timer *w, int revents)
 static void touch(struct conn *c)
 {
 	c->last = ev_now(loop);
+}
+
+/* Output is activity, except under a minimum input rate: there only the
+ * peer's bytes buy time. */
+static void touch_out(struct conn *c)
+{
+	if (c->min_rate <= 0)
+		touch(c);
 }
 
 static void set_watcher(ev_io *w, bool on)
@@ -330,6 +340,11 @@ void conn_set_line_activity(struct conn *c, bool on)
 	c->line_activity = on;
 }
 
+void conn_set_min_rate(struct conn *c, double bytes_per_second)
+{
+	c->min_rate = bytes_per_second > 0 ? bytes_per_second : 0;
+}
+
 void conn_set_timeout(struct conn *c, double seconds)
 {
 	c->timeout = seconds;
@@ -465,7 +480,7 @@ static void flush(struct conn *c)
 		c->write_wants_read = 0;
 		buf_consume(&c->out, (size_t)r);
 		c->bytes_out += (uint64_t)r;
-		touch(c);
+		touch_out(c);
 	}
 	shut_write_step(c);
 }
@@ -504,7 +519,9 @@ static void note_input(struct conn *c, size_t total)
 	/* A slowloris trickling a line that never ends must not keep its
 	 * session alive: with line_activity, input counts as activity only
 	 * when it completes a line. */
-	if (!c->line_activity || memchr(conn_in_data(c) + in_len(c) - total, '\n', total))
+	if (c->min_rate > 0)
+		c->last = datarate_last(c->last, ev_now(loop), total, c->min_rate);
+	else if (!c->line_activity || memchr(conn_in_data(c) + in_len(c) - total, '\n', total))
 		touch(c);
 }
 
@@ -679,7 +696,7 @@ static size_t write_direct(struct conn *c, const char *p, size_t n)
 		c->bytes_out += (uint64_t)r;
 	}
 	if (done)
-		touch(c);
+		touch_out(c);
 	return done;
 }
 

@@ -61,6 +61,14 @@ void conn_set_timeout(struct conn *c, double seconds);	/* 0 = none */
  * into a line that never ends do not move the timeout (slowloris);
  * output still is. For line protocols between commands. */
 void conn_set_line_activity(struct conn *c, bool on);
+/* A minimum input rate in bytes per second (0, the default: off; Postfix's
+ * smtpd_min_data_rate). On, the timeout becomes a deadline that input
+ * moves on by n / rate seconds per n bytes read (plaintext, after TLS),
+ * never to more than the timeout ahead of now (datarate.h); output does
+ * not move it. conn_set_timeout() starts it at one timeout from now. A
+ * peer trickling below the rate gets CONN_EV_TIMEOUT however often it
+ * sends; line_activity does not apply while it is on. */
+void conn_set_min_rate(struct conn *c, double bytes_per_second);
 void conn_read_start(struct conn *c);
 void conn_read_stop(struct conn *c);
 

@@ -181,6 +181,7 @@ void session_close(struct session *s, enum session_result r)
 	conn_read_stop(s->conn);
 	conn_in_clear(s->conn);
 	conn_uncork(s->conn);
+	conn_set_min_rate(s->conn, 0);	/* the last words' progress counts, not input */
 	conn_set_timeout(s->conn, CLOSE_GRACE);
 	conn_notify_drained(s->conn);	/* then freed (client_cb) */
 }

@@ -149,6 +149,10 @@ static void login_done(void *owner, enum login_event ev, const char *data, size_
 		auth_failed(is, is->user, is->mech);
 		if (is->s.state == SESSION_CLOSING)
 			return;
+		if (is->preauth_expired) {	/* sent in time; now the deadline holds */
+			imap_preauth_expired(is);
+			return;
+		}
 		imap_process(is);	/* bytes held during the login */
 		conn_uncork(c);
 		return;
@@ -159,6 +163,10 @@ static void login_done(void *owner, enum login_event ev, const char *data, size_
 		imap_reply(is, "%s NO [UNAVAILABLE] Upstream server unavailable, try again later", is->tag);
 		session_set_result(&is->s, RESULT_UPSTREAM_FAILED);
 		imap_enter(is, IMAP_PREAUTH);
+		if (is->preauth_expired) {
+			imap_preauth_expired(is);
+			return;
+		}
 		imap_process(is);
 		conn_uncork(c);
 		return;

@@ -226,7 +226,19 @@ static void deadline(struct session *s)
 	struct imap_session *is = imap_of(s);
 	if (is->state == IMAP_RELAY)
 		return;
-	if (s->state == SESSION_ACTIVE)
+	if (is->state == IMAP_LOGIN) {
+		/* The client logged in in time: it gets the upstream's answer
+		 * (bounded by the upstream's timeout_reply); a failure is then
+		 * followed by the BYE below (imap_auth.c). */
+		is->preauth_expired = 1;
+		return;
+	}
+	imap_preauth_expired(is);
+}
+
+void imap_preauth_expired(struct imap_session *is)
+{
+	if (is->s.state == SESSION_ACTIVE)
 		imap_reply(is, "* BYE Disconnected for inactivity");
 	imap_close(is, RESULT_TIMEOUT);
 }

@@ -55,7 +55,8 @@ struct imap_session {
 	const char *up_addr;
 	struct imap_watch watch;	/* client->upstream after login: COMPRESS seen? */
 	unsigned up_bol : 1, sasl_external : 1,
-	    client_eof : 1;		/* the client half-closed: it sends nothing more */
+	    client_eof : 1,		/* the client half-closed: it sends nothing more */
+	    preauth_expired : 1;	/* timeout_preauth passed during a login */
 	uint8_t ext;			/* enum ext_map of the client certificate */
 	/* The user it names when ext == EXT_MAP_OK, else NULL: allocated
 	 * only then (an idle session keeps no name buffer, DESIGN.md §8). */
@@ -80,5 +81,9 @@ void imap_drop_credentials(struct imap_session *is);
 /* The pre-login command loop (imap_protocol.c), for the login's outcome
  * to come back to the commands held during it. */
 void imap_process(struct imap_session *is);
+/* timeout_preauth has passed: "* BYE Disconnected for inactivity" and the
+ * close (imap_protocol.c; also after a login that was in flight then and
+ * failed). */
+void imap_preauth_expired(struct imap_session *is);
 
 #endif

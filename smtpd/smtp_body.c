@@ -65,6 +65,9 @@ static void begin_data(struct smtp_session *ss)
 	smtp_enter(ss, SMTP_DATA);
 	sensitive(ss, false);	/* a message is not a secret to wipe byte by byte */
 	conn_set_line_activity(ss->s.conn, false);	/* body bytes are progress */
+	/* ... at min_data_rate: bytes buy time, a trickle falls behind
+	 * (timeout_data is the first deadline and the most ever ahead). */
+	conn_set_min_rate(ss->s.conn, ss->keys->min_data_rate);
 	conn_set_timeout(ss->s.conn, ss->keys->timeout_data);
 	if (ss->keys->received_header)
 		send_received(ss);
@@ -101,6 +104,7 @@ static void dot_reply(struct smtp_session *ss, const struct smtp_reply *r)
 	smtp_reply_relay(ss, r);
 	if (r->code >= 200 && r->code < 300) {
 		ss->delivered++;
+		ss->junk = 0;	/* as Postfix: a delivered message earns new junk commands */
 		metrics_message();
 	}
 	smtp_reset_tx(ss);
@@ -110,6 +114,7 @@ static void end_of_data(struct smtp_session *ss)
 {
 	smtp_enter(ss, SMTP_CMD);
 	sensitive(ss, true);
+	conn_set_min_rate(ss->s.conn, 0);
 	conn_set_line_activity(ss->s.conn, true);
 	conn_set_timeout(ss->s.conn, ss->keys->timeout_command);
 	if (ss->data_fail == DF_NONE && ss->up) {
@@ -153,6 +158,7 @@ void smtp_body_input(struct smtp_session *ss)
 			return;
 		}
 		if (!room) {
+			ss->data_paused = 1;	/* the gateway's stall, not the client's */
 			conn_read_stop(c);	/* until the upstream drains */
 			return;
 		}

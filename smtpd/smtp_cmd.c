@@ -113,9 +113,18 @@ static void cmd_helo(struct smtp_session *ss, const char *args, size_t len)
 	helo_common(ss, false, args, len);
 }
 
+/* NOOP, VRFY and HELP: the usual answer, and one more junk command. */
+static void junk_reply(struct smtp_session *ss, const char *reply)
+{
+	bool spent = smtp_junk(ss);
+	smtp_reply(ss, "%s", reply);
+	if (spent)
+		smtp_too_many_errors(ss);
+}
+
 static void cmd_noop(struct smtp_session *ss, const char *args, size_t len)
 {
-	smtp_reply(ss, "250 2.0.0 OK");
+	junk_reply(ss, "250 2.0.0 OK");
 }
 
 static void cmd_rset(struct smtp_session *ss, const char *args, size_t len)
@@ -125,6 +134,12 @@ static void cmd_rset(struct smtp_session *ss, const char *args, size_t len)
 		return;
 	}
 	smtp_reset_tx(ss);
+	if (smtp_junk(ss)) {
+		/* The session ends: no point resetting the upstream first. */
+		smtp_reply(ss, "250 2.0.0 OK");
+		smtp_too_many_errors(ss);
+		return;
+	}
 	smtp_relay_rset_then(ss, "250 2.0.0 OK\r\n");
 }
 
@@ -137,12 +152,12 @@ static void cmd_quit(struct smtp_session *ss, const char *args, size_t len)
 
 static void cmd_vrfy(struct smtp_session *ss, const char *args, size_t len)
 {
-	smtp_reply(ss, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
+	junk_reply(ss, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
 }
 
 static void cmd_help(struct smtp_session *ss, const char *args, size_t len)
 {
-	smtp_reply(ss, "214 2.0.0 mailgate: see RFC 5321");
+	junk_reply(ss, "214 2.0.0 mailgate: see RFC 5321");
 }
 
 static void cmd_starttls(struct smtp_session *ss, const char *args, size_t len)

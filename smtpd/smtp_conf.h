@@ -2,7 +2,8 @@
  * "smtpd top-level keys"), registered with the configuration loader as a
  * schema: accept_domains, max_message_size, max_recipients, max_line,
  * received_header, reverse_dns, auth_mechanisms, timeout_command,
- * timeout_data - with their defaults, ranges and normalisation. */
+ * timeout_data, and min_data_rate (an extension: Postfix's
+ * smtpd_min_data_rate) - with their defaults, ranges and normalisation. */
 #ifndef MG_SMTP_CONF_H
 #define MG_SMTP_CONF_H
 
@@ -15,6 +16,9 @@
 #define SMTP_MAX_LINE_MIN 512
 #define SMTP_MAX_LINE_LIMIT 65536
 
+/* Upper bound of min_data_rate (bytes/s): 1 GiB/s, more than any link. */
+#define SMTP_MIN_DATA_RATE_MAX (1 << 30)
+
 struct smtpd_conf {
 	struct strlist accept_domains;	/* lower-case A-labels; ".x" kept as is */
 	uint64_t max_message_size;
@@ -25,6 +29,7 @@ struct smtpd_conf {
 	struct strlist auth_mechanisms;	/* upper case */
 	int timeout_command;
 	int timeout_data;
+	int min_data_rate;		/* bytes/s during DATA; 0 = off */
 };
 
 extern const struct conf_schema smtpd_schema;

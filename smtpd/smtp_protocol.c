@@ -209,6 +209,15 @@ static void timeout(struct session *s)
 		conn_set_timeout(s->conn, ss->keys->timeout_command);
 		return;
 	}
+	if (ss->state == SMTP_DATA && ss->data_paused) {
+		/* Not reading the message because the upstream is behind: the
+		 * same (smtp_relay_data arms timeout_reply for it). */
+		conn_set_timeout(s->conn, ss->keys->timeout_data);
+		return;
+	}
+	if (ss->state == SMTP_DATA && ss->keys->min_data_rate)
+		log_info("session %s: DATA deadline passed (timeout_data %d s, min_data_rate %d bytes/s)",
+			 s->id, ss->keys->timeout_data, ss->keys->min_data_rate);
 	conn_cork(s->conn);
 	smtp_reply(ss, "421 4.4.2 %s Timeout, closing connection", session_conf(&ss->s)->hostname);
 	session_close(s, RESULT_TIMEOUT);

@@ -5,6 +5,7 @@
  * last statement. One command is outstanding at a time, so replies keep
  * their order however much the client pipelines. */
 #include "smtp_relay.h"
+#include "smtp_conf.h"
 #include "conn.h"
 #include "log.h"
 #include "proxyproto.h"
@@ -154,8 +155,13 @@ void smtp_relay_drop(struct smtp_session *ss, bool polite)
 		smtp_up_free(&ss->up);
 	if (ss->authed && !ss->s.listener->upstream->xclient)
 		ss->reconnect_closes = 1;
-	if (ss->state == SMTP_DATA)
+	if (ss->state == SMTP_DATA) {
 		conn_read_start(ss->s.conn);	/* no drain will come: read on to the dot */
+		if (ss->data_paused) {
+			ss->data_paused = 0;
+			conn_set_timeout(ss->s.conn, ss->keys->timeout_data);
+		}
+	}
 }
 
 void smtp_relay_rdns_done(struct smtp_session *ss)
@@ -239,6 +245,12 @@ static void on_event(struct smtp_session *ss, enum up_event ev, const struct smt
 	case UP_DRAINED:
 		upstream_expect(smtp_up_link(ss->up), 0);
 		conn_read_start(ss->s.conn);	/* back-pressure released */
+		if (ss->data_paused && ss->state == SMTP_DATA) {
+			/* The client is not charged for the time the gateway
+			 * did not read: its DATA deadline starts afresh. */
+			ss->data_paused = 0;
+			conn_set_timeout(ss->s.conn, ss->keys->timeout_data);
+		}
 		return;
 	case UP_FAILED:
 		smtp_up_free(&ss->up);

@@ -36,10 +36,23 @@ void smtp_reply_err(struct smtp_session *ss, const char *fmt, ...)
 	va_start(ap, fmt);
 	reply_v(ss, fmt, ap);
 	va_end(ap);
-	if (session_error(&ss->s)) {
-		smtp_reply(ss, "421 4.7.0 Too many errors");
-		smtp_close(ss, ss->peer_refused ? RESULT_CERT_REJECTED : RESULT_TOO_MANY_ERRORS);
+	if (session_error(&ss->s))
+		smtp_too_many_errors(ss);
+}
+
+void smtp_too_many_errors(struct smtp_session *ss)
+{
+	smtp_reply(ss, "421 4.7.0 Too many errors");
+	smtp_close(ss, ss->peer_refused ? RESULT_CERT_REJECTED : RESULT_TOO_MANY_ERRORS);
+}
+
+bool smtp_junk(struct smtp_session *ss)
+{
+	if (ss->junk < SMTP_JUNK_LIMIT) {
+		ss->junk++;
+		return false;
 	}
+	return session_error(&ss->s);
 }
 
 void smtp_reply_relay(struct smtp_session *ss, const struct smtp_reply *r)

@@ -62,6 +62,13 @@ enum { SMTP_RDNS_PENDING = 10, SMTP_RDNS_OFF };
 enum { PEER_ACCEPTED, PEER_REFUSED_GREETED, PEER_REFUSED_NEXT };
 #define PEER_REFUSED_GRACE 30.0
 
+/* Postfix's smtpd_junk_command_limit: NOOP, RSET, VRFY and HELP (answered
+ * by the gateway, no work done) beyond this many since the session began
+ * or its last delivered message each count toward max_errors, so a client
+ * cannot hold its slot forever by sending one every timeout_command - 1
+ * seconds. */
+#define SMTP_JUNK_LIMIT 100
+
 /* The command input buffer holds a line of max_line (+ CRLF) plus this
  * much pipelined input behind it, so an over-long line is always seen
  * (500 5.5.2) before the buffer is full; DATA reads use the same room. */
@@ -88,7 +95,8 @@ struct smtp_session {
 	unsigned helo : 1, esmtp : 1, authed : 1, in_tx : 1, utf8 : 1, skip_line : 1,
 	    relay_denied : 1, quit_seen : 1, reconnect_closes : 1, wait_rdns : 1,
 	    auth_first_seen : 1,	/* the running AUTH exchange had its first response */
-	    client_eof : 1;		/* the client half-closed: it sends nothing more */
+	    client_eof : 1,		/* the client half-closed: it sends nothing more */
+	    data_paused : 1;		/* DATA reading stopped: the upstream is behind */
 	uint8_t auth_abort;	/* enum auth_abort */
 	uint8_t rdns_status;	/* enum rdns_status, or SMTP_RDNS_* */
 	uint8_t data_fail;	/* enum data_fail */
@@ -101,6 +109,7 @@ struct smtp_session {
 	char auth_mech[24];
 	char *local_reply;	/* reply to send after a hidden upstream RSET */
 	unsigned auth_failures;
+	unsigned junk;		/* NOOP/RSET/VRFY/HELP since the last delivery, up to SMTP_JUNK_LIMIT */
 	unsigned rcpts;		/* accepted recipients in this transaction */
 	unsigned msgs;		/* DATA transactions started */
 	unsigned delivered;	/* messages the upstream accepted */
@@ -124,6 +133,12 @@ void smtp_reply_err(struct smtp_session *ss, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* An upstream reply, relayed line by line. */
 void smtp_reply_relay(struct smtp_session *ss, const struct smtp_reply *r);
+/* The error budget is spent: "421 4.7.0 Too many errors" and the close. */
+void smtp_too_many_errors(struct smtp_session *ss);
+/* A junk command (SMTP_JUNK_LIMIT): counted; true when this one spent
+ * the error budget - the caller sends its normal reply, then
+ * smtp_too_many_errors(). */
+bool smtp_junk(struct smtp_session *ss);
 void smtp_close(struct smtp_session *ss, enum session_result r);
 bool smtp_auth_allowed(const struct smtp_session *ss);
 bool smtp_may_relay(const struct smtp_session *ss);

@@ -9,7 +9,8 @@ the gateway must do.
      tried SOCK_DGRAM: every log line was lost.
   2. LineActivityModes: timeout_command counts only complete lines from
      the greeting, also after a message (the final dot switches it back
-     on), while in DATA any body byte is progress (timeout_data): a slow
+     on), while in DATA any body byte is progress (timeout_data, with
+     min_data_rate = 0; test_slot_holding.py covers the rate): a slow
      body line is not cut. No test guarded either switch.
 """
 import re
@@ -98,7 +99,10 @@ class LineActivityModes(GatewayTest):
         self.p = free_port()
         conf = smtpd_conf(self.pki, self.up.port,
                           listener("local", self.p, "none", 'relay_networks = "127.0.0.1/32"'),
-                          extra="timeout_command = %d\ntimeout_data = %d" % (TIMEOUT, TIMEOUT))
+                          # min_data_rate off: a byte every 0.2 s is far
+                          # below any rate; here only line_activity counts.
+                          extra="timeout_command = %d\ntimeout_data = %d\nmin_data_rate = 0"
+                          % (TIMEOUT, TIMEOUT))
         self.gw = self.gateway(conf, [self.p])
 
     def test_trickled_command_after_a_message_is_cut(self):
@@ -118,9 +122,9 @@ class LineActivityModes(GatewayTest):
         self.assertEqual(len(self.up.wait_messages(1)), 1)
 
     def test_slow_body_line_is_progress(self):
-        """In DATA every body byte is activity: one body line trickled
-        over twice timeout_data (a byte every 0.2 s) is not cut, and the
-        message is delivered whole."""
+        """In DATA every body byte is activity (min_data_rate = 0): one
+        body line trickled over twice timeout_data (a byte every 0.2 s) is
+        not cut, and the message is delivered whole."""
         c = Smtp(self.p)
         c.reply()
         c.expect("EHLO slow-body.test", 250)

@@ -1,11 +1,12 @@
 /* test_common: pure helpers of common/ - log value escaping (text and
  * JSON, DESIGN.md §7), addresses and CIDRs, domain normalisation, strict
  * base64, the lazily allocated buffer, the per-IP table, the bounded
- * line builder. */
+ * line builder, the minimum data rate's deadline arithmetic. */
 #include "addr.h"
 #include "b64.h"
 #include "buf.h"
 #include "cu_main.h"
+#include "datarate.h"
 #include "domain.h"
 #include "log.h"
 #include "strbuf.h"
@@ -298,10 +299,43 @@ static void test_logkv_json_truncated_is_json(void)
 	CU_ASSERT_EQUAL(bad, 0);
 }
 
+/* datarate_last: the deadline (last + T) moves on by n / rate, never to
+ * more than T ahead of now; rate 0 is plain inactivity. */
+static void test_datarate_last(void)
+{
+	/* Off: every read is activity. */
+	CU_ASSERT_DOUBLE_EQUAL(datarate_last(10.0, 50.0, 1, 0), 50.0, 1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(datarate_last(10.0, 50.0, 0, -5), 50.0, 1e-9);
+	/* Slow: 10 bytes at 100/s buy 0.1 s, whatever the time spent. */
+	CU_ASSERT_DOUBLE_EQUAL(datarate_last(100.0, 101.0, 10, 100), 100.1, 1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(datarate_last(100.0, 101.9, 10, 100), 100.1, 1e-9);
+	/* No bytes, no time bought. */
+	CU_ASSERT_DOUBLE_EQUAL(datarate_last(100.0, 101.0, 0, 100), 100.0, 1e-9);
+	/* Fast: capped at now (the deadline one timeout ahead, no more). */
+	CU_ASSERT_DOUBLE_EQUAL(datarate_last(100.0, 101.0, 1000, 100), 101.0, 1e-9);
+	CU_ASSERT_DOUBLE_EQUAL(datarate_last(100.0, 101.0, 100, 100), 101.0, 1e-9);
+	/* Huge counts do not overflow into nonsense. */
+	CU_ASSERT_DOUBLE_EQUAL(datarate_last(100.0, 101.0, UINT64_MAX, 1), 101.0, 1e-9);
+	/* A trickle at a tenth of the rate: T = 2, 10 bytes/s at 100/s. The
+	 * deadline moves 0.1 s per second: reached at t = 2 / 0.9 s. */
+	double last = 0, t = 0, T = 2;
+	while (t < 100 && t < last + T) {
+		t += 0.1;
+		last = datarate_last(last, t, 1, 100);
+	}
+	CU_ASSERT(t > 2.1 && t < 2.4);
+	/* At the rate exactly: never behind. */
+	last = 0;
+	for (t = 0.1; t < 100; t += 0.1)
+		last = datarate_last(last, t, 10, 100);
+	CU_ASSERT(t < last + T);
+}
+
 void register_tests(void)
 {
 	CU_pSuite s = CU_add_suite("common", NULL, NULL);
 	CU_ADD(s, test_escape_text);
+	CU_ADD(s, test_datarate_last);
 	CU_ADD(s, test_escape_json);
 	CU_ADD(s, test_addr);
 	CU_ADD(s, test_cidr);

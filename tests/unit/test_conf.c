@@ -98,6 +98,8 @@ static void test_good(void)
 	CU_ASSERT_EQUAL(smtpd_conf(c)->max_line, 2048);
 	CU_ASSERT_EQUAL(smtpd_conf(c)->max_recipients, 1000);
 	CU_ASSERT_EQUAL(smtpd_conf(c)->max_message_size, 52428800);
+	CU_ASSERT_EQUAL(smtpd_conf(c)->timeout_data, 600);
+	CU_ASSERT_EQUAL(smtpd_conf(c)->min_data_rate, 500);	/* Postfix's default */
 	CU_ASSERT_EQUAL(smtpd_conf(c)->auth_mechanisms.n, 2);
 	CU_ASSERT_EQUAL(c->upstreams[0].naddrs, 2);
 	CU_ASSERT_EQUAL(c->upstreams[0].connect_timeout, 10);
@@ -159,7 +161,8 @@ static void test_rules(void)
 			      "  address = \"127.0.0.1:2525\"\n"	/* 29 */
 			      "  tls = \"nope\"\n"		/* 30 */
 			      "  upstream = \"missing\"\n"	/* 31 */
-			      "}\n",
+			      "}\n"				/* 32 */
+			      "min_data_rate = -1\n",		/* 33 */
 			      &smtpd_schema, &d);
 	CU_ASSERT(d.errors > 0);
 	conf_free(&c);
@@ -171,6 +174,7 @@ static void test_rules(void)
 	CU_ASSERT(has(&d, "rules.conf", 26, "fingerprint: malformed SHA-256 fingerprint"));
 	CU_ASSERT(has(&d, "rules.conf", 30, "listener \"d\": no tls section \"nope\""));
 	CU_ASSERT(has(&d, "rules.conf", 31, "listener \"d\": no upstream section \"missing\""));
+	CU_ASSERT(has(&d, "rules.conf", 33, "min_data_rate: -1 out of range (0-1073741824)"));
 	diag_free(&d);
 }
 

@@ -2,7 +2,8 @@
  * input before EOF, back-pressure at in_max, output queued behind a full
  * peer window, conn_notify_drained, the lingering close, conn_kick, a TLS
  * handshake failure reported once, bytes held inside TLS (tls_pending),
- * the inactivity timeout, and the half-close after queued output. Each test starts a fresh simulated world. */
+ * the inactivity timeout (and under a minimum data rate), and the
+ * half-close after queued output. Each test starts a fresh simulated world. */
 #include "conn.h"
 #include "cu_main.h"
 #include "sim.h"
@@ -465,6 +466,60 @@ static void test_peer_reset_is_an_error(void)
 	teardown();
 }
 
+/* Under a minimum rate, input buys time at that rate instead of resetting
+ * the timeout: a trickle falls behind and is cut; output buys nothing. */
+static void test_min_rate_cuts_a_trickle(void)
+{
+	struct sim_sock *s = setup(1024);
+	double t0 = sim_now();
+	conn_read_start(rec.c);
+	conn_set_min_rate(rec.c, 100);
+	conn_set_timeout(rec.c, 2);
+	for (int i = 0; i < 40 && !count(CONN_EV_TIMEOUT); i++) {
+		sim_advance_by(0.1);
+		sim_peer_send(s, "x", 1);	/* 10 bytes/s */
+		conn_write(rec.c, "y", 1);	/* output is no progress */
+		sim_run_until_idle();
+	}
+	CU_ASSERT_EQUAL(count(CONN_EV_TIMEOUT), 1);
+	/* 2 s + 0.01 s per byte: cut between 2.2 and 2.3 s. */
+	CU_ASSERT(rec.at[rec.n - 1] - t0 > 2.15 && rec.at[rec.n - 1] - t0 < 2.35);
+	teardown();
+}
+
+static void test_min_rate_spares_a_fast_peer(void)
+{
+	struct sim_sock *s = setup(1 << 16);
+	conn_read_start(rec.c);
+	conn_set_min_rate(rec.c, 100);
+	conn_set_timeout(rec.c, 2);
+	char chunk[100];
+	memset(chunk, 'z', sizeof(chunk));
+	for (int i = 0; i < 20; i++) {	/* 10 s at 200 bytes/s (MAX_EVENTS) */
+		sim_advance_by(0.5);
+		sim_peer_send(s, chunk, sizeof(chunk));
+		sim_run_until_idle();
+	}
+	CU_ASSERT_EQUAL(count(CONN_EV_TIMEOUT), 0);
+	/* Then silence: cut at most one timeout later (the cap). */
+	double t1 = sim_now();
+	sim_advance_by(1.9);
+	CU_ASSERT_EQUAL(count(CONN_EV_TIMEOUT), 0);
+	sim_advance_by(0.2);
+	CU_ASSERT_EQUAL(count(CONN_EV_TIMEOUT), 1);
+	CU_ASSERT(rec.at[rec.n - 1] - t1 >= 2.0 - 1e-6);
+	/* Off again: plain inactivity. */
+	conn_set_min_rate(rec.c, 0);
+	conn_set_timeout(rec.c, 2);
+	for (int i = 0; i < 30; i++) {
+		sim_advance_by(1);
+		sim_peer_send(s, "x", 1);
+		sim_run_until_idle();
+	}
+	CU_ASSERT_EQUAL(count(CONN_EV_TIMEOUT), 1);
+	teardown();
+}
+
 void register_tests(void)
 {
 	CU_pSuite s = CU_add_suite("conn", NULL, NULL);
@@ -484,6 +539,8 @@ void register_tests(void)
 	CU_ADD(s, test_tls_copy_partial_consume);
 	CU_ADD(s, test_timeout_after_inactivity_only);
 	CU_ADD(s, test_line_activity_counts_complete_lines_only);
+	CU_ADD(s, test_min_rate_cuts_a_trickle);
+	CU_ADD(s, test_min_rate_spares_a_fast_peer);
 	CU_ADD(s, test_shutdown_write_after_output);
 	CU_ADD(s, test_peer_reset_is_an_error);
 }
