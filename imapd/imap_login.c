@@ -294,10 +294,19 @@ static void on_tagged(struct imap_login *l, const struct imap_resp *r, const cha
 		/* Whatever the answer to ID, go on: it is informational. */
 		send_login(l);
 		return;
-	case LS_AUTH:
 	case LS_AUTH_CONT:
 	case LS_LOGIN_LIT1:
 	case LS_LOGIN_LIT2:
+		/* Our command waits for a "+": a NO or BAD here aborts it (RFC
+		 * 9051 §7.5), but an OK cannot answer a command not yet sent
+		 * whole - relaying from here on would let the client's bytes
+		 * finish our LOGIN. */
+		if (r->status == IMAP_ST_OK) {
+			upstream_failed(l, "upstream accepted a login it had not received");
+			return;
+		}
+		/* fall through */
+	case LS_AUTH:
 		/* The line after our tag; the session puts the client's tag back. */
 		enter(l, LS_DONE);
 		l->cb(l->owner, r->status == IMAP_ST_OK ? LOGIN_OK : LOGIN_NO, resp + r->tag_len + 1,

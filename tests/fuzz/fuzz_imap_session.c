@@ -631,8 +631,10 @@ static void up_out(struct hx_up *u, const unsigned char *p, size_t n)
 	snprintf(who, sizeof(who), "upstream %s", u->cu->name);
 	for (size_t i = 0; i < n; i++, st->out++) {
 		/* After our login command - or an OK to it, even one that came
-		 * before all of it was sent (the upstream's call) - the bytes are
-		 * the user's, and only after the OK. */
+		 * before all of it was sent - the bytes are the user's, and only
+		 * after the OK. (An OK while our LOGIN waits for a "+" ends the
+		 * upstream: no byte of ours may follow it, or the relay check
+		 * below fires, as it did before that rule.) */
 		if (st->login_sent || login_accepted(st)) {
 			HX_CHECK(login_accepted(st), "upstream-cmd", "bytes sent to %s after the login command, "
 				 "before its OK", u->cu->name);
