@@ -1,0 +1,195 @@
+"""Reproducers and guards from the hostile review of ca199b7..a42406c (the
+DATA relay's zero-copy TLS input, min_data_rate, the smtpd junk-command
+limit, imapd's login in flight past timeout_preauth).
+
+  1. PausedDropHang (a finding): the chunk of a message whose relay pushes
+     the upstream queue over its high-water mark (reading pauses, and
+     data_paused is set) and which also carries a bare LF (or crosses
+     max_message_size) drops the upstream (smtp_relay_drop) BEFORE
+     smtp_body_input sets data_paused and stops reading. No UP_DRAINED can
+     ever come from the freed upstream, and the DATA timeout handler
+     re-arms timeout_data forever while data_paused is set: the worker
+     never reads the client again, never answers the dot, and the slot is
+     held for ever (neither timeout_data, min_data_rate nor timeout_reply
+     ends it). The gateway must read on to the final dot and answer
+     550 5.6.0 (as for any bare LF).
+"""
+import socket
+import threading
+import time
+
+from mgtest import GatewayTest, Smtp, free_port, listener, main, smtpd_conf
+
+HIGH_WATER = 256 * 1024     # SMTP_UP_HIGH_WATER in smtpd/smtp_relay.c
+TIMEOUT_REPLY = 2           # the stuck upstream's timeout_reply
+
+
+class StuckUpstream:
+    """An SMTP upstream that answers up to DATA's 354 and then never reads
+    again (a small receive buffer, so the kernel absorbs little)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.listen(8)
+        self.conns = []
+        self.stuck = threading.Event()
+        self.stop_ev = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            try:
+                self.sock.settimeout(0.2)
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.conns.append(c)
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        try:
+            c.sendall(b"220 stuck.test ESMTP\r\n")
+            buf = b""
+            while True:
+                d = c.recv(1)    # a byte at a time: nothing past DATA is read
+                if not d:
+                    return
+                buf += d
+                if not buf.endswith(b"\n"):
+                    continue
+                line, buf = buf.strip().upper(), b""
+                if line.startswith(b"EHLO"):
+                    c.sendall(b"250-stuck.test\r\n250 PIPELINING\r\n")
+                elif line == b"DATA":
+                    c.sendall(b"354 go\r\n")
+                    self.stuck.set()
+                    self.stop_ev.wait()
+                    return
+                elif line == b"QUIT":
+                    c.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    c.sendall(b"250 ok\r\n")
+        except OSError:
+            pass
+
+    def stop(self):
+        self.stop_ev.set()
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def tcp_queues():
+    """{(local_port, remote_port): (tx_queue, rx_queue)} for 127.0.0.1."""
+    out = {}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            p = line.split()
+            lport = int(p[1].split(":")[1], 16)
+            rport = int(p[2].split(":")[1], 16)
+            tx, rx = (int(x, 16) for x in p[4].split(":"))
+            out[(lport, rport)] = (tx, rx)
+    return out
+
+
+class PausedDropHang(GatewayTest):
+    """See 1. above."""
+
+    def pause_with(self, end):
+        """A message whose chunk crossing the high-water mark ends in
+        `end`; returns the reply to its final dot (fails on none)."""
+        up = StuckUpstream()
+        self.addCleanup(up.stop)
+        port = free_port()
+        conf = smtpd_conf(self.pki, up.port,
+                          listener("l", port, "none", 'relay_networks = "127.0.0.1/32"'),
+                          extra="timeout_data = 3\nmin_data_rate = 0\nmax_line = 65536",
+                          upstream_extra="xclient = false\ntimeout_reply = %d" % TIMEOUT_REPLY)
+        self.gateway(conf, [port])
+        c = Smtp(port, timeout=10)
+        self.assertEqual(c.reply()[0], 220)
+        c.expect("EHLO x.test", 250)
+        c.expect("MAIL FROM:<a@x.test>", 250)
+        c.expect("RCPT TO:<b@example.org>", 250)
+        c.expect("DATA", 354)
+        self.assertTrue(up.stuck.wait(5))
+        s = c.sock
+        me = s.getsockname()[1]
+
+        def gw_upstream_queued():
+            q = tcp_queues()
+            k = 0
+            for (lp, rp), (tx, rx) in q.items():
+                if rp == up.port:           # the gateway's side: unsent
+                    k += tx
+                elif lp == up.port:         # the upstream's side: unread
+                    k += rx
+            return k
+
+        def gw_unread():
+            return tcp_queues().get((port, me), (0, 0))[1]
+
+        def wait_read():
+            for _ in range(200):
+                if gw_unread() == 0:
+                    return True
+                time.sleep(0.01)
+            return False
+
+        line = b"x" * 1022 + b"\r\n"
+        big, small = line * 64, line * 16      # 64 and 16 KiB, clean
+        sent = 0
+        # Fill the kernel's buffers and the gateway's queue to just below
+        # the high-water mark, one piece (one gateway read) at a time.
+        while True:
+            time.sleep(0.02)
+            queued = sent - gw_upstream_queued()   # + the Received header
+            piece = big if queued + len(big) < HIGH_WATER - 80 * 1024 else small
+            if queued + len(piece) >= HIGH_WATER - 8 * 1024:
+                break
+            s.sendall(piece)
+            sent += len(piece)
+            self.assertTrue(wait_read(), "the gateway stopped reading below the high-water mark")
+        # One piece that crosses the high-water mark and ends in a bare LF.
+        n = HIGH_WATER - queued + 4 * 1024
+        last = b"y" * (n - len(end)) + end
+        s.sendall(last)
+        time.sleep(0.3)
+        # The rest of the message and its dot: the gateway must read on
+        # (the message is refused, nothing is delivered) and answer. Had
+        # the pause come from a clean chunk, the stuck upstream would be
+        # dropped after its timeout_reply and the dot answered (451); the
+        # upstream freed with the pause still set is never timed out.
+        s.settimeout(10)
+        s.sendall(b"\r\ntail\r\n.\r\n")
+        c.sock.settimeout(TIMEOUT_REPLY + 6)
+        try:
+            code, text = c.reply()
+        except OSError as e:
+            self.fail("no reply to the final dot after a bare LF in the pausing chunk "
+                      "(gateway unread: %d bytes): %r" % (gw_unread(), e))
+        c.expect("QUIT", 221)
+        return code, text
+
+    def test_bare_lf_in_the_chunk_that_pauses_is_answered(self):
+        """The bare LF refuses the message: 550 5.6.0 after the dot."""
+        code, text = self.pause_with(b"\n")
+        self.assertEqual(code, 550, text)
+
+    def test_clean_chunk_that_pauses_ends_at_timeout_reply(self):
+        """Guard for the above (it shows the pause is reached): the same
+        pause from a clean chunk ends when the stuck upstream's
+        timeout_reply drops it - 451 4.4.2 after the dot."""
+        code, text = self.pause_with(b"y")
+        self.assertEqual(code, 451, text)
+
+
+if __name__ == "__main__":
+    main()
