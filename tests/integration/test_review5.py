@@ -13,12 +13,23 @@ limit, imapd's login in flight past timeout_preauth).
      held for ever (neither timeout_data, min_data_rate nor timeout_reply
      ends it). The gateway must read on to the final dot and answer
      550 5.6.0 (as for any bare LF).
+  2. AuthAfterDotSameRecord (guard, the code holds): DATA over TLS is
+     read in place (tls_recv_view, a conn that is not sensitive), so the
+     AUTH line a client pipelines behind its final dot in the same TLS
+     record - whole, or cut across two records - sits in the record GnuTLS
+     handed out while the session switches back to the (wiped) command
+     phase. Neither the password nor its base64 may be left in the
+     worker's memory afterwards. Releasing the record in
+     tls_view_consume() without the wipe fails the whole-record case.
 """
+import base64
+import os
 import socket
 import threading
 import time
 
-from mgtest import GatewayTest, Smtp, free_port, listener, main, smtpd_conf
+from mgtest import (GatewayTest, Smtp, free_port, listener, main, memory_find,
+                    smtpd_conf)
 
 HIGH_WATER = 256 * 1024     # SMTP_UP_HIGH_WATER in smtpd/smtp_relay.c
 TIMEOUT_REPLY = 2           # the stuck upstream's timeout_reply
@@ -26,9 +37,11 @@ TIMEOUT_REPLY = 2           # the stuck upstream's timeout_reply
 
 class StuckUpstream:
     """An SMTP upstream that answers up to DATA's 354 and then never reads
-    again (a small receive buffer, so the kernel absorbs little)."""
+    again (a small receive buffer, so the kernel absorbs little); with
+    stick=False it takes the message (250) and offers AUTH (235)."""
 
-    def __init__(self):
+    def __init__(self, stick=True):
+        self.stick = stick
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -55,6 +68,7 @@ class StuckUpstream:
         try:
             c.sendall(b"220 stuck.test ESMTP\r\n")
             buf = b""
+            data = False
             while True:
                 d = c.recv(1)    # a byte at a time: nothing past DATA is read
                 if not d:
@@ -63,10 +77,19 @@ class StuckUpstream:
                 if not buf.endswith(b"\n"):
                     continue
                 line, buf = buf.strip().upper(), b""
-                if line.startswith(b"EHLO"):
-                    c.sendall(b"250-stuck.test\r\n250 PIPELINING\r\n")
+                if data:
+                    if line == b".":
+                        data = False
+                        c.sendall(b"250 queued\r\n")
+                elif line.startswith(b"EHLO"):
+                    c.sendall(b"250-stuck.test\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n")
+                elif line.startswith(b"AUTH"):
+                    c.sendall(b"235 2.7.0 ok\r\n")
                 elif line == b"DATA":
                     c.sendall(b"354 go\r\n")
+                    if not self.stick:
+                        data = True
+                        continue
                     self.stuck.set()
                     self.stop_ev.wait()
                     return
@@ -189,6 +212,51 @@ class PausedDropHang(GatewayTest):
         timeout_reply drops it - 451 4.4.2 after the dot."""
         code, text = self.pause_with(b"y")
         self.assertEqual(code, 451, text)
+
+
+class AuthAfterDotSameRecord(GatewayTest):
+    """See 2. above."""
+
+    def run_cut(self, cut):
+        pw = ("Pw-%s-secret" % os.urandom(8).hex()).encode()
+        plain = base64.b64encode(b"\0alice@example.org\0" + pw).decode()
+        up = StuckUpstream(stick=False)
+        self.addCleanup(up.stop)
+        p = free_port()
+        gw = self.gateway(smtpd_conf(self.pki, up.port,
+                                     listener("l", p, "implicit", 'relay_networks = "127.0.0.1/32"')), [p])
+        c = Smtp(p, tls=True, timeout=10)
+        c.reply()
+        for _ in range(50):    # until the start-up probe has seen AUTH
+            if any("AUTH" in l for l in c.expect("EHLO x.test", 250)):
+                break
+            time.sleep(0.1)
+        c.expect("MAIL FROM:<a@x.test>", 250)
+        c.expect("RCPT TO:<b@example.org>", 250)
+        c.expect("DATA", 354)
+        tail = ("Subject: t\r\n\r\n" + "body line\r\n" * 50 + ".\r\nAUTH PLAIN " + plain + "\r\n").encode()
+        if cut is None:
+            c.sock.sendall(tail)            # one TLS record
+        else:
+            i = tail.index(b"AUTH PLAIN ") + cut
+            c.sock.sendall(tail[:i])        # two records, the AUTH line cut
+            time.sleep(0.2)
+            c.sock.sendall(tail[i:])
+        self.assertEqual(c.reply()[0], 250)
+        r = c.reply()
+        self.assertEqual(r[0], 235, r)
+        c.expect("NOOP", 250)
+        needles = [pw, pw[-14:], plain.encode(), plain.encode()[-16:]]
+        for n in needles:
+            self.assertEqual(memory_find(gw.worker_pid(), n), [], "cut %r: %r after AUTH" % (cut, n))
+        c.expect("QUIT", 221)
+        c.close()
+
+    def test_whole_record(self):
+        self.run_cut(None)
+
+    def test_auth_line_cut_across_records(self):
+        self.run_cut(20)
 
 
 if __name__ == "__main__":
