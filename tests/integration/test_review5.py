@@ -21,6 +21,13 @@ limit, imapd's login in flight past timeout_preauth).
      phase. Neither the password nor its base64 may be left in the
      worker's memory afterwards. Releasing the record in
      tls_view_consume() without the wipe fails the whole-record case.
+  3. HeloJunk (a finding): the junk-command limit counts NOOP, RSET, VRFY
+     and HELP only, but EHLO and HELO do no more work (answered by the
+     gateway, an upstream RSET at most): an EHLO every timeout_command - 1
+     seconds still holds a slot for ever, which mailgate-smtpd(8) says
+     commands that do no work cannot do. Beyond the limit they must count
+     toward max_errors like the others: the one reaching it followed by
+     421 4.7.0 and the close.
 """
 import base64
 import os
@@ -257,6 +264,45 @@ class AuthAfterDotSameRecord(GatewayTest):
 
     def test_auth_line_cut_across_records(self):
         self.run_cut(20)
+
+
+JUNK_LIMIT = 100     # SMTP_JUNK_LIMIT in smtpd/smtp_session.h
+MAX_ERRORS = 3
+
+
+class HeloJunk(GatewayTest):
+    """See 3. above."""
+
+    def run_verb(self, verb):
+        up = self.sink()
+        port = free_port()
+        conf = smtpd_conf(self.pki, up.port,
+                          listener("l", port, "none", 'relay_networks = "127.0.0.1/32"'),
+                          extra="max_errors = %d" % MAX_ERRORS)
+        self.gateway(conf, [port])
+        c = Smtp(port, timeout=10)
+        self.assertEqual(c.reply()[0], 220)
+        n = JUNK_LIMIT + MAX_ERRORS
+        c.send(("%s junk.test\r\n" % verb) * (n + 5))
+        codes = []
+        try:
+            for _ in range(n + 5):
+                code, text = c.reply()
+                codes.append(code)
+                if code == 421:
+                    self.assertIn("4.7.0", text[0])
+                    break
+        except (OSError, Exception) as e:
+            self.fail("%s: closed without 421 after %d replies: %r" % (verb, len(codes), e))
+        self.assertEqual(codes[-1], 421, "%d %s commands, all answered %s" % (len(codes), verb, set(codes)))
+        self.assertEqual(len(codes), n + 1)
+        self.assertTrue(c.closed())
+
+    def test_ehlo_beyond_the_limit_counts(self):
+        self.run_verb("EHLO")
+
+    def test_helo_beyond_the_limit_counts(self):
+        self.run_verb("HELO")
 
 
 if __name__ == "__main__":
