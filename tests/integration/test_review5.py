@@ -28,6 +28,13 @@ limit, imapd's login in flight past timeout_preauth).
      commands that do no work cannot do. Beyond the limit they must count
      toward max_errors like the others: the one reaching it followed by
      421 4.7.0 and the close.
+  4. PreauthExemptionBounds (guards, the code holds): imapd's exemption
+     from timeout_preauth covers only a login in flight at the upstream
+     (IMAP_LOGIN). An AUTHENTICATE waiting for the CLIENT's continuation
+     is cut at the deadline (BYE) like an idle client; a login the
+     upstream never answers ends at the upstream's timeout_reply with
+     NO [UNAVAILABLE], then the BYE and the close - never held for ever.
+     Extending the exemption to IMAP_SASL fails the first.
 """
 import base64
 import os
@@ -35,7 +42,7 @@ import socket
 import threading
 import time
 
-from mgtest import (GatewayTest, Smtp, free_port, listener, main, memory_find,
+from mgtest import (GatewayTest, Imap, Smtp, free_port, imapd_conf, listener, main, memory_find,
                     smtpd_conf)
 
 HIGH_WATER = 256 * 1024     # SMTP_UP_HIGH_WATER in smtpd/smtp_relay.c
@@ -303,6 +310,99 @@ class HeloJunk(GatewayTest):
 
     def test_helo_beyond_the_limit_counts(self):
         self.run_verb("HELO")
+
+
+class SilentLoginImap:
+    """An IMAP upstream that answers everything but a login (LOGIN or
+    AUTHENTICATE), which it never answers."""
+
+    def __init__(self):
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(8)
+        self.port = self.ls.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._session, args=(c,), daemon=True).start()
+
+    def _session(self, c):
+        try:
+            c.sendall(b"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE AUTH=PLAIN] ready\r\n")
+            buf = b""
+            while True:
+                d = c.recv(4096)
+                if not d:
+                    return
+                buf += d
+                while b"\n" in buf:
+                    line, _, buf = buf.partition(b"\n")
+                    words = line.split()
+                    if len(words) < 2:
+                        continue
+                    tag, verb = words[0], words[1].upper()
+                    if verb in (b"LOGIN", b"AUTHENTICATE"):
+                        continue        # never answered
+                    if verb == b"CAPABILITY":
+                        c.sendall(b"* CAPABILITY IMAP4rev1 SASL-IR ID AUTH=PLAIN\r\n")
+                    c.sendall(tag + b" OK done\r\n")
+        except OSError:
+            return
+
+    def stop(self):
+        self.ls.close()
+        for c in self.conns:
+            c.close()
+
+
+PREAUTH = 2          # timeout_preauth
+TIMEOUT_REPLY_IMAP = 2
+SLACK = 2.5
+
+
+class PreauthExemptionBounds(GatewayTest):
+    """See 4. above."""
+
+    def setUp(self):
+        super().setUp()
+        self.up = SilentLoginImap()
+        self.addCleanup(self.up.stop)
+        self.port = free_port()
+        conf = imapd_conf(self.pki, self.up.port, listener("imap", self.port, "none"),
+                          extra="timeout_preauth = %d" % PREAUTH,
+                          upstream_extra="timeout_reply = %d" % TIMEOUT_REPLY_IMAP)
+        self.gw = self.imap_gateway(conf, [self.port])
+        self.t0 = time.time()
+        self.c = Imap(self.port, timeout=15)
+        self.assertTrue(self.c.line().startswith("* OK"))
+
+    def test_authenticate_waiting_for_the_client_is_cut(self):
+        self.c.send("a1 AUTHENTICATE PLAIN\r\n")
+        self.assertTrue(self.c.line().startswith("+"))
+        self.assertEqual(self.c.line(), "* BYE Disconnected for inactivity")
+        self.assertLess(time.time() - self.t0, PREAUTH + SLACK)
+        self.assertTrue(self.c.closed(5))
+
+    def test_login_never_answered_ends_at_timeout_reply(self):
+        time.sleep(PREAUTH / 2)
+        sent = time.time()
+        self.c.send("a1 LOGIN alice secret\r\n")
+        try:
+            lines = self.c.until_tagged("a1")
+        except OSError as e:
+            self.fail("no answer to a login the upstream never answers: %r" % e)
+        self.assertTrue(lines[-1].startswith("a1 NO [UNAVAILABLE]"), lines)
+        self.assertGreater(time.time() - self.t0, PREAUTH, "answered before the deadline: nothing tested")
+        self.assertLess(time.time() - sent, TIMEOUT_REPLY_IMAP + SLACK)
+        self.assertEqual(self.c.line(), "* BYE Disconnected for inactivity")
+        self.assertTrue(self.c.closed(5))
 
 
 if __name__ == "__main__":
