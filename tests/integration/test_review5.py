@@ -35,6 +35,17 @@ limit, imapd's login in flight past timeout_preauth).
      upstream never answers ends at the upstream's timeout_reply with
      NO [UNAVAILABLE], then the BYE and the close - never held for ever.
      Extending the exemption to IMAP_SASL fails the first.
+  5. EndOfDataAcrossRecords (guard, the code holds): with DATA read record
+     by record in place, each TLS record is one scanner feed. The final
+     CRLF.CRLF cut at every offset across two records, with a command
+     pipelined behind it in the second and another in a third record sent
+     while the dot's reply is awaited, ends the message there (250, then
+     each command's own reply, in order) and the upstream gets the body
+     byte for byte (dropping the unread rest of a record when the next is
+     read fails it); a dot-stuffed line cut the same way is not an end; LF.CRLF,
+     CRLF.LF, CR.CRLF and CRLF.CRCRLF cut anywhere are no end either: the
+     bare CR/LF refuses the message (550 5.6.0) at the real end, and what
+     followed them (RSET, a line) went nowhere as commands.
 """
 import base64
 import os
@@ -271,6 +282,48 @@ class AuthAfterDotSameRecord(GatewayTest):
 
     def test_auth_line_cut_across_records(self):
         self.run_cut(20)
+
+
+class EndOfDataAcrossRecords(GatewayTest):
+    """See 5. above."""
+
+    def test_every_cut(self):
+        up = self.sink()
+        port = free_port()
+        self.gateway(smtpd_conf(self.pki, up.port,
+                                listener("l", port, "implicit", 'relay_networks = "127.0.0.1/32"'),
+                                extra="max_errors = 100"), [port])
+        c = Smtp(port, tls=True, timeout=10)
+        c.reply()
+        c.expect("EHLO x.test", 250)
+        n, want = 0, []
+        cases = [(b"\r\n.\r\n", b"line\n"), (b"\r\n..\r\n.\r\n", b"line\n.\n"),
+                 (b"\n.\r\n", None), (b"\r\n.\n", None), (b"\r.\r\n", None), (b"\r\n.\r\r\n", None)]
+        for term, delivered in cases:
+            for k in range(len(term) + 1):
+                c.expect("MAIL FROM:<a@x.test>", 250)
+                c.expect("RCPT TO:<b@example.org>", 250)
+                c.expect("DATA", 354)
+                head = b"Subject: cut %d\r\n\r\nline" % n
+                whole = head + term + (b"NOOP\r\n" if delivered else b"RSET\r\nsmuggled\r\n.\r\n")
+                c.sock.sendall(whole[:len(head) + k])   # one TLS record each
+                time.sleep(0.02)
+                c.sock.sendall(whole[len(head) + k:])
+                if delivered:   # while the dot's reply is awaited: a record
+                    c.sock.sendall(b"NOOP\r\n")    # behind the unread rest
+                code, text = c.reply()
+                if delivered is None:
+                    self.assertEqual(code, 550, (term, k, text))
+                    continue
+                self.assertEqual(code, 250, (term, k, text))
+                self.assertEqual(c.reply()[0], 250, (term, k, "NOOP"))
+                self.assertEqual(c.reply()[0], 250, (term, k, "second NOOP"))
+                want.append(b"Subject: cut %d\n\n" % n + delivered)
+                n += 1
+            n += 1
+        msgs = up.wait_messages(len(want))
+        self.assertEqual(sorted(m.without_our_received()[0] for m in msgs), sorted(want))
+        c.expect("QUIT", 221)
 
 
 JUNK_LIMIT = 100     # SMTP_JUNK_LIMIT in smtpd/smtp_session.h
