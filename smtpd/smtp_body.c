@@ -157,7 +157,7 @@ void smtp_body_input(struct smtp_session *ss)
 			end_of_data(ss);
 			return;
 		}
-		if (!room) {
+		if (!room && ss->up) {	/* (a drop above ended the upstream: no drain will come) */
 			ss->data_paused = 1;	/* the gateway's stall, not the client's */
 			conn_read_stop(c);	/* until the upstream drains */
 			return;

@@ -82,6 +82,7 @@ static void helo_common(struct smtp_session *ss, bool esmtp, const char *args, s
 			       esmtp ? "EHLO" : "HELO");
 		return;
 	}
+	bool again = ss->helo;	/* not the first of the session or of its TLS */
 	free(ss->helo_arg);
 	ss->helo_arg = xmemdup0(args, len);
 	ss->helo = 1;
@@ -100,6 +101,14 @@ static void helo_common(struct smtp_session *ss, bool esmtp, const char *args, s
 		sb_init(&b, reply, sizeof(reply));
 		sb_adds(&b, "451 4.3.0 Internal error\r\n");
 	}
+	/* A repeated EHLO or HELO does no work either: one every
+	 * timeout_command - 1 seconds must not hold a slot for ever (junk,
+	 * as NOOP; the first, and the first after STARTTLS, are free). */
+	if (again && smtp_junk(ss)) {
+		session_write(&ss->s, sb_str(&b), sb_len(&b));	/* the session ends: no upstream RSET */
+		smtp_too_many_errors(ss);
+		return;
+	}
 	smtp_relay_rset_then(ss, sb_str(&b));
 }
 
@@ -113,7 +122,8 @@ static void cmd_helo(struct smtp_session *ss, const char *args, size_t len)
 	helo_common(ss, false, args, len);
 }
 
-/* NOOP, VRFY and HELP: the usual answer, and one more junk command. */
+/* NOOP, VRFY and HELP: the usual answer, and one more junk command
+ * (EHLO, HELO and RSET count too: see there). */
 static void junk_reply(struct smtp_session *ss, const char *reply)
 {
 	bool spent = smtp_junk(ss);

@@ -209,7 +209,7 @@ static void timeout(struct session *s)
 		conn_set_timeout(s->conn, ss->keys->timeout_command);
 		return;
 	}
-	if (ss->state == SMTP_DATA && ss->data_paused) {
+	if (ss->state == SMTP_DATA && ss->data_paused && ss->up) {
 		/* Not reading the message because the upstream is behind: the
 		 * same (smtp_relay_data arms timeout_reply for it). */
 		conn_set_timeout(s->conn, ss->keys->timeout_data);

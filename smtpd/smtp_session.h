@@ -109,7 +109,7 @@ struct smtp_session {
 	char auth_mech[24];
 	char *local_reply;	/* reply to send after a hidden upstream RSET */
 	unsigned auth_failures;
-	unsigned junk;		/* NOOP/RSET/VRFY/HELP since the last delivery, up to SMTP_JUNK_LIMIT */
+	unsigned junk;		/* NOOP/RSET/VRFY/HELP/EHLO/HELO since the last delivery, up to SMTP_JUNK_LIMIT */
 	unsigned rcpts;		/* accepted recipients in this transaction */
 	unsigned msgs;		/* DATA transactions started */
 	unsigned delivered;	/* messages the upstream accepted */
