@@ -2,6 +2,7 @@
 #include "smtp_auth.h"
 #include "smtp_conf.h"
 #include "b64.h"
+#include "log.h"
 #include "metrics.h"
 #include "sasl.h"
 #include "smtp_parse.h"
@@ -38,6 +39,18 @@ static void note_response(struct smtp_session *ss, const char *b64, size_t len)
 
 static void auth_reply(struct smtp_session *ss, const struct smtp_reply *r)
 {
+	bool cancelled = ss->auth_cancel;
+	ss->auth_cancel = 0;
+	if (cancelled && r->code == 334) {
+		/* RFC 4954 §4: a "*" ends the exchange (501). An upstream still
+		 * asking is out of step with us: whatever the client sends next
+		 * would reach it as a SASL response. */
+		ss->auth_abort = AUTH_ABORT_NONE;
+		log_warn("session %s: upstream %s: 334 after an AUTH cancel", ss->s.id, ss->up_addr ? ss->up_addr : "?");
+		smtp_relay_drop(ss, false);
+		smtp_reply_err(ss, "454 4.7.0 Temporary authentication failure");
+		return;
+	}
 	if (ss->auth_abort) {
 		bool too_long = ss->auth_abort == AUTH_ABORT_TOO_LONG;
 		ss->auth_abort = AUTH_ABORT_NONE;
@@ -157,6 +170,7 @@ void smtp_auth_abort(struct smtp_session *ss, enum auth_abort why)
 {
 	static const char cancel[] = "*\r\n";
 	ss->auth_abort = (uint8_t)why;
+	ss->auth_cancel = 1;
 	smtp_relay_command(ss, OP_AUTH, cancel, sizeof(cancel) - 1, auth_reply);
 }
 
@@ -168,7 +182,9 @@ void smtp_auth_line(struct smtp_session *ss, const char *line, size_t len)
 		smtp_auth_abort(ss, AUTH_ABORT_BASE64);
 		return;
 	}
-	if (!(content == 1 && line[0] == '*'))
+	if (content == 1 && line[0] == '*')
+		ss->auth_cancel = 1;
+	else
 		note_response(ss, line, content);
 	smtp_relay_command(ss, OP_AUTH, line, len, auth_reply);
 }

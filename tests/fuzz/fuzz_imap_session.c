@@ -632,10 +632,14 @@ static void up_out(struct hx_up *u, const unsigned char *p, size_t n)
 	for (size_t i = 0; i < n; i++, st->out++) {
 		/* After our login command - or an OK to it, even one that came
 		 * before all of it was sent - the bytes are the user's, and only
-		 * after the OK. (An OK while our LOGIN waits for a "+" ends the
-		 * upstream: no byte of ours may follow it, or the relay check
-		 * below fires, as it did before that rule.) */
-		if (st->login_sent || login_accepted(st)) {
+		 * after the OK. An upstream may send its "+"s and the OK ahead of
+		 * our command (all in the log already): the gateway takes them in
+		 * order, so while our command is mid-literal the bytes are still
+		 * ours. (An OK that the gateway reads while its LOGIN waits for a
+		 * "+" ends the upstream: no byte of ours may follow it, or the
+		 * relay check below fires.) */
+		bool mid_command = st->lit_stage || st->plain_no_ir;
+		if (st->login_sent || (login_accepted(st) && !mid_command)) {
 			HX_CHECK(login_accepted(st), "upstream-cmd", "bytes sent to %s after the login command, "
 				 "before its OK", u->cu->name);
 			if (!st->rlen)

@@ -988,6 +988,7 @@ class ScriptedSmtp:
                         data = False
                         conn.sendall(self.replies.get("DOT", b"250 queued\r\n"))
                     continue
+                line = line.rstrip(b"\r")
                 verb = line.split(b" ")[0].split(b":")[0].decode("ascii", "replace").upper()
                 self.commands.append(line.rstrip(b"\r").decode("utf-8", "replace"))
                 conn.sendall(self.replies.get(verb, b"250 ok\r\n"))

@@ -52,11 +52,11 @@ class AuthSecretsTls(GatewayTest):
             replies["AUTH"] = b"235 2.7.0 ok\r\n"
         elif form == "plain-continuation":
             replies["AUTH"] = b"334 \r\n"
-            replies[plain.upper() + "\r"] = b"235 2.7.0 ok\r\n"    # ScriptedSmtp keeps the CR
+            replies[plain.upper()] = b"235 2.7.0 ok\r\n"
         else:
             replies["AUTH"] = b"334 VXNlcm5hbWU6\r\n"
-            replies[b64(user).upper() + "\r"] = b"334 UGFzc3dvcmQ6\r\n"
-            replies[b64(pw).upper() + "\r"] = b"235 2.7.0 ok\r\n"
+            replies[b64(user).upper()] = b"334 UGFzc3dvcmQ6\r\n"
+            replies[b64(pw).upper()] = b"235 2.7.0 ok\r\n"
         up = ScriptedSmtp(replies)
         self.addCleanup(up.stop)
         p = free_port()

@@ -53,7 +53,7 @@ import socket
 import threading
 import time
 
-from mgtest import (GatewayTest, Imap, Smtp, free_port, imapd_conf, listener, main, memory_find,
+from mgtest import (GatewayTest, ScriptedSmtp, Imap, Smtp, free_port, imapd_conf, listener, main, memory_find,
                     smtpd_conf)
 
 HIGH_WATER = 256 * 1024     # SMTP_UP_HIGH_WATER in smtpd/smtp_relay.c
@@ -456,6 +456,40 @@ class PreauthExemptionBounds(GatewayTest):
         self.assertLess(time.time() - sent, TIMEOUT_REPLY_IMAP + SLACK)
         self.assertEqual(self.c.line(), "* BYE Disconnected for inactivity")
         self.assertTrue(self.c.closed(5))
+
+
+class AuthCancelAnswered334(GatewayTest):
+    """RFC 4954 §4: a "*" ends an AUTH exchange (the server answers 501).
+    An upstream that answers it with another 334 is out of step with the
+    gateway: relaying that 334 kept the client in the exchange, and the
+    client's next line would have reached the upstream as a SASL response.
+    The gateway answers 454 4.7.0 and drops that upstream; the next command
+    goes to a fresh connection. (Found by fuzz_smtp_session.)"""
+
+    def test_334_after_cancel_ends_the_upstream(self):
+        up = ScriptedSmtp({"EHLO": b"250-scripted.test\r\n250 AUTH PLAIN LOGIN\r\n",
+                           "AUTH": b"334 VXNlcm5hbWU6\r\n",
+                           "*": b"334 UGFzc3dvcmQ6\r\n"})
+        self.addCleanup(up.stop)
+        p = free_port()
+        self.gateway(smtpd_conf(self.pki, up.port, listener("local", p, "none",
+                                                            'relay_networks = "127.0.0.1/32"')), [p])
+        c = Smtp(p)
+        c.reply()
+        for _ in range(50):    # until the start-up probe has seen AUTH
+            if any("AUTH" in l for l in c.expect("EHLO x.test", 250)):
+                break
+            time.sleep(0.1)
+        c.expect("AUTH LOGIN", 334)
+        code, lines = c.cmd("*")
+        self.assertEqual(code, 454, lines)
+        c.expect("MAIL FROM:<a@test.example>", 250)
+        # The MAIL went out as a command on a new connection, never as a
+        # SASL line after the "*".
+        after = up.commands[up.commands.index("*") + 1:]
+        self.assertIn("MAIL FROM:<a@test.example>", after, up.commands)
+        self.assertEqual(after[0].split()[0], "EHLO", up.commands)
+        c.expect("QUIT", 221)
 
 
 if __name__ == "__main__":
