@@ -469,10 +469,23 @@ def bench_data(srv, port, a, sink):
     return r
 
 
-def bench_fetch(srv, port, a):
+def dovecot_pid(dc):
+    """Dovecot's master (its imap processes are in its tree), or None."""
+    try:
+        with open(os.path.join(dc.run, "master.pid")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def bench_fetch(srv, port, a, dc=None):
     args = ["-s", "imap-fetch", "-k", str(a.fetch_k), "--user", "bench", "--pass", "bench"]
     loadgen(port, args + ["-c", "1", "-n", "1"], 120)
+    dpid = dovecot_pid(dc)
+    b0 = cpu_seconds(dpid) if dpid else 0
     r = measured(srv, port, args + ["-c", str(a.fetch_c), "-d", str(a.duration)])
+    if dpid:
+        r["backend_cpu_s"] = cpu_seconds(dpid) - b0
     r["mb_per_cpu_s"] = r["payload_bytes"] / 1e6 / r["server_cpu_s"] if r["server_cpu_s"] >= MIN_CPU else NAN
     return r
 
@@ -742,7 +755,7 @@ def main():
             rounds = {}
             for rnd in range(1, a.rounds + 1):
                 for _, test, name, srv, port in mine:
-                    r = bench_data(srv, port, a, sink) if key == "data" else bench_fetch(srv, port, a)
+                    r = bench_data(srv, port, a, sink) if key == "data" else bench_fetch(srv, port, a, dc)
                     rounds.setdefault(name, []).append(r)
                     label = test if a.rounds == 1 else "%s r%d" % (test.split()[0], rnd)
                     runs.append(((name, label), r))
