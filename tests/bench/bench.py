@@ -4,13 +4,17 @@ HAProxy and stunnel, measured in the same run.
 Servers: mailgate-smtpd (SMTPS and a STARTTLS listener), nginx mail (SMTPS,
 SMTP STARTTLS, IMAPS), HAProxy (tcp mode, TLS termination), stunnel, and
 mailgate-imapd (IMAPS and STARTTLS), all with the same certificate (ECDSA
-P-256, then RSA-2048) and TLS 1.3 / X25519 / AES-128-GCM. Behind them: a
-Postfix smtp-sink for SMTP and a private Dovecot (mgtest.Dovecot) holding
-one 10 MiB message for IMAP (nginx reaches both through its auth_http,
-answered here).
+P-256, then RSA-2048) and TLS 1.3 / X25519 / AES-128-GCM. Behind them:
+tests/bench/fastsink for SMTP (a small epoll SMTP sink reading messages in
+256 KiB chunks; --backend smtp-sink puts Postfix's smtp-sink back, which
+reads line by line and saturated the client core in the DATA row) and a
+private Dovecot (mgtest.Dovecot) holding one 10 MiB message for IMAP
+(nginx reaches both through its auth_http, answered here). After each
+DATA run the messages fastsink accepted are checked against the messages
+loadgen saw delivered; a difference marks the figure "sink ≠".
 
 With 2+ CPUs every server is pinned to CPU 1 (taskset) and everything else
-(this script, loadgen, smtp-sink, Dovecot) to CPU 0. The client is loadgen
+(this script, loadgen, the SMTP backend, Dovecot) to CPU 0. The client is loadgen
 (tests/bench/loadgen.c, C/GnuTLS). Server CPU is utime+stime of the
 server's process tree from /proc, sampled around each loadgen run.
 
@@ -27,13 +31,27 @@ Figures:
                                       (SMTPS ECDSA full and resumed, RSA; SMTP
                                       STARTTLS and IMAPS for mailgate and nginx)
 
+Throughput rows in rounds: --rounds N runs DATA (and FETCH) N times with
+the servers taking turns (round 1: nginx, mailgate, ...; round 2: ...), so
+that drift in the machine's load hits every server alike. The table then
+shows each server's median MB per CPU-second; a section after it gives
+the range, the median server-core and client-core busy shares, the ratio
+of the medians to nginx and each round's ratio. For example:
+  make bench BENCH_ARGS="--only data --servers nginx,mailgate --rounds 5 --duration 10"
+--data-c sets the DATA sessions in flight (default 16: enough for nginx,
+whose reply to each message waits about 40 ms for a delayed ACK, to keep
+its core busy).
+
 A figure from a run in which loadgen used >= 90 % of its core is marked
 client-bound (a lower bound, never a capacity). Raw numbers go to
 tests/bench/last-run.json (the previous one is compared with, then kept as
 last-run.prev.json).
 
 Usage: python3 bench.py [--quick] [--duration S] [--concurrency N]
-       [--idle N] [--latency N] [--servers a,b] [--json PATH]
+       [--idle N] [--latency N] [--servers a,b] [--json PATH] [--only rows]
+       [--rounds N] [--data-c N] [--backend fastsink|smtp-sink]
+(MG_SRCDIR and MG_BUILDDIR as make bench sets them; MG_BUILDDIR also picks
+the mailgate binaries, MG_LOADGEN / MG_FASTSINK override the tools.)
 """
 import argparse
 import http.server
@@ -43,6 +61,8 @@ import os
 import resource
 import shutil
 import signal
+import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -56,6 +76,7 @@ MIN_CPU = 20.0 / TICK    # below this many ticks a CPU figure is noise: not repo
 PINNED = os.cpu_count() >= 2 and bool(shutil.which("taskset"))
 PIN_SERVER = ["taskset", "-c", "1"] if PINNED else []
 LOADGEN = os.environ.get("MG_LOADGEN") or os.path.join(mgtest.BUILDDIR, "tests", "bench", "loadgen")
+FASTSINK = os.environ.get("MG_FASTSINK") or os.path.join(mgtest.BUILDDIR, "tests", "bench", "fastsink")
 SERVERS = ("nginx", "haproxy", "stunnel", "mailgate")
 NAN = float("nan")
 
@@ -315,6 +336,54 @@ sessionCacheSize = 1
         servers["stunnel"] = Server("stunnel-%s" % keytype, [stunnel, sconf], ports, tmp)
 
 
+# ---- the SMTP backend ----
+
+class FastSink:
+    """tests/bench/fastsink (C, epoll): the SMTP backend. It reads a
+    message in 256 KiB chunks, where Postfix's smtp-sink reads line by line
+    and saturated the client core before the servers did. stats() asks it
+    (XSTATS) how many messages it has accepted."""
+
+    def __init__(self, tmp):
+        self.port = mgtest.free_port()
+        self.proc = mgtest.Proc([FASTSINK, "--port", str(self.port)], os.path.join(tmp.path, "fastsink.log"))
+        if not mgtest.wait_port(self.port, proc=self.proc.p):
+            raise RuntimeError("fastsink did not start: " + self.proc.output())
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stats(self):
+        """{"connections", "messages", "bytes"} so far."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            f = s.makefile("rb")
+            f.readline()                     # 220
+            s.sendall(b"XSTATS\r\nQUIT\r\n")
+            line = f.readline().decode()     # 250 connections=C messages=M bytes=B
+        if not line.startswith("250 "):
+            raise RuntimeError("fastsink XSTATS: %r" % line)
+        return {k: int(v) for k, v in (w.split("=") for w in line.split()[1:])}
+
+    def stop(self):
+        self.proc.stop()
+
+
+class PostfixSink(mgtest.SmtpSink):
+    """Postfix's smtp-sink (--backend smtp-sink, the backend before
+    fastsink): no counters to check the DATA row against."""
+
+    def __init__(self, tmp):
+        super().__init__(tmp, args=("-m", "16000"), dump=False)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stats(self):
+        return None
+
+
 # ---- Dovecot with one big message ----
 
 def dovecot_with_message(tmp, size):
@@ -380,18 +449,43 @@ def bench_resumed(srv, port, a, full_cpu):
     return r
 
 
-def bench_data(srv, port, a):
+def bench_data(srv, port, a, sink):
+    """DATA 1 MiB; the messages the backend accepted must be the messages
+    loadgen saw delivered (else the figure is marked: "sink ≠")."""
     args = ["-s", "smtp-data", "-b", str(1 << 20), "-k", str(a.data_k)]
     loadgen(port, args + ["-c", "1", "-n", "1"], 120)
+    s0, b0 = sink.stats(), cpu_seconds(sink.pid)
     r = measured(srv, port, args + ["-c", str(a.data_c), "-d", str(a.duration)])
+    r["backend_cpu_s"] = cpu_seconds(sink.pid) - b0
+    s1 = sink.stats()
+    if s0 is not None and s1 is not None:
+        r["sink_messages"] = s1["messages"] - s0["messages"]
+        r["sink_ok"] = r["sink_messages"] == r["messages"] or (
+            r.get("errors", 0) > 0 and r["messages"] <= r["sink_messages"] <= r["messages"] + r["errors"] * a.data_k)
+        if not r["sink_ok"]:
+            log("bench: %s DATA: loadgen saw %d messages delivered, the backend accepted %d" % (
+                srv.name, r["messages"], r["sink_messages"]))
     r["mb_per_cpu_s"] = r["payload_bytes"] / 1e6 / r["server_cpu_s"] if r["server_cpu_s"] >= MIN_CPU else NAN
     return r
 
 
-def bench_fetch(srv, port, a):
+def dovecot_pid(dc):
+    """Dovecot's master (its imap processes are in its tree), or None."""
+    try:
+        with open(os.path.join(dc.run, "master.pid")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def bench_fetch(srv, port, a, dc=None):
     args = ["-s", "imap-fetch", "-k", str(a.fetch_k), "--user", "bench", "--pass", "bench"]
     loadgen(port, args + ["-c", "1", "-n", "1"], 120)
+    dpid = dovecot_pid(dc)
+    b0 = cpu_seconds(dpid) if dpid else 0
     r = measured(srv, port, args + ["-c", str(a.fetch_c), "-d", str(a.duration)])
+    if dpid:
+        r["backend_cpu_s"] = cpu_seconds(dpid) - b0
     r["mb_per_cpu_s"] = r["payload_bytes"] / 1e6 / r["server_cpu_s"] if r["server_cpu_s"] >= MIN_CPU else NAN
     return r
 
@@ -469,6 +563,10 @@ def fmt_cell(key, r):
         return txt + mark, v
     if key in ("data", "fetch"):
         v = r["mb_per_cpu_s"]
+        if r.get("sink_ok") is False:
+            mark += " (sink ≠)"
+        if r.get("rounds"):
+            mark += " (median of %d)" % len(r["rounds"])
         return ("%.0f" % v if v == v else "nan") + mark, v
     if key == "idle":
         v = r["kib_per_session"]
@@ -583,6 +681,17 @@ def main():
     ap.add_argument("--latency", type=int, help="sessions for the one-connection latency (default 300; quick 40)")
     ap.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset of " + ",".join(SERVERS))
     ap.add_argument("--json", help="raw results file (default tests/bench/last-run.json in the source tree)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run the throughput rows (data, fetch) N times, the servers taking turns "
+                    "(round 1: each server, round 2: each server, ...); the table shows each server's "
+                    "median, a section after it the range, the ratio of medians to nginx and each "
+                    "round's ratio (default 1)")
+    ap.add_argument("--backend", choices=("fastsink", "smtp-sink"), default="fastsink",
+                    help="the SMTP backend behind every server: tests/bench/fastsink (default) or "
+                    "Postfix's smtp-sink (the earlier backend, line-by-line reads: it saturated the "
+                    "client core in the DATA row)")
+    ap.add_argument("--data-c", type=int, default=16,
+                    help="DATA sessions in flight (default 16)")
     ap.add_argument("--only", default="", help="comma-separated subset of the figures (row keys: %s); "
                     "a partial run is not written to the default raw-numbers file" % ",".join(r[0] for r in ROWS))
     a = ap.parse_args()
@@ -591,7 +700,9 @@ def main():
     a.idle = a.idle or (500 if q else 5000)
     a.latency = a.latency or (40 if q else 300)
     a.warmup = 20 if q else 100
-    a.data_c, a.data_k = 2, 5
+    a.data_k = 5
+    if a.rounds < 1 or a.data_c < 1:
+        ap.error("--rounds and --data-c must be at least 1")
     a.fetch_k, a.fetch_c = 2, 4
     only = set(k for k in a.only.split(",") if k)
     for k in only:
@@ -606,6 +717,8 @@ def main():
         ap.error("the table compares mailgate: keep it in --servers")
     if not os.access(LOADGEN, os.X_OK):
         sys.exit("bench: %s not built (make tests/bench/loadgen)" % LOADGEN)
+    if a.backend == "fastsink" and not os.access(FASTSINK, os.X_OK):
+        sys.exit("bench: %s not built (make tests/bench/fastsink)" % FASTSINK)
     json_path = os.path.normpath(a.json or os.path.join(mgtest.SRCDIR, "tests", "bench",
                                                         "last-run-partial.json" if only else "last-run.json"))
 
@@ -625,8 +738,33 @@ def main():
         runs.append(((server, test), r))
         log("  %-9s %-13s %s" % (server, test, one_line(key, r)))
 
+    def throughput(servers):
+        """data and fetch, a.rounds times, the servers taking turns."""
+        rows = []
+        for name in [s for s in SERVERS if s in servers]:
+            srv = servers[name]
+            if want("data"):
+                rows.append(("data", "data 1MiB", name, srv, srv.ports["smtps"]))
+            if want("fetch") and "imaps" in srv.ports:
+                rows.append(("fetch", "fetch 10MiB", name, srv, srv.ports["imaps"]))
+        imapd = servers.get("mailgate-imapd")
+        if imapd and want("fetch"):
+            rows.append(("fetch", "fetch 10MiB", "mailgate", imapd, imapd.ports["imaps"]))
+        for key in ("data", "fetch"):
+            mine = [row for row in rows if row[0] == key]
+            rounds = {}
+            for rnd in range(1, a.rounds + 1):
+                for _, test, name, srv, port in mine:
+                    r = bench_data(srv, port, a, sink) if key == "data" else bench_fetch(srv, port, a, dc)
+                    rounds.setdefault(name, []).append(r)
+                    label = test if a.rounds == 1 else "%s r%d" % (test.split()[0], rnd)
+                    runs.append(((name, label), r))
+                    log("  %-9s %-13s %s" % (name, label, one_line(key, r)))
+            for name, rs in rounds.items():
+                results.setdefault(name, {})[key] = rs[0] if len(rs) == 1 else over_rounds(rs)
+
     try:
-        sink = mgtest.SmtpSink(tmp, args=("-m", "16000"), dump=False)
+        sink = FastSink(tmp) if a.backend == "fastsink" else PostfixSink(tmp)
         try:
             if not (want("fetch") or want("lat_imaps")):
                 raise RuntimeError("not wanted (--only)")
@@ -654,8 +792,6 @@ def main():
                         if want("resumed_cpu"):
                             record(name, "resumed", "resumed_cpu",
                                    bench_resumed(srv, port, a, full["cpu_per_session"]))
-                        if want("data"):
-                            record(name, "data 1MiB", "data", bench_data(srv, port, a))
                         if want("idle"):
                             idle = bench_idle(srv, port, a)
                             idle["want"] = a.idle
@@ -675,20 +811,18 @@ def main():
                             if want("lat_imaps"):
                                 record(name, "lat imaps", "lat_imaps",
                                        bench_latency(srv, srv.ports["imaps"], a, ["--imap"]))
-                            if want("fetch"):
-                                record(name, "fetch 10MiB", "fetch", bench_fetch(srv, srv.ports["imaps"], a))
                     else:
                         if want("rsa_rate"):
                             record(name, "full rsa", "rsa_rate", bench_full(srv, port, a))
                         if want("lat_rsa"):
                             record(name, "latency rsa", "lat_rsa", bench_latency(srv, port, a))
                 imapd = servers.get("mailgate-imapd")
+                if keytype == "ecdsa":
+                    throughput(servers)
                 if imapd:
                     if want("lat_imaps"):
                         record("mailgate", "lat imaps", "lat_imaps",
                                bench_latency(imapd, imapd.ports["imaps"], a, ["--imap"]))
-                    if want("fetch"):
-                        record("mailgate", "fetch 10MiB", "fetch", bench_fetch(imapd, imapd.ports["imaps"], a))
             finally:
                 for s in servers.values():
                     s.stop()
@@ -707,8 +841,9 @@ def main():
         time.strftime("%Y-%m-%d %H:%M"), os.cpu_count(),
         ", servers pinned to CPU 1, everything else to CPU 0" if PINNED else ", NOT pinned",
         ", QUICK run (small sizes: a smoke test, not figures to quote)" if q else ""))
-    print("TLS 1.3, X25519, AES-128-GCM; %.0f s per CPU run, %d sessions in flight; load average %.2f -> %.2f%s\n" % (
-        a.duration, a.concurrency, load0, load1,
+    print("TLS 1.3, X25519, AES-128-GCM; %.0f s per CPU run, %d sessions in flight (DATA %d); SMTP backend %s;"
+          " load average %.2f -> %.2f%s\n" % (
+        a.duration, a.concurrency, a.data_c, a.backend, load0, load1,
         " (machine NOT quiet: figures are noisy)" if max(load0, load1) > 0.7 else ""))
     print(table(results, a, cols))
     print("\n(×: ratio to nginx in the same run; CPU, RSS and latency: lower is better; sessions/s and MB per "
@@ -717,6 +852,8 @@ def main():
           " ‡: the server's core was under 90 %% busy (neither side saturated: the machine is busy"
           " or the sessions wait on something); nan: under %d CPU ticks, too short to measure"
           % int(MIN_CPU * TICK))
+    if a.rounds > 1:
+        print("\n" + rounds_report(results, cols, a.rounds))
     print("\nruns (srv cpu: the server's core busy with it; client: loadgen's share of its core; cl.core: that\n"
           "core busy with anything; cl.µs/s: loadgen CPU per session; 1st byte / reply: ms after the handshake):\n"
           + details(runs))
@@ -734,21 +871,78 @@ def main():
                 prev.get("meta", {}).get("date", "?"), ", quick" if prev.get("meta", {}).get("quick") else "", c))
         os.replace(json_path, json_path.replace(".json", ".prev.json"))
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(), "pinned": PINNED,
+            "backend": a.backend, "rounds": a.rounds, "data_concurrency": a.data_c,
             "quick": q, "duration": a.duration, "concurrency": a.concurrency, "idle": a.idle,
             "latency_sessions": a.latency, "loadavg": [load0, load1], "seconds": time.time() - t_start,
             "versions": versions()}
     with open(json_path, "w") as f:
         json.dump(jsonable({"meta": meta, "results": results}), f, indent=1, sort_keys=True)
     print("\nraw numbers: %s" % json_path)
+    bad = [s for s in cols for k in ("data",) if (results[s].get(k) or {}).get("sink_ok") is False]
+    if bad:
+        sys.exit("bench: the SMTP backend accepted a different number of messages than loadgen saw "
+                 "delivered (%s): the DATA figures are not to be trusted" % ", ".join(bad))
 
 
 def one_line(key, r):
     txt, _ = fmt_cell(key, r)
     extra = ""
     if "server_core_share" in r:
-        extra = "  (%.0f sessions/s, server core %.0f %%, client %.0f %%)" % (
-            r["sessions_per_s"], r.get("server_core_share", 0) * 100, r.get("cpu_share", 0) * 100)
+        extra = "  (%.0f sessions/s, server core %.0f %%, client %.0f %%, client core busy %s%s)" % (
+            r["sessions_per_s"], r.get("server_core_share", 0) * 100, r.get("cpu_share", 0) * 100,
+            "%.0f %%" % (r["pinned_cpu_busy"] * 100) if r.get("pinned_cpu_busy", -1) >= 0 else "-",
+            ", backend %.0f %%" % (r["backend_cpu_s"] / r["wall_s"] * 100)
+            if "backend_cpu_s" in r and r.get("wall_s") else "")
     return txt + extra
+
+
+def finite(vals):
+    return [v for v in vals if v is not None and v == v]
+
+
+def over_rounds(rs):
+    """One result for the table from several rounds of a throughput row:
+    the round nearest the median, carrying the median MB per CPU-second,
+    every round's figure and core shares."""
+    vals = [r["mb_per_cpu_s"] for r in rs]
+    ok = finite(vals)
+    med = statistics.median(ok) if ok else NAN
+    rep = min(rs, key=lambda r: abs(r["mb_per_cpu_s"] - med) if r["mb_per_cpu_s"] == r["mb_per_cpu_s"] else math.inf)
+    out = dict(rep)
+    out.update(mb_per_cpu_s=med, rounds=vals, range=[min(ok), max(ok)] if ok else [NAN, NAN],
+               server_core_shares=[r.get("server_core_share", NAN) for r in rs],
+               pinned_cpu_busy_rounds=[r.get("pinned_cpu_busy", NAN) for r in rs],
+               client_bound=any(r.get("client_bound") for r in rs),
+               errors=sum(r.get("errors", 0) for r in rs))
+    if any("sink_ok" in r for r in rs):
+        out["sink_ok"] = all(r.get("sink_ok", True) for r in rs)
+    return out
+
+
+def rounds_report(results, servers, n):
+    """Median, range and ratios to nginx of the throughput rows run in rounds."""
+    out = ["throughput over %d rounds, the servers taking turns (MB per server CPU-second; server core"
+           " busy and client core busy: medians):" % n]
+    for key, label in (("data", "DATA 1 MiB"), ("fetch", "IMAP FETCH 10 MiB")):
+        base = results.get("nginx", {}).get(key)
+        for s in servers:
+            r = results.get(s, {}).get(key)
+            if not r or "rounds" not in r:
+                continue
+            lo, hi = r["range"]
+            shares = finite(r["server_core_shares"])
+            busy = finite([b for b in r["pinned_cpu_busy_rounds"] if b is None or b >= 0])
+            line = "  %-17s %-10s median %6.0f  range %4.0f-%-4.0f  server core %3.0f %%  client core %3.0f %%" % (
+                label, col_name(s), r["mb_per_cpu_s"], lo, hi,
+                statistics.median(shares) * 100 if shares else NAN,
+                statistics.median(busy) * 100 if busy else NAN)
+            if s != "nginx" and base and "rounds" in base and base["mb_per_cpu_s"] > 0:
+                per_round = ["%.2f×" % (v / b) if v == v and b == b and b > 0 else "nan"
+                             for v, b in zip(r["rounds"], base["rounds"])]
+                line += "\n  %-17s %-10s median / nginx median %.2f×; each round: %s" % (
+                    "", "", r["mb_per_cpu_s"] / base["mb_per_cpu_s"], " ".join(per_round))
+            out.append(line)
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
