@@ -324,6 +324,12 @@ void imap_auth_authenticate(struct imap_session *is, const struct imap_cmd *cmd)
 	imap_reply(is, "%s NO [CANNOT] Unsupported authentication mechanism", cmd->tag);
 }
 
+void imap_auth_give_up(struct imap_session *is, const char *why)
+{
+	if (is->login)
+		login_done(is, LOGIN_UNAVAILABLE, NULL, 0, why);
+}
+
 void imap_auth_sasl_line(struct imap_session *is, const char *line, size_t len)
 {
 	size_t n = len;

@@ -20,5 +20,8 @@ void imap_auth_login(struct imap_session *is, const struct imap_cmd *cmd);
 void imap_auth_authenticate(struct imap_session *is, const struct imap_cmd *cmd);
 /* The client's line in IMAP_SASL (CRLF included). */
 void imap_auth_sasl_line(struct imap_session *is, const char *line, size_t len);
+/* The login in flight gets no answer: NO [UNAVAILABLE] as for a lost
+ * upstream (then the pre-auth BYE if the deadline has passed). */
+void imap_auth_give_up(struct imap_session *is, const char *why);
 
 #endif

@@ -226,11 +226,17 @@ static void deadline(struct session *s)
 	struct imap_session *is = imap_of(s);
 	if (is->state == IMAP_RELAY)
 		return;
-	if (is->state == IMAP_LOGIN) {
-		/* The client logged in in time: it gets the upstream's answer
-		 * (bounded by the upstream's timeout_reply); a failure is then
-		 * followed by the BYE below (imap_auth.c). */
+	if (is->state == IMAP_LOGIN && !is->preauth_expired) {
+		/* The client logged in in time: it gets the upstream's answer,
+		 * within the upstream's timeout_reply from now at most (the
+		 * upstream's own timer restarts on any byte, so this one does
+		 * not); a failure is then followed by the BYE (imap_auth.c). */
 		is->preauth_expired = 1;
+		session_set_deadline(s, s->listener->upstream->timeout_reply);
+		return;
+	}
+	if (is->state == IMAP_LOGIN) {
+		imap_auth_give_up(is, "no answer to the login within timeout_reply after timeout_preauth");
 		return;
 	}
 	imap_preauth_expired(is);

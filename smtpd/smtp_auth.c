@@ -59,6 +59,12 @@ static void auth_reply(struct smtp_session *ss, const struct smtp_reply *r)
 		return;
 	}
 	smtp_reply_relay(ss, r);
+	if (cancelled && r->code != 235 && smtp_junk(ss)) {
+		/* AUTH then "*" does no work either: one every timeout_command
+		 * - 1 seconds must not hold a slot for ever. */
+		smtp_too_many_errors(ss);
+		return;
+	}
 	if (r->code == 334) {
 		smtp_enter(ss, SMTP_AUTH);
 		return;
@@ -160,6 +166,8 @@ void smtp_auth(struct smtp_session *ss, const char *args, size_t len)
 	memcpy(ss->auth_mech, mech, sizeof(mech));
 	XFREE(ss->auth_user);
 	ss->auth_first_seen = 0;
+	ss->auth_cancel = 0;	/* a cancel whose reply never came is not this exchange's */
+	ss->auth_abort = AUTH_ABORT_NONE;
 	if (ir)
 		note_response(ss, ir, irlen);
 	smtp_relay_command(ss, OP_AUTH, sb_str(&b), sb_len(&b), auth_reply);

@@ -205,6 +205,7 @@ static void on_lost(struct smtp_session *ss, bool timeout, const char *why)
 		leave_wait(ss);
 	if (op == OP_AUTH) {
 		ss->auth_abort = AUTH_ABORT_NONE;
+		ss->auth_cancel = 0;
 		smtp_reply_err(ss, "454 4.7.0 Temporary authentication failure");
 		return;
 	}
@@ -243,7 +244,11 @@ static void on_event(struct smtp_session *ss, enum up_event ev, const struct smt
 		return;
 	}
 	case UP_DRAINED:
-		upstream_expect(smtp_up_link(ss->up), 0);
+		/* The wait for the drain ends; a wait for a reply does not (the
+		 * chunk that filled the queue may have held the final dot: its
+		 * SMTP_DOT_TIMEOUT stays armed). */
+		if (ss->state == SMTP_DATA)
+			upstream_expect(smtp_up_link(ss->up), 0);
 		conn_read_start(ss->s.conn);	/* back-pressure released */
 		if (ss->data_paused && ss->state == SMTP_DATA) {
 			/* The client is not charged for the time the gateway

@@ -367,9 +367,11 @@ class HeloJunk(GatewayTest):
 
 class SilentLoginImap:
     """An IMAP upstream that answers everything but a login (LOGIN or
-    AUTHENTICATE), which it never answers."""
+    AUTHENTICATE), which it never answers; with keepalive, it sends an
+    untagged "* OK" every 0.5 s after the login instead."""
 
-    def __init__(self):
+    def __init__(self, keepalive=False):
+        self.keepalive = keepalive
         self.ls = socket.socket()
         self.ls.bind(("127.0.0.1", 0))
         self.ls.listen(8)
@@ -402,10 +404,20 @@ class SilentLoginImap:
                         continue
                     tag, verb = words[0], words[1].upper()
                     if verb in (b"LOGIN", b"AUTHENTICATE"):
+                        if self.keepalive:
+                            threading.Thread(target=self._keepalive, args=(c,), daemon=True).start()
                         continue        # never answered
                     if verb == b"CAPABILITY":
                         c.sendall(b"* CAPABILITY IMAP4rev1 SASL-IR ID AUTH=PLAIN\r\n")
                     c.sendall(tag + b" OK done\r\n")
+        except OSError:
+            return
+
+    def _keepalive(self, c):
+        try:
+            while True:
+                time.sleep(0.5)
+                c.sendall(b"* OK still thinking\r\n")
         except OSError:
             return
 
@@ -458,6 +470,44 @@ class PreauthExemptionBounds(GatewayTest):
         self.assertTrue(self.c.closed(5))
 
 
+class PreauthExemptionHardBound(GatewayTest):
+    """The login-in-flight exemption ends within the upstream's
+    timeout_reply after timeout_preauth, also when the upstream keeps
+    sending untagged lines (each restarted its own reply timer, and the
+    session outlived the deadline for ever): NO [UNAVAILABLE], then the
+    BYE and the close. (Found by the read-only review of the fixes.)"""
+
+    def test_untagged_keepalives_do_not_extend_the_login(self):
+        up = SilentLoginImap(keepalive=True)
+        self.addCleanup(up.stop)
+        port = free_port()
+        conf = imapd_conf(self.pki, up.port, listener("imap", port, "none"),
+                          extra="timeout_preauth = %d" % PREAUTH,
+                          upstream_extra="timeout_reply = %d" % TIMEOUT_REPLY_IMAP)
+        self.imap_gateway(conf, [port])
+        t0 = time.time()
+        c = Imap(port, timeout=15)
+        self.assertTrue(c.line().startswith("* OK"))
+        time.sleep(PREAUTH / 2)
+        c.send("a1 LOGIN alice secret\r\n")
+        lines = []
+        limit = t0 + PREAUTH + TIMEOUT_REPLY_IMAP + SLACK
+        while not lines or not lines[-1].startswith("a1 "):
+            if time.time() > limit:
+                self.fail("no tagged answer %.1f s after connect: %r" % (time.time() - t0, lines[-3:]))
+            try:
+                lines.append(c.line())
+            except OSError as e:
+                self.fail("no tagged answer: %r" % e)
+        took = time.time() - t0
+        self.assertTrue(lines[-1].startswith("a1 NO [UNAVAILABLE]"), lines)
+        self.assertIn("* OK still thinking", lines)    # the keepalives were flowing
+        self.assertGreater(took, PREAUTH + TIMEOUT_REPLY_IMAP - 0.5, lines)
+        self.assertLess(took, PREAUTH + TIMEOUT_REPLY_IMAP + SLACK, lines)
+        self.assertEqual(c.line(), "* BYE Disconnected for inactivity")
+        self.assertTrue(c.closed(5))
+
+
 class AuthCancelAnswered334(GatewayTest):
     """RFC 4954 §4: a "*" ends an AUTH exchange (the server answers 501).
     An upstream that answers it with another 334 is out of step with the
@@ -490,6 +540,56 @@ class AuthCancelAnswered334(GatewayTest):
         self.assertIn("MAIL FROM:<a@test.example>", after, up.commands)
         self.assertEqual(after[0].split()[0], "EHLO", up.commands)
         c.expect("QUIT", 221)
+
+
+
+class AuthCancelCounts(GatewayTest):
+    """AUTH then "*" does no work: beyond the junk limit each cancelled
+    exchange counts toward max_errors, so AUTH LOGIN / "*" every
+    timeout_command - 1 seconds cannot hold a slot (the upstream's 501 to
+    the "*" is relayed and, as a relayed reply, counted nowhere). And a
+    cancel whose reply never came (the upstream went silent) does not make
+    the next exchange's 334 look like an answer to a cancel."""
+
+    def gateway_with(self, replies, upstream_extra="xclient = false"):
+        up = ScriptedSmtp(dict({"EHLO": b"250-scripted.test\r\n250 AUTH PLAIN LOGIN\r\n",
+                                "AUTH": b"334 VXNlcm5hbWU6\r\n"}, **replies))
+        self.addCleanup(up.stop)
+        p = free_port()
+        self.gateway(smtpd_conf(self.pki, up.port, listener("local", p, "none"),
+                                extra="max_errors = %d" % MAX_ERRORS, upstream_extra=upstream_extra), [p])
+        c = Smtp(p, timeout=15)
+        c.reply()
+        for _ in range(50):    # until the start-up probe has seen AUTH
+            if any("AUTH" in l for l in c.expect("EHLO x.test", 250)):
+                break
+            time.sleep(0.1)
+        return up, c
+
+    def test_cancelled_exchanges_beyond_the_limit_count(self):
+        up, c = self.gateway_with({"*": b"501 5.7.0 Authentication cancelled\r\n"})
+        n = JUNK_LIMIT + MAX_ERRORS
+        c.send("AUTH LOGIN\r\n*\r\n" * (n + 3))
+        codes = []
+        for _ in range(2 * (n + 3)):
+            try:
+                code, _ = c.reply()
+            except (OSError, Exception) as e:
+                self.fail("closed without 421 after %d replies: %r" % (len(codes), e))
+            codes.append(code)
+            if code == 421:
+                break
+        self.assertEqual(codes[-1], 421, set(codes))
+        self.assertEqual(codes.count(501), n, codes[-6:])
+        self.assertTrue(c.closed())
+
+    def test_unanswered_cancel_does_not_spoil_the_next_exchange(self):
+        # "*" gets no reply at all: the upstream is lost at timeout_reply.
+        up, c = self.gateway_with({"*": b""}, upstream_extra="xclient = false\ntimeout_reply = 2")
+        c.expect("AUTH LOGIN", 334)
+        code, lines = c.cmd("*")
+        self.assertEqual(code, 454, lines)
+        c.expect("AUTH LOGIN", 334)    # a fresh upstream's 334 is a 334
 
 
 if __name__ == "__main__":
