@@ -105,7 +105,9 @@ def client_context(ca=True, alpn=None, maxver=None, ciphers=None):
 # own mount namespace (unshare -m), /dev becomes a private tmpfs holding
 # only null, zero, random and urandom, so the script can put its own
 # socket at /dev/log without touching the machine's logger. The script
-# gets the daemon binary, its config and its port as smtpd, conf, port.
+# gets the daemon binary, its config and its port as smtpd, conf, port,
+# and session() / stop_when_logged() to run one SMTP session and to stop
+# the daemon once a line has arrived.
 PRIVATE_DEV_PRELUDE = r'''
 import json, os, socket, subprocess, sys, threading, time
 smtpd, conf, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -114,6 +116,30 @@ subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "none", "/dev"], check
 for name, minor in (("null", 3), ("zero", 5), ("random", 8), ("urandom", 9)):
     os.mknod("/dev/" + name, 0o20666, os.makedev(1, minor))
     os.chmod("/dev/" + name, 0o666)
+
+def session(helo):
+    """One EHLO + QUIT session with the daemon; the QUIT reply's code."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    f = c.makefile("rb")
+    f.readline()
+    c.sendall(b"EHLO " + helo + b"\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    c.sendall(b"QUIT\r\n")
+    code = f.readline()[:3].decode()
+    c.close()
+    return code
+
+def stop_when_logged(lines, needle):
+    """Waits (10 s at most) for needle in one of lines, then stops the
+    daemon (SIGTERM to the pid in its pidfile, conf's name with .pid)."""
+    deadline = time.time() + 10
+    while time.time() < deadline and not any(needle in g for g in list(lines)):
+        time.sleep(0.05)
+    pid = int(open(conf.replace(".conf", ".pid")).read())
+    os.kill(pid, 15)
+    while os.path.exists("/proc/%d" % pid) and time.time() < deadline + 10:
+        time.sleep(0.05)
 '''
 
 

@@ -397,22 +397,8 @@ def collect():
 threading.Thread(target=collect, daemon=True).start()
 r = subprocess.run([smtpd, "-c", conf], capture_output=True, text=True)
 res["start_stderr"] = r.stderr
-c = socket.create_connection(("127.0.0.1", port), timeout=10)
-f = c.makefile("rb")
-f.readline()
-c.sendall(b"EHLO ns.test\r\n")
-while not f.readline().startswith(b"250 "):
-    pass
-c.sendall(b"QUIT\r\n")
-f.readline()
-c.close()
-deadline = time.time() + 10
-while time.time() < deadline and not any(b"helo=ns.test" in g for g in list(grams)):
-    time.sleep(0.05)
-pid = int(open(conf.replace(".conf", ".pid")).read())
-os.kill(pid, 15)
-while os.path.exists("/proc/%d" % pid) and time.time() < deadline + 10:
-    time.sleep(0.05)
+session(b"ns.test")
+stop_when_logged(grams, b"helo=ns.test")
 res["datagrams"] = [g.decode("utf-8", "replace") for g in list(grams)]
 print(json.dumps(res))
 '''
@@ -427,19 +413,6 @@ s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind("/dev/log")
 os.chmod("/dev/log", 0o666)
 r = subprocess.run([smtpd, "-c", conf], capture_output=True, text=True)
-pid = int(open(conf.replace(".conf", ".pid")).read())
-
-def session(helo):
-    c = socket.create_connection(("127.0.0.1", port), timeout=10)
-    f = c.makefile("rb")
-    f.readline()
-    c.sendall(b"EHLO " + helo + b"\r\n")
-    while not f.readline().startswith(b"250 "):
-        pass
-    c.sendall(b"QUIT\r\n")
-    code = f.readline()[:3].decode()
-    c.close()
-    return code
 
 # Fill the receiver's queue (net.unix.max_dgram_qlen) from here.
 filler = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -474,12 +447,7 @@ def collect():
             grams.append(g)
 threading.Thread(target=collect, daemon=True).start()
 session(b"after.test")
-deadline = time.time() + 10
-while time.time() < deadline and not any(b"helo=after.test" in g for g in list(grams)):
-    time.sleep(0.05)
-os.kill(pid, 15)
-while os.path.exists("/proc/%d" % pid) and time.time() < deadline + 10:
-    time.sleep(0.05)
+stop_when_logged(grams, b"helo=after.test")
 res["datagrams"] = [g.decode("utf-8", "replace") for g in list(grams)]
 print(json.dumps(res))
 '''

@@ -50,22 +50,8 @@ def acceptor():
 threading.Thread(target=acceptor, daemon=True).start()
 r = subprocess.run([smtpd, "-c", conf], capture_output=True, text=True)
 res = {"start": [r.returncode, r.stderr]}
-c = socket.create_connection(("127.0.0.1", port), timeout=10)
-f = c.makefile("rb")
-f.readline()
-c.sendall(b"EHLO stream.test\r\n")
-while not f.readline().startswith(b"250 "):
-    pass
-c.sendall(b"QUIT\r\n")
-f.readline()
-c.close()
-deadline = time.time() + 10
-while time.time() < deadline and not any(b"helo=stream.test" in g for g in list(frames)):
-    time.sleep(0.05)
-pid = int(open(conf.replace(".conf", ".pid")).read())
-os.kill(pid, 15)
-while os.path.exists("/proc/%d" % pid) and time.time() < deadline + 10:
-    time.sleep(0.05)
+session(b"stream.test")
+stop_when_logged(frames, b"helo=stream.test")
 res["frames"] = [g.decode("utf-8", "replace") for g in list(frames)]
 res["raw_bytes"] = sum(map(len, raw))
 print(json.dumps(res))
