@@ -77,3 +77,10 @@ void xmem_keep_heap(void)
 	mallopt(M_MMAP_THRESHOLD, (int)XMEM_HEAP_BLOCK);
 #endif
 }
+
+__attribute__((noinline)) void xmem_wipe_stack(void)
+{
+	unsigned char pad[XMEM_STACK_WIPE];
+	explicit_bzero(pad, sizeof(pad));
+	__asm__ __volatile__("" : : "r"(pad) : "memory");	/* not optimised away */
+}

@@ -27,4 +27,11 @@ void xfree_ptr(void *pp);	/* pp is really a T **: frees *pp, sets it NULL */
 #define XMEM_HEAP_BLOCK (1u << 20)
 void xmem_keep_heap(void);
 
+/* Zeroes XMEM_STACK_WIPE bytes of stack below the caller's frame, where
+ * the calls it just made left their locals (libsodium's
+ * sodium_stackzero): after a line that may hold a secret, copies a
+ * library or a spilled register left there are gone too. */
+#define XMEM_STACK_WIPE (32u << 10)
+void xmem_wipe_stack(void);
+
 #endif

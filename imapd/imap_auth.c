@@ -230,6 +230,7 @@ void imap_auth_login(struct imap_session *is, const struct imap_cmd *cmd)
 	}
 	start_login(is, cmd->tag, "LOGIN", &cred);
 	explicit_bzero(&cred, sizeof(cred));	/* a plain memset of a dying local may be elided */
+	xmem_wipe_stack();	/* what the login's calls left below */
 }
 
 /* A base64 SASL PLAIN response, from SASL-IR or the continuation. */
@@ -257,6 +258,7 @@ static void plain_response(struct imap_session *is, const char *tag, const char 
 	}
 	start_login(is, tag, "PLAIN", &cred);
 	explicit_bzero(&cred, sizeof(cred));
+	xmem_wipe_stack();	/* what the login's calls left below */
 }
 
 /* EXTERNAL (RFC 4422 App. A): an empty response, or an authzid byte-equal
@@ -282,6 +284,7 @@ static void external_response(struct imap_session *is, const char *tag, const ch
 	snprintf(cred.passwd, sizeof(cred.passwd), "%s", is->server->master_password);
 	start_login(is, tag, "EXTERNAL", &cred);
 	explicit_bzero(&cred, sizeof(cred));	/* the master password */
+	xmem_wipe_stack();	/* what the login's calls left below */
 }
 
 void imap_auth_authenticate(struct imap_session *is, const struct imap_cmd *cmd)

@@ -18,6 +18,7 @@
 #include "xmem.h"
 
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 
 #define RDNS_TIMEOUT 5.0	/* DESIGN.md §3 reverse_dns */
@@ -176,11 +177,14 @@ static void input(struct session *s)
 				break;
 			continue;
 		}
+		bool secret = ss->state == SMTP_AUTH || (n > 5 && !strncasecmp(line, "AUTH ", 5));
 		if (ss->state == SMTP_AUTH)
 			smtp_auth_line(ss, line, n);
 		else
 			smtp_cmd_dispatch(ss, line, n);
 		explicit_bzero(line, n);	/* it may have been a SASL response */
+		if (secret)
+			xmem_wipe_stack();	/* and what the calls for it left below */
 	}
 	conn_uncork(s->conn);
 	if (ss->client_eof)
