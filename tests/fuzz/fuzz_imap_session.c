@@ -57,25 +57,25 @@ static const char *const configs[] = {
 	/* 0: IMAPS, plain upstream with ID forwarding */
 	COMMON
 	"upstream \"dovecot\" { address = \"127.0.0.1:10143\" forward_id = true }\n"
-	"listener \"imaps\" { address = \"192.0.2.1:993\" tls_mode = \"implicit\" }\n",
+	"listener \"imaps\" { max_connections = 16 address = \"192.0.2.1:993\" tls_mode = \"implicit\" }\n",
 	/* 1: STARTTLS, optional certs, EXTERNAL by email; STARTTLS upstream, PROXY v1, small literals */
 	COMMON MASTER
 	"external_identity = \"email\"\nmax_literal = 256\n"
 	"upstream \"dovecot\" { address = \"127.0.0.1:10143\" tls = \"starttls\" tls_client = \"up\"\n"
 	"  proxy_protocol = \"v1\" forward_id = false }\n"
-	"listener \"imap\" { address = \"192.0.2.1:143\" tls_mode = \"starttls\" tls = \"mtls\" }\n",
+	"listener \"imap\" { max_connections = 16 address = \"192.0.2.1:143\" tls_mode = \"starttls\" tls = \"mtls\" }\n",
 	/* 2: loopback plain, user_map routing, implicit TLS upstream with PROXY v2 */
 	COMMON
 	"user_map = \"users.map\"\nmax_auth_failures = 2\nmax_errors = 3\n"
 	"upstream \"dovecot\" { address = \"127.0.0.1:10993\" tls = \"implicit\" tls_client = \"up\"\n"
 	"  proxy_protocol = \"v2\" }\n"
 	"upstream \"other\" { address = { \"127.0.0.1:20143\", \"127.0.0.1:20144\" } connect_timeout = 3 }\n"
-	"listener \"local\" { address = \"127.0.0.1:10144\" tls_mode = \"none\" upstream = \"dovecot\" }\n",
+	"listener \"local\" { max_connections = 16 address = \"127.0.0.1:10144\" tls_mode = \"none\" upstream = \"dovecot\" }\n",
 	/* 3: certificates required, peers only, EXTERNAL by DNS name */
 	COMMON MASTER
 	"external_identity = \"dns\"\n"
 	"upstream \"dovecot\" { address = \"127.0.0.1:10143\" }\n"
-	"listener \"mtls\" { address = \"192.0.2.1:993\" tls_mode = \"implicit\" tls = \"mtls\"\n"
+	"listener \"mtls\" { max_connections = 16 address = \"192.0.2.1:993\" tls_mode = \"implicit\" tls = \"mtls\"\n"
 	"  client_cert = \"require\" peers_only = true }\n",
 	/* 4: EXTERNAL by CN, short timeouts, two connections at most */
 	COMMON MASTER
@@ -87,7 +87,7 @@ static const char *const configs[] = {
 	COMMON
 	"timeout_handshake = 5\n"
 	"upstream \"dovecot\" { address = \"127.0.0.1:10143\" tls = \"starttls\" tls_client = \"up\" }\n"
-	"listener \"lb\" { address = \"127.0.0.1:10145\" tls_mode = \"none\" proxy_protocol = true\n"
+	"listener \"lb\" { max_connections = 16 address = \"127.0.0.1:10145\" tls_mode = \"none\" proxy_protocol = true\n"
 	"  trusted_proxies = { \"127.0.0.1\", \"192.0.2.10\", \"2001:db8::10\" } }\n",
 };
 

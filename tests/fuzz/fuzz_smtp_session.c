@@ -52,25 +52,25 @@ static const char *const configs[] = {
 	/* 0: SMTPS, AUTH, XCLIENT, plain upstream */
 	COMMON
 	"upstream \"postfix\" { address = \"127.0.0.1:10025\" xclient = true }\n"
-	"listener \"smtps\" { address = \"192.0.2.1:465\" tls_mode = \"implicit\" auth = true }\n",
+	"listener \"smtps\" { max_connections = 16 address = \"192.0.2.1:465\" tls_mode = \"implicit\" auth = true }\n",
 	/* 1: submission STARTTLS required; upstream STARTTLS, no XCLIENT, PROXY v1 */
 	COMMON
 	"upstream \"postfix\" { address = \"127.0.0.1:10025\" xclient = false tls = \"starttls\"\n"
 	"  tls_client = \"up\" proxy_protocol = \"v1\" }\n"
-	"listener \"sub\" { address = \"192.0.2.1:587\" tls_mode = \"starttls\" require_tls = true auth = true }\n",
+	"listener \"sub\" { max_connections = 16 address = \"192.0.2.1:587\" tls_mode = \"starttls\" require_tls = true auth = true }\n",
 	/* 2: local MTA on loopback, relay_networks; implicit TLS upstream, PROXY v2, rDNS */
 	COMMON
 	"reverse_dns = true\n"
 	"upstream \"peer-mx\" { address = \"127.0.0.1:10465\" xclient = true tls = \"implicit\"\n"
 	"  tls_client = \"up\" proxy_protocol = \"v2\" }\n"
-	"listener \"local\" { address = \"127.0.0.1:10026\" tls_mode = \"none\" auth = true\n"
+	"listener \"local\" { max_connections = 16 address = \"127.0.0.1:10026\" tls_mode = \"none\" auth = true\n"
 	"  relay_networks = { \"127.0.0.1/32\" } }\n",
 	/* 3: relay peers only (implicit, optional certs), failover between two addresses */
 	COMMON
 	"max_errors = 3\n"
 	"upstream \"postfix\" { address = { \"127.0.0.1:10025\", \"[::1]:10025\" } xclient = true\n"
 	"  connect_timeout = 5 }\n"
-	"listener \"relay\" { address = \"192.0.2.1:465\" tls_mode = \"implicit\" tls = \"mtls\"\n"
+	"listener \"relay\" { max_connections = 16 address = \"192.0.2.1:465\" tls_mode = \"implicit\" tls = \"mtls\"\n"
 	"  peers_only = true auth = false }\n",
 	/* 4: port-25 style MX: STARTTLS optional, small limits, rDNS, more SASL mechanisms,
 	 * STARTTLS upstream with PROXY v2 */
@@ -80,7 +80,7 @@ static const char *const configs[] = {
 	"auth_mechanisms = { \"PLAIN\", \"LOGIN\", \"EXTERNAL\", \"CRAM-MD5\" }\n"
 	"upstream \"postfix\" { address = \"127.0.0.1:10025\" xclient = true tls = \"starttls\"\n"
 	"  tls_client = \"up\" proxy_protocol = \"v2\" timeout_reply = 60 }\n"
-	"listener \"mx\" { address = \"192.0.2.1:2525\" tls_mode = \"starttls\" require_tls = false\n"
+	"listener \"mx\" { max_connections = 16 address = \"192.0.2.1:2525\" tls_mode = \"starttls\" require_tls = false\n"
 	"  auth = true tls = \"mtls\" }\n",
 	/* 5: client certificates required, peers relay, two connections at most */
 	COMMON
@@ -91,14 +91,14 @@ static const char *const configs[] = {
 	COMMON
 	"timeout_handshake = 5\n"
 	"upstream \"postfix\" { address = \"127.0.0.1:10025\" xclient = true }\n"
-	"listener \"lb\" { address = \"127.0.0.1:10027\" tls_mode = \"none\" auth = true\n"
+	"listener \"lb\" { max_connections = 16 address = \"127.0.0.1:10027\" tls_mode = \"none\" auth = true\n"
 	"  proxy_protocol = true trusted_proxies = { \"127.0.0.1\", \"192.0.2.10\", \"2001:db8::10\" }\n"
 	"  relay_networks = { \"192.0.2.0/24\" } }\n",
 	/* 7: STARTTLS required, no AUTH, no XCLIENT, short timeouts */
 	COMMON
 	"timeout_command = 30\ntimeout_data = 60\nshutdown_timeout = 5\n"
 	"upstream \"postfix\" { address = \"127.0.0.1:10025\" xclient = false timeout_reply = 30 }\n"
-	"listener \"sub\" { address = \"192.0.2.1:587\" tls_mode = \"starttls\" require_tls = true\n"
+	"listener \"sub\" { max_connections = 16 address = \"192.0.2.1:587\" tls_mode = \"starttls\" require_tls = true\n"
 	"  auth = false }\n",
 };
 

@@ -86,6 +86,16 @@ static void trace(const char *who, int idx, const unsigned char *p, size_t n)
 	dprintf(2, "[+%8.3f] %s%d %s\n", sim_now() - 1700000000.0, who, idx, out);
 }
 
+/* The other operations (hang-ups, windows, clock, TLS outcomes) by name. */
+static void trace_op(int o)
+{
+	if (trace_on < 0)
+		trace_on = getenv("MG_SIM_TRACE") != NULL;
+	if (!trace_on)
+		return;
+	dprintf(2, "[+%8.3f] op '%c'\n", sim_now() - 1700000000.0, o > 0x20 && o < 0x7f ? o : '?');
+}
+
 /* ---- one-time set-up: configuration files in a private folder ---- */
 
 static char confdir[256];
@@ -411,7 +421,7 @@ static void on_closed(void *arg, struct sim_sock *s)
 	struct hx_client *c;
 	if (is_client(s, &c)) {
 		c->ended = true;
-		if (hx.proto->client_end)
+		if (hx.proto->client_end && !c->hung_up)
 			hx.proto->client_end(c);
 		return;
 	}
@@ -642,6 +652,8 @@ static void op(struct input *in)
 	struct hx_client *c = cur_client();
 	struct hx_up *u;
 	int o = byte(in);
+	if (o != 'C' && o != 'c' && o != 'U' && o != 'u')
+		trace_op(o);
 	switch (o) {
 	case 'C':
 	case 'c':
@@ -661,8 +673,16 @@ static void op(struct input *in)
 		peer_send_up(cur_up(), p, n);
 		break;
 	case 'h': if (c) sim_peer_shutdown(c->sock); break;
-	case 'x': if (c) sim_peer_close(c->sock); break;
-	case 'r': if (c) sim_peer_reset(c->sock); break;
+	case 'x':
+	case 'r':
+		if (c) {
+			c->hung_up = true;
+			if (o == 'x')
+				sim_peer_close(c->sock);
+			else
+				sim_peer_reset(c->sock);
+		}
+		break;
 	case 'H': if ((u = cur_up())) sim_peer_shutdown(u->sock); break;
 	case 'X': if ((u = cur_up())) sim_peer_close(u->sock); break;
 	case 'R': if ((u = cur_up())) sim_peer_reset(u->sock); break;

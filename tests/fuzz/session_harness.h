@@ -57,6 +57,7 @@ struct hx_client {
 	bool login_seen;	/* imapd: the session logged in */
 	uint64_t boundary;	/* ... after this many bytes of pre-login output */
 	bool ended;		/* the gateway shut its side */
+	bool hung_up;		/* the client closed or reset first: it reads no more */
 	int cert_status;	/* last handshake: enum cert_status presented, -1 none */
 	int ident;		/* ... and the identity index */
 	bool tls_ok;
@@ -86,7 +87,7 @@ struct hx_proto {
 	void (*client_new)(struct hx_client *c);
 	void (*client_in)(struct hx_client *c, const unsigned char *p, size_t n);	/* the client sent */
 	void (*client_out)(struct hx_client *c, const unsigned char *p, size_t n);
-	void (*client_end)(struct hx_client *c);
+	void (*client_end)(struct hx_client *c);	/* not after the client hung up */
 	void (*up_new)(struct hx_up *u);
 	void (*up_out)(struct hx_up *u, const unsigned char *p, size_t n);
 	void (*up_in)(struct hx_up *u, const unsigned char *p, size_t n);
