@@ -191,11 +191,18 @@ static void on_failed(struct smtp_session *ss, int detail, const char *why)
 	}
 }
 
-/* Lost or silent upstream after set-up. */
-static void on_lost(struct smtp_session *ss, bool timeout, const char *why)
+/* Lost or silent upstream after set-up; r: the 421 it said on its way
+ * out, unasked (Postfix's "Error: too many errors"), or NULL. */
+static void on_lost(struct smtp_session *ss, bool timeout, const struct smtp_reply *r, const char *why)
 {
 	enum smtp_op op = ss->wait.op;
 	log_warn("session %s: upstream %s: %s", ss->s.id, ss->up_addr, why ? why : "lost");
+	if (r && r->code == 421 && op == OP_NONE && ss->state != SMTP_DATA) {
+		smtp_reply_relay(ss, r);	/* before the drop: r is in its buffer */
+		smtp_relay_drop(ss, false);
+		smtp_close(ss, RESULT_UPSTREAM_FAILED);
+		return;
+	}
 	smtp_relay_drop(ss, false);
 	if (ss->state == SMTP_DATA) {
 		ss->data_fail = DF_LOST;	/* read on to the final dot, then 451 */
@@ -239,6 +246,16 @@ static void on_event(struct smtp_session *ss, enum up_event ev, const struct smt
 	case UP_REPLY: {
 		smtp_reply_fn fn = ss->wait.on_reply;
 		leave_wait(ss);
+		if (r->code == 421) {
+			/* RFC 5321 §3.8: the upstream is closing the channel
+			 * (Postfix: too many errors, a configuration problem).
+			 * The client hears it as it was said, whatever it asked
+			 * (a RSET's local reply, a message's dot), and the session
+			 * ends with it: no fresh upstream behind its back. */
+			smtp_reply_relay(ss, r);
+			smtp_close(ss, RESULT_UPSTREAM_FAILED);
+			return;
+		}
 		if (fn)
 			fn(ss, r);
 		return;
@@ -270,7 +287,7 @@ static void on_event(struct smtp_session *ss, enum up_event ev, const struct smt
 			smtp_relay_drop(ss, false);
 			return;
 		}
-		on_lost(ss, ev == UP_TIMEOUT, why);
+		on_lost(ss, ev == UP_TIMEOUT, r, why);
 		return;
 	}
 }

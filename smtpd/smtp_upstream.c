@@ -235,7 +235,8 @@ static void on_response(struct smtp_upstream *su, const char *data, size_t len)
 		return;
 	}
 	if (su->st == DS_READY) {	/* nobody asked: e.g. "421 timeout" */
-		report(su, UP_LOST, NULL, 0, "unsolicited reply from upstream");
+		/* A 421 goes with the loss: the client may hear why. */
+		report(su, UP_LOST, r.code == 421 ? &r : NULL, 0, "unsolicited reply from upstream");
 		return;
 	}
 	on_setup_reply(su, &r);

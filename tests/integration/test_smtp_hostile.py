@@ -200,6 +200,27 @@ class UpstreamReplies(GatewayTest):
         self.assertEqual([l[4:] for l in lines], [t.decode() for t in text])
 
 
+    def test_upstream_421_ends_the_session(self):
+        """RFC 5321 §3.8: a 421 closes the channel. The upstream's 421 to a
+        RCPT reaches the client as it was said, and the gateway closes the
+        session then - even though this upstream keeps its connection open
+        - rather than sending the next command on."""
+        c = self.gateway_to({"RCPT": b"421 4.7.0 scripted.test Error: too many errors\r\n"})
+        self.assertEqual(c.cmd("MAIL FROM:<a@test.example>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<u@example.org>"),
+                         (421, ["421 4.7.0 scripted.test Error: too many errors"]))
+        self.assertTrue(c.closed(), "more after the 421: %r" % c.buf)
+        self.assertNotIn("RCPT TO:<v@example.org>", self.up.commands)
+
+    def test_upstream_421_to_rset_is_not_turned_into_250(self):
+        """A RSET the gateway answers itself when the upstream agrees: a 421
+        from the upstream is the client's answer instead, and the end."""
+        c = self.gateway_to({"RSET": b"421 4.3.0 scripted.test Server going down\r\n"})
+        self.assertEqual(c.cmd("MAIL FROM:<a@test.example>")[0], 250)
+        self.assertEqual(c.cmd("RSET"), (421, ["421 4.3.0 scripted.test Server going down"]))
+        self.assertTrue(c.closed(), "more after the 421: %r" % c.buf)
+
+
 class CommandLimits(GatewayTest):
     def start(self, extra=""):
         self.up = self.sink()

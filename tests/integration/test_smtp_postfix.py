@@ -69,6 +69,28 @@ class WithPostfix(GatewayTest):
         self.pf.wait_log(r"client=unknown\[127\.0\.0\.42\]")
         self.gw.wait_log(r"reverse DNS \[(UNAVAILABLE|TEMPUNAVAIL)\]")
 
+    def test_postfix_error_limit_ends_the_session(self):
+        """Postfix counts the client's errors (XCLIENT made it the client)
+        and at smtpd_hard_error_limit says "421 ... too many errors", unasked,
+        and disconnects: the client hears that 421 and the session ends -
+        no fresh upstream connection with a fresh error count behind it."""
+        self.start(main_extra="smtpd_hard_error_limit = 2\nsmtpd_soft_error_limit = 1\n"
+                              "smtpd_error_sleep_time = 0\n"
+                              "smtpd_recipient_restrictions = check_recipient_access "
+                              "inline:{ { bad@example.org = REJECT no such user } }, permit")
+        c = Smtp(self.p_local)
+        c.reply()
+        c.expect("EHLO errors.test", 250)
+        c.expect("MAIL FROM:<a@test.example>", 250)
+        self.assertEqual(c.cmd("RCPT TO:<bad@example.org>")[0], 554)
+        code, lines = c.cmd("RCPT TO:<bad@example.org>")
+        self.assertEqual(code, 554, lines)
+        code, lines = c.reply()
+        self.assertEqual(code, 421, lines)
+        self.assertIn("too many errors", lines[0])
+        self.assertTrue(c.closed(), "more after the 421: %r" % c.buf)
+        self.pf.wait_log(r"too many errors after RCPT")
+
     def test_helo_injection_refused(self):
         self.start()
         c = Smtp(self.p_local, source="127.0.0.6")
