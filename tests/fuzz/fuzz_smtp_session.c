@@ -120,6 +120,7 @@ enum mode { M_CMD, M_DATA, M_AUTH };
 struct cline {
 	size_t len;
 	char head[12];		/* the line's first bytes */
+	bool after_crlf;	/* the line before it ended in CR LF: a "." here ends DATA */
 };
 
 struct client_state {
@@ -131,6 +132,8 @@ struct client_state {
 	struct cline q[MODEL_LINES];
 	unsigned qh, qt;	/* queued complete lines: [qh, qt) */
 	struct cline part;	/* the line being sent */
+	unsigned char last;	/* the last byte sent */
+	bool ended_crlf;	/* the last complete line ended in CR LF */
 	bool skip_rest;		/* the tail of an overlong line already answered */
 	enum mode mode;
 	bool greeted, done, lost;
@@ -152,13 +155,22 @@ static void client_in(struct hx_client *c, const unsigned char *p, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (cs->skip_rest) {
 			cs->skip_rest = p[i] != '\n';
+			if (!cs->skip_rest)
+				cs->ended_crlf = cs->last == '\r';
+			cs->last = p[i];
 			continue;
 		}
 		if (cs->part.len < sizeof(cs->part.head))
 			cs->part.head[cs->part.len] = (char)p[i];
 		cs->part.len++;
+		unsigned char before = cs->last;
+		cs->last = p[i];
 		if (p[i] != '\n')
 			continue;
+		/* DESIGN.md §4.5: only CR LF "." CR LF ends a message; a "."
+		 * line after a bare LF is message text. */
+		cs->part.after_crlf = cs->ended_crlf;
+		cs->ended_crlf = before == '\r';
 		if (cs->qt - cs->qh == MODEL_LINES)
 			cs->lost = true;	/* too much to follow: stop judging */
 		else
@@ -207,7 +219,7 @@ static void model_reply(struct hx_client *c, int code)
 	if (cs->mode == M_DATA) {
 		bool dot = false;
 		while (!dot && pop_line(cs, &l))
-			dot = l.len == 3 && l.head[0] == '.' && l.head[1] == '\r';
+			dot = l.len == 3 && l.head[0] == '.' && l.head[1] == '\r' && l.after_crlf;
 		HX_CHECK(dot, "reply-pairing", "client %d: reply %d during DATA before the final dot", c->index,
 			 code);
 		if (dot && code >= 200 && code < 300)

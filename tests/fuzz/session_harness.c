@@ -652,7 +652,7 @@ static void op(struct input *in)
 	struct hx_client *c = cur_client();
 	struct hx_up *u;
 	int o = byte(in);
-	if (o != 'C' && o != 'c' && o != 'U' && o != 'u')
+	if (o && strchr("hxrHXRKFPTtw+~SZDN", o))	/* the bytes are traced as they go */
 		trace_op(o);
 	switch (o) {
 	case 'C':
