@@ -191,17 +191,32 @@ static void on_failed(struct smtp_session *ss, int detail, const char *why)
 	}
 }
 
+/* An upstream's 421 ends the session: its words in our log. */
+static void log_421(const struct smtp_session *ss, const struct smtp_reply *r)
+{
+	struct logkv kv;
+	logkv_begin(&kv, "upstream-closing", 1);
+	logkv_raw(&kv, "session", ss->s.id);
+	logkv_raw(&kv, "upstream", ss->up_addr ? ss->up_addr : "?");
+	logkv_mem(&kv, "reply", r->lines[0].text, r->lines[0].len);
+	logkv_end(&kv, LOG_LVL_NOTICE);
+}
+
 /* Lost or silent upstream after set-up; r: the 421 it said on its way
  * out, unasked (Postfix's "Error: too many errors"), or NULL. */
 static void on_lost(struct smtp_session *ss, bool timeout, const struct smtp_reply *r, const char *why)
 {
 	enum smtp_op op = ss->wait.op;
 	log_warn("session %s: upstream %s: %s", ss->s.id, ss->up_addr, why ? why : "lost");
-	if (r && r->code == 421 && op == OP_NONE && ss->state != SMTP_DATA) {
-		smtp_reply_relay(ss, r);	/* before the drop: r is in its buffer */
-		smtp_relay_drop(ss, false);
-		smtp_close(ss, RESULT_UPSTREAM_FAILED);
-		return;
+	if (r && r->code == 421) {
+		log_421(ss, r);
+		if (op == OP_NONE && ss->state != SMTP_DATA) {
+			smtp_reply_relay(ss, r);	/* in order: before anything the drop says */
+			smtp_relay_drop(ss, false);
+			smtp_close(ss, RESULT_UPSTREAM_FAILED);
+			return;
+		}
+		ss->reconnect_closes = 1;	/* in DATA: 451 at the dot, then 421 and the close */
 	}
 	smtp_relay_drop(ss, false);
 	if (ss->state == SMTP_DATA) {
@@ -252,6 +267,7 @@ static void on_event(struct smtp_session *ss, enum up_event ev, const struct smt
 			 * The client hears it as it was said, whatever it asked
 			 * (a RSET's local reply, a message's dot), and the session
 			 * ends with it: no fresh upstream behind its back. */
+			log_421(ss, r);
 			smtp_reply_relay(ss, r);
 			smtp_close(ss, RESULT_UPSTREAM_FAILED);
 			return;

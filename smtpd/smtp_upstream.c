@@ -168,6 +168,10 @@ static void on_xclient(struct smtp_upstream *su, const struct smtp_reply *r)
 {
 	char why[160];
 	struct strbuf b;
+	if (r->code == 421) {	/* closing (shutting down, rate limits): not our configuration */
+		upstream_failover(su->up, "XCLIENT answered 421");
+		return;
+	}
 	if (r->code != 220 && r->code != 250) {
 		sb_init(&b, why, sizeof(why));
 		sb_adds(&b, "XCLIENT refused: ");
@@ -210,6 +214,10 @@ static void on_setup_reply(struct smtp_upstream *su, const struct smtp_reply *r)
 		on_xclient(su, r);
 		return;
 	case DS_XEHLO:
+		if (r->code == 421) {
+			upstream_failover(su->up, "EHLO after XCLIENT answered 421");
+			return;
+		}
 		if (r->code != 250) {
 			config_error(su, "EHLO after XCLIENT refused");
 			return;

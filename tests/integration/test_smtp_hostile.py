@@ -207,10 +207,26 @@ class UpstreamReplies(GatewayTest):
         - rather than sending the next command on."""
         c = self.gateway_to({"RCPT": b"421 4.7.0 scripted.test Error: too many errors\r\n"})
         self.assertEqual(c.cmd("MAIL FROM:<a@test.example>")[0], 250)
-        self.assertEqual(c.cmd("RCPT TO:<u@example.org>"),
-                         (421, ["421 4.7.0 scripted.test Error: too many errors"]))
+        c.send(b"RCPT TO:<u@example.org>\r\nRCPT TO:<v@example.org>\r\n")     # pipelined
+        self.assertEqual(c.reply(), (421, ["421 4.7.0 scripted.test Error: too many errors"]))
         self.assertTrue(c.closed(), "more after the 421: %r" % c.buf)
+        self.assertIn("RCPT TO:<u@example.org>", self.up.commands)
         self.assertNotIn("RCPT TO:<v@example.org>", self.up.commands)
+        self.gw.wait_log(r"upstream-closing .*reply=.*too many errors")
+
+    def test_upstream_421_during_data_ends_the_session(self):
+        """A 421 said unasked while the client is sending its message: the
+        message is lost (451 at its dot, never 250), then 421 and the close -
+        the next MAIL does not reach a fresh upstream."""
+        c = self.gateway_to({"DATA": b"354 go\r\n421 4.4.2 scripted.test Error: timeout exceeded\r\n"})
+        self.assertEqual(c.cmd("MAIL FROM:<a@test.example>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<u@example.org>")[0], 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(b"Subject: x\r\n\r\nbody\r\n.\r\n")
+        self.assertEqual(c.reply()[0], 451)
+        self.assertEqual(c.reply()[0], 421)
+        self.assertTrue(c.closed(), "more after the 421: %r" % c.buf)
+        self.assertEqual(self.up.commands[-1], "DATA", self.up.commands)    # no fresh upstream
 
     def test_upstream_421_to_rset_is_not_turned_into_250(self):
         """A RSET the gateway answers itself when the upstream agrees: a 421
@@ -219,6 +235,30 @@ class UpstreamReplies(GatewayTest):
         self.assertEqual(c.cmd("MAIL FROM:<a@test.example>")[0], 250)
         self.assertEqual(c.cmd("RSET"), (421, ["421 4.3.0 scripted.test Server going down"]))
         self.assertTrue(c.closed(), "more after the 421: %r" % c.buf)
+
+
+class UpstreamClosingAtXclient(GatewayTest):
+    def test_421_to_xclient_is_unavailable_not_misconfigured(self):
+        """An upstream that answers XCLIENT with 421 is closing (shutting
+        down, rate limits), not misconfigured: the client gets 421 4.4.1
+        (try later), and the log says no configuration error. Fail closed
+        still: nothing is relayed without XCLIENT's acceptance."""
+        up = ScriptedSmtp({"EHLO": b"250-s.test\r\n250 XCLIENT ADDR NAME PORT PROTO HELO LOGIN\r\n",
+                           "XCLIENT": b"421 4.3.2 s.test Server shutting down\r\n"})
+        self.addCleanup(up.stop)
+        p = free_port()
+        gw = self.gateway(smtpd_conf(self.pki, up.port,
+                                     listener("local", p, "none", 'relay_networks = "127.0.0.1/32"'),
+                                     upstream_extra="xclient = true"), [p])
+        c = Smtp(p, timeout=20)
+        c.reply()
+        c.expect("EHLO x.test", 250)
+        code, lines = c.cmd("MAIL FROM:<a@test.example>")
+        self.assertEqual((code, lines[0][:9]), (421, "421 4.4.1"), lines)
+        self.assertTrue(c.closed())
+        self.assertFalse(any(l.startswith("MAIL") for l in up.commands), up.commands)
+        gw.wait_log(r"XCLIENT answered 421")
+        self.assertNotIn("configuration error", gw.log())
 
 
 class CommandLimits(GatewayTest):
