@@ -527,10 +527,7 @@ static void command(struct hx_up *u, const char *l, size_t n)
 	 * part of an exchange). */
 	int last = st->ncmds && st->ncmds <= MAX_PAIRS ? st->kinds[st->ncmds - 1] : K_SASL;
 	enum cmd_kind kind = K_OTHER;
-	if (st->dead) {
-		/* Replies no longer parse: the gateway is about to drop this
-		 * connection, and we cannot tell a SASL line from a command. */
-	} else if (prev == 334 && (last == K_AUTH || last == K_SASL)) {
+	if (prev == 334 && (last == K_AUTH || last == K_SASL)) {
 		/* A SASL exchange goes on. (A 334 to "*" breaks RFC 4954 §4;
 		 * the gateway takes the exchange as aborted anyway, and so do
 		 * we. A 334 to anything but AUTH or a SASL line - say the
@@ -647,6 +644,13 @@ static void up_out(struct hx_up *u, const unsigned char *p, size_t n)
 		proxy_header(u, p, n, &used);
 		p += used;
 		n -= used;
+	}
+	if (st->dead) {
+		/* Replies no longer parse: the gateway drops this connection
+		 * when it reads them, and until then - a message it was
+		 * already streaming, say - we cannot tell its commands from
+		 * message data or SASL lines. */
+		return;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (st->await_data) {
