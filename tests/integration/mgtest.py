@@ -982,7 +982,8 @@ class LoopbackServer:
     serial=True in turn on the accept thread (one connection at a time) -
     and closes it when handle() returns or raises OSError. A subclass sets
     its own attributes, then calls LoopbackServer.__init__ (which starts
-    accepting), and overrides handle(); or pass handler=function(conn).
+    accepting), and overrides handle() (and accepted(), run on the accept
+    thread in accept order); or pass handler=function(conn).
     close() (also stop(), and the end of a with block) stops accepting,
     shuts down and closes the live connections (a handler blocked in
     recv() sees EOF, one waiting on `stopping` wakes) and joins the
@@ -1025,6 +1026,7 @@ class LoopbackServer:
                     conn.close()
                     return
                 self.conns.append(conn)
+            self.accepted(conn)
             if self.serial:
                 self._serve(conn)
                 continue
@@ -1040,6 +1042,10 @@ class LoopbackServer:
             pass
         finally:
             conn.close()
+
+    def accepted(self, conn):
+        """Called on the accept thread, in accept order, before handle():
+        for what must follow the order connections came in."""
 
     def handle(self, conn):
         self.handler(conn)
