@@ -23,6 +23,8 @@ import struct
 import threading
 import time
 
+from mgtest import LoopbackServer
+
 STALL_MAX = 2.5      # seconds a stalled connection is held before the proxy closes it
 SLOW_DELAY = (0.01, 0.15)
 
@@ -326,41 +328,25 @@ class ImapDialect:
         return Fault(kind, stage, rng.choice(["before", "after"]))
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     def __init__(self, backend_port, dialect, seed):
         self.backend = ("127.0.0.1", backend_port)
         self.dialect = dialect
         self.rng = random.Random(seed)
         self.rng_lock = threading.Lock()
         self.faults = []         # one per upstream connection, in accept order
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(256)
-        self.port = self.srv.getsockname()[1]
-        self.stopping = False
-        self.threads = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.drawn = {}          # accepted connection -> its fault, until its thread takes it
+        super().__init__(backlog=256)
 
     def rng_uniform(self, a, b):
         with self.rng_lock:
             return self.rng.uniform(a, b)
 
-    def _serve(self):
-        while not self.stopping:
-            try:
-                gw, _ = self.srv.accept()
-            except OSError:
-                return
-            with self.rng_lock:
-                fault = self.dialect.pick(self.rng)
-            self.faults.append(str(fault))
-            c = Conn(self, gw, fault)
-            t = threading.Thread(target=c.run, daemon=True)
-            t.start()
-            self.threads.append(t)
+    def accepted(self, gw):
+        with self.rng_lock:
+            fault = self.dialect.pick(self.rng)
+        self.faults.append(str(fault))
+        self.drawn[gw] = fault
 
-    def stop(self):
-        self.stopping = True
-        self.srv.close()
+    def handle(self, gw):
+        Conn(self, gw, self.drawn.pop(gw)).run()

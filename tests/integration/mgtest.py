@@ -61,6 +61,16 @@ def free_port():
     return port
 
 
+def reserve_port(port):
+    """Marks a port a listener of this process already holds (bound to
+    port 0) as handed out, so that free_port() does not give it to a test
+    in another process for PORT_RESERVATION_TTL seconds."""
+    os.makedirs(PORT_RESERVATIONS, exist_ok=True)
+    path = os.path.join(PORT_RESERVATIONS, str(port))
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+    os.utime(path)
+
+
 def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -962,7 +972,157 @@ service imap-login {{
         stop_by_pidfile(os.path.join(self.run, "master.pid"))
 
 
-class ScriptedSmtp:
+class LoopbackServer:
+    """A threaded TCP server on 127.0.0.1 for the peers no real server
+    plays (a hostile or scripted upstream, a delaying proxy). The kernel
+    picks the port when the listener binds (nothing can take it between
+    choosing and binding), and it is reserved against free_port() like the
+    ports handed out there. An accept loop in a daemon thread passes each
+    connection to handle(conn) - in a thread of its own, or with
+    serial=True in turn on the accept thread (one connection at a time) -
+    and closes it when handle() returns or raises OSError. A subclass sets
+    its own attributes, then calls LoopbackServer.__init__ (which starts
+    accepting), and overrides handle() (and accepted(), run on the accept
+    thread in accept order); or pass handler=function(conn).
+    close() (also stop(), and the end of a with block) stops accepting,
+    shuts down and closes the live connections (a handler blocked in
+    recv() sees EOF, one waiting on `stopping` wakes) and joins the
+    threads for at most JOIN_TIMEOUT seconds."""
+
+    JOIN_TIMEOUT = 5.0
+    ACCEPT_POLL = 0.2       # seconds between looks at `stopping` while accept() waits
+
+    def __init__(self, handler=None, serial=False, backlog=16, rcvbuf=None):
+        import threading
+        self.handler = handler
+        self.serial = serial
+        self.conns = []
+        self.threads = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if rcvbuf:              # inherited by the accepted connections
+            self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(backlog)
+        self.srv.settimeout(self.ACCEPT_POLL)
+        self.port = self.srv.getsockname()[1]
+        reserve_port(self.port)
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.thread.start()
+
+    def _accept_loop(self):
+        import threading
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.srv.accept()     # blocking, whatever the listener's timeout
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                if self.stopping.is_set():
+                    conn.close()
+                    return
+                self.conns.append(conn)
+            self.accepted(conn)
+            if self.serial:
+                self._serve(conn)
+                continue
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            with self.lock:
+                self.threads.append(t)
+            t.start()
+
+    def _serve(self, conn):
+        try:
+            self.handle(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def accepted(self, conn):
+        """Called on the accept thread, in accept order, before handle():
+        for what must follow the order connections came in."""
+
+    def handle(self, conn):
+        self.handler(conn)
+
+    @staticmethod
+    def lines(conn, chunk=65536):
+        """The lines conn sends (bytes, without the LF and any CR before
+        it) until EOF; a partial last line is dropped. chunk=1 reads a byte
+        at a time: nothing past the line just yielded leaves the kernel."""
+        buf = b""
+        while True:
+            data = conn.recv(chunk)
+            if not data:
+                return
+            buf += data
+            while b"\n" in buf:
+                line, _, buf = buf.partition(b"\n")
+                yield line.rstrip(b"\r")
+
+    @staticmethod
+    def read_line(conn):
+        """One line, read a byte at a time (nothing after it is taken),
+        without its CR LF; OSError if the peer closes first."""
+        line = b""
+        while not line.endswith(b"\n"):
+            data = conn.recv(1)
+            if not data:
+                raise OSError("closed before the end of the line")
+            line += data
+        return line.rstrip(b"\r\n")
+
+    @staticmethod
+    def recv_exact(conn, n):
+        """Exactly n bytes; OSError if the peer closes first."""
+        out = b""
+        while len(out) < n:
+            data = conn.recv(n - len(out))
+            if not data:
+                raise OSError("closed")
+            out += data
+        return out
+
+    @staticmethod
+    def wait_hangup(conn):
+        """Reads and drops what conn sends until the peer closes."""
+        while conn.recv(65536):
+            pass
+
+    def close(self):
+        self.stopping.set()
+        try:
+            self.srv.shutdown(socket.SHUT_RDWR)     # wakes the accept() at once (Linux)
+        except OSError:
+            pass
+        self.srv.close()
+        with self.lock:
+            conns, threads = list(self.conns), list(self.threads)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+        deadline = time.time() + self.JOIN_TIMEOUT
+        for t in [self.thread] + threads:
+            t.join(max(0.0, deadline - time.time()))
+
+    stop = close
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ScriptedSmtp(LoopbackServer):
     """An SMTP upstream that answers from a script, for the replies no real
     server sends (a hostile or broken upstream): `replies` maps a command
     verb ("EHLO", "MAIL", ...; "GREETING" for the banner) to the raw bytes
@@ -970,59 +1130,26 @@ class ScriptedSmtp:
     process; every connection is served in turn and logged in `commands`."""
 
     def __init__(self, replies=None):
-        import threading
         self.replies = {"GREETING": b"220 scripted.test ESMTP\r\n",
                         "EHLO": b"250-scripted.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
                         "QUIT": b"221 bye\r\n"}
         self.replies.update(replies or {})
         self.commands = []
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(16)
-        self.port = self.srv.getsockname()[1]
-        self.stopping = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__(serial=True)
 
-    def _serve(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.srv.accept()
-            except OSError:
-                return
-            try:
-                self._session(conn)
-            except OSError:
-                pass
-            finally:
-                conn.close()
-
-    def _session(self, conn):
+    def handle(self, conn):
         conn.sendall(self.replies["GREETING"])
-        buf = b""
         data = False
-        while True:
-            chunk = conn.recv(65536)
-            if not chunk:
+        for line in self.lines(conn):
+            if data:
+                if line == b".":
+                    data = False
+                    conn.sendall(self.replies.get("DOT", b"250 queued\r\n"))
+                continue
+            verb = line.split(b" ")[0].split(b":")[0].decode("ascii", "replace").upper()
+            self.commands.append(line.decode("utf-8", "replace"))
+            conn.sendall(self.replies.get(verb, b"250 ok\r\n"))
+            if verb == "DATA":
+                data = True
+            if verb == "QUIT":
                 return
-            buf += chunk
-            while b"\n" in buf:
-                line, _, buf = buf.partition(b"\n")
-                if data:
-                    if line.rstrip(b"\r") == b".":
-                        data = False
-                        conn.sendall(self.replies.get("DOT", b"250 queued\r\n"))
-                    continue
-                line = line.rstrip(b"\r")
-                verb = line.split(b" ")[0].split(b":")[0].decode("ascii", "replace").upper()
-                self.commands.append(line.rstrip(b"\r").decode("utf-8", "replace"))
-                conn.sendall(self.replies.get(verb, b"250 ok\r\n"))
-                if verb == "DATA":
-                    data = True
-                if verb == "QUIT":
-                    return
-
-    def stop(self):
-        self.stopping = True
-        self.srv.close()

@@ -14,10 +14,9 @@ import socket
 import ssl
 import struct
 import subprocess
-import threading
 import time
 
-from mgtest import (GatewayTest, Smtp, client_context, free_port, listener, main, smtpd_conf)
+from mgtest import (GatewayTest, LoopbackServer, Smtp, client_context, free_port, listener, main, smtpd_conf)
 
 
 def cert_facts(path):
@@ -141,36 +140,20 @@ class ClientSide(GatewayTest):
         s.close()
 
 
-class Raw(threading.Thread):
+class Raw(LoopbackServer):
     """An 'upstream' that accepts and then resets, or says nothing."""
 
     def __init__(self, mode):
-        super().__init__(daemon=True)
         self.mode = mode
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.held = []
-        self.start()
+        super().__init__(serial=(mode == "reset"))
 
-    def run(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            if self.mode == "reset":
-                c.recv(10)      # the ClientHello arrived
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                c.close()
-            else:
-                self.held.append(c)
-
-    def stop(self):
-        self.sock.close()
-        for c in self.held:
+    def handle(self, c):
+        if self.mode == "reset":
+            c.recv(10)      # the ClientHello arrived
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             c.close()
+        else:
+            self.stopping.wait()    # held open, silent, until close()
 
 
 class UpstreamSide(GatewayTest):

@@ -4,12 +4,10 @@ IMAP4_SSL and STARTTLS, raw clients for literals and hostile input,
 Dovecot's log for forwarded client addresses; failover past an upstream
 address that misbehaves before the login command went out."""
 import imaplib
-import socket
 import ssl
-import threading
 import time
 
-from mgtest import (GatewayTest, Imap, client_context, free_port, imapd_conf, listener, main)
+from mgtest import (GatewayTest, Imap, LoopbackServer, client_context, free_port, imapd_conf, listener, main)
 
 
 class WithDovecot(GatewayTest):
@@ -164,35 +162,14 @@ class UpstreamTls(GatewayTest):
         self.assertNotIn("user=<alice>", self.dc.log())
 
 
-class BadUpstream:
+class BadUpstream(LoopbackServer):
     """A fake IMAP server that fails the gateway before its login command:
     mode says how (set it before each attempt); connections are served
     one at a time, each until the gateway hangs up."""
 
     def __init__(self):
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(8)
-        self.port = self.srv.getsockname()[1]
         self.mode = None
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self):
-        self.srv.settimeout(0.2)
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.srv.accept()
-            except socket.timeout:
-                continue
-            try:
-                self.handle(conn)
-            except OSError:
-                pass
-            finally:
-                conn.close()
+        super().__init__(serial=True, backlog=8)
 
     def handle(self, conn):
         conn.settimeout(10)
@@ -203,21 +180,12 @@ class BadUpstream:
             conn.sendall(b"* PREAUTH [CAPABILITY IMAP4rev1 AUTH=PLAIN] logged in already\r\n")
         else:
             conn.sendall(b"* OK fake server ready\r\n")
-            line = b""
-            while not line.endswith(b"\n"):
-                line += conn.recv(1)
-            tag = line.split(b" ")[0]
+            tag = self.read_line(conn).split(b" ")[0]
             if self.mode == "oversized-capability":
                 conn.sendall(b"* CAPABILITY IMAP4rev1 " + big + b"\r\n" + tag + b" OK done\r\n")
             elif self.mode == "continuation":
                 conn.sendall(b"+ what now\r\n")
-        while conn.recv(65536):         # until the gateway hangs up
-            pass
-
-    def stop(self):
-        self.stopping.set()
-        self.thread.join(5)
-        self.srv.close()
+        self.wait_hangup(conn)
 
 
 class Failover(GatewayTest):

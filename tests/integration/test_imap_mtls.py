@@ -11,12 +11,10 @@ raw value for a verified chain with one CN, and verify=1 without a CN for
 a pin-only match."""
 import os
 import re
-import socket
 import struct
 import subprocess
-import threading
 
-from mgtest import (GatewayTest, Imap, client_context, free_port, imapd_conf, listener, main)
+from mgtest import (GatewayTest, Imap, LoopbackServer, client_context, free_port, imapd_conf, listener, main)
 
 
 def spki_pin(pki, name):
@@ -128,49 +126,22 @@ class ImapExternal(GatewayTest):
         self.assertRegex(r.stderr, r"master_password_file: secret file '.*master\.pw' is readable by others")
 
 
-class ProxyCapture:
+class ProxyCapture(LoopbackServer):
     """A fake upstream that records the PROXY v2 header of each connection,
     greets, and closes after the first command (the login then fails; the
     header is what is looked at)."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
         self.headers = []
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
+        super().__init__(serial=True, backlog=8)
 
-    def run(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(10)
-                try:
-                    head = self.read(conn, 16)
-                    body = self.read(conn, struct.unpack("!H", head[14:16])[0])
-                    self.headers.append(head + body)
-                    conn.sendall(b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] fake\r\n")
-                    conn.recv(1024)
-                except OSError:
-                    pass
-
-    @staticmethod
-    def read(conn, n):
-        out = b""
-        while len(out) < n:
-            chunk = conn.recv(n - len(out))
-            if not chunk:
-                raise OSError("closed")
-            out += chunk
-        return out
-
-    def stop(self):
-        self.sock.close()
+    def handle(self, conn):
+        conn.settimeout(10)
+        head = self.recv_exact(conn, 16)
+        body = self.recv_exact(conn, struct.unpack("!H", head[14:16])[0])
+        self.headers.append(head + body)
+        conn.sendall(b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] fake\r\n")
+        conn.recv(1024)
 
     @staticmethod
     def ssl_tlv(header):

@@ -10,13 +10,12 @@ after login still gets every reply to what it sent."""
 import imaplib
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
 import zlib
 
-from mgtest import (BioTls, GatewayTest, Imap, client_context, free_port, imapd_conf, listener, main,
+from mgtest import (BioTls, GatewayTest, Imap, LoopbackServer, client_context, free_port, imapd_conf, listener, main,
                     need)
 
 
@@ -245,45 +244,26 @@ SyncState *
         """A real Dovecot imap process started pre-authenticated (as with
         `imap` behind ssh) greets with PREAUTH: the gateway must refuse."""
         self.start()
-        srv = socket.socket()
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind(("127.0.0.1", 0))
-        srv.listen(5)
-        port = srv.getsockname()[1]
         home = self.tmp.file("preauth-home")
         os.makedirs(home)
         shutil.chown(home, "nobody", "nogroup")
-        stop = threading.Event()
 
-        def serve():
-            srv.settimeout(0.2)
-            while not stop.is_set():
-                try:
-                    conn, _ = srv.accept()
-                except socket.timeout:
-                    continue
-                env = {"USER": "alice", "HOME": home, "MAIL": "maildir:~/Maildir", "PATH": "/usr/bin:/bin"}
-                subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                                  "/usr/lib/dovecot/imap", "-c", self.dc.conf],
-                                 stdin=conn, stdout=conn, stderr=subprocess.DEVNULL, env=env)
-                conn.close()
+        def serve(conn):        # a pre-authenticated imap process on the connection
+            env = {"USER": "alice", "HOME": home, "MAIL": "maildir:~/Maildir", "PATH": "/usr/bin:/bin"}
+            subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                              "/usr/lib/dovecot/imap", "-c", self.dc.conf],
+                             stdin=conn, stdout=conn, stderr=subprocess.DEVNULL, env=env)
 
-        th = threading.Thread(target=serve, daemon=True)
-        th.start()
-        try:
+        with LoopbackServer(serve, serial=True, backlog=5) as srv:
             self.gw.stop()
             self.procs.remove(self.gw)
-            conf = imapd_conf(self.pki, port, listener("imaps", self.p_imaps, "implicit"))
+            conf = imapd_conf(self.pki, srv.port, listener("imaps", self.p_imaps, "implicit"))
             self.gw = self.imap_gateway(conf, [self.p_imaps])
             c = Imap(self.p_imaps, tls=True)
             c.line()
             self.assertEqual(c.cmd("a", "LOGIN alice secret")[-1][:19], "a NO [UNAVAILABLE] ")
             c.close()
             self.gw.wait_log(r"configuration error: the upstream greets with PREAUTH")
-        finally:
-            stop.set()
-            th.join(2)
-            srv.close()
 
 
 

@@ -49,88 +49,52 @@ limit, imapd's login in flight past timeout_preauth).
 """
 import base64
 import os
-import socket
 import threading
 import time
 
-from mgtest import (GatewayTest, ScriptedSmtp, Imap, Smtp, free_port, imapd_conf, listener, main, memory_find,
-                    smtpd_conf)
+from mgtest import (GatewayTest, LoopbackServer, ScriptedSmtp, Imap, Smtp, free_port, imapd_conf, listener, main,
+                    memory_find, smtpd_conf)
 
 HIGH_WATER = 256 * 1024     # SMTP_UP_HIGH_WATER in smtpd/smtp_relay.c
 TIMEOUT_REPLY = 2           # the stuck upstream's timeout_reply
 
 
-class StuckUpstream:
+class StuckUpstream(LoopbackServer):
     """An SMTP upstream that answers up to DATA's 354 and then never reads
     again (a small receive buffer, so the kernel absorbs little); with
     stick=False it takes the message (250) and offers AUTH (235)."""
 
     def __init__(self, stick=True):
         self.stick = stick
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.sock.listen(8)
-        self.conns = []
         self.stuck = threading.Event()
-        self.stop_ev = threading.Event()
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
+        super().__init__(backlog=8, rcvbuf=4096)
 
-    def run(self):
-        while not self.stop_ev.is_set():
-            try:
-                self.sock.settimeout(0.2)
-                c, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.conns.append(c)
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
-
-    def serve(self, c):
-        try:
-            c.sendall(b"220 stuck.test ESMTP\r\n")
-            buf = b""
-            data = False
-            while True:
-                d = c.recv(1)    # a byte at a time: nothing past DATA is read
-                if not d:
-                    return
-                buf += d
-                if not buf.endswith(b"\n"):
+    def handle(self, c):
+        c.sendall(b"220 stuck.test ESMTP\r\n")
+        data = False
+        for line in self.lines(c, chunk=1):     # a byte at a time: nothing past DATA is read
+            line = line.strip().upper()
+            if data:
+                if line == b".":
+                    data = False
+                    c.sendall(b"250 queued\r\n")
+            elif line.startswith(b"EHLO"):
+                c.sendall(b"250-stuck.test\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n")
+            elif line.startswith(b"AUTH"):
+                c.sendall(b"235 2.7.0 ok\r\n")
+            elif line == b"DATA":
+                c.sendall(b"354 go\r\n")
+                if not self.stick:
+                    data = True
                     continue
-                line, buf = buf.strip().upper(), b""
-                if data:
-                    if line == b".":
-                        data = False
-                        c.sendall(b"250 queued\r\n")
-                elif line.startswith(b"EHLO"):
-                    c.sendall(b"250-stuck.test\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n")
-                elif line.startswith(b"AUTH"):
-                    c.sendall(b"235 2.7.0 ok\r\n")
-                elif line == b"DATA":
-                    c.sendall(b"354 go\r\n")
-                    if not self.stick:
-                        data = True
-                        continue
-                    self.stuck.set()
-                    self.stop_ev.wait()
-                    return
-                elif line == b"QUIT":
-                    c.sendall(b"221 bye\r\n")
-                    return
-                else:
-                    c.sendall(b"250 ok\r\n")
-        except OSError:
-            pass
-
-    def stop(self):
-        self.stop_ev.set()
-        self.sock.close()
-        for c in self.conns:
-            c.close()
+                self.stuck.set()
+                self.stopping.wait()
+                return
+            elif line == b"QUIT":
+                c.sendall(b"221 bye\r\n")
+                return
+            else:
+                c.sendall(b"250 ok\r\n")
 
 
 def tcp_queues():
@@ -365,66 +329,36 @@ class HeloJunk(GatewayTest):
         self.run_verb("HELO")
 
 
-class SilentLoginImap:
+class SilentLoginImap(LoopbackServer):
     """An IMAP upstream that answers everything but a login (LOGIN or
     AUTHENTICATE), which it never answers; with keepalive, it sends an
     untagged "* OK" every 0.5 s after the login instead."""
 
     def __init__(self, keepalive=False):
         self.keepalive = keepalive
-        self.ls = socket.socket()
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(8)
-        self.port = self.ls.getsockname()[1]
-        self.conns = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(backlog=8)
 
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            threading.Thread(target=self._session, args=(c,), daemon=True).start()
-
-    def _session(self, c):
-        try:
-            c.sendall(b"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE AUTH=PLAIN] ready\r\n")
-            buf = b""
-            while True:
-                d = c.recv(4096)
-                if not d:
-                    return
-                buf += d
-                while b"\n" in buf:
-                    line, _, buf = buf.partition(b"\n")
-                    words = line.split()
-                    if len(words) < 2:
-                        continue
-                    tag, verb = words[0], words[1].upper()
-                    if verb in (b"LOGIN", b"AUTHENTICATE"):
-                        if self.keepalive:
-                            threading.Thread(target=self._keepalive, args=(c,), daemon=True).start()
-                        continue        # never answered
-                    if verb == b"CAPABILITY":
-                        c.sendall(b"* CAPABILITY IMAP4rev1 SASL-IR ID AUTH=PLAIN\r\n")
-                    c.sendall(tag + b" OK done\r\n")
-        except OSError:
-            return
+    def handle(self, c):
+        c.sendall(b"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE AUTH=PLAIN] ready\r\n")
+        for line in self.lines(c):
+            words = line.split()
+            if len(words) < 2:
+                continue
+            tag, verb = words[0], words[1].upper()
+            if verb in (b"LOGIN", b"AUTHENTICATE"):
+                if self.keepalive:
+                    threading.Thread(target=self._keepalive, args=(c,), daemon=True).start()
+                continue        # never answered
+            if verb == b"CAPABILITY":
+                c.sendall(b"* CAPABILITY IMAP4rev1 SASL-IR ID AUTH=PLAIN\r\n")
+            c.sendall(tag + b" OK done\r\n")
 
     def _keepalive(self, c):
         try:
-            while True:
-                time.sleep(0.5)
+            while not self.stopping.wait(0.5):
                 c.sendall(b"* OK still thinking\r\n")
         except OSError:
             return
-
-    def stop(self):
-        self.ls.close()
-        for c in self.conns:
-            c.close()
 
 
 PREAUTH = 2          # timeout_preauth

@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 
-from mgtest import (BioTls, GatewayTest, ScriptedSmtp, Smtp, free_port, imapd_conf, listener, main,
+from mgtest import (BioTls, GatewayTest, LoopbackServer, ScriptedSmtp, Smtp, free_port, imapd_conf, listener, main,
                     memory_find, message, smtpd_conf)
 
 
@@ -112,56 +112,31 @@ class SmtpHalfClose(GatewayTest):
         self.assertIn("msgs=1", log)
 
 
-class StallingUpstream:
+class StallingUpstream(LoopbackServer):
     """Accepts one transaction up to 354, then never reads again and resets
     the connection after `after` seconds."""
 
     def __init__(self, after=2.0):
         self.after = after
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(8)
-        self.port = self.srv.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(backlog=8)
 
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._session, args=(c,), daemon=True).start()
-
-    def _session(self, c):
+    def handle(self, c):
         c.sendall(b"220 stall ESMTP\r\n")
-        buf = b""
-        while True:
-            d = c.recv(4096)
-            if not d:
-                c.close()
+        for line in self.lines(c):
+            verb = line.split(b" ")[0].split(b":")[0].upper()
+            if verb == b"EHLO":
+                c.sendall(b"250-stall\r\n250 PIPELINING\r\n")
+            elif verb == b"DATA":
+                c.sendall(b"354 go\r\n")
+                time.sleep(self.after)
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                c.close()    # RST: unread data
                 return
-            buf += d
-            while b"\n" in buf:
-                line, _, buf = buf.partition(b"\n")
-                verb = line.rstrip(b"\r").split(b" ")[0].split(b":")[0].upper()
-                if verb == b"EHLO":
-                    c.sendall(b"250-stall\r\n250 PIPELINING\r\n")
-                elif verb == b"DATA":
-                    c.sendall(b"354 go\r\n")
-                    time.sleep(self.after)
-                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
-                    c.close()    # RST: unread data
-                    return
-                elif verb == b"QUIT":
-                    c.sendall(b"221 bye\r\n")
-                    c.close()
-                    return
-                else:
-                    c.sendall(b"250 ok\r\n")
-
-    def stop(self):
-        self.srv.close()
+            elif verb == b"QUIT":
+                c.sendall(b"221 bye\r\n")
+                return
+            else:
+                c.sendall(b"250 ok\r\n")
 
 
 class DataStall(GatewayTest):

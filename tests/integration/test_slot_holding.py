@@ -16,10 +16,9 @@ administrator expects, and how each is closed (as Postfix does):
 import select
 import socket
 import ssl
-import threading
 import time
 
-from mgtest import (GatewayTest, Imap, Smtp, free_port, imapd_conf, listener, main, message,
+from mgtest import (GatewayTest, Imap, LoopbackServer, Smtp, free_port, imapd_conf, listener, main, message,
                     send_message, smtpd_conf)
 
 JUNK_LIMIT = 100     # SMTP_JUNK_LIMIT in smtpd/smtp_session.h
@@ -221,32 +220,18 @@ class DataRate(GatewayTest):
         self.assertEqual(c.reply()[0], 250)
 
 
-class DelayLoginOk:
+class DelayLoginOk(LoopbackServer):
     """A TCP proxy in front of Dovecot that holds the upstream's chunk
     holding "Logged in" (the successful login's tagged OK) for delay
     seconds: a good login that finishes after timeout_preauth."""
 
     def __init__(self, backend_port, delay):
         self.backend, self.delay = backend_port, delay
-        self.ls = socket.socket()
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(8)
-        self.port = self.ls.getsockname()[1]
-        self.stopped = False
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(backlog=8)
 
-    def _serve(self):
-        while not self.stopped:
-            try:
-                gw, _ = self.ls.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._pipe, args=(gw,), daemon=True).start()
-
-    def _pipe(self, gw):
-        up = socket.create_connection(("127.0.0.1", self.backend))
-        socks = [gw, up]
-        try:
+    def handle(self, gw):
+        with socket.create_connection(("127.0.0.1", self.backend)) as up:
+            socks = [gw, up]
             while True:
                 r, _, _ = select.select(socks, [], [], 30)
                 if not r:
@@ -261,15 +246,6 @@ class DelayLoginOk:
                         gw.sendall(data)
                     else:
                         up.sendall(data)
-        except OSError:
-            return
-        finally:
-            gw.close()
-            up.close()
-
-    def stop(self):
-        self.stopped = True
-        self.ls.close()
 
 
 class PreauthLogin(GatewayTest):
@@ -285,6 +261,19 @@ class PreauthLogin(GatewayTest):
         self.assertTrue(c.line().startswith("* OK"))
         return c, t0
 
+    def login_late(self, wait, password, label, answer):
+        """Connects, waits `wait` seconds, sends a1 LOGIN alice password and
+        reads to its tagged answer, which must come after the deadline (or
+        the test proves nothing): the client and the lines read."""
+        c, t0 = self.connect()
+        time.sleep(wait)
+        c.send("a1 LOGIN alice %s\r\n" % password)
+        lines = c.until_tagged("a1")
+        answered = time.time() - t0
+        print("%s login answered %.2f s after connect (timeout_preauth %d s)" % (label, answered, PREAUTH))
+        self.assertGreater(answered, PREAUTH, "the %s came before the deadline: nothing tested" % answer)
+        return c, lines
+
     def test_failed_login_after_the_deadline_gets_its_no_then_bye(self):
         # Dovecot answers a failed login after auth_failure_delay (2 s;
         # its clock has whole seconds, so 1 to 2.5 s): sent at 1.5 s, its
@@ -292,13 +281,7 @@ class PreauthLogin(GatewayTest):
         dc_port = free_port()
         self.dovecot(imap_port=dc_port, users={"alice": "secret"})
         self.start(dc_port)
-        c, t0 = self.connect()
-        time.sleep(1.5)
-        c.send("a1 LOGIN alice wrong\r\n")
-        lines = c.until_tagged("a1")
-        answered = time.time() - t0
-        print("failed login answered %.2f s after connect (timeout_preauth %d s)" % (answered, PREAUTH))
-        self.assertGreater(answered, PREAUTH, "the NO came before the deadline: nothing tested")
+        c, lines = self.login_late(1.5, "wrong", "failed", "NO")
         self.assertTrue(lines[-1].startswith("a1 NO "), lines)
         self.assertEqual(c.line(), "* BYE Disconnected for inactivity")
         self.assertTrue(c.closed(5))
@@ -311,13 +294,7 @@ class PreauthLogin(GatewayTest):
         proxy = DelayLoginOk(dc_port, 1.5)
         self.addCleanup(proxy.stop)
         self.start(proxy.port)
-        c, t0 = self.connect()
-        time.sleep(1.0)
-        c.send("a1 LOGIN alice secret\r\n")
-        lines = c.until_tagged("a1")
-        answered = time.time() - t0
-        print("good login answered %.2f s after connect (timeout_preauth %d s)" % (answered, PREAUTH))
-        self.assertGreater(answered, PREAUTH, "the OK came before the deadline: nothing tested")
+        c, lines = self.login_late(1.0, "secret", "good", "OK")
         self.assertTrue(lines[-1].startswith("a1 OK "), lines)
         self.assertNotIn("* BYE Disconnected for inactivity", lines)
         time.sleep(PREAUTH)                 # no pre-auth deadline any more
