@@ -805,6 +805,17 @@ class GatewayTest(unittest.TestCase):
         return self.track(Dovecot(self.tmp, **kw))
 
 
+def ehlo_until(c, keyword, name="client.test", tries=50):
+    """EHLO until the start-up probe has told the gateway what the
+    upstream offers (keyword appears), so pass-through extensions are on."""
+    for _ in range(tries):
+        lines = c.expect("EHLO " + name, 250)
+        if any(keyword in l for l in lines):
+            return lines
+        time.sleep(0.1)
+    raise AssertionError("EHLO never listed %s: %s" % (keyword, lines))
+
+
 def message(subject="test", body="hello\r\n", extra_headers=""):
     return ("From: sender@test.example\r\nTo: user@example.org\r\nSubject: %s\r\n%s\r\n%s"
             % (subject, extra_headers, body)).encode()

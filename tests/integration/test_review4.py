@@ -31,7 +31,7 @@ import socket
 import secrets
 import time
 
-from mgtest import (BioTls, GatewayTest, ScriptedSmtp, Smtp, free_port, imapd_conf, listener, main, memory_find,
+from mgtest import (ehlo_until, BioTls, GatewayTest, ScriptedSmtp, Smtp, free_port, imapd_conf, listener, main, memory_find,
                     smtpd_conf)
 import test_imap_security
 
@@ -63,10 +63,7 @@ class AuthSecretsTls(GatewayTest):
         gw = self.gateway(smtpd_conf(self.pki, up.port, listener("l", p, mode)), [p])
         c = Smtp(p, tls=mode == "implicit", timeout=30)
         c.reply()
-        for _ in range(50):    # until the start-up probe has seen AUTH
-            if any("AUTH" in l for l in c.expect("EHLO x.test", 250)):
-                break
-            time.sleep(0.1)
+        ehlo_until(c, "AUTH", "x.test")    # until the start-up probe has seen AUTH
         if form == "plain-ir":
             c.expect("AUTH PLAIN " + plain, 235)
         elif form == "plain-continuation":

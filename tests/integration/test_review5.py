@@ -52,7 +52,7 @@ import os
 import threading
 import time
 
-from mgtest import (GatewayTest, LoopbackServer, ScriptedSmtp, Imap, Smtp, free_port, imapd_conf, listener, main,
+from mgtest import (ehlo_until, GatewayTest, LoopbackServer, ScriptedSmtp, Imap, Smtp, free_port, imapd_conf, listener, main,
                     memory_find, smtpd_conf)
 
 HIGH_WATER = 256 * 1024     # SMTP_UP_HIGH_WATER in smtpd/smtp_relay.c
@@ -216,10 +216,7 @@ class AuthAfterDotSameRecord(GatewayTest):
                                      listener("l", p, "implicit", 'relay_networks = "127.0.0.1/32"')), [p])
         c = Smtp(p, tls=True, timeout=10)
         c.reply()
-        for _ in range(50):    # until the start-up probe has seen AUTH
-            if any("AUTH" in l for l in c.expect("EHLO x.test", 250)):
-                break
-            time.sleep(0.1)
+        ehlo_until(c, "AUTH", "x.test")    # until the start-up probe has seen AUTH
         c.expect("MAIL FROM:<a@x.test>", 250)
         c.expect("RCPT TO:<b@example.org>", 250)
         c.expect("DATA", 354)
@@ -460,10 +457,7 @@ class AuthCancelAnswered334(GatewayTest):
                                                             'relay_networks = "127.0.0.1/32"')), [p])
         c = Smtp(p)
         c.reply()
-        for _ in range(50):    # until the start-up probe has seen AUTH
-            if any("AUTH" in l for l in c.expect("EHLO x.test", 250)):
-                break
-            time.sleep(0.1)
+        ehlo_until(c, "AUTH", "x.test")    # until the start-up probe has seen AUTH
         c.expect("AUTH LOGIN", 334)
         code, lines = c.cmd("*")
         self.assertEqual(code, 454, lines)
@@ -494,10 +488,7 @@ class AuthCancelCounts(GatewayTest):
                                 extra="max_errors = %d" % MAX_ERRORS, upstream_extra=upstream_extra), [p])
         c = Smtp(p, timeout=15)
         c.reply()
-        for _ in range(50):    # until the start-up probe has seen AUTH
-            if any("AUTH" in l for l in c.expect("EHLO x.test", 250)):
-                break
-            time.sleep(0.1)
+        ehlo_until(c, "AUTH", "x.test")    # until the start-up probe has seen AUTH
         return up, c
 
     def test_cancelled_exchanges_beyond_the_limit_count(self):

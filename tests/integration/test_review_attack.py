@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 
-from mgtest import (BioTls, GatewayTest, LoopbackServer, ScriptedSmtp, Smtp, free_port, imapd_conf, listener, main,
+from mgtest import (ehlo_until, BioTls, GatewayTest, LoopbackServer, ScriptedSmtp, Smtp, free_port, imapd_conf, listener, main,
                     memory_find, message, smtpd_conf)
 
 
@@ -186,10 +186,7 @@ class SmtpAuthSecret(GatewayTest):
         blob = base64.b64encode(b"\0alice.smith@example.org\0" + pw.encode()).decode()
         c = Smtp(p)
         c.reply()
-        for _ in range(50):    # until the start-up probe has seen AUTH
-            if any("AUTH" in l for l in c.expect("EHLO x.test", 250)):
-                break
-            time.sleep(0.1)
+        ehlo_until(c, "AUTH", "x.test")    # until the start-up probe has seen AUTH
         c.expect("AUTH PLAIN " + blob, 235)
         c.expect("NOOP", 250)
         # Nothing has any business holding the cleartext password now.

@@ -13,23 +13,13 @@ import socket
 import ssl
 import time
 
-from mgtest import (GatewayTest, Postfix, ScriptedSmtp, Smtp, client_context, free_port, listener,
+from mgtest import (GatewayTest, Postfix, ScriptedSmtp, Smtp, client_context, ehlo_until, free_port, listener,
                     main, message, need, send_message, smtpd_conf)
 
 LONG_LOCAL = '"' + "a" * 1250 + '"'
 CRITICAL_MAIL = "MAIL FROM:<%s@example.org>" % LONG_LOCAL + " BODY=8BITMIME" * 16
 CRITICAL_RCPT = "RCPT TO:<%s@example.org> ORCPT=rfc822;x@example.org" % LONG_LOCAL
 
-
-def ehlo_until(c, keyword, name="client.test", tries=50):
-    """EHLO until the start-up probe has told the gateway what the
-    upstream offers (keyword appears), so pass-through extensions are on."""
-    for _ in range(tries):
-        lines = c.expect("EHLO " + name, 250)
-        if any(keyword in l for l in lines):
-            return lines
-        time.sleep(0.1)
-    raise AssertionError("EHLO never listed %s: %s" % (keyword, lines))
 
 
 class PathOverflow(GatewayTest):
