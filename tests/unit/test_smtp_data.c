@@ -3,6 +3,7 @@
  * where the message ends, its unstuffed size, the error flags - and the
  * forwarded (clean) bytes must never hold a bare CR or LF. */
 #include "cu_main.h"
+#include "../fuzz/smtp_data_ref.h"
 #include "smtp_data.h"
 
 #include <stdio.h>
@@ -302,6 +303,56 @@ static void test_differential(void)
 	CU_ASSERT_EQUAL(failures, 0);
 }
 
+/* The scanner against the byte-by-byte reference (tests/fuzz/
+ * smtp_data_ref.c): random bodies of long ordinary lines (so the 64-byte
+ * block path runs) with CR, LF, '.' and CRLF sprinkled in, fed in two
+ * chunks split at every offset; every chunk's consumed/clean and the
+ * state after it must be the same. */
+static void test_reference_every_split(void)
+{
+	static const char alpha[] = "\r\n.\r\n\r\nab";
+	char buf[700];
+	unsigned seed = 12345, failures = 0;
+	for (int round = 0; round < 1200; round++) {
+		size_t len = 64 + (seed = seed * 1103515245u + 12345u) % 600;
+		for (size_t i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			unsigned r = (seed >> 16) % 1000;
+			/* mostly letters; CRLF often; rarely a lone CR, LF or '.'
+			 * (from round % 4: none at all in every fourth body) */
+			if (r < 30 && i + 2 < len) {
+				/* CRLF, then now and then a line starting with '.',
+				 * CR or LF */
+				static const char after[] = ".\r\n";
+				buf[i++] = '\r';
+				buf[i++] = '\n';
+				buf[i] = r % 4 == 0 ? after[(seed >> 10) % 3] : 'x';
+			} else
+				buf[i] = r < 30 + (unsigned)(round % 4) ? alpha[(seed >> 8) % (sizeof(alpha) - 1)] : 'a' + (char)(r % 26);
+		}
+		/* a size limit anywhere in the body, in two rounds of three */
+		uint64_t max = round % 3 ? 1 + (seed >> 4) % len : 0;
+		for (size_t k = 0; k <= len; k++) {
+			struct smtp_data_scan a, b;
+			smtp_data_init(&a, max);
+			smtp_data_init(&b, max);
+			size_t pos = 0;
+			for (int part = 0; part < 2 && pos < len && !a.done; part++) {
+				size_t n = part == 0 ? (k > pos ? k - pos : 0) : len - pos;
+				struct smtp_data_result x = smtp_data_feed(&a, buf + pos, n);
+				struct smtp_data_result y = smtp_data_ref_feed(&b, buf + pos, n);
+				if (x.consumed != y.consumed || x.clean != y.clean || a.st != b.st || a.size != b.size ||
+				    a.bare != b.bare || a.oversize != b.oversize || a.done != b.done) {
+					failures++;
+					break;
+				}
+				pos += x.consumed;
+			}
+		}
+	}
+	CU_ASSERT_EQUAL(failures, 0);
+}
+
 void register_tests(void)
 {
 	CU_pSuite s = CU_add_suite("smtp_data", NULL, NULL);
@@ -310,6 +361,7 @@ void register_tests(void)
 	CU_ADD(s, test_byte_at_a_time);
 	CU_ADD(s, test_terminator_split);
 	CU_ADD(s, test_differential);
+	CU_ADD(s, test_reference_every_split);
 }
 
 CU_MAIN
