@@ -209,14 +209,12 @@ static void on_lost(struct smtp_session *ss, bool timeout, const struct smtp_rep
 	enum smtp_op op = ss->wait.op;
 	log_warn("session %s: upstream %s: %s", ss->s.id, ss->up_addr, why ? why : "lost");
 	if (r && r->code == 421) {
+		/* It said why it is going (Postfix: "too many errors"): the
+		 * words go to our log; the client gets the loss's reply, and
+		 * in DATA, after the 451 at its dot, 421 and the close - no
+		 * fresh upstream connection (nor error count) behind it. */
 		log_421(ss, r);
-		if (op == OP_NONE && ss->state != SMTP_DATA) {
-			smtp_reply_relay(ss, r);	/* in order: before anything the drop says */
-			smtp_relay_drop(ss, false);
-			smtp_close(ss, RESULT_UPSTREAM_FAILED);
-			return;
-		}
-		ss->reconnect_closes = 1;	/* in DATA: 451 at the dot, then 421 and the close */
+		ss->reconnect_closes = 1;
 	}
 	smtp_relay_drop(ss, false);
 	if (ss->state == SMTP_DATA) {

@@ -168,10 +168,6 @@ static void on_xclient(struct smtp_upstream *su, const struct smtp_reply *r)
 {
 	char why[160];
 	struct strbuf b;
-	if (r->code == 421) {	/* closing (shutting down, rate limits): not our configuration */
-		upstream_failover(su->up, "XCLIENT answered 421");
-		return;
-	}
 	if (r->code != 220 && r->code != 250) {
 		sb_init(&b, why, sizeof(why));
 		sb_adds(&b, "XCLIENT refused: ");
@@ -214,10 +210,6 @@ static void on_setup_reply(struct smtp_upstream *su, const struct smtp_reply *r)
 		on_xclient(su, r);
 		return;
 	case DS_XEHLO:
-		if (r->code == 421) {
-			upstream_failover(su->up, "EHLO after XCLIENT answered 421");
-			return;
-		}
 		if (r->code != 250) {
 			config_error(su, "EHLO after XCLIENT refused");
 			return;
@@ -243,7 +235,7 @@ static void on_response(struct smtp_upstream *su, const char *data, size_t len)
 		return;
 	}
 	if (su->st == DS_READY) {	/* nobody asked: e.g. "421 timeout" */
-		/* A 421 goes with the loss: the client may hear why. */
+		/* A 421 goes with the loss: its words are logged. */
 		report(su, UP_LOST, r.code == 421 ? &r : NULL, 0, "unsolicited reply from upstream");
 		return;
 	}
