@@ -5,9 +5,11 @@ the gateway must do; each was written against a defect found by attacking
 a real daemon."""
 import os
 import socket
+import threading
 import time
 
-from mgtest import (GatewayTest, Imap, free_port, imapd_conf, listener, main, worker_pids)
+from mgtest import (GatewayTest, Imap, LoopbackServer, free_port, imapd_conf, listener, main,
+                    worker_pids)
 
 
 class ImapSaslContinuation(GatewayTest):
@@ -40,6 +42,68 @@ class ImapSaslContinuation(GatewayTest):
         self.assertRegex(d.line(), r"^\* OK \[CAPABILITY ")
         self.assertEqual(worker_pids(self.gw.proc.pid, 1)[0], worker)
         self.gw.check_sanitizers()
+
+
+class FloodingUpstream(LoopbackServer):
+    """An IMAP upstream that greets, answers ID, and answers the login
+    command with untagged lines for ever (as fast as the gateway takes
+    them), counting what it got rid of."""
+
+    LINE = b"* OK " + b"x" * 1000 + b"\r\n"
+
+    def __init__(self):
+        self.sent = 0
+        self.flooding = threading.Event()
+        LoopbackServer.__init__(self)
+
+    def handle(self, conn):
+        f = conn.makefile("rb")
+        conn.sendall(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR ID] ready\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            if b"AUTHENTICATE" in line.upper():
+                break
+            conn.sendall(line.split(b" ")[0] + b" OK done\r\n")
+        self.flooding.set()
+        chunk = self.LINE * 64
+        while not self.stopping.is_set() and self.sent < 512 * 1024 * 1024:
+            conn.sendall(chunk)     # blocks once the gateway stops reading
+            self.sent += len(chunk)
+
+
+class ImapLoginBackPressure(GatewayTest):
+    """Untagged upstream responses during a login are relayed to the
+    client (DESIGN.md §5.2) - with back-pressure, like everything else the
+    gateway relays (§5.3): a client that does not read while its upstream
+    talks must not make the worker queue the upstream's output without
+    bound."""
+
+    def test_untagged_flood_during_login_is_bounded(self):
+        """The client sends LOGIN and then reads nothing; the upstream
+        answers with an endless stream of untagged lines. The gateway must
+        stop reading the upstream once the client's queue is full (or end
+        the session): within 3 s the upstream gets rid of no more than a
+        few MiB of socket buffers - not hundreds of MiB held in the
+        worker's heap."""
+        up = FloodingUpstream()
+        self.addCleanup(up.close)
+        p = free_port()
+        gw = self.imap_gateway(imapd_conf(self.pki, up.port, listener("imaps", p, "implicit")), [p])
+        worker = gw.worker_pid()
+        c = Imap(p, tls=True)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.line()
+        c.send("a LOGIN alice secret\r\n")
+        self.assertTrue(up.flooding.wait(10))
+        time.sleep(3)
+        rss = int(next(l.split()[1] for l in open("/proc/%d/status" % worker) if l.startswith("VmRSS:")))
+        sent = up.sent
+        up.stopping.set()
+        self.assertLess(sent, 32 * 1024 * 1024,
+                        "the worker took %d MiB from the upstream for a client reading nothing "
+                        "(worker RSS %d MiB)" % (sent >> 20, rss >> 10))
 
 
 if __name__ == "__main__":
