@@ -4,6 +4,8 @@ endpoint, reload and the outbound/identity paths. Each test states what
 the gateway must do; each was written against a defect found by attacking
 a real daemon."""
 import os
+import shutil
+import signal
 import socket
 import threading
 import time
@@ -104,6 +106,59 @@ class ImapLoginBackPressure(GatewayTest):
         self.assertLess(sent, 32 * 1024 * 1024,
                         "the worker took %d MiB from the upstream for a client reading nothing "
                         "(worker RSS %d MiB)" % (sent >> 20, rss >> 10))
+
+
+class ReloadNonRegularKey(GatewayTest):
+    """SIGHUP: "a broken new config is logged and the old one stays"
+    (DESIGN.md §2), and the master stays the master - it restarts dying
+    workers and obeys SIGTERM. A key path that names a FIFO (a mistake, or
+    a file swapped by someone who can write the key's directory) is a
+    broken config like any other: not a regular file."""
+
+    def test_fifo_key_on_reload_does_not_hang_the_master(self):
+        """The key file is replaced by a FIFO and SIGHUP sent: within 3 s
+        the reload must be refused (logged "reload failed", the running
+        configuration stays), not block the master in open() for ever -
+        where it restarts no worker and ignores SIGTERM."""
+        key = os.path.join(self.tmp.path, "mx.key")
+        shutil.copy(os.path.join(self.pki, "server-ecdsa.key"), key)
+        os.chmod(key, 0o600)
+        p = free_port()
+        conf = imapd_conf(self.pki, free_port(), listener("imaps", p, "implicit"))
+        conf = conf.replace('cert = { "%s/server-ecdsa.pem", "%s/server-rsa.pem" }' % (self.pki, self.pki),
+                            'cert = "%s/server-ecdsa.pem"' % self.pki)
+        conf = conf.replace('key = { "%s/server-ecdsa.key", "%s/server-rsa.key" }' % (self.pki, self.pki),
+                            'key = "%s"' % key)
+        gw = self.imap_gateway(conf, [p])
+        os.unlink(key)
+        os.mkfifo(key, 0o600)
+        self.addCleanup(self._unblock_fifo, key)
+        os.kill(gw.proc.pid, signal.SIGHUP)
+        deadline = time.time() + 3
+        while "reload failed" not in gw.log() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertIn("reload failed", gw.log(), "the master is stuck opening the FIFO")
+        # The master still does its job: a killed worker is replaced.
+        old = gw.worker_pid()
+        os.kill(old, signal.SIGKILL)
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            ws = [w for w in worker_pids(gw.proc.pid, 1, timeout=1) if w != old]
+            if ws:
+                break
+            time.sleep(0.1)
+        c = Imap(p, tls=True, timeout=5)
+        self.assertRegex(c.line(), r"^\* OK ")
+
+    @staticmethod
+    def _unblock_fifo(path):
+        """A writer that opens and closes at once lets a reader blocked in
+        open() go on (to an empty file), so a stuck master can stop."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            os.close(fd)
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":
