@@ -108,6 +108,50 @@ class ImapLoginBackPressure(GatewayTest):
                         "(worker RSS %d MiB)" % (sent >> 20, rss >> 10))
 
 
+class StallingMidLiteral(LoopbackServer):
+    """An IMAP upstream that logs in, then answers the first command with
+    a FETCH whose 100-octet literal stops after one line, and stalls."""
+
+    def handle(self, conn):
+        f = conn.makefile("rb")
+        conn.sendall(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] ready\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            tag = line.split(b" ")[0]
+            if b"AUTHENTICATE" in line.upper():
+                conn.sendall(tag + b" OK [CAPABILITY IMAP4rev1] Logged in\r\n")
+                break
+            conn.sendall(tag + b" OK done\r\n")
+        f.readline()
+        conn.sendall(b"* 1 FETCH (BODY[] {100}\r\nSubject: x\r\n")
+        self.stopping.wait(10)
+
+
+class ImapAutologoutInsideLiteral(GatewayTest):
+    """After login the gateway writes into the client stream only `* BYE
+    Autologout` on timeout_idle, and only if the upstream stream is at a
+    line boundary (DESIGN.md §5.3). An LF inside a literal is not one: the
+    BYE would become part of the message data the client is reading."""
+
+    def test_no_bye_inside_an_unfinished_literal(self):
+        """The upstream stalls 11 octets into a 100-octet FETCH literal
+        that happens to end in CRLF; at timeout_idle the gateway must close
+        both sides writing nothing, so the client sees exactly the bytes
+        the upstream sent."""
+        up = StallingMidLiteral()
+        self.addCleanup(up.close)
+        p = free_port()
+        self.imap_gateway(imapd_conf(self.pki, up.port, listener("imaps", p, "implicit"),
+                                     extra="timeout_idle = 2", upstream_extra="forward_id = false"), [p])
+        c = Imap(p, tls=True)
+        c.line()
+        self.assertEqual(c.cmd("a", "LOGIN alice secret")[-1], "a OK [CAPABILITY IMAP4rev1] Logged in")
+        c.send("b FETCH 1 BODY[]\r\n")
+        self.assertEqual(c.read_to_end(), b"* 1 FETCH (BODY[] {100}\r\nSubject: x\r\n")
+
+
 class ReloadNonRegularKey(GatewayTest):
     """SIGHUP: "a broken new config is logged and the old one stays"
     (DESIGN.md §2), and the master stays the master - it restarts dying
