@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from mgtest import (GatewayTest, Imap, LoopbackServer, free_port, imapd_conf, listener, main,
+from mgtest import (GatewayTest, Imap, LoopbackServer, children, free_port, imapd_conf, listener, main,
                     worker_pids)
 
 
@@ -186,11 +186,9 @@ class ReloadNonRegularKey(GatewayTest):
         old = gw.worker_pid()
         os.kill(old, signal.SIGKILL)
         deadline = time.time() + 5
-        while time.time() < deadline:
-            ws = [w for w in worker_pids(gw.proc.pid, 1, timeout=1) if w != old]
-            if ws:
-                break
+        while time.time() < deadline and not [w for w in children(gw.proc.pid) if w != old]:
             time.sleep(0.1)
+        self.assertTrue([w for w in children(gw.proc.pid) if w != old], "no worker restarted")
         c = Imap(p, tls=True, timeout=5)
         self.assertRegex(c.line(), r"^\* OK ")
 
