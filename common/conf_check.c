@@ -18,7 +18,10 @@ int conf_check_file(struct diag *d, struct conf_where w, const char *key, const 
 	struct stat st;
 	if (!path[0] || strncmp(path, "pkcs11:", 7) == 0)
 		return 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO (or a device) at the path must not block the
+	 * master - at start or, worse, in a SIGHUP reload - before fstat()
+	 * refuses it. On a regular file it changes nothing. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0) {
 		diag_error(d, w.file, w.line, "%s: cannot read '%s': %s", key, path, strerror(errno));
 		return -1;

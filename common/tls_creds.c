@@ -184,7 +184,7 @@ static int server_verify(gnutls_session_t gs)
 
 static int load_ticket_master(const char *path, unsigned char out[64])
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);	/* see conf_check_file() */
 	if (fd < 0)
 		return -1;
 	ssize_t n = read(fd, out, 64);

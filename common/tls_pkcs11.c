@@ -117,7 +117,7 @@ static bool pin_source_newline(const char *url)
 	char last = 0;
 	if (!query_attr(url, "pin-source", src, sizeof(src)))
 		return false;
-	int fd = open(src, O_RDONLY | O_CLOEXEC);
+	int fd = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);	/* never block on a FIFO */
 	if (fd < 0)
 		return false;
 	if (fstat(fd, &st) == 0 && st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) != 1)

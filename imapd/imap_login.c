@@ -56,8 +56,15 @@ struct imap_login {
 	char tag[16];		/* tag of our command in flight */
 	char caps[IMAP_CAPS_MAX];	/* last capability list seen */
 	int have_caps;
+	size_t untagged;	/* bytes of untagged responses so far */
 	char client_ip[64], local_ip[64];
 };
+
+/* Untagged responses a login may take from one upstream (its greeting
+ * and capability exchange included): a real server sends a few hundred
+ * bytes; one that talks on and on is failed before the worker queues its
+ * words for a client that may not read them. */
+#define IMAP_LOGIN_UNTAGGED_MAX (64 * 1024)
 
 static void enter(struct imap_login *l, enum login_state st)
 {
@@ -108,6 +115,7 @@ static bool before_auth(enum login_state st)
 static void failover(struct imap_login *l, const char *why)
 {
 	enter(l, LS_DIAL);
+	l->untagged = 0;	/* the next address's own */
 	upstream_failover(l->up, why);
 }
 
@@ -225,6 +233,11 @@ static void on_untagged(struct imap_login *l, const struct imap_resp *r, const c
 {
 	if (r->status == IMAP_ST_BYE) {
 		upstream_failed(l, "upstream said BYE");
+		return;
+	}
+	l->untagged += len;
+	if (l->untagged > IMAP_LOGIN_UNTAGGED_MAX) {
+		upstream_failed(l, "upstream sent over 64 KiB of untagged responses during the login");
 		return;
 	}
 	maybe_caps(l, r->rest, r->rest_len);

@@ -84,6 +84,15 @@ static bool sasl_step(struct imap_session *is)
 		return false;
 	}
 	char line[IMAP_LINE_MAX + 2];
+	if (end > sizeof(line)) {
+		/* The whole line arrived at once: the input buffer holds more
+		 * than a line (room for literals), so the limit is checked here
+		 * as well as while the line is incomplete. */
+		conn_in_consume(c, end);
+		imap_reply(is, "* BAD Line too long");
+		imap_close(is, RESULT_ERROR);
+		return false;
+	}
 	memcpy(line, conn_in_data(c), end);
 	conn_in_consume(c, end);
 	imap_auth_sasl_line(is, line, end);
@@ -276,8 +285,11 @@ static void log_keys(struct session *s, struct logkv *kv)
 	struct imap_session *is = imap_of(s);
 	if (is->user)
 		logkv_str(kv, "user", is->user);
-	if (is->up_addr && is->up_addr[0])
-		logkv_str(kv, "upstream", is->up_addr);
+}
+
+static const char *upstream_addr(const struct session *s)
+{
+	return ((const struct imap_session *)s)->up_addr;
 }
 
 static void free_(struct session *s)
@@ -315,5 +327,6 @@ const struct session_ops imap_session_ops = {
 	.shutdown = shutdown_,
 	.closing = closing,
 	.log = log_keys,
+	.upstream = upstream_addr,
 	.free = free_,
 };

@@ -17,7 +17,7 @@ static void relay(struct conn *from, struct conn *to, struct imap_session *is, b
 	if (from_client)	/* once COMPRESS has gone by, the stream is not ours */
 		imap_watch_feed(&is->watch, p, n);
 	else
-		is->up_bol = p[n - 1] == '\n';
+		imap_bol_feed(&is->up_bol, p, n);
 	conn_write(to, p, n);
 	conn_in_consume(from, n);
 	if (conn_out_len(to) > IMAP_RELAY_HIGH_WATER) {
@@ -28,8 +28,8 @@ static void relay(struct conn *from, struct conn *to, struct imap_session *is, b
 
 void imap_proxy_idle(struct imap_session *is)
 {
-	if (!is->watch.compress && is->up_bol)
-		imap_reply(is, "* BYE Autologout; idle for too long");
+	if (!is->watch.compress && is->up_bol.at_bol)
+		imap_reply(is, "* BYE Autologout");
 	imap_close(is, RESULT_TIMEOUT);
 }
 
@@ -79,7 +79,7 @@ void imap_proxy_start(struct imap_session *is)
 	double idle = is->keys->timeout_idle;
 	imap_enter(is, IMAP_RELAY);
 	session_set_deadline(&is->s, 0);	/* logged in: no more pre-auth deadline */
-	is->up_bol = 1;
+	imap_bol_init(&is->up_bol);
 	imap_watch_init(&is->watch);	/* the next client byte starts a command */
 	conn_set_sensitive(is->s.conn, false);	/* the login line is wiped from it */
 	conn_set_cb(is->up, up_cb, is);

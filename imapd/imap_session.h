@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "imap_bol.h"
 #include "imap_parser.h"
 #include "imap_watch.h"
 #include "sasl.h"
@@ -54,7 +55,8 @@ struct imap_session {
 	 * which outlives every session of the worker (NULL: none yet). */
 	const char *up_addr;
 	struct imap_watch watch;	/* client->upstream after login: COMPRESS seen? */
-	unsigned up_bol : 1, sasl_external : 1,
+	struct imap_bol up_bol;		/* upstream->client after login: at a boundary? */
+	unsigned sasl_external : 1,
 	    client_eof : 1,		/* the client half-closed: it sends nothing more */
 	    preauth_expired : 1;	/* timeout_preauth passed during a login */
 	uint8_t ext;			/* enum ext_map of the client certificate */

@@ -214,7 +214,7 @@ struct client_state {
 	bool c_known;
 };
 
-static const char autologout[] = "* BYE Autologout; idle for too long\r\n";
+static const char autologout[] = "* BYE Autologout\r\n";
 
 static void append(unsigned char **buf, size_t *len, size_t *cap, const unsigned char *p, size_t n)
 {

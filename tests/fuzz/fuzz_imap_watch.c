@@ -1,10 +1,13 @@
-/* fuzz_imap_watch: the relay's COMPRESS watcher must give the same answer
- * whatever the reads look like - the first byte picks two cut points, and
- * the rest fed in three pieces must match it fed whole and byte by byte. */
+/* fuzz_imap_watch: the relay's stream watchers - COMPRESS in the client's
+ * stream, the response boundary in the upstream's (imap_bol) - must give
+ * the same answer whatever the reads look like: the first byte picks two
+ * cut points, and the rest fed in three pieces must match it fed whole
+ * and byte by byte. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "imap_bol.h"
 #include "imap_watch.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -31,6 +34,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < n; i++)
 		imap_watch_feed(&bytes, p + i, 1);
 	if (w != s || w != bytes.compress)
+		abort();
+
+	struct imap_bol bw, bs, bb;
+	imap_bol_init(&bw);
+	imap_bol_init(&bs);
+	imap_bol_init(&bb);
+	imap_bol_feed(&bw, p, n);
+	imap_bol_feed(&bs, p, a);
+	imap_bol_feed(&bs, p + a, b - a);
+	imap_bol_feed(&bs, p + b, n - b);
+	for (size_t i = 0; i < n; i++)
+		imap_bol_feed(&bb, p + i, 1);
+	if (bw.at_bol != bs.at_bol || bw.at_bol != bb.at_bol || bw.literal != bs.literal ||
+	    bw.literal != bb.literal)
+		abort();
+	/* A boundary is right after an LF (or at the start). */
+	if (bw.at_bol && n && p[n - 1] != '\n')
 		abort();
 	return 0;
 }

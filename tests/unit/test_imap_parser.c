@@ -11,6 +11,7 @@
 #include "imap_resp.h"
 #include "sasl.h"
 #include "imap_watch.h"
+#include "imap_bol.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -266,6 +267,60 @@ static void test_resp_lines(void)
 	CU_ASSERT_EQUAL(lit, 0);
 }
 
+/* Where the autologout BYE may go: after an LF, outside literals. */
+static bool bol_after(const char *s, size_t cut)
+{
+	struct imap_bol whole, split, bytes;
+	size_t n = strlen(s);
+	imap_bol_init(&whole);
+	imap_bol_init(&split);
+	imap_bol_init(&bytes);
+	imap_bol_feed(&whole, s, n);
+	imap_bol_feed(&split, s, cut);
+	imap_bol_feed(&split, s + cut, n - cut);
+	for (size_t i = 0; i < n; i++)
+		imap_bol_feed(&bytes, s + i, 1);
+	CU_ASSERT_EQUAL(whole.at_bol, split.at_bol);
+	CU_ASSERT_EQUAL(whole.at_bol, bytes.at_bol);
+	CU_ASSERT_EQUAL(whole.literal, bytes.literal);
+	return whole.at_bol;
+}
+
+static void test_bol(void)
+{
+	CU_ASSERT_TRUE(bol_after("", 0));
+	CU_ASSERT_TRUE(bol_after("* 1 EXISTS\r\n", 3));
+	CU_ASSERT_FALSE(bol_after("* 1 EXISTS\r\n* 2", 12));
+	/* Inside a literal whose data has an LF of its own: no boundary. */
+	CU_ASSERT_FALSE(bol_after("* 1 FETCH (BODY[] {100}\r\nSubject: x\r\n", 20));
+	CU_ASSERT_FALSE(bol_after("* 1 FETCH (BODY[] {5}\r\nab\r\nc", 22));
+	/* The data over, the line goes on; its LF is the boundary. */
+	CU_ASSERT_FALSE(bol_after("* 1 FETCH (BODY[] {4}\r\nab\r\n", 5));
+	CU_ASSERT_TRUE(bol_after("* 1 FETCH (BODY[] {4}\r\nab\r\n)\r\n", 26));
+	CU_ASSERT_TRUE(bol_after("* 1 FETCH (BODY[1] {2}\r\nab BODY[2] {3}\r\n\n\n\n)\r\nM1 OK\r\n", 30));
+	CU_ASSERT_FALSE(bol_after("* 1 FETCH (BODY[1] {2}\r\nab BODY[2] {3}\r\n\n\n", 30));
+	/* {n+}, ~{n} and {0}; not a literal: "{}", "{x}", "}" alone, "{3} x". */
+	CU_ASSERT_FALSE(bol_after("* X {3+}\r\n", 2));
+	CU_ASSERT_FALSE(bol_after("* X ~{3}\r\n", 2));
+	CU_ASSERT_TRUE(bol_after("* X {0}\r\n", 7));
+	CU_ASSERT_TRUE(bol_after("* X {}\r\n", 1));
+	CU_ASSERT_TRUE(bol_after("* X {x}\r\n", 1));
+	CU_ASSERT_TRUE(bol_after("* X }\r\n", 1));
+	CU_ASSERT_TRUE(bol_after("* X {3} x\r\n", 4));
+	/* An announcement longer than the tail kept still counts. */
+	CU_ASSERT_FALSE(bol_after("* X aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa {7}\r\nabc", 40));
+	/* A count too big for 64 bits never ends: the BYE is never written. */
+	uint64_t n;
+	CU_ASSERT_EQUAL(imap_bol_announced("{99999999999999999999}", 22, &n), 0);
+	CU_ASSERT_EQUAL(n, UINT64_MAX);
+	CU_ASSERT_EQUAL(imap_bol_announced("{18446744073709551615}\r", 23, &n), 0);
+	CU_ASSERT_EQUAL(n, UINT64_MAX);
+	CU_ASSERT_EQUAL(imap_bol_announced("{1234567890123456789}", 21, &n), 0);
+	CU_ASSERT_EQUAL(n, 1234567890123456789ULL);
+	CU_ASSERT_EQUAL(imap_bol_announced("1}", 2, &n), -1);
+	CU_ASSERT_EQUAL(imap_bol_announced("{+}", 3, &n), -1);
+}
+
 void register_tests(void)
 {
 	CU_pSuite s = CU_add_suite("imap_parser", NULL, NULL);
@@ -277,6 +332,7 @@ void register_tests(void)
 	CU_ADD(s, test_watch_compress);
 	CU_ADD(s, test_watch_latch);
 	CU_ADD(s, test_resp_lines);
+	CU_ADD(s, test_bol);
 }
 
 CU_MAIN
