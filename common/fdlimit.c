@@ -81,7 +81,12 @@ void fdlimit_check(const struct conf *c, struct diag *d)
 	unsigned long nofile = process_raise_nofile(n.want, &hard);
 	if (nofile >= n.sessions_fds || c->nlisteners == 0)
 		return;
-	diag_warn(d, c->path, 0, "max_connections = %lu (over all listeners) needs %lu open "
+	/* FILE:LINE of the listener that asks for the most. */
+	const struct conf_listener *big = &c->listeners[0];
+	for (size_t i = 1; i < c->nlisteners; i++)
+		if (c->listeners[i].max_connections > big->max_connections)
+			big = &c->listeners[i];
+	diag_warn(d, big->where.file, big->where.line, "max_connections = %lu (over all listeners) needs %lu open "
 		  "files, but the limit can only be raised to %lu (hard limit %lu): about %lu "
 		  "sessions fit; raise the hard limit (LimitNOFILE= in the systemd unit, "
 		  "ulimit -Hn) or lower max_connections", n.connections, n.sessions_fds, nofile,

@@ -228,7 +228,7 @@ void metrics_handshake(const char *listener, bool ok)
 
 void metrics_client_cert(enum cert_status st)
 {
-	if (metrics_region && st != CERT_NONE && (unsigned)st < METRICS_CERT_STATUSES)
+	if (metrics_region && (unsigned)st < METRICS_CERT_STATUSES)
 		add(&metrics_region->client_certs[st], 1);
 }
 

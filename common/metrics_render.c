@@ -267,8 +267,8 @@ static void render_counters(struct strbuf *b, struct metrics_region *r)
 	name_family(b, r, MF_HANDSHAKES, "mailgate_tls_handshakes_total", "listener", "result", 2,
 		    hs_token);
 	family(b, "mailgate_client_certs_total", "counter",
-	       "Client certificates presented in TLS handshakes, by status (as logged in cert=).");
-	for (unsigned st = CERT_NONE + 1; st < METRICS_CERT_STATUSES; st++) {
+	       "Client certificates in TLS handshakes, by status (as logged in cert=; none: a handshake without one).");
+	for (unsigned st = CERT_NONE; st < METRICS_CERT_STATUSES; st++) {
 		sample_name(b, "mailgate_client_certs_total", "status",
 			    tls_cert_status_name((enum cert_status)st), NULL, NULL);
 		value_u(b, get(&r->client_certs[st]));

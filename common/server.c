@@ -5,6 +5,7 @@
 #include "metrics.h"
 #include "peer.h"
 #include "result.h"
+#include "session.h"
 #include "sysio.h"
 #include "tls.h"
 #include "xmem.h"
@@ -72,20 +73,30 @@ struct tls_client *server_tls_client(const struct server *srv, const struct conf
 	return srv->tls_clients[u->index];
 }
 
+/* A refused connection is logged as a session that ended at once: the
+ * session line's keys, with reason= the limit's name before result=limit. */
 static void refuse(const struct conf_listener *l, int fd, const struct mg_addr *peer,
 		   const char *refusal, const char *why)
 {
-	char ip[64];
+	char id[16], client[80];
 	struct logkv kv;
+	size_t sent = 0;
 	/* Implicit TLS: close right after accept, before any handshake work. */
-	if (l->tls_mode != TLS_MODE_IMPLICIT && sysio_send(fd, refusal, strlen(refusal), MSG_NOSIGNAL) < 0) {
-		/* the refusal is best effort */
+	if (l->tls_mode != TLS_MODE_IMPLICIT) {
+		ssize_t n = sysio_send(fd, refusal, strlen(refusal), MSG_NOSIGNAL);
+		if (n > 0)	/* the refusal is best effort */
+			sent = (size_t)n;
 	}
 	sysio_close(fd);
-	addr_ip_str(peer, ip, sizeof(ip));
+	session_new_id(id);
+	addr_str(peer, client, sizeof(client));
 	logkv_begin(&kv, "session", 0);
+	logkv_raw(&kv, "session", id);
 	logkv_str(&kv, "listener", l->name);
-	logkv_raw(&kv, "client", ip);
+	logkv_raw(&kv, "client", client);
+	logkv_u64(&kv, "bytes_in", 0);
+	logkv_u64(&kv, "bytes_out", sent);
+	logkv_raw(&kv, "duration", "0.000");
 	logkv_raw(&kv, "reason", why);
 	logkv_raw(&kv, "result", session_result_name(RESULT_LIMIT));
 	logkv_end(&kv, LOG_LVL_NOTICE);

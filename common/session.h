@@ -82,7 +82,11 @@ struct session_ops {
 	void (*closing)(struct session *s);
 	/* The result to log, given the one recorded (optional). */
 	enum session_result (*result)(struct session *s, enum session_result r);
-	void (*log)(struct session *s, struct logkv *kv);	/* optional: own keys */
+	/* Optional: own keys for the session line, between the common head
+	 * (session= ... peer=) and bytes_in=; the upstream's HOST:PORT, which
+	 * the line carries after bytes_out= (NULL or "" for none). */
+	void (*log)(struct session *s, struct logkv *kv);
+	const char *(*upstream)(const struct session *s);
 	void (*free)(struct session *s);	/* optional: what the protocol allocated */
 };
 
@@ -158,6 +162,9 @@ void session_set_deadline(struct session *s, double seconds);
 /* One line to the client, fmt expanded plus CRLF, built whole or not at
  * all (SESSION_LINE_MAX; ops->internal_error instead, logged). */
 #define SESSION_LINE_MAX 4096
+/* A new session ID (12 upper-case hex digits): also for a connection
+ * refused before it became a session. */
+void session_new_id(char out[16]);
 void session_line(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void session_vline(struct session *s, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void session_write(struct session *s, const void *p, size_t n);

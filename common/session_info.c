@@ -118,6 +118,8 @@ void session_count_handshake(struct session *s, bool ok)
 	 * failed may still have read the certificate it refused. */
 	if (p)
 		metrics_client_cert(ok ? peer_cert_status(p, s->pin) : p->status);
+	else if (ok)
+		metrics_client_cert(CERT_NONE);	/* logged as cert=none */
 }
 
 void session_log_end(struct session *s)
@@ -135,6 +137,9 @@ void session_log_end(struct session *s)
 			s->ops->log(s, &kv);
 		logkv_u64(&kv, "bytes_in", conn_bytes_in(s->conn));
 		logkv_u64(&kv, "bytes_out", conn_bytes_out(s->conn));
+		const char *up = s->ops->upstream ? s->ops->upstream(s) : NULL;
+		if (up && up[0])
+			logkv_str(&kv, "upstream", up);
 		snprintf(dur, sizeof(dur), "%.3f", conn_now() - s->start);
 		logkv_raw(&kv, "duration", dur);
 		logkv_raw(&kv, "result", session_result_name(r));

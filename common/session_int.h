@@ -6,7 +6,6 @@
 
 #include "session.h"
 
-void session_new_id(char out[16]);
 /* After a handshake: matches the client certificate against the peer
  * sections (DESIGN.md §6) and records the result in s. */
 void session_identify(struct session *s);

@@ -20,7 +20,7 @@ static const struct conf_key keys[] = {
 	KEY("auth_mechanisms", CK_STRLIST, "{PLAIN, LOGIN}", 0, 0, auth_mechanisms),
 	KEY("timeout_command", CK_INT, "300", 1, 86400, timeout_command),
 	KEY("timeout_data", CK_INT, "600", 1, 86400, timeout_data),
-	KEY("min_data_rate", CK_INT, "500", 0, SMTP_MIN_DATA_RATE_MAX, min_data_rate),
+	KEY("min_data_rate", CK_INT, "0", 0, SMTP_MIN_DATA_RATE_MAX, min_data_rate),
 	{ NULL, CK_INT, NULL, 0, 0, NULL, 0, 0 },
 };
 

@@ -70,7 +70,7 @@ static void greet(struct session *s)
 static void deadline(struct session *s)
 {
 	conn_cork(s->conn);
-	smtp_reply(smtp_of(s), "421 4.7.1 Certificate not accepted, closing connection");
+	smtp_reply(smtp_of(s), "421 4.7.1 Certificate not accepted");
 	session_close(s, RESULT_CERT_REJECTED);
 }
 
@@ -223,7 +223,7 @@ static void timeout(struct session *s)
 		log_info("session %s: DATA deadline passed (timeout_data %d s, min_data_rate %d bytes/s)",
 			 s->id, ss->keys->timeout_data, ss->keys->min_data_rate);
 	conn_cork(s->conn);
-	smtp_reply(ss, "421 4.4.2 %s Timeout, closing connection", session_conf(&ss->s)->hostname);
+	smtp_reply(ss, "421 4.4.2 Timeout");
 	session_close(s, RESULT_TIMEOUT);
 }
 
@@ -263,8 +263,11 @@ static void log_keys(struct session *s, struct logkv *kv)
 	if (ss->user)
 		logkv_str(kv, "user", ss->user);
 	logkv_u64(kv, "msgs", ss->delivered);
-	if (ss->up_addr && ss->up_addr[0])
-		logkv_str(kv, "upstream", ss->up_addr);
+}
+
+static const char *upstream_addr(const struct session *s)
+{
+	return ((const struct smtp_session *)s)->up_addr;
 }
 
 static void free_(struct session *s)
@@ -295,5 +298,5 @@ const struct session_ops smtp_session_ops = {
 	/* the client's side */
 	.input = input, .eof = eof, .timeout = timeout, .deadline = deadline,
 	/* the end */
-	.kill = kill_, .closing = closing, .result = result, .log = log_keys, .free = free_,
+	.kill = kill_, .closing = closing, .result = result, .log = log_keys, .upstream = upstream_addr, .free = free_,
 };

@@ -34,7 +34,7 @@ class WithDovecot(GatewayTest):
         typ, data = m.select("INBOX")
         self.assertEqual(typ, "OK")
         m.logout()
-        self.gw.wait_log(r"session=\S+ listener=imaps .*user=alice upstream=127\.0\.0\.1:%d" % self.dc_port)
+        self.gw.wait_log(r"session=\S+ listener=imaps .*user=alice bytes_in=\d+ bytes_out=\d+ upstream=127\.0\.0\.1:%d duration=" % self.dc_port)
         self.dc.wait_log(r"Login: user=<alice>")
 
     def test_wrong_password_then_retry(self):

@@ -57,7 +57,7 @@ class ImapExternal(GatewayTest):
         c.cmd("c", "LOGOUT")
         self.dc.wait_log(r"Login: user=<alice@example\.org>, method=PLAIN")
         self.gw.wait_log(r"listener=imaps .*cert=verified cn=partner-mx\.test .*peer=partner "
-                         r"user=alice@example\.org upstream=")
+                         r"user=alice@example\.org bytes_in=\d+ bytes_out=\d+ upstream=")
 
     def test_external_continuation_with_matching_authzid(self):
         import base64

@@ -417,7 +417,7 @@ class ScaleOut(GatewayTest):
         with self.assertRaises((OSError, EOFError)):    # implicit TLS: closed before the handshake
             c = Smtp(self.pin["control"], tls=True, source="127.0.0.42")
             c.reply()
-        self.control.wait_log(r"notice: listener=smtps client=127\.0\.0\.42 reason=max_per_ip result=limit")
+        self.control.wait_log(r"notice: session=[0-9A-F]{12} listener=smtps client=127\.0\.0\.42:\d+ bytes_in=0 bytes_out=\d+ duration=0\.000 reason=max_per_ip result=limit")
         d = Smtp(self.pin["control"], tls=True, source="127.0.0.43")
         self.assertEqual(d.reply()[0], 220)
         for c in (a, b, d):
@@ -432,7 +432,7 @@ class ScaleOut(GatewayTest):
         with self.assertRaises((OSError, EOFError)):
             c = Smtp(self.pin["control"], tls=True, source="127.0.0.46")
             c.reply()
-        self.control.wait_log(r"notice: listener=smtps client=127\.0\.0\.46 reason=rate_per_ip result=limit")
+        self.control.wait_log(r"notice: session=[0-9A-F]{12} listener=smtps client=127\.0\.0\.46:\d+ .*reason=rate_per_ip result=limit")
 
     # ---- one instance killed, no message lost ----
 

@@ -200,15 +200,15 @@ class DataRate(GatewayTest):
         self.assertEqual(body, msg.replace(b"\r\n", b"\n"))
         print("%d bytes over %.1f s delivered" % (len(msg), took))
 
-    def test_rate_off_keeps_inactivity_semantics(self):
-        # min_data_rate = 0: timeout_data is plain inactivity again - a
-        # byte every second (below any rate) is not cut.
+    def test_rate_off_by_default_keeps_inactivity_semantics(self):
+        # No min_data_rate key (default 0, off): timeout_data is plain
+        # inactivity - 20 bytes/s (below any rate) is not cut.
         self.gw.stop()
         self.procs.remove(self.gw)
         port = free_port()
         conf = smtpd_conf(self.pki, self.up.port,
                           listener("local", port, "none", 'relay_networks = "127.0.0.1/32"'),
-                          extra="timeout_data = %d\nmin_data_rate = 0" % TIMEOUT_DATA)
+                          extra="timeout_data = %d" % TIMEOUT_DATA)
         self.gw = self.gateway(conf, [port])
         self.port = port
         c = self.start_data()

@@ -247,7 +247,7 @@ class PerIpSlots(GatewayTest):
         # ...while every slot of 127.0.0.1 was still taken.
         self.assertEqual([peer_closed(s)[0] for s in slow].count(False), self.PER_IP)
         self.assertEqual(refused, self.SLOW - self.PER_IP, states)
-        self.gw.wait_log(r"listener=smtps client=127\.0\.0\.1 reason=max_per_ip result=limit")
+        self.gw.wait_log(r"listener=smtps client=127\.0\.0\.1:\d+ .*reason=max_per_ip result=limit")
         for s in slow:
             s.close()
 

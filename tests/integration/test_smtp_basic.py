@@ -46,7 +46,7 @@ class Basic(GatewayTest):
                                r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d \+0000$")
         line = self.gw.wait_log(r"session=\S+ listener=smtps client=127\.0\.0\.1:\d+ tls=TLS1\.3 "
                                 r"cipher=TLS_\S+ cert=none helo=client\.test\.example msgs=1 "
-                                r"upstream=127\.0\.0\.1:%d bytes_in=\d+ bytes_out=\d+ "
+                                r"bytes_in=\d+ bytes_out=\d+ upstream=127\.0\.0\.1:%d "
                                 r"duration=[\d.]+ result=quit" % self.up.port)
         self.assertTrue(line)
 

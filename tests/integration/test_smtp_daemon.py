@@ -332,7 +332,7 @@ class Daemon(GatewayTest):
         s = socket.create_connection(("127.0.0.1", p2))
         s.settimeout(5)
         self.assertEqual(s.recv(100), b"")          # implicit TLS: closed before any handshake
-        gw.wait_log(r"listener=smtps client=127\.0\.0\.1 reason=max_connections result=limit")
+        gw.wait_log(r"session=[0-9A-F]{12} listener=smtps client=127\.0\.0\.1:\d+ bytes_in=0 bytes_out=0 duration=0\.000 reason=max_connections result=limit")
 
     def test_ipv6_and_dual_stack(self):
         if not socket.has_ipv6:

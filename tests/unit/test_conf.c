@@ -99,7 +99,7 @@ static void test_good(void)
 	CU_ASSERT_EQUAL(smtpd_conf(c)->max_recipients, 1000);
 	CU_ASSERT_EQUAL(smtpd_conf(c)->max_message_size, 52428800);
 	CU_ASSERT_EQUAL(smtpd_conf(c)->timeout_data, 600);
-	CU_ASSERT_EQUAL(smtpd_conf(c)->min_data_rate, 500);	/* Postfix's default */
+	CU_ASSERT_EQUAL(smtpd_conf(c)->min_data_rate, 0);	/* off: timeout_data is inactivity */
 	CU_ASSERT_EQUAL(smtpd_conf(c)->auth_mechanisms.n, 2);
 	CU_ASSERT_EQUAL(c->upstreams[0].naddrs, 2);
 	CU_ASSERT_EQUAL(c->upstreams[0].connect_timeout, 10);

@@ -115,9 +115,10 @@ static const char exact[] =
 	"# TYPE mailgate_tls_handshakes_total counter\n"
 	"mailgate_tls_handshakes_total{listener=\"smtps\",result=\"ok\"} 2\n"
 	"mailgate_tls_handshakes_total{listener=\"smtps\",result=\"failed\"} 1\n"
-	"# HELP mailgate_client_certs_total Client certificates presented in TLS "
-	"handshakes, by status (as logged in cert=).\n"
+	"# HELP mailgate_client_certs_total Client certificates in TLS handshakes, by "
+	"status (as logged in cert=; none: a handshake without one).\n"
 	"# TYPE mailgate_client_certs_total counter\n"
+	"mailgate_client_certs_total{status=\"none\"} 1\n"
 	"mailgate_client_certs_total{status=\"verified\"} 1\n"
 	"mailgate_client_certs_total{status=\"unknown-ca\"} 0\n"
 	"mailgate_client_certs_total{status=\"expired\"} 1\n"
@@ -182,7 +183,7 @@ static void test_render_exact(void)
 	metrics_handshake("smtps", false);
 	metrics_client_cert(CERT_VERIFIED);
 	metrics_client_cert(CERT_EXPIRED);
-	metrics_client_cert(CERT_NONE);		/* not counted */
+	metrics_client_cert(CERT_NONE);		/* a handshake without one */
 	for (int i = 0; i < 3; i++)
 		metrics_relay_denied();
 	metrics_auth(true);
