@@ -196,10 +196,13 @@ static void emit(enum log_level level, const char *line)
 /* Opens path for appending; *created says whether this call made it. */
 static int open_append(const char *path, bool *created)
 {
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0640);
+	/* O_NONBLOCK: a FIFO put in the file's place fails (ENXIO) instead of
+	 * blocking the master until something reads it; the S_ISREG check
+	 * refuses what else opens. No effect on a regular file's writes. */
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0640);
 	*created = fd >= 0;
 	if (fd < 0 && errno == EEXIST)	/* never through a symbolic link */
-		fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+		fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
 	return fd;
 }
 

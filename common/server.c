@@ -5,7 +5,7 @@
 #include "metrics.h"
 #include "peer.h"
 #include "result.h"
-#include "session.h"
+#include "session_id.h"
 #include "sysio.h"
 #include "tls.h"
 #include "xmem.h"

@@ -6,6 +6,7 @@
  * statement of the callback that calls it. */
 #include "session.h"
 #include "session_int.h"
+#include "session_id.h"
 #include "certlog.h"
 #include "conn.h"
 #include "log.h"

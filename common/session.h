@@ -162,9 +162,6 @@ void session_set_deadline(struct session *s, double seconds);
 /* One line to the client, fmt expanded plus CRLF, built whole or not at
  * all (SESSION_LINE_MAX; ops->internal_error instead, logged). */
 #define SESSION_LINE_MAX 4096
-/* A new session ID (12 upper-case hex digits): also for a connection
- * refused before it became a session. */
-void session_new_id(char out[16]);
 void session_line(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void session_vline(struct session *s, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void session_write(struct session *s, const void *p, size_t n);

@@ -8,6 +8,7 @@
 #include "session.h"
 #include "domain.h"
 #include "session_int.h"
+#include "session_id.h"
 #include "conn.h"
 #include "metrics.h"
 #include "peer.h"

@@ -9,7 +9,7 @@ void imap_bol_init(struct imap_bol *b)
 	b->at_bol = true;
 }
 
-int imap_bol_announced(const char *line, size_t len, uint64_t *n)
+int imap_bol_announced(const char *line, size_t len, bool cut, uint64_t *n)
 {
 	if (len && line[len - 1] == '\r')
 		len--;
@@ -22,6 +22,10 @@ int imap_bol_announced(const char *line, size_t len, uint64_t *n)
 	while (i && line[i - 1] >= '0' && line[i - 1] <= '9') {
 		i--;
 		digits++;
+	}
+	if (digits && !i && cut) {	/* "{" and more digits went by */
+		*n = UINT64_MAX;
+		return 0;
 	}
 	if (!digits || !i || line[i - 1] != '{')
 		return -1;
@@ -39,6 +43,8 @@ int imap_bol_announced(const char *line, size_t len, uint64_t *n)
 /* Keeps the last IMAP_BOL_TAIL bytes of the line so far. */
 static void tail_add(struct imap_bol *b, const char *p, size_t n)
 {
+	if (b->tail_len + n > IMAP_BOL_TAIL)
+		b->tail_cut = true;
 	if (n >= IMAP_BOL_TAIL) {
 		memcpy(b->tail, p + n - IMAP_BOL_TAIL, IMAP_BOL_TAIL);
 		b->tail_len = IMAP_BOL_TAIL;
@@ -60,6 +66,7 @@ void imap_bol_feed(struct imap_bol *b, const char *p, size_t n)
 			n -= k;
 			b->at_bol = false;
 			b->tail_len = 0;	/* the line goes on after the data */
+			b->tail_cut = false;
 			continue;
 		}
 		const char *lf = memchr(p, '\n', n);
@@ -70,11 +77,16 @@ void imap_bol_feed(struct imap_bol *b, const char *p, size_t n)
 		}
 		if (!lf)
 			return;
+		/* After an announcement the response goes on, after its data
+		 * ({0}: none) - a boundary only after a line that announces
+		 * nothing. */
 		uint64_t lit;
-		if (imap_bol_announced(b->tail, b->tail_len, &lit) == 0)
+		bool announced = imap_bol_announced(b->tail, b->tail_len, b->tail_cut, &lit) == 0;
+		if (announced)
 			b->literal = lit;
 		b->tail_len = 0;
-		b->at_bol = b->literal == 0;
+		b->tail_cut = false;
+		b->at_bol = !announced;
 		p += seg + 1;
 		n -= seg + 1;
 	}

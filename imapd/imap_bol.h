@@ -21,6 +21,7 @@ struct imap_bol {
 	uint64_t literal;		/* octets of literal data still to pass */
 	bool at_bol;			/* at a response boundary */
 	uint8_t tail_len;
+	bool tail_cut;			/* the line was longer than the tail */
 	char tail[IMAP_BOL_TAIL];	/* the current line's last bytes */
 };
 
@@ -29,8 +30,10 @@ void imap_bol_feed(struct imap_bol *b, const char *p, size_t n);
 
 /* The literal length a line announces at its end (line without its LF,
  * with or without the CR), or -1 for none. A count of more than
- * IMAP_BOL_DIGITS digits is UINT64_MAX: the stream never returns to a
- * boundary, so the BYE is never written (the safe side). */
-int imap_bol_announced(const char *line, size_t len, uint64_t *n);
+ * IMAP_BOL_DIGITS digits - or digits that run to the start of a line
+ * cut to its tail (cut: leading zeros may go on before it) - is
+ * UINT64_MAX: the stream never returns to a boundary, so the BYE is never
+ * written (the safe side). */
+int imap_bol_announced(const char *line, size_t len, bool cut, uint64_t *n);
 
 #endif

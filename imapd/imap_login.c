@@ -115,7 +115,6 @@ static bool before_auth(enum login_state st)
 static void failover(struct imap_login *l, const char *why)
 {
 	enter(l, LS_DIAL);
-	l->untagged = 0;	/* the next address's own */
 	upstream_failover(l->up, why);
 }
 
@@ -369,6 +368,7 @@ static void up_event(void *owner, struct upstream *up, enum upstream_event ev, c
 	switch (ev) {
 	case UPSTREAM_CONNECTED:
 		l->have_caps = 0;
+		l->untagged = 0;	/* each address its own 64 KiB */
 		enter(l, LS_GREETING);	/* the greeting comes first */
 		return;
 	case UPSTREAM_TLS_READY:

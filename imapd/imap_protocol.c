@@ -76,14 +76,14 @@ static bool sasl_step(struct imap_session *is)
 {
 	struct conn *c = is->s.conn;
 	size_t end = conn_in_line_end(c);
+	char line[IMAP_LINE_MAX + 2];	/* IMAP_LINE_MAX octets, CR, LF */
 	if (!end) {
-		if (conn_in_len(c) > IMAP_LINE_MAX) {
+		if (conn_in_len(c) > sizeof(line) - 1) {	/* no room left for the LF */
 			imap_reply(is, "* BAD Line too long");
 			imap_close(is, RESULT_ERROR);
 		}
 		return false;
 	}
-	char line[IMAP_LINE_MAX + 2];
 	if (end > sizeof(line)) {
 		/* The whole line arrived at once: the input buffer holds more
 		 * than a line (room for literals), so the limit is checked here

@@ -302,23 +302,30 @@ static void test_bol(void)
 	/* {n+}, ~{n} and {0}; not a literal: "{}", "{x}", "}" alone, "{3} x". */
 	CU_ASSERT_FALSE(bol_after("* X {3+}\r\n", 2));
 	CU_ASSERT_FALSE(bol_after("* X ~{3}\r\n", 2));
-	CU_ASSERT_TRUE(bol_after("* X {0}\r\n", 7));
+	CU_ASSERT_FALSE(bol_after("* X {0}\r\n", 7));	/* the response goes on */
+	CU_ASSERT_TRUE(bol_after("* X {0}\r\n)\r\n", 7));
 	CU_ASSERT_TRUE(bol_after("* X {}\r\n", 1));
 	CU_ASSERT_TRUE(bol_after("* X {x}\r\n", 1));
 	CU_ASSERT_TRUE(bol_after("* X }\r\n", 1));
 	CU_ASSERT_TRUE(bol_after("* X {3} x\r\n", 4));
 	/* An announcement longer than the tail kept still counts. */
 	CU_ASSERT_FALSE(bol_after("* X aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa {7}\r\nabc", 40));
+	/* Leading zeros longer than the tail kept: still a literal. */
+	CU_ASSERT_FALSE(bol_after("* 1 FETCH (BODY[] {0000000000000000000005}\r\nab\r\nc", 30));
+	CU_ASSERT_FALSE(bol_after("* 1 FETCH (BODY[] {00000000000000000005+}\r\nab\r\nc", 30));
 	/* A count too big for 64 bits never ends: the BYE is never written. */
 	uint64_t n;
-	CU_ASSERT_EQUAL(imap_bol_announced("{99999999999999999999}", 22, &n), 0);
+	CU_ASSERT_EQUAL(imap_bol_announced("{99999999999999999999}", 22, false, &n), 0);
 	CU_ASSERT_EQUAL(n, UINT64_MAX);
-	CU_ASSERT_EQUAL(imap_bol_announced("{18446744073709551615}\r", 23, &n), 0);
+	CU_ASSERT_EQUAL(imap_bol_announced("{18446744073709551615}\r", 23, false, &n), 0);
 	CU_ASSERT_EQUAL(n, UINT64_MAX);
-	CU_ASSERT_EQUAL(imap_bol_announced("{1234567890123456789}", 21, &n), 0);
+	CU_ASSERT_EQUAL(imap_bol_announced("{1234567890123456789}", 21, false, &n), 0);
 	CU_ASSERT_EQUAL(n, 1234567890123456789ULL);
-	CU_ASSERT_EQUAL(imap_bol_announced("1}", 2, &n), -1);
-	CU_ASSERT_EQUAL(imap_bol_announced("{+}", 3, &n), -1);
+	CU_ASSERT_EQUAL(imap_bol_announced("0000000000000000000005}\r", 24, true, &n), 0);
+	CU_ASSERT_EQUAL(n, UINT64_MAX);
+	CU_ASSERT_EQUAL(imap_bol_announced("0000000000000000000005}\r", 24, false, &n), -1);
+	CU_ASSERT_EQUAL(imap_bol_announced("1}", 2, false, &n), -1);
+	CU_ASSERT_EQUAL(imap_bol_announced("{+}", 3, false, &n), -1);
 }
 
 void register_tests(void)
