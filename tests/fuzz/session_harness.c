@@ -373,6 +373,11 @@ static void on_dialed(void *arg, struct sim_sock *s)
 	if (hx.nups == HX_MAX_UPS)
 		sim_fail("more than %d upstream connections in one input", HX_MAX_UPS);
 	struct hx_up *u = &hx.ups[hx.nups++];
+	/* A client that logs in again and again makes an upstream connection
+	 * each time: the table full, later dials are refused (as by a dead
+	 * upstream), not taken for a gateway that dials without end. */
+	if (hx.nups == HX_MAX_UPS)
+		sim_set_dial_policy(SIM_DIAL_REFUSE_NOW);
 	socklen_t len;
 	const struct sockaddr *sa = sim_sock_dest(s, &len);
 	memset(u, 0, sizeof(*u));
@@ -691,7 +696,12 @@ static void op(struct input *in)
 		if ((u = oldest_pending()))
 			sim_connect_resolve(u->sock, o == 'K');
 		break;
-	case 'P': sim_set_dial_policy((enum sim_dial_policy)(byte(in) % 3)); break;
+	case 'P': {
+		enum sim_dial_policy pol = (enum sim_dial_policy)(byte(in) % 3);
+		if (hx.nups < HX_MAX_UPS)	/* full: refused from now on */
+			sim_set_dial_policy(pol);
+		break;
+	}
 	case 'T': op_client_tls(in); break;
 	case 't': op_up_tls(in); break;
 	case 'w': {
