@@ -334,6 +334,11 @@ struct up_state {
 };
 
 static unsigned dots_2xx;	/* over the whole world */
+/* An upstream's replies stopped parsing while the gateway could still be
+ * reading replies queued ahead of the garbage (pipelined during a TLS
+ * handshake, say): the model no longer knows which commands they answer,
+ * so the delivered counts are not judged in this run. */
+static bool blind;
 static unsigned long delivered[HX_MAX_CLIENTS];
 
 static void up_new(struct hx_up *u)
@@ -439,6 +444,11 @@ static void up_in(struct hx_up *u, const unsigned char *p, size_t n)
 				 nl, total, u->cu->name);
 		}
 		if (rv < 0 || st->nreplies == MAX_PAIRS) {
+			account(st);
+			/* Replies parsed ahead of the commands they answer: the
+			 * gateway may still read and use them. */
+			if (st->nreplies > st->paired + (st->greeting ? 1u : 0u))
+				blind = true;
 			st->dead = true;
 			break;
 		}
@@ -707,13 +717,14 @@ static void world_end(void)
 	}
 	for (int i = 0; i < hx.nclients; i++)
 		total += delivered[i];
-	HX_CHECK(total <= dots_2xx, "delivered",
+	HX_CHECK(blind || total <= dots_2xx, "delivered",
 		 "the gateway counts %lu delivered message(s), the upstream accepted %u final dot(s)", total,
 		 dots_2xx);
-	HX_CHECK(client_dots_2xx <= dots_2xx, "delivered",
+	HX_CHECK(blind || client_dots_2xx <= dots_2xx, "delivered",
 		 "clients were told %u message(s) were accepted, the upstream accepted %u final dot(s)",
 		 client_dots_2xx, dots_2xx);
 	dots_2xx = client_dots_2xx = 0;
+	blind = false;
 	memset(delivered, 0, sizeof(delivered));
 }
 
@@ -739,6 +750,7 @@ static const struct hx_proto smtp_proto = {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	dots_2xx = client_dots_2xx = 0;
+	blind = false;
 	memset(delivered, 0, sizeof(delivered));
 	return hx_run(&smtp_proto, data, size);
 }
