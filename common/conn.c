@@ -649,7 +649,7 @@ static void conn_io(struct conn *c)
 		c->cb(c, CONN_EV_EOF, c->arg);
 		return;
 	}
-	if (c->want_drained && !c->out.len && !c->failed) {
+	if (c->want_drained && (c->failed ? c->fail_delivered : !c->out.len)) {
 		c->want_drained = 0;
 		conn_arm(c);
 		c->cb(c, CONN_EV_DRAINED, c->arg);
@@ -745,6 +745,11 @@ size_t conn_out_len(const struct conn *c)
 void conn_notify_drained(struct conn *c)
 {
 	c->want_drained = 1;
+	if (c->failed && c->fail_delivered) {
+		/* Nothing can drain any more: told at once (next round). */
+		ev_feed_event(loop, &c->rio, EV_READ);
+		return;
+	}
 	conn_arm(c);
 	if (c->handshaking && !c->out.len)
 		ev_feed_event(loop, &c->wio, EV_WRITE);	/* see conn_io */

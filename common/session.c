@@ -284,11 +284,12 @@ static bool on_end(struct session *s, enum conn_event ev)
 			return false;
 		return true;
 	case CONN_EV_ERROR:
-		if (s->state == SESSION_HANDSHAKE || s->state == SESSION_STARTTLS)
+		if (s->state == SESSION_HANDSHAKE || s->state == SESSION_STARTTLS) {
 			tls_failed(s);
-		else
-			session_set_result(s, RESULT_ERROR);
-		return true;
+			return true;
+		}
+		session_set_result(s, RESULT_ERROR);
+		return !(s->state == SESSION_ACTIVE && s->ops->lost && s->ops->lost(s));
 	default:	/* CONN_EV_TIMEOUT */
 		if (s->state != SESSION_ACTIVE) {
 			if (conn_tls(s->conn) && !conn_tls_ready(s->conn))

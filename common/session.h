@@ -72,6 +72,11 @@ struct session_ops {
 	/* The client connection's inactivity timeout (ACTIVE): last words,
 	 * then session_close(), or re-arm. */
 	void (*timeout)(struct session *s);
+	/* The client connection failed (a reset) while ACTIVE (optional):
+	 * true keeps the session - it writes nothing more to the client -
+	 * until the protocol closes it, e.g. to learn the upstream's verdict
+	 * on a message whose end it has already relayed. */
+	bool (*lost)(struct session *s);
 	void (*deadline)(struct session *s);	/* optional: session_set_deadline fired */
 	void (*shutdown)(struct session *s);	/* optional: SIGTERM */
 	/* shutdown_timeout: last words (optional); the core then closes the

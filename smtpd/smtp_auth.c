@@ -168,7 +168,9 @@ void smtp_auth(struct smtp_session *ss, const char *args, size_t len)
 	ss->auth_first_seen = 0;
 	ss->auth_cancel = 0;	/* a cancel whose reply never came is not this exchange's */
 	ss->auth_abort = AUTH_ABORT_NONE;
-	if (ir)
+	/* "=" is an empty initial response (RFC 4954 §4): the server's 334
+	 * asks for the first real one - LOGIN's user name comes next. */
+	if (ir && !(irlen == 1 && ir[0] == '='))
 		note_response(ss, ir, irlen);
 	smtp_relay_command(ss, OP_AUTH, sb_str(&b), sb_len(&b), auth_reply);
 	explicit_bzero(line, sb_len(&b));	/* a PLAIN initial response */

@@ -204,6 +204,21 @@ static bool eof(struct session *s)
 	return true;
 }
 
+/* The client reset its connection. Once its final dot is with the
+ * upstream the message may be accepted whatever happens to the client
+ * (Postfix queues before it answers): the session stays for the verdict,
+ * so the log and metrics count what was delivered, then ends as after an
+ * EOF (nothing more can be read or written). */
+static bool lost(struct session *s)
+{
+	struct smtp_session *ss = smtp_of(s);
+	if (ss->state != SMTP_WAIT || ss->wait.op != OP_DOT || !ss->up)
+		return false;
+	ss->client_eof = 1;
+	conn_in_clear(s->conn);
+	return true;
+}
+
 static void timeout(struct session *s)
 {
 	struct smtp_session *ss = smtp_of(s);
@@ -296,7 +311,7 @@ const struct session_ops smtp_session_ops = {
 	/* from accept to the greeting, and after STARTTLS */
 	.start = start, .identified = identified, .greet = greet, .restarted = restarted,
 	/* the client's side */
-	.input = input, .eof = eof, .timeout = timeout, .deadline = deadline,
+	.input = input, .eof = eof, .timeout = timeout, .lost = lost, .deadline = deadline,
 	/* the end */
 	.kill = kill_, .closing = closing, .result = result, .log = log_keys, .upstream = upstream_addr, .free = free_,
 };

@@ -65,7 +65,7 @@ static void start_upstream(struct smtp_session *ss)
 			/* a relay peer's section name, or the SASL user when the
 			 * upstream is re-opened in an authenticated session */
 			.login = (ss->s.peer && ss->s.peer->relay) ? ss->s.peer->name
-				 : ss->authed ? ss->user : NULL,
+				 : ss->authed && ss->user && ss->user[0] ? ss->user : NULL,
 		},
 	};
 	ss->up = smtp_up_start(&p, up_cb, ss);
@@ -153,7 +153,10 @@ void smtp_relay_drop(struct smtp_session *ss, bool polite)
 		smtp_up_quit(&ss->up);
 	else
 		smtp_up_free(&ss->up);
-	if (ss->authed && !ss->s.listener->upstream->xclient)
+	/* A new upstream connection cannot be told who logged in: without
+	 * XCLIENT, or without a name to give it (XCLIENT LOGIN= empty is
+	 * refused), the session ends at the next command that needs it. */
+	if (ss->authed && (!ss->s.listener->upstream->xclient || !ss->user || !ss->user[0]))
 		ss->reconnect_closes = 1;
 	if (ss->state == SMTP_DATA) {
 		conn_read_start(ss->s.conn);	/* no drain will come: read on to the dot */

@@ -12,15 +12,15 @@ int smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *out)
 {
 	size_t pos = 0;
 	out->nlines = 0;
+	out->dropped = 0;
 	out->code = 0;
 	for (;;) {
 		/* Decided as soon as a limit is passed, never "need more"
-		 * beyond SMTP_REPLY_MAX_BYTES (the caller's buffer size). */
-		if (out->nlines == SMTP_REPLY_MAX_LINES)
-			return -1;
+		 * once SMTP_REPLY_MAX_BYTES (the caller's buffer size) are
+		 * there. */
 		const char *lf = memchr(buf + pos, '\n', len - pos);
 		if (!lf)
-			return len - pos > SMTP_REPLY_MAX_LINE + 1 ? -1 : 0;	/* + CR */
+			return len - pos > SMTP_REPLY_MAX_LINE + 1 || len >= SMTP_REPLY_MAX_BYTES ? -1 : 0;	/* + CR */
 		size_t end = (size_t)(lf - buf);	/* index of LF */
 		size_t llen = end - pos;
 		if (llen && buf[end - 1] == '\r')
@@ -43,9 +43,16 @@ int smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *out)
 		for (size_t i = 4; i < llen; i++)
 			if (l[i] == '\r' || l[i] == '\0')
 				return -1;
-		out->lines[out->nlines].text = llen > 4 ? l + 4 : l + llen;
-		out->lines[out->nlines].len = llen > 4 ? llen - 4 : 0;
-		out->nlines++;
+		/* RFC 5321 sets no line count: past SMTP_REPLY_MAX_LINES the
+		 * last slot takes each new line, so the first lines and the
+		 * final one are kept (and the code is known). */
+		size_t slot = out->nlines < SMTP_REPLY_MAX_LINES ? out->nlines : SMTP_REPLY_MAX_LINES - 1;
+		out->lines[slot].text = llen > 4 ? l + 4 : l + llen;
+		out->lines[slot].len = llen > 4 ? llen - 4 : 0;
+		if (out->nlines < SMTP_REPLY_MAX_LINES)
+			out->nlines++;
+		else
+			out->dropped++;
 		pos = end + 1;
 		if (sep == ' ') {
 			out->total = pos;

@@ -1,7 +1,9 @@
 /* smtp_reply: pure parsing of upstream SMTP replies (RFC 5321 §4.2:
  * "ddd-text" continuation lines and a final "ddd text" line, same code
- * throughout) with bounds on line length and line count, and of the EHLO
- * keywords the gateway cares about. Fuzzed by tests/fuzz/fuzz_smtp_reply.c. */
+ * throughout) with bounds on line length and on the whole reply's bytes,
+ * and of the EHLO keywords the gateway cares about. A reply of more than
+ * SMTP_REPLY_MAX_LINES lines is kept shortened: its first lines and its
+ * last. Fuzzed by tests/fuzz/fuzz_smtp_reply.c. */
 #ifndef MG_SMTP_REPLY_H
 #define MG_SMTP_REPLY_H
 
@@ -9,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SMTP_REPLY_MAX_LINES 64
+#define SMTP_REPLY_MAX_LINES 64	/* lines kept: the first 63 and the last */
 #define SMTP_REPLY_MAX_LINE 2048	/* one line, code included, CRLF excluded */
 /* The most bytes a reply the parser accepts can take: whoever buffers
  * replies sizes its buffer from this, so a reply the parser would still
@@ -25,6 +27,7 @@ struct smtp_reply {
 	int code;
 	size_t nlines;
 	struct smtp_reply_line lines[SMTP_REPLY_MAX_LINES];
+	size_t dropped;		/* lines left out between those kept */
 	size_t total;		/* bytes of input the reply used */
 };
 

@@ -437,10 +437,10 @@ static void up_in(struct hx_up *u, const unsigned char *p, size_t n)
 		if (rv < 0) {
 			/* Refused only beyond the parser's documented bounds
 			 * (smtp_reply.h: SMTP_REPLY_MAX_LINE octets a line,
-			 * SMTP_REPLY_MAX_LINES lines). */
+			 * SMTP_REPLY_MAX_BYTES a reply; any number of lines). */
 			size_t total = 0, nl = 0;
-			HX_CHECK(rfc_reply(st->rbuf + pos, st->rlen - pos, &total, &nl) != 1 || total > 65536 ||
-				 nl > SMTP_REPLY_MAX_LINES, "reply-limit", "a well-formed %zu-line, %zu-byte reply from %s counts as malformed",
+			HX_CHECK(rfc_reply(st->rbuf + pos, st->rlen - pos, &total, &nl) != 1 ||
+				 total >= SMTP_REPLY_MAX_BYTES, "reply-limit", "a well-formed %zu-line, %zu-byte reply from %s counts as malformed",
 				 nl, total, u->cu->name);
 		}
 		if (rv < 0 || st->nreplies == MAX_PAIRS) {

@@ -78,7 +78,7 @@ class LoginEmptyInitialResponse(GatewayTest):
         self.assertEqual(c.reply()[0], 250)
         c.expect("QUIT", 221)
         self.pf.wait_log(r"client=unknown\[127\.0\.0\.23\], sasl_method=XCLIENT, sasl_username=alice")
-        self.gw.wait_log(r"client=127\.0\.0\.23:\d+ helo=sasl\.test user=alice msgs=1")
+        self.gw.wait_log(r"client=127\.0\.0\.23:\d+ .*helo=sasl\.test user=alice msgs=1")
 
 
 class SlowDot(ScriptedSmtp):

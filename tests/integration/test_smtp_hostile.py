@@ -168,10 +168,25 @@ class UpstreamReplies(GatewayTest):
         c.expect("EHLO x.test", 250)
         return c
 
-    def test_reply_over_the_line_limit_fails_at_once(self):
-        """70 lines: more than the parser takes, less than 64 KiB - the
-        client gets its answer at once, not after timeout_reply."""
+    def test_reply_over_the_line_count_is_relayed_shortened(self):
+        """70 lines: RFC 5321 sets no line count, so the reply counts (its
+        code is the upstream's answer) and reaches the client at once,
+        shortened to the first 63 lines and the last."""
         many = b"".join(b"250-line %d\r\n" % i for i in range(69)) + b"250 ok\r\n"
+        c = self.gateway_to({"MAIL": many})
+        t0 = time.time()
+        code, lines = c.cmd("MAIL FROM:<a@test.example>")
+        self.assertEqual(code, 250, lines)
+        self.assertEqual(lines, ["250-line %d" % i for i in range(63)] + ["250 ok"])
+        self.assertLess(time.time() - t0, 10)
+        self.assertEqual(c.cmd("RCPT TO:<u@example.org>")[0], 250)    # the session goes on
+
+    def test_reply_over_the_byte_limit_fails_at_once(self):
+        """Over SMTP_REPLY_MAX_BYTES (64 lines of 2,048 octets) without
+        an end: the client gets its answer at once, not after
+        timeout_reply."""
+        line = b"250-" + b"y" * 2000 + b"\r\n"
+        many = line * 70 + b"250 ok\r\n"
         c = self.gateway_to({"MAIL": many})
         t0 = time.time()
         code, lines = c.cmd("MAIL FROM:<a@test.example>")

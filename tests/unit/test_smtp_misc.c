@@ -47,6 +47,31 @@ static void test_reply(void)
 	CU_ASSERT_EQUAL(smtp_reply_parse(big, SMTP_REPLY_MAX_LINE + 1, &r), 0);
 	big[SMTP_REPLY_MAX_LINE + 1] = '\n';
 	CU_ASSERT_EQUAL(smtp_reply_parse(big, SMTP_REPLY_MAX_LINE + 2, &r), 1);
+
+	/* Any number of lines: the first 63 and the last are kept. */
+	static char many[100 * 16];
+	size_t n = 0;
+	for (int i = 0; i < 99; i++)
+		n += (size_t)sprintf(many + n, "250-l%02d\r\n", i);
+	n += (size_t)sprintf(many + n, "250 end\r\n");
+	CU_ASSERT_EQUAL(smtp_reply_parse(many, n, &r), 1);
+	CU_ASSERT_EQUAL(r.code, 250);
+	CU_ASSERT_EQUAL(r.nlines, SMTP_REPLY_MAX_LINES);
+	CU_ASSERT_EQUAL(r.dropped, 100 - SMTP_REPLY_MAX_LINES);
+	CU_ASSERT_EQUAL(r.total, n);
+	CU_ASSERT_NSTRING_EQUAL(r.lines[62].text, "l62", 3);
+	CU_ASSERT_NSTRING_EQUAL(r.lines[63].text, "end", 3);
+	for (size_t i = 0; i < n; i++)	/* incomplete at every split */
+		CU_ASSERT_EQUAL(smtp_reply_parse(many, i, &r), 0);
+	/* No end within SMTP_REPLY_MAX_BYTES: decided, not waited for. */
+	static char endless[SMTP_REPLY_MAX_BYTES + 16];
+	n = 0;
+	while (n + 8 <= SMTP_REPLY_MAX_BYTES)
+		n += (size_t)sprintf(endless + n, "250-xx\r\n");
+	while (n < SMTP_REPLY_MAX_BYTES)
+		endless[n++] = 'x';
+	CU_ASSERT_EQUAL(smtp_reply_parse(endless, n, &r), -1);
+	CU_ASSERT_EQUAL(smtp_reply_parse(endless, n - 1, &r), 0);
 }
 
 /* The parser decides (1 or -1) before its input reaches
