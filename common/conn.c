@@ -739,7 +739,10 @@ void conn_uncork(struct conn *c)
 
 size_t conn_out_len(const struct conn *c)
 {
-	return c->out.len;
+	/* A failed conn sends nothing more: what it still holds is no
+	 * backlog to wait for (an owner that outlives the failure, see
+	 * session ops->lost, must never wait for it to drain). */
+	return c->failed ? 0 : c->out.len;
 }
 
 void conn_notify_drained(struct conn *c)

@@ -12,6 +12,7 @@
 #include "xmem.h"
 
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 
 /* The user name of an AUTH exchange comes from the client's FIRST
@@ -35,6 +36,23 @@ static void note_response(struct smtp_session *ss, const char *b64, size_t len)
 		if (sasl_login_name(b64, len, name) == 0)
 			ss->auth_user = xstrdup(name);
 	}
+}
+
+/* Whether a 334's challenge asks for the user name ("Username:", "User
+ * Name", as LOGIN servers word it) - after "AUTH LOGIN =" a server may
+ * take the "=" as an empty name and ask for the password next (Exim). */
+static bool asks_user_name(const struct smtp_reply *r)
+{
+	unsigned char *d;
+	size_t n;
+	if (r->nlines != 1 || b64_decode(r->lines[0].text, r->lines[0].len, &d, &n) < 0)
+		return false;
+	while (n && (d[n - 1] == ':' || d[n - 1] == ' '))
+		n--;
+	bool yes = (n == 8 && !strncasecmp((char *)d, "username", 8)) ||
+		   (n == 9 && !strncasecmp((char *)d, "user name", 9));
+	free(d);
+	return yes;
 }
 
 static void auth_reply(struct smtp_session *ss, const struct smtp_reply *r)
@@ -66,6 +84,11 @@ static void auth_reply(struct smtp_session *ss, const struct smtp_reply *r)
 		return;
 	}
 	if (r->code == 334) {
+		if (ss->auth_need_prompt) {
+			ss->auth_need_prompt = 0;
+			if (!asks_user_name(r))
+				ss->auth_first_seen = 1;	/* what comes next is no name */
+		}
 		smtp_enter(ss, SMTP_AUTH);
 		return;
 	}
@@ -166,12 +189,15 @@ void smtp_auth(struct smtp_session *ss, const char *args, size_t len)
 	memcpy(ss->auth_mech, mech, sizeof(mech));
 	XFREE(ss->auth_user);
 	ss->auth_first_seen = 0;
+	ss->auth_need_prompt = 0;
 	ss->auth_cancel = 0;	/* a cancel whose reply never came is not this exchange's */
 	ss->auth_abort = AUTH_ABORT_NONE;
 	/* "=" is an empty initial response (RFC 4954 §4): the server's 334
 	 * asks for the first real one - LOGIN's user name comes next. */
 	if (ir && !(irlen == 1 && ir[0] == '='))
 		note_response(ss, ir, irlen);
+	else if (ir && !strcmp(mech, "LOGIN"))
+		ss->auth_need_prompt = 1;
 	smtp_relay_command(ss, OP_AUTH, sb_str(&b), sb_len(&b), auth_reply);
 	explicit_bzero(line, sb_len(&b));	/* a PLAIN initial response */
 }

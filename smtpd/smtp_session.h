@@ -95,6 +95,7 @@ struct smtp_session {
 	unsigned helo : 1, esmtp : 1, authed : 1, in_tx : 1, utf8 : 1, skip_line : 1,
 	    relay_denied : 1, quit_seen : 1, reconnect_closes : 1, wait_rdns : 1,
 	    auth_first_seen : 1,	/* the running AUTH exchange had its first response */
+	    auth_need_prompt : 1,	/* LOGIN began with "=": a name only after "Username:" */
 	    auth_cancel : 1,		/* a "*" went upstream: the exchange must end */
 	    client_eof : 1,		/* the client half-closed: it sends nothing more */
 	    data_paused : 1;		/* DATA reading stopped: the upstream is behind */

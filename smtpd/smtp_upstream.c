@@ -147,6 +147,9 @@ static void on_ehlo(struct smtp_upstream *su, const struct smtp_reply *r)
 		upstream_failover(su->up, "EHLO refused");
 		return;
 	}
+	if (r->dropped)	/* keywords in the lines left out are not seen */
+		log_warn("upstream %s: an EHLO reply of %zu lines: only its first %d and its last were read",
+			 su->p.cu->name, r->nlines + r->dropped, SMTP_REPLY_MAX_LINES - 1);
 	if (su->st == DS_EHLO && su->p.cu->tls == TLS_MODE_STARTTLS) {
 		struct smtp_ehlo_ext ext;
 		smtp_ehlo_parse(r, &ext);

@@ -28,8 +28,8 @@ import socket
 import struct
 import time
 
-from mgtest import (GatewayTest, ScriptedSmtp, Smtp, free_port, listener, main, message, need,
-                    send_message, smtpd_conf)
+from mgtest import (GatewayTest, ScriptedSmtp, Smtp, ehlo_until, free_port, listener, main, message,
+                    need, send_message, smtpd_conf)
 
 
 class LoginEmptyInitialResponse(GatewayTest):
@@ -79,6 +79,37 @@ class LoginEmptyInitialResponse(GatewayTest):
         c.expect("QUIT", 221)
         self.pf.wait_log(r"client=unknown\[127\.0\.0\.23\], sasl_method=XCLIENT, sasl_username=alice")
         self.gw.wait_log(r"client=127\.0\.0\.23:\d+ .*helo=sasl\.test user=alice msgs=1")
+
+
+class LoginEqualsThenPassword(GatewayTest):
+    """Review 11 of the fix above: after "AUTH LOGIN =" Exim takes the
+    "=" as an empty user name and asks for the PASSWORD next ("334
+    UGFzc3dvcmQ6"). The answer to that must never be taken for a user name:
+    not logged (auth-failed user=...), not kept, not forwarded."""
+
+    def test_password_after_equals_is_never_a_user_name(self):
+        password = "Hunter2Exim"
+        b64 = base64.b64encode(password.encode()).decode()
+        up = ScriptedSmtp({"EHLO": b"250-scripted.test\r\n250 AUTH PLAIN LOGIN\r\n",
+                           "AUTH": b"334 UGFzc3dvcmQ6\r\n",
+                           b64.upper(): b"535 5.7.8 Incorrect authentication data\r\n"})
+        self.addCleanup(up.stop)
+        p = free_port()
+        gw = self.gateway(smtpd_conf(self.pki, up.port, listener("local", p, "none",
+                                                                 'relay_networks = "127.0.0.1/32"')), [p],
+                          extra_args=["-d"])
+        c = Smtp(p)
+        c.reply()
+        ehlo_until(c, "AUTH", "exim.test")
+        self.assertEqual(c.cmd("AUTH LOGIN =")[0], 334)
+        self.assertEqual(c.cmd(b64)[0], 535)
+        c.expect("QUIT", 221)
+        line = gw.wait_log(r"auth-failed session=\S+ client=127\.0\.0\.1.*").group(0)
+        self.assertNotIn("user=", line)
+        self.assertIn(b64, up.commands)         # it did reach the upstream, as a SASL line
+        gw.wait_log(r"result=")
+        self.assertNotIn(password, gw.log())
+        self.assertNotIn(b64, gw.log())
 
 
 class SlowDot(ScriptedSmtp):
