@@ -1148,6 +1148,10 @@ class ScriptedSmtp(LoopbackServer):
         self.commands = []
         super().__init__(serial=True)
 
+    def dot(self, conn):
+        """The final dot arrived: answer it (a subclass may take its time)."""
+        conn.sendall(self.replies.get("DOT", b"250 queued\r\n"))
+
     def handle(self, conn):
         conn.sendall(self.replies["GREETING"])
         data = False
@@ -1155,7 +1159,7 @@ class ScriptedSmtp(LoopbackServer):
             if data:
                 if line == b".":
                     data = False
-                    conn.sendall(self.replies.get("DOT", b"250 queued\r\n"))
+                    self.dot(conn)
                 continue
             verb = line.split(b" ")[0].split(b":")[0].decode("ascii", "replace").upper()
             self.commands.append(line.decode("utf-8", "replace"))

@@ -119,26 +119,12 @@ class SlowDot(ScriptedSmtp):
     def __init__(self, delay):
         self.delay = delay
         self.dots = 0
-        super().__init__({"DATA": b"354 go\r\n"})
+        super().__init__({"DATA": b"354 go\r\n", "DOT": b"250 2.0.0 Ok: queued as 4XYZ\r\n"})
 
-    def handle(self, conn):
-        conn.sendall(self.replies["GREETING"])
-        data = False
-        for line in self.lines(conn):
-            if data:
-                if line == b".":
-                    data = False
-                    self.dots += 1
-                    time.sleep(self.delay)
-                    conn.sendall(b"250 2.0.0 Ok: queued as 4XYZ\r\n")
-                continue
-            verb = line.split(b" ")[0].split(b":")[0].decode("ascii", "replace").upper()
-            self.commands.append(line.decode("utf-8", "replace"))
-            conn.sendall(self.replies.get(verb, b"250 ok\r\n"))
-            if verb == "DATA":
-                data = True
-            if verb == "QUIT":
-                return
+    def dot(self, conn):
+        self.dots += 1
+        time.sleep(self.delay)
+        super().dot(conn)
 
 
 class ResetAfterFinalDot(GatewayTest):
